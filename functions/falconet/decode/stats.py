@@ -1,0 +1,65 @@
+"""Per-record accounting for decoders: what was read, what was evaluated, what was not and why."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+# Reasons a record is rejected (bad input). The first is Falco's own wording (k8saudit plugin).
+NOT_AUDIT_EVENT = "data not recognized as a k8s audit event"
+NOT_JSON = "not JSON"
+BAD_TIMESTAMP = "no or invalid stageTimestamp"
+TOO_LARGE = "event over the size limit"
+
+MAX_PROBLEMS = 10  # how many rejected records are kept with their position and a snippet
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    reason: str
+    position: str  # e.g. "audit.log:3", "s3://bucket/key:record 17"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    records: int = 0  # records looked at: lines, array items, log events
+    events: int = 0  # audit events handed on for evaluation
+    rejected: Counter[str] = field(default_factory=Counter)  # bad input, by reason
+    skipped: Counter[str] = field(default_factory=Counter)  # expected non-audit records, by reason
+    problems: list[Problem] = field(default_factory=list)  # the first MAX_PROBLEMS rejections
+
+    def reject(self, reason: str, position: str, detail: str = "") -> None:
+        self.rejected[reason] += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(reason, position, detail[:200]))
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def merge(self, other: DecodeStats) -> None:
+        self.records += other.records
+        self.events += other.events
+        self.rejected.update(other.rejected)
+        self.skipped.update(other.skipped)
+        room = MAX_PROBLEMS - len(self.problems)
+        if room > 0:
+            self.problems.extend(other.problems[:room])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "events": self.events,
+            "rejected": self.rejected_total,
+            "rejected_by_reason": dict(self.rejected),
+            "skipped_by_reason": dict(self.skipped),
+            "problems": [str(p) for p in self.problems],
+        }

@@ -1,0 +1,80 @@
+"""RFC 3339 timestamps with nanoseconds, as the k8saudit plugin reads and Falco prints them.
+
+The plugin parses `stageTimestamp` with Go's `time.RFC3339Nano` layout and drops the event when that
+fails; the parsed time is the event time (`jevt.rawtime`, `evt.time`, the alert's `time`).
+Parsing is on the per-event path, so the date-and-seconds prefix is cached: consecutive events of a
+batch share it, and the rest is a few slices and an `int()`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+
+_PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\Z")
+_ZONE = re.compile(r"([+-])(\d{2}):(\d{2})\Z")
+_cache: dict[str, int] = {}
+_CACHE_MAX = 4096
+
+
+def _seconds(prefix: str) -> int | None:
+    m = _PREFIX.match(prefix)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups())
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
+def parse_rfc3339_ns(value: object) -> int | None:
+    """Nanoseconds since the epoch for an RFC 3339 (nano) timestamp, or None if it is not one."""
+    if type(value) is not str or len(value) < 20:
+        return None
+    key = value[:19]
+    base = _cache.get(key)
+    if base is None:
+        base = _seconds(key)
+        if base is None:
+            return None
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = base
+    rest = value[19:]
+    nanos = 0
+    if rest[0] == ".":
+        end = 1
+        n = len(rest)
+        while end < n and "0" <= rest[end] <= "9":
+            end += 1
+        digits = rest[1:end]
+        if not digits:
+            return None
+        nanos = int((digits + "00000000")[:9])
+        rest = rest[end:]
+    if rest == "Z":
+        offset = 0
+    else:
+        m = _ZONE.match(rest)
+        if m is None:
+            return None
+        sign, hh, mm = m.groups()
+        if int(hh) > 23 or int(mm) > 59:
+            return None
+        offset = (int(hh) * 3600 + int(mm) * 60) * (1 if sign == "+" else -1)
+    return (base - offset) * 1_000_000_000 + nanos
+
+
+def format_iso8601_ns(ns: int) -> str:
+    """UTC `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, as Falco's JSON `time` and `evt.time.iso8601`."""
+    secs, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+
+
+def format_local_time_ns(ns: int) -> str:
+    """Local `HH:MM:SS.nnnnnnnnn`, as Falco's `evt.time` (the text output prefix)."""
+    secs, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(secs)) + f".{nanos:09d}"
