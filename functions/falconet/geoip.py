@@ -34,7 +34,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
@@ -170,17 +170,33 @@ def parse_ip(text: object) -> IPv4Address | IPv6Address | None:
     return address
 
 
+def _ranges(
+    table: Sequence[tuple[str, Sequence[IPv4Network | IPv6Network]]],
+) -> tuple[tuple[int, int, str], ...]:
+    return tuple(
+        (int(net.network_address), int(net.broadcast_address), scope)
+        for scope, nets in table
+        for net in nets
+    )
+
+
+# The tables flattened to integer bounds, same order: comparing ints is several times cheaper than
+# `address in network` (bench/geoip_cost.py, "per distinct public address").
+_V4_RANGES: Final = _ranges(_V4_TABLE)
+_V6_RANGES: Final = _ranges(_V6_TABLE)
+_V6_PUBLIC_RANGES: Final = _ranges([(PUBLIC, _V6_PUBLIC)])
+
+
 def scope_of(address: IPv4Address | IPv6Address) -> str:
     """The scope of a parsed address (see `ip_scope`)."""
-    if isinstance(address, IPv4Address):
-        for scope, v4_networks in _V4_TABLE:
-            if any(address in network for network in v4_networks):
-                return scope
-        return PUBLIC
-    for scope, v6_networks in _V6_TABLE:
-        if any(address in network for network in v6_networks):
+    value = int(address)
+    v4 = address.version == 4
+    for low, high, scope in _V4_RANGES if v4 else _V6_RANGES:
+        if low <= value <= high:
             return scope
-    return PUBLIC if any(address in network for network in _V6_PUBLIC) else RESERVED
+    if v4 or any(low <= value <= high for low, high, _ in _V6_PUBLIC_RANGES):
+        return PUBLIC
+    return RESERVED
 
 
 def ip_scope(text: object) -> str | None:
@@ -219,26 +235,6 @@ class Location:
     asn: int | None = None  # autonomous system number, e.g. 12322
     as_org: str | None = None  # autonomous system organisation, e.g. "Free SAS"
 
-    def merged(self, other: Location) -> Location:
-        """This location with every unset field taken from `other` (the first database wins)."""
-        return Location(
-            country=self.country if self.country is not None else other.country,
-            country_name=self.country_name if self.country_name is not None else other.country_name,
-            city=self.city if self.city is not None else other.city,
-            asn=self.asn if self.asn is not None else other.asn,
-            as_org=self.as_org if self.as_org is not None else other.as_org,
-        )
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.country is None
-            and self.country_name is None
-            and self.city is None
-            and self.asn is None
-            and self.as_org is None
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -259,17 +255,48 @@ class GeoIPStats:
     errors: int  # lookups a database failed (the address then has no location)
 
 
-def _get(record: Mapping[str, object], *keys: str) -> object:
+# A record's fields in `Location` order: country, country_name, city, asn, as_org.
+_Fields = tuple[str | None, str | None, str | None, int | None, str | None]
+_NO_FIELDS: Final[_Fields] = (None, None, None, None, None)
+
+
+def _get(record: dict[str, object], *keys: str) -> object:
+    # `dict`, not `Mapping`: maxminddb decodes maps to dicts, and an ABC isinstance check costs
+    # more than the whole look-up.
     value: object = record
     for key in keys:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict:
             return None
         value = value.get(key)
     return value
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if type(value) is str and value else None
+
+
+def _fields(record: object) -> _Fields:
+    if type(record) is not dict:
+        return _NO_FIELDS
+    iso = _text(_get(record, "country", "iso_code"))
+    asn = record.get("autonomous_system_number")
+    if asn is None:
+        asn = _get(record, "traits", "autonomous_system_number")
+    as_org = record.get("autonomous_system_organization")
+    if as_org is None:
+        as_org = _get(record, "traits", "autonomous_system_organization")
+    return (
+        iso.upper() if iso is not None and len(iso) == 2 and iso.isascii() else None,
+        _text(_get(record, "country", "names", "en")),
+        _text(_get(record, "city", "names", "en")),
+        # `type() is int` also refuses bool: a database saying `true` is not saying AS1.
+        asn if type(asn) is int and asn > 0 else None,
+        _text(as_org),
+    )
+
+
+def _location(fields: _Fields) -> Location | None:
+    return None if fields == _NO_FIELDS else Location(*fields)
 
 
 def location_from_record(record: object) -> Location | None:
@@ -280,24 +307,7 @@ def location_from_record(record: object) -> Location | None:
     Enterprise put them under `traits`, read as well). Values of an unexpected type are ignored,
     so an odd database yields fewer fields, never an exception.
     """
-    if not isinstance(record, Mapping):
-        return None
-    iso = _text(_get(record, "country", "iso_code"))
-    asn = _get(record, "autonomous_system_number")
-    if asn is None:
-        asn = _get(record, "traits", "autonomous_system_number")
-    as_org = _get(record, "autonomous_system_organization")
-    if as_org is None:
-        as_org = _get(record, "traits", "autonomous_system_organization")
-    location = Location(
-        country=iso.upper() if iso is not None and len(iso) == 2 and iso.isascii() else None,
-        country_name=_text(_get(record, "country", "names", "en")),
-        city=_text(_get(record, "city", "names", "en")),
-        # bool is an int subclass; a database saying `true` is not saying AS1.
-        asn=asn if isinstance(asn, int) and not isinstance(asn, bool) and asn > 0 else None,
-        as_org=_text(as_org),
-    )
-    return None if location.empty else location
+    return _location(_fields(record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +511,7 @@ class GeoIP:
     def _locate(self, address: IPv4Address | IPv6Address) -> Location | None:
         with self._lock:
             self._db_lookups += 1
-        merged: Location | None = None
+        merged = _NO_FIELDS
         for database in self._databases:
             if address.version > database.ip_version:
                 continue
@@ -513,10 +523,18 @@ class GeoIP:
                 # database, the batch goes on, and the log says so once per database.
                 self._lookup_failed(database.path, address, error)
                 continue
-            found = location_from_record(record)
-            if found is not None:
-                merged = found if merged is None else merged.merged(found)
-        return merged
+            found = _fields(record)
+            if merged == _NO_FIELDS:
+                merged = found
+            elif found != _NO_FIELDS:  # the first database that has a field wins it
+                merged = (
+                    merged[0] if merged[0] is not None else found[0],
+                    merged[1] if merged[1] is not None else found[1],
+                    merged[2] if merged[2] is not None else found[2],
+                    merged[3] if merged[3] is not None else found[3],
+                    merged[4] if merged[4] is not None else found[4],
+                )
+        return _location(merged)
 
     def _lookup_failed(
         self, path: str, address: IPv4Address | IPv6Address, error: Exception
@@ -529,9 +547,12 @@ class GeoIP:
             log.warning("geoip database %s failed to look up %s: %s", path, address, error)
 
 
-def describe(ip: str | None, location: Location | None) -> str:
+def describe(ip: str | None, location: Location | None, scope: str | None = None) -> str:
     """The short "where" of an alert: `81.2.69.160 (Paris, FR)`, `10.23.2.45 (private)`, or just
     the address when nothing is known. `<NA>` (Falco's word for missing) when there is no address.
+
+    Pass `scope` when it is known (`Source.scope`) to spare parsing `ip` again: with a resolved
+    source that is `describe(source.ip, source.location, source.scope)`.
     """
     if not ip:
         return "<NA>"
@@ -541,5 +562,6 @@ def describe(ip: str | None, location: Location | None) -> str:
             place = f"AS{location.asn}" + (f" {location.as_org}" if location.as_org else "")
         if place:
             return f"{ip} ({place})"
-    scope = ip_scope(ip)
+    if scope is None:
+        scope = ip_scope(ip)
     return f"{ip} ({scope})" if scope is not None and scope != PUBLIC else ip

@@ -648,7 +648,22 @@ def test_describe(ip: str | None, location: Location | None, text: str) -> None:
     assert describe(ip, location) == text
 
 
-def test_describe_from_a_resolved_source(geo: GeoIP) -> None:
-    source = geo.resolve("::ffff:81.2.69.160")
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("::ffff:81.2.69.160", "81.2.69.160 (London, GB)"),
+        ("[::1]:6443", "::1 (loopback)"),
+        ("100.64.0.1", "100.64.0.1 (shared)"),
+        ("8.8.8.8", "8.8.8.8"),
+    ],
+)
+def test_describe_from_a_resolved_source(geo: GeoIP, text: str, expected: str) -> None:
+    source = geo.resolve(text)
     assert source is not None
-    assert describe(source.ip, source.location) == "81.2.69.160 (London, GB)"
+    assert describe(source.ip, source.location, source.scope) == expected
+    assert describe(source.ip, source.location) == expected
+
+
+def test_describe_trusts_the_given_scope() -> None:
+    assert describe("10.23.2.45", None, "public") == "10.23.2.45"
+    assert describe("81.2.69.160", None, "private") == "81.2.69.160 (private)"
