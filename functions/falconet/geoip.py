@@ -51,17 +51,16 @@ ENV_VAR: Final = "FALCONET_GEOIP_DB"
 INSTALL_HINT: Final = "pip install 'falconet[geoip]'"
 DOCS: Final = "docs/geoip.md"
 
-# One cache entry is a short string key and a small frozen object (~300 bytes); 4096 of them is
-# about 1 MiB. A batch has far fewer distinct client addresses than that (an API server sees its
-# nodes, controllers and a handful of humans), so every distinct address of a batch is looked up
-# once: that is how "looked up once per distinct IP per batch" is met without any per-batch state.
-# Beyond 4096 distinct addresses the least recently used are evicted and may be looked up again,
-# which costs a few microseconds each and changes no answer (the database never changes while the
-# process lives).
+# A batch has far fewer distinct client addresses than 4096 (an API server sees its nodes, its
+# controllers and a handful of humans), so every distinct address of a batch is looked up once: that
+# is how "looked up once per distinct IP per batch" is met without any per-batch state. Beyond 4096
+# the least recently used are evicted and may be looked up again, which costs microseconds and
+# changes no answer (the database does not change while the process lives). A full cache holds
+# about 1.6 MiB (tracemalloc, 4096 public addresses, both caches of `GeoIP`).
 DEFAULT_CACHE_SIZE: Final = 4096
 
 # The longest address form accepted, `[` + IPv6 with embedded IPv4 (45) + `%` zone + `]:65535`, fits
-# in 64 characters with a zone name of up to 11. Longer text is not an address; refusing it before
+# in 64 characters with a zone name of up to 10. Longer text is not an address; refusing it before
 # parsing keeps cache keys small whatever an event carries.
 _MAX_TEXT = 64
 
@@ -320,9 +319,15 @@ class _Database:
 
 # Addresses looked up once when a database is opened. A corrupt search tree or data section is
 # found by lookups, not by opening (the reader checks only the metadata and sizes); these probes
-# walk the tree from its root down two well-known paths so a damaged file fails the cold start
-# rather than the first batch. Lookup errors later are still caught (see `GeoIP._locate`).
+# walk the tree from its root down a few well-known paths so that a damaged file fails the cold
+# start rather than the first batch. Lookup errors later are still caught (see `GeoIP._locate`).
 _PROBES: Final = (IPv4Address("1.1.1.1"), IPv4Address("8.8.8.8"), IPv6Address("2606:4700::1111"))
+
+
+# Words in the `database_type` of databases whose records have fields `_fields` reads: GeoLite2 and
+# GeoIP2 City/Country/ASN/ISP/Enterprise, DBIP-City-Lite, DBIP-Country-Lite, DBIP-ASN-Lite,
+# DBIP-Location-ISP. Others (Anonymous-IP, Connection-Type, Domain...) add nothing.
+_USEFUL_TYPES: Final = ("city", "country", "asn", "isp", "enterprise", "location")
 
 
 def _open_one(path: str, origin: str) -> _Database:
@@ -369,6 +374,14 @@ def _open_one(path: str, origin: str) -> _Database:
                     f"{where}: the MaxMind DB file is corrupt ({error}); "
                     f"download it again, or unset {origin}"
                 ) from None
+    if not any(word in database.database_type.lower() for word in _USEFUL_TYPES):
+        # Opening succeeded, so this is a configuration mistake that fails nothing: say so once.
+        log.warning(
+            "geoip database %s is of type %r, which has none of the fields falconet reads "
+            "(country, city, autonomous system); expected a City, Country or ASN database",
+            path,
+            database.database_type,
+        )
     return database
 
 

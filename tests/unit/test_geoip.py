@@ -345,9 +345,10 @@ def test_disabled_gives_scopes_and_no_locations() -> None:
     assert geo.stats().db_lookups == 0
 
 
-def test_concurrent_resolves_agree(geo: GeoIP) -> None:
+def test_concurrent_resolves_agree(geo: GeoIP, city_db: str, asn_db: str) -> None:
     ips = [f"81.2.69.{i}" for i in range(50)] + ["10.0.0.1", "2a01:e0a::1", "8.8.4.4"]
-    expected = {ip: GeoIP.open(geo_paths(geo)).resolve(ip) for ip in ips}
+    reference = GeoIP.open([city_db, asn_db])
+    expected = {ip: reference.resolve(ip) for ip in ips}
     barrier = threading.Barrier(8)
 
     def work(seed: int) -> list[tuple[str, object]]:
@@ -359,10 +360,6 @@ def test_concurrent_resolves_agree(geo: GeoIP) -> None:
         results = list(pool.map(work, range(8)))
     assert all(answer == expected[ip] for result in results for ip, answer in result)
     assert geo.stats().db_lookups <= 2 * 52  # a racing miss may look up twice, never more
-
-
-def geo_paths(geo: GeoIP) -> list[str]:
-    return [entry.rsplit(" (", 1)[0] for entry in geo.databases]
 
 
 # --- several databases -------------------------------------------------------------------------
@@ -566,6 +563,25 @@ def test_no_database_configured_warns_once(
     assert "FALCONET_GEOIP_DB" in message
     assert "pip install 'falconet[geoip]'" in message
     assert "docs/geoip.md" in message
+
+
+def test_database_without_useful_fields_warns(
+    dbdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = build_db(
+        dbdir / "anon.mmdb",
+        {"81.2.69.0/24": {"is_anonymous": True}},
+        database_type="GeoIP2-Anonymous-IP",
+    )
+    with caplog.at_level(logging.WARNING, logger="falconet.geoip"):
+        geo = GeoIP.open(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"geoip database {path} is of type 'GeoIP2-Anonymous-IP', which has none of the fields "
+        "falconet reads (country, city, autonomous system); "
+        "expected a City, Country or ASN database"
+    ]
+    assert geo.lookup("81.2.69.1") is None
+    assert geo.stats().db_lookups == 1
 
 
 def test_configured_database_does_not_warn(city_db: str, caplog: pytest.LogCaptureFixture) -> None:
