@@ -523,6 +523,43 @@ def test_corrupt_file_golden_message(city_db: str, tmp_path: Path) -> None:
     )
 
 
+def test_pure_python_reader_fails_the_same_way(city_db: str, asn_db: str, tmp_path: Path) -> None:
+    # Where maxminddb has no C extension (no wheel for the platform), MODE_AUTO falls back to the
+    # pure-Python reader, whose errors differ (an empty file is a ValueError from mmap there).
+    paths = [str(p) for p in corrupt_copies(city_db, tmp_path).values()]
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["maxminddb.extension"] = None  # as if no C extension were built
+        import maxminddb
+        assert maxminddb._extension is None
+        from falconet.errors import ConfigError
+        from falconet.geoip import GeoIP
+        good = GeoIP.open(sys.argv[1:3])
+        print(good.lookup("81.2.69.160"))
+        for path in sys.argv[3:]:
+            try:
+                GeoIP.open(path)
+            except ConfigError as error:
+                print("ConfigError", str(error).startswith(f"FALCONET_GEOIP_DB: {path}: "))
+            else:
+                print("opened", path)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, city_db, asn_db, *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "Location(country='GB', country_name='United Kingdom', city='London', "
+        "asn=20712, as_org='Andrews & Arnold Ltd')"
+    )
+    assert lines[1:] == ["ConfigError True"] * len(paths)
+
+
 def test_damage_found_only_at_lookup_costs_that_location_not_the_batch(
     city_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
