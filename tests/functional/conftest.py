@@ -174,7 +174,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     host, port = server.server_address[:2]
     receiver = HttpReceiver(url=f"http://{host}:{port}/")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield receiver
     server.shutdown()

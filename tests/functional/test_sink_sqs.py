@@ -161,7 +161,7 @@ def fake_sqs(aws, monkeypatch) -> Iterator[FakeSqs]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{server.server_address[1]}")
     yield fake
     server.shutdown()
