@@ -50,8 +50,8 @@ def check(template: Path, keep: Path | None = None) -> bool:
     )
     with tempfile.TemporaryDirectory() as scratch:
         translated = keep or Path(scratch) / "cfn.json"
-        sam2cfn = Path(__file__).with_name("sam2cfn.py")
-        if run("SAM -> CloudFormation", [sys.executable, str(sam2cfn), str(template), str(translated)]):
+        sam2cfn = [sys.executable, str(Path(__file__).with_name("sam2cfn.py"))]
+        if run("SAM -> CloudFormation", [*sam2cfn, str(template), str(translated)]):
             ok = run("cfn-lint (translated)", [str(TOOLS_BIN / "cfn-lint"), str(translated)]) and ok
         else:
             ok = False
