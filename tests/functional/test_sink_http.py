@@ -93,3 +93,13 @@ def test_configured_from_env_with_headers(http_receiver, make_alert) -> None:
     (request,) = http_receiver.requests
     assert request.headers["authorization"] == "Bearer t0ken"
     assert json.loads(request.body)["uuid"] == make_alert(3).uuid
+
+
+def test_errors_do_not_reveal_the_url_path(http_receiver, make_alert) -> None:
+    http_receiver.statuses = [404]
+    sink = HttpSink(http_receiver.url + "services/T0/B0/s3cr3t", fmt="falco")
+    sink.emit([make_alert(1)])
+    with pytest.raises(SinkError) as caught:
+        sink.flush()
+    assert "s3cr3t" not in str(caught.value)
+    assert "HTTP 404" in str(caught.value)

@@ -82,7 +82,7 @@ def test_every_configured_sink_is_built_in_order() -> None:
         ),
         (
             {"FALCONET_HTTP_SINK_URL": "sidekick:2801"},
-            "FALCONET_HTTP_SINK_URL: 'sidekick:2801' is not an http:// or https:// URL",
+            "FALCONET_HTTP_SINK_URL: not an http:// or https:// URL with a host (value not shown)",
         ),
         (
             {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_FORMAT": "slack"},
@@ -176,3 +176,22 @@ def test_lambda_payloads_keep_order_and_size() -> None:
     assert all(len(chunk) <= 5000 for chunk in chunks)
     received = [a["uuid"] for chunk in chunks for a in json.loads(chunk)["alerts"]]
     assert received == [a.uuid for a in alerts]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/s3cr3t", "https://hooks.slack.com/..."),
+        ("http://user:pw@127.0.0.1:8080/?token=s3cr3t", "http://127.0.0.1:8080/..."),
+        ("https://sidekick.example/", "https://sidekick.example/"),
+    ],
+)
+def test_urls_are_redacted_in_errors(url: str, shown: str) -> None:
+    from falconet.sinks.http import redact
+
+    assert redact(url) == shown
+
+
+def test_an_invalid_port_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="^FALCONET_HTTP_SINK_URL: not an http"):
+        sinks_from_env({"FALCONET_HTTP_SINK_URL": "http://host:port/"})

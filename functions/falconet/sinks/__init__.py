@@ -68,10 +68,17 @@ def _get(environ: Mapping[str, str], name: str) -> str:
 
 
 def http_url(name: str, value: str) -> str:
-    """`value` if it is an absolute http(s) URL with a host; `ConfigError` naming `name` if not."""
+    """`value` if it is an absolute http(s) URL with a host; `ConfigError` naming `name` if not.
+
+    The value is not echoed: webhook URLs often embed their secret (e.g. Slack's).
+    """
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: {value!r} is not an http:// or https:// URL")
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name}: not an http:// or https:// URL with a host (value not shown)")
     return value
 
 

@@ -11,8 +11,8 @@ Contract:
 - Delivery is stdlib `urllib.request` (no `requests` in the Lambda package), with a timeout, no
   redirects (an `Authorization` header must not follow a redirect elsewhere), and retries with
   backoff on connection errors, timeouts, 429 and 5xx. Other statuses fail at once. Every alert
-  is tried; `flush` then raises `SinkError` naming those that failed. Response bodies and request
-  headers never appear in errors (headers carry tokens).
+  is tried; `flush` then raises `SinkError` naming those that failed. Response bodies, request
+  headers and URL paths never appear in errors or logs (they carry tokens: see `redact`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -49,6 +50,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
+def redact(url: str) -> str:
+    """`url` without path, query or credentials, for logs and errors: webhook URLs (Slack's
+    `/services/T../B../<secret>`) and query tokens are secrets."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/..." if parts.path.strip("/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -67,7 +78,7 @@ def post(
     Returns the final 2xx status. Raises `SinkError` (without echoing headers or body) otherwise.
     """
     if not url.startswith(("http://", "https://")):
-        raise SinkError(f"HTTP: refusing to POST to a non-HTTP URL {url!r}")
+        raise SinkError("HTTP: refusing to POST to a URL that is not http:// or https://")
     problem = ""
     for attempt in range(max_attempts):
         if attempt:
@@ -86,8 +97,8 @@ def post(
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
             problem = f"connection failed ({reason})"
-        log.debug("POST %s attempt %d: %s", url, attempt + 1, problem)
-    raise SinkError(f"HTTP POST {url}: {problem} after {attempt + 1} attempt(s)")
+        log.debug("POST %s attempt %d: %s", redact(url), attempt + 1, problem)
+    raise SinkError(f"HTTP POST {redact(url)}: {problem} after {attempt + 1} attempt(s)")
 
 
 def cloudevent(alert: Alert) -> dict[str, Any]:
