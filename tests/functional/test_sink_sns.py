@@ -79,3 +79,28 @@ def test_missing_topic_raises_sink_error(aws, sns_topic, make_alert) -> None:
     sink.emit([make_alert(1)])
     with pytest.raises(SinkError, match="request failed after botocore's retries"):
         sink.flush()
+
+
+def test_fifo_topic_deduplicates_a_redelivered_batch(aws, make_alert, receive_all) -> None:
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic = sns.create_topic(Name="alerts.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="sub.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    alerts = [make_alert(n) for n in range(12)]
+    for _ in range(2):  # the same batch published twice, as a retried invocation would
+        sink = SnsSink(topic)
+        sink.emit(alerts)
+        sink.flush()
+    messages = receive_all(sqs, queue_url, MessageSystemAttributeNames=["MessageGroupId"])
+    assert Counter(json.loads(m["Body"])["uuid"] for m in messages) == Counter(
+        a.uuid for a in alerts
+    )
+    assert {m["Attributes"]["MessageGroupId"] for m in messages} == {"prod-eu"}
