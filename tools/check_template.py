@@ -1,9 +1,10 @@
 """Offline checks of a SAM template, the ones CI runs (`make validate`):
 
-    1. sam validate --lint        SAM's schema and cfn-lint's SAM-aware rules
-    2. tools/sam2cfn.py           SAM's translator: the template becomes CloudFormation
-    3. cfn-lint <translated>      cfn-lint on that CloudFormation: circular dependencies, bad
-                                  `!GetAtt`, bad runtimes, wrong event properties (which 1 misses)
+    1. sam validate               SAM's translator accepts the template
+    2. sam validate --lint        SAM's schema and cfn-lint's SAM-aware rules
+    3. tools/sam2cfn.py           SAM's translator, offline: the template becomes CloudFormation
+    4. cfn-lint <translated>      cfn-lint on that CloudFormation: circular dependencies, bad
+                                  `!GetAtt`, bad runtimes (which 1 and 2 miss)
 
     .venv-tools/bin/python tools/check_template.py template.yaml [--keep build/cfn.json]
 
@@ -43,10 +44,15 @@ def run(title: str, command: list[str]) -> bool:
 
 
 def check(template: Path, keep: Path | None = None) -> bool:
-    """Run the three checks on `template`; True when all pass."""
-    ok = run(
-        "sam validate --lint",
-        [str(TOOLS_BIN / "sam"), "validate", "--lint", "--region", REGION, "-t", str(template)],
+    """Run the four checks on `template`; True when all pass."""
+    sam = str(TOOLS_BIN / "sam")
+    ok = run("sam validate", [sam, "validate", "--region", REGION, "-t", str(template)])
+    ok = (
+        run(
+            "sam validate --lint",
+            [sam, "validate", "--lint", "--region", REGION, "-t", str(template)],
+        )
+        and ok
     )
     with tempfile.TemporaryDirectory() as scratch:
         translated = keep or Path(scratch) / "cfn.json"

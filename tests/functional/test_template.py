@@ -51,6 +51,7 @@ def test_the_template_passes_every_check(tools_python: Path, tmp_path: Path) -> 
     returncode, output = check(tools_python, TEMPLATE)
     assert returncode == 0, output
     assert output.splitlines() == [
+        "== sam validate: ok",
         "== sam validate --lint: ok",
         "== SAM -> CloudFormation: ok",
         "== cfn-lint (translated): ok",
