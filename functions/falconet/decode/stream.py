@@ -1,134 +1,210 @@
-"""A first decoder: JSON lines of Events, EventLists or arrays, optionally gzip, streamed.
+"""`decode`: bytes, a file object or chunks in; audit events out, in input order, memory bounded.
 
-Chunks are gunzipped with `zlib.decompressobj` (several concatenated gzip members included) and
-split into lines per chunk, so memory is bounded by the longest line, not the input size.
+The pipeline per input: `compression.iter_chunks` -> `compression.gunzip` (multi-member, nested)
+-> `detect` (framing, once per input, from the first line) -> split into lines or documents ->
+`orjson.loads` -> `records.Reader` (envelopes, per-event checks, accounting).
+
+Hot path (the S3 function reading gzip JSON lines of Events): inflate 64 KiB chunks, `bytes.split`
+per chunk, `orjson.loads` per line, `kind == "Event"` and the cached `parse_rfc3339_ns` per event,
+no re-serialisation unless the line is over the size limit. Every other shape goes through
+`Reader.value`. A line or document longer than `MAX_RECORD_BYTES` is counted and dropped while it
+is read, so one huge line cannot exhaust memory.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable, Iterator
-from typing import IO, Any
+import re
+from collections.abc import Iterator
+from itertools import chain
+from typing import Protocol
 
 import orjson
 
 from falconet.context import EMPTY_CONTEXT, EventContext
-from falconet.decode.stats import BAD_TIMESTAMP, NOT_AUDIT_EVENT, NOT_JSON, TOO_LARGE, DecodeStats
+from falconet.decode.cloudwatch import read_export_line
+from falconet.decode.compression import Input, gunzip, iter_chunks
+from falconet.decode.detect import Framing, detect, read_head
+from falconet.decode.records import (
+    MAX_EVENT_BYTES,
+    MAX_RECORD_BYTES,
+    Decoded,
+    Event,
+    Reader,
+)
+from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
 from falconet.timestamps import parse_rfc3339_ns
 
-MAX_EVENT_BYTES = 262_144  # the k8saudit plugin's maxEventSize: larger events are dropped
-CHUNK = 1 << 16
-_GZIP_MAGIC = b"\x1f\x8b"
+__all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
 
-Event = dict[str, Any]
-
-
-def _chunks(data: bytes | IO[bytes] | Iterable[bytes]) -> Iterator[bytes]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        yield bytes(data)
-        return
-    read = getattr(data, "read", None)
-    if read is not None:
-        while chunk := read(CHUNK):
-            yield chunk
-        return
-    yield from data  # type: ignore[misc]
+# Where a document may end in DOCUMENTS framing: a closing bracket followed (after blanks) by the
+# next document's opening one. A match inside a string is caught because the candidate then fails
+# to parse with "unexpected end of data", and the next candidate is tried.
+_BOUNDARY = re.compile(rb"[}\]][ \t\r\n]*(?=[{\[])")
+_RESCAN = 4096  # bytes of the buffer tail searched again when a chunk arrives
 
 
-def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    first = b""
-    for chunk in chunks:
-        first += chunk
-        if len(first) >= 2:
-            break
-    if not first.startswith(_GZIP_MAGIC):
-        if first:
-            yield first
-        yield from chunks
-        return
-    inflater = zlib.decompressobj(wbits=31)
-    pending = first
-    while True:
-        while pending:
-            out = inflater.decompress(pending, CHUNK)
-            if out:
-                yield out
-            if inflater.eof:  # next gzip member (Firehose concatenates them)
-                pending = inflater.unused_data
-                inflater = zlib.decompressobj(wbits=31)
-                if not pending.startswith(_GZIP_MAGIC[:1]):
-                    pending = b""
-            else:
-                pending = inflater.unconsumed_tail
-        nxt = next(chunks, None)
-        if nxt is None:
-            break
-        pending = nxt
-    tail = inflater.flush()
-    if tail:
-        yield tail
+class Decoder(Protocol):
+    """What the pipeline calls: `decode` below, or any drop-in replacement."""
 
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    rest = b""
-    for chunk in chunks:
-        lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
-
-
-def _events_of(value: Any, stats: DecodeStats, position: str) -> Iterator[Event]:
-    if isinstance(value, list):
-        for item in value:
-            yield from _events_of(item, stats, position)
-        return
-    if isinstance(value, dict):
-        kind = value.get("kind")
-        if kind == "Event":
-            stats.records += 1
-            if parse_rfc3339_ns(value.get("stageTimestamp")) is None:
-                stats.reject(BAD_TIMESTAMP, position, str(value.get("auditID", "")))
-                return
-            yield value
-            return
-        if kind == "EventList" and isinstance(value.get("items"), list):
-            yield from _events_of(value["items"], stats, position)
-            return
-    stats.records += 1
-    stats.reject(NOT_AUDIT_EVENT, position, orjson.dumps(value)[:80].decode(errors="replace"))
+    def __call__(
+        self, data: Input, *, stats: DecodeStats, context: EventContext = ..., name: str = ...
+    ) -> Iterator[tuple[Event, EventContext]]: ...
 
 
 def decode(
-    data: bytes | IO[bytes] | Iterable[bytes],
+    data: Input,
     *,
     stats: DecodeStats,
     context: EventContext = EMPTY_CONTEXT,
     name: str = "<input>",
 ) -> Iterator[tuple[Event, EventContext]]:
-    """Yield `(event, context)` for every audit event in `data`; count the rest in `stats`."""
+    """Yield `(event, context)` for every audit event in `data`; count the rest in `stats`.
+
+    Never raises for bad input: every record that is not yielded is counted in `stats` under a
+    named reason (see `falconet.decode.stats`). Errors from reading `data` itself propagate.
+    """
+    chunks = gunzip(iter_chunks(data), stats, name)
+    head = read_head(chunks)
+    if not head.strip():
+        return
+    framing = detect(head)
+    reader = Reader(stats, context, name)
+    chunks = chain((head,), chunks)
+    if framing is Framing.LINES:
+        yield from _lines_of_events(_lines(chunks), reader)
+    elif framing is Framing.EXPORT:
+        for number, line in enumerate(_lines(chunks), 1):
+            if line is None:
+                reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
+            elif line.strip():
+                yield from read_export_line(reader, line, number)
+    else:
+        reader.unit = "document "
+        yield from _documents(chunks, reader)
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
+    """Lines of `chunks` (without `\\n`); None in place of a line over `MAX_RECORD_BYTES`."""
+    parts: list[bytes] = []  # the unfinished last line, in pieces (joined once: no quadratic +=)
+    size = 0
+    dropping = False  # inside an over-long line: discard up to its newline
+    for chunk in chunks:
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:  # the unfinished line ends in this chunk
+            if dropping:
+                yield None
+                dropping = False
+                del lines[0]
+            elif parts:
+                parts.append(lines[0])
+                lines[0] = b"".join(parts)
+            yield from lines
+            parts = [tail] if tail else []
+            size = len(tail)
+        elif not dropping:
+            parts.append(tail)
+            size += len(tail)
+        if size > MAX_RECORD_BYTES:
+            parts = []
+            size = 0
+            dropping = True
+    if dropping:
+        yield None
+    elif parts:
+        yield b"".join(parts)
+
+
+def _lines_of_events(lines: Iterator[bytes | None], reader: Reader) -> Decoded:
+    # The common case (one Event per line) is inlined here; anything else goes to the Reader.
+    stats = reader.stats
+    context = reader.context
+    cluster = context.cluster
     loads = orjson.loads
-    for number, line in enumerate(_lines(_gunzip(_chunks(data))), 1):
-        if not line.strip():
-            continue
-        position = f"{name}:{number}"
-        if len(line) > MAX_EVENT_BYTES and line.lstrip()[:1] == b"{":
-            stats.records += 1
-            stats.reject(TOO_LARGE, position, f"{len(line)} bytes")
+    decode_error = orjson.JSONDecodeError
+    parse_ts = parse_rfc3339_ns
+    limit = MAX_EVENT_BYTES
+    number = 0
+    for line in lines:
+        number += 1
+        if not line:
+            if line is None:
+                reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
             continue
         try:
             value = loads(line)
-        except orjson.JSONDecodeError as exc:
-            stats.records += 1
-            stats.reject(NOT_JSON, position, str(exc))
+        except decode_error as exc:
+            if line.strip():
+                reader.reject(NOT_JSON, number, str(exc))
             continue
-        for event in _events_of(value, stats, position):
+        if type(value) is dict and value.get("kind") == "Event" and len(line) <= limit:
+            if parse_ts(value.get("stageTimestamp")) is None:
+                reader.accept(value, number, len(line), context)  # counts the rejection
+                continue
+            stats.records += 1
+            if cluster:
+                annotations = value.get("annotations")
+                if annotations is None:
+                    value["annotations"] = {"cluster_name": cluster}
+                elif type(annotations) is dict and "cluster_name" not in annotations:
+                    annotations["cluster_name"] = cluster
             stats.events += 1
-            if context.cluster and "cluster_name" not in (event.get("annotations") or {}):
-                annotations = event.get("annotations")
-                if isinstance(annotations, dict):
-                    annotations["cluster_name"] = context.cluster
-                elif annotations is None:
-                    event["annotations"] = {"cluster_name": context.cluster}
-            yield event, context
+            yield value, context
+        else:
+            yield from reader.value(value, number, len(line), context)
+
+
+def _documents(chunks: Iterator[bytes], reader: Reader) -> Decoded:
+    """Split a stream of JSON documents (pretty-printed, or `}{` back to back) and decode each."""
+    context = reader.context
+    buffer = bytearray()
+    start = 0  # where the current document begins in `buffer`
+    scan = 0  # where to look for the next boundary
+    number = 0
+    dropping = False  # the current document outgrew MAX_RECORD_BYTES: skip to the next boundary
+    for chunk in chunks:
+        buffer += chunk
+        while (match := _BOUNDARY.search(buffer, scan)) is not None:
+            end = match.start() + 1
+            scan = match.end()
+            if dropping:
+                dropping = False
+                start = scan
+                continue
+            document = bytes(buffer[start:end])
+            try:
+                value = orjson.loads(document)
+            except orjson.JSONDecodeError as exc:
+                if str(exc).startswith("unexpected end of data"):
+                    continue  # the boundary was inside a string: try the next one
+                number += 1
+                reader.reject(NOT_JSON, number, str(exc))
+                start = scan
+                continue
+            number += 1
+            start = scan
+            yield from reader.value(value, number, len(document), context)
+        if start:
+            del buffer[:start]
+            scan -= start
+            start = 0
+        scan = max(scan, len(buffer) - _RESCAN)
+        if len(buffer) > MAX_RECORD_BYTES and not dropping:
+            number += 1
+            reader.reject(TRUNCATED, number, f"document over {MAX_RECORD_BYTES} bytes")
+            dropping = True
+        if dropping:
+            keep = min(len(buffer), _RESCAN)
+            del buffer[: len(buffer) - keep]
+            scan = 0
+    if dropping:
+        return
+    rest = bytes(buffer[start:]).strip()
+    if rest:
+        number += 1
+        try:
+            value = orjson.loads(rest)
+        except orjson.JSONDecodeError as exc:
+            reader.reject(NOT_JSON, number, str(exc))
+            return
+        yield from reader.value(value, number, len(rest), context)
