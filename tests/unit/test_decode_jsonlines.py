@@ -208,3 +208,11 @@ def test_legacy_text_format_is_rejected_per_line() -> None:
     data = b'AUDIT: id="1" stage="ResponseComplete" ip="1.2.3.4" method="get"\n' * 3
     got, _, stats = run(data)
     assert got == [] and stats.rejected == {NOT_JSON: 3}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 100])
+def test_positions_count_leading_blank_lines(chunk: int) -> None:
+    data = b"\n \n\n" + b"{bad\n" + orjson.dumps(_event(1)) + b"\n"
+    got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert [e["auditID"] for e in got] == ["id-1"]
+    assert [p.position for p in stats.problems] == ["t:4"]

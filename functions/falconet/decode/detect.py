@@ -35,18 +35,26 @@ class Framing(Enum):
     EXPORT = "cloudwatch-export"
 
 
-def read_head(chunks: Iterator[bytes]) -> bytes:
-    """Read from `chunks` until the first non-blank line is complete or `HEAD_LIMIT` is reached."""
+def read_head(chunks: Iterator[bytes]) -> tuple[bytes, int]:
+    """Read from `chunks` until the first non-blank line is complete or `HEAD_LIMIT` is reached.
+
+    Returns the head and how many newlines of leading blank input were dropped before it (so line
+    numbers stay right): a stream of blanks is never held in memory.
+    """
     head = b""
+    dropped_lines = 0
     while len(head) < HEAD_LIMIT:
         stripped = head.lstrip()
         if stripped and b"\n" in stripped:
             break
+        if not stripped and head:
+            dropped_lines += head.count(b"\n")
+            head = b""
         nxt = next(chunks, None)
         if nxt is None:
             break
         head += nxt
-    return head
+    return head, dropped_lines
 
 
 def detect(head: bytes) -> Framing:

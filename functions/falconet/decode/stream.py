@@ -64,16 +64,16 @@ def decode(
     named reason (see `falconet.decode.stats`). Errors from reading `data` itself propagate.
     """
     chunks = gunzip(iter_chunks(data), stats, name)
-    head = read_head(chunks)
+    head, blank_lines = read_head(chunks)  # blank lines dropped before the head
     if not head.strip():
         return
     framing = detect(head)
     reader = Reader(stats, context, name)
     chunks = chain((head,), chunks)
     if framing is Framing.LINES:
-        yield from _lines_of_events(_lines(chunks), reader)
+        yield from _lines_of_events(_lines(chunks), reader, blank_lines)
     elif framing is Framing.EXPORT:
-        for number, line in enumerate(_lines(chunks), 1):
+        for number, line in enumerate(_lines(chunks), blank_lines + 1):
             if line is None:
                 reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
             elif line.strip():
@@ -115,7 +115,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
         yield b"".join(parts)
 
 
-def _lines_of_events(lines: Iterator[bytes | None], reader: Reader) -> Decoded:
+def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int) -> Decoded:
     # The common case (one Event per line) is inlined here; anything else goes to the Reader.
     stats = reader.stats
     context = reader.context
@@ -124,7 +124,6 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader) -> Decoded:
     decode_error = orjson.JSONDecodeError
     parse_ts = parse_rfc3339_ns
     limit = MAX_EVENT_BYTES
-    number = 0
     for line in lines:
         number += 1
         if not line:
