@@ -60,3 +60,9 @@ def test_ids_from_resource_id() -> None:
     assert ids_from_resource_id(rid) == ("my-aks", "abc")
     assert ids_from_resource_id("/subscriptions/x") == (None, "x")
     assert ids_from_resource_id(None) == (None, None)
+
+
+def test_category_of_the_wrong_type_is_skipped() -> None:
+    # Found by test_decode_fuzz: an unhashable category used to raise TypeError.
+    _, _, stats = run(orjson.dumps({"category": [], "properties": None}))
+    assert stats.skipped == {SKIP_CATEGORY: 1}

@@ -64,7 +64,8 @@ def read_record(
     reader: Reader, record: dict[str, Any], where: int, depth: int, sub: str
 ) -> Decoded:
     """Audit events of one diagnostic-settings record."""
-    if record.get("category") not in AUDIT_CATEGORIES:
+    category = record.get("category")
+    if type(category) is not str or category not in AUDIT_CATEGORIES:
         reader.skip(SKIP_CATEGORY)
         return
     properties = record.get("properties")
