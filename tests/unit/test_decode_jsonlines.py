@@ -216,3 +216,32 @@ def test_positions_count_leading_blank_lines(chunk: int) -> None:
     got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
     assert [e["auditID"] for e in got] == ["id-1"]
     assert [p.position for p in stats.problems] == ["t:4"]
+
+
+@pytest.mark.parametrize(
+    ("separators", "tail", "fragments"),
+    [
+        ([b"", b"\n\n", b""], b"", 0),  # compact first, blanks later: falls back to the regex
+        ([b"", b"", b" \r\n "], b"", 0),
+        ([b"", b"", b""], b"x", 1),  # garbage after the last document
+        ([b"", b"", b""], b"}{", 2),  # "<doc 4>}" and "{"
+    ],
+)
+def test_back_to_back_documents_with_mixed_separators(
+    separators: list, tail: bytes, fragments: int
+) -> None:
+    docs = [orjson.dumps(_event(i)) for i in range(1, 5)]
+    data = docs[0]
+    for sep, doc in zip(separators, docs[1:], strict=True):
+        data += sep + doc
+    data += tail
+    for chunk in (3, 64, len(data)):
+        got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+        ids = [e["auditID"] for e in got]
+        if tail:
+            assert ids == ["id-1", "id-2", "id-3"]  # the last one shares its text with garbage
+            assert stats.rejected == {NOT_JSON: fragments}
+        else:
+            assert ids == ["id-1", "id-2", "id-3", "id-4"]
+            assert stats.rejected_total == 0
+        check_accounting(stats)

@@ -30,6 +30,7 @@ from falconet.decode.records import (
     Decoded,
     Event,
     Reader,
+    loads,
 )
 from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
 from falconet.timestamps import parse_rfc3339_ns
@@ -80,7 +81,7 @@ def decode(
                 yield from read_export_line(reader, line, number)
     else:
         reader.unit = "document "
-        yield from _documents(chunks, reader)
+        yield from _documents(chunks, reader, compact=b"}{" in head)
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
@@ -120,7 +121,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
     stats = reader.stats
     context = reader.context
     cluster = context.cluster
-    loads = orjson.loads
+    fast_loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     parse_ts = parse_rfc3339_ns
     limit = MAX_EVENT_BYTES
@@ -131,7 +132,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                 reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
             continue
         try:
-            value = loads(line)
+            value = fast_loads(line) if len(line) <= limit else loads(line)
         except decode_error as exc:
             if line.strip():
                 reader.reject(NOT_JSON, number, str(exc))
@@ -153,57 +154,107 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
             yield from reader.value(value, number, len(line), context)
 
 
-def _documents(chunks: Iterator[bytes], reader: Reader) -> Decoded:
-    """Split a stream of JSON documents (pretty-printed, or `}{` back to back) and decode each."""
-    context = reader.context
-    buffer = bytearray()
-    start = 0  # where the current document begins in `buffer`
-    scan = 0  # where to look for the next boundary
-    number = 0
-    dropping = False  # the current document outgrew MAX_RECORD_BYTES: skip to the next boundary
+def _documents(chunks: Iterator[bytes], reader: Reader, *, compact: bool) -> Decoded:
+    """Split a stream of JSON documents (pretty-printed, or `}{` back to back) and decode each.
+
+    `compact` (the head showed `}{`, as Firehose writes): boundaries are found with `bytes.find`,
+    3x faster than the general regex. Should a document then turn out to be followed by blanks
+    and another one, the stream falls back to the regex, which also finds `}` blanks `{`.
+    """
+    splitter = _Splitter(reader, compact)
     for chunk in chunks:
-        buffer += chunk
-        while (match := _BOUNDARY.search(buffer, scan)) is not None:
-            end = match.start() + 1
-            scan = match.end()
-            if dropping:
-                dropping = False
-                start = scan
+        yield from splitter.feed(chunk)
+    yield from splitter.finish()
+
+
+class _Splitter:
+    __slots__ = ("buffer", "compact", "dropping", "number", "reader", "scan", "start")
+
+    def __init__(self, reader: Reader, compact: bool) -> None:
+        self.reader = reader
+        self.compact = compact
+        self.buffer = bytearray()
+        self.start = 0  # where the current document begins in `buffer`
+        self.scan = 0  # where to look for the next boundary
+        self.number = 0  # documents seen, for positions
+        self.dropping = False  # the document outgrew MAX_RECORD_BYTES: skip to the next boundary
+
+    def feed(self, chunk: bytes) -> Decoded:
+        self.buffer += chunk
+        yield from self._split()
+        buffer = self.buffer
+        if self.start:
+            del buffer[: self.start]
+            self.scan -= self.start
+            self.start = 0
+        self.scan = max(self.scan, len(buffer) - _RESCAN)
+        if len(buffer) > MAX_RECORD_BYTES and not self.dropping:
+            self.number += 1
+            self.reader.reject(TRUNCATED, self.number, f"document over {MAX_RECORD_BYTES} bytes")
+            self.dropping = True
+        if self.dropping:
+            del buffer[: max(0, len(buffer) - _RESCAN)]
+            self.scan = 0
+
+    def finish(self) -> Decoded:
+        if self.dropping:
+            return
+        rest = bytes(self.buffer[self.start :]).strip()
+        if not rest:
+            return
+        try:
+            value = loads(rest)
+        except orjson.JSONDecodeError as exc:
+            if self.compact and _after_document(exc):
+                self.compact = False  # blanks between documents: split again with the regex
+                self.scan = self.start
+                yield from self._split()
+                yield from self.finish()  # not compact any more: a second failure is final
+                return
+            self.number += 1
+            self.reader.reject(NOT_JSON, self.number, str(exc))
+            return
+        self.number += 1
+        yield from self.reader.value(value, self.number, len(rest), self.reader.context)
+        self.start = len(self.buffer)
+
+    def _split(self) -> Decoded:
+        buffer = self.buffer
+        reader = self.reader
+        while True:
+            if self.compact:
+                end = buffer.find(b"}{", self.scan) + 1
+                if not end:
+                    return
+                self.scan = end
+            else:
+                match = _BOUNDARY.search(buffer, self.scan)
+                if match is None:
+                    return
+                end = match.start() + 1
+                self.scan = match.end()
+            if self.dropping:
+                self.dropping = False
+                self.start = self.scan
                 continue
-            document = bytes(buffer[start:end])
+            document = bytes(buffer[self.start : end])
             try:
-                value = orjson.loads(document)
+                value = loads(document)
             except orjson.JSONDecodeError as exc:
                 if str(exc).startswith("unexpected end of data"):
                     continue  # the boundary was inside a string: try the next one
-                number += 1
-                reader.reject(NOT_JSON, number, str(exc))
-                start = scan
+                if self.compact and _after_document(exc):
+                    self.compact = False  # blanks between documents: use the regex from here
+                    self.scan = self.start
+                    continue
+                self.number += 1
+                reader.reject(NOT_JSON, self.number, str(exc))
+                self.start = self.scan
                 continue
-            number += 1
-            start = scan
-            yield from reader.value(value, number, len(document), context)
-        if start:
-            del buffer[:start]
-            scan -= start
-            start = 0
-        scan = max(scan, len(buffer) - _RESCAN)
-        if len(buffer) > MAX_RECORD_BYTES and not dropping:
-            number += 1
-            reader.reject(TRUNCATED, number, f"document over {MAX_RECORD_BYTES} bytes")
-            dropping = True
-        if dropping:
-            keep = min(len(buffer), _RESCAN)
-            del buffer[: len(buffer) - keep]
-            scan = 0
-    if dropping:
-        return
-    rest = bytes(buffer[start:]).strip()
-    if rest:
-        number += 1
-        try:
-            value = orjson.loads(rest)
-        except orjson.JSONDecodeError as exc:
-            reader.reject(NOT_JSON, number, str(exc))
-            return
-        yield from reader.value(value, number, len(rest), context)
+            self.number += 1
+            self.start = self.scan
+            yield from reader.value(value, self.number, len(document), reader.context)
+
+
+def _after_document(exc: orjson.JSONDecodeError) -> bool:
+    return str(exc).startswith("unexpected content after document")
