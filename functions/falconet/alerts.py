@@ -127,33 +127,45 @@ def alert_uuid(rule: str, event: Mapping[str, Any], cluster: str | None) -> str:
         )
     else:
         basis = rule + "\x00" + orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
-    digest = bytearray(hashlib.sha1(_NAMESPACE + basis.encode(), usedforsecurity=False).digest())
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE + basis.encode(), usedforsecurity=False).hexdigest()
+    # uuid5 layout: version nibble 5, RFC 4122 variant bits (10xx) on the 17th hex digit.
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 Getter = Callable[[Mapping[str, Any], EventContext], Any]
+
+_TIME = object()  # marks the evt.time entry among the output fields
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One `output_fields` entry: its key, its getter (without the auditID gate) and flags."""
+
+    key: str
+    getter: Getter
+    gated: bool  # a ka.* field: absent when the event has no auditID
+    optional: bool = False  # an extra field: left out when absent
 
 
 class AlertFactory:
     """Turns a matched (rule, event) into an `Alert`: the rule's output compiled once.
 
-    `parts` is the rule output split into literal text and (getter, width) pairs; `keys` are the
-    `output_fields` entries (each field once, plus the configured extra fields).
+    Every field is read once per alert; the output line and `output_fields` share the values.
+    `specs` are the output fields in Falco's (alphabetical) key order, evt.time included; `parts`
+    are the output's literal text and (field index, width) pairs.
     """
 
-    __slots__ = ("hostname", "iso_prefix", "keys", "optional", "parts", "priority", "rule", "tags")
+    __slots__ = ("hostname", "iso_prefix", "parts", "priority", "rule", "specs", "tags", "time_key")
 
     def __init__(
         self,
         rule: str,
         priority: str,
         tags: tuple[str, ...],
-        parts: list[str | tuple[Getter, int | None]],
-        keys: list[tuple[str, Getter]],
-        optional: list[tuple[str, Getter]],
+        parts: list[str | tuple[str, int | None]],
+        fields: list[FieldSpec],
+        extras: list[FieldSpec],
         *,
         hostname: str,
         iso_prefix: bool,
@@ -161,46 +173,54 @@ class AlertFactory:
         self.rule = rule
         self.priority = priority
         self.tags = tags
-        self.parts = parts
-        self.keys = keys
-        self.optional = optional  # extra fields: included only when present
         self.hostname = hostname
         self.iso_prefix = iso_prefix
+        self.time_key = "evt.time.iso8601" if iso_prefix else "evt.time"
+        keys = {f.key for f in fields}
+        specs = fields + [e for e in extras if e.key not in keys]
+        specs.sort(key=lambda f: f.key)
+        self.specs = tuple(specs)
+        index = {f.key: i for i, f in enumerate(self.specs)}
+        self.parts = tuple(p if isinstance(p, str) else (index[p[0]], p[1]) for p in parts)
 
     def make(self, event: Mapping[str, Any], ctx: EventContext, time_ns: int) -> Alert:
+        gate = "auditID" in event
+        values = [
+            None if (spec.gated and not gate) else spec.getter(event, ctx) for spec in self.specs
+        ]
         pieces = []
         for part in self.parts:
             if isinstance(part, str):
                 pieces.append(part)
             else:
-                getter, width = part
-                text = render_value(getter(event, ctx))
-                if width is not None:
-                    text = text[:width].ljust(width)
+                text = render_value(values[part[0]])
+                if part[1] is not None:
+                    text = text[: part[1]].ljust(part[1])
                 pieces.append(text)
         message = "".join(pieces)
         if _CONTROL.search(message):
             message = _CONTROL.sub(_escape_control, message)
-        prefix = format_iso8601_ns(time_ns) if self.iso_prefix else format_local_time_ns(time_ns)
         output_fields: dict[str, Any] = {}
-        for key, getter in self.keys:
-            output_fields[key] = getter(event, ctx)
-        for key, getter in self.optional:
-            if key not in output_fields:
-                value = getter(event, ctx)
-                if value is not None:
-                    output_fields[key] = value
-        output_fields["evt.time.iso8601" if self.iso_prefix else "evt.time"] = time_ns
-        fields_sorted = dict(sorted(output_fields.items()))
+        time_key: str | None = self.time_key
+        for spec, value in zip(self.specs, values, strict=True):
+            if time_key is not None and time_key < spec.key:
+                output_fields[time_key] = time_ns
+                time_key = None
+            if value is not None or not spec.optional:
+                output_fields[spec.key] = value
+        if time_key is not None:
+            output_fields[time_key] = time_ns
+        iso = format_iso8601_ns(time_ns)
         cluster = output_fields.get("falconet.cluster") or ctx.cluster
         return Alert(
             rule=self.rule,
             priority=self.priority,
-            output=f"{prefix}: {self.priority} {message}",
-            time=format_iso8601_ns(time_ns),
+            output=f"{iso if self.iso_prefix else format_local_time_ns(time_ns)}: "
+            f"{self.priority} {message}",
+            time=iso,
             time_ns=time_ns,
             tags=self.tags,
-            output_fields=fields_sorted,
+            output_fields=output_fields,
             uuid=alert_uuid(self.rule, event, cluster if isinstance(cluster, str) else None),
             hostname=self.hostname,
             message=message,

@@ -14,19 +14,20 @@ summary on stderr (events read, records rejected with their reason and position,
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from falconet import fields
 from falconet.config import bundled_rules_dir, split_list
 from falconet.context import EventContext
-from falconet.errors import ConfigError, FalconetError, RuleError
+from falconet.errors import FalconetError, RuleError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -112,6 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="falconet: %(levelname)s: %(message)s")
     handlers = {
         "scan": _scan,
         "validate": _validate,
@@ -131,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _engine(args: argparse.Namespace, extra_fields: Sequence[str] | None = None) -> Any:
+def _engine(
+    args: argparse.Namespace, extra_fields: Sequence[str] | None = None, geoip: Any = None
+) -> Any:
     from falconet.engine import Engine
 
     return Engine.from_paths(
@@ -139,63 +143,53 @@ def _engine(args: argparse.Namespace, extra_fields: Sequence[str] | None = None)
         rule_matching=args.rule_matching,
         min_priority=args.min_priority,
         extra_fields=extra_fields,
+        geoip=geoip,
     )
 
 
-def _open_inputs(inputs: Sequence[str]) -> list[tuple[str, IO[bytes]]]:
-    out: list[tuple[str, IO[bytes]]] = []
-    for spec in inputs or ["-"]:
-        if spec == "-":
-            out.append(("<stdin>", sys.stdin.buffer))
-            continue
-        path = Path(spec)
-        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            try:
-                out.append((str(f), f.open("rb")))
-            except OSError as exc:
-                raise ConfigError(f"cannot open input '{f}': {exc.strerror}") from None
-    return out
+def _geoip(args: argparse.Namespace) -> Any:
+    import os
+
+    from falconet.geoip import ENV_VAR, GeoIP
+
+    if args.geoip_db:
+        return GeoIP.from_setting(args.geoip_db, origin="--geoip-db")
+    return GeoIP.from_setting(os.environ.get(ENV_VAR) or None)
 
 
 def _scan(args: argparse.Namespace) -> int:
     from falconet.decode import DecodeStats, decode
 
     extra = args.extra_field
-    engine = _engine(args, extra_fields=None if not extra else [*_default_extras(), *extra])
+    engine = _engine(
+        args,
+        extra_fields=None if not extra else [*_default_extras(), *extra],
+        geoip=_geoip(args),
+    )
     stats = DecodeStats()
     by_rule: Counter[str] = Counter()
     out = sys.stdout.buffer
     started = time.perf_counter()
-    base_context = EventContext(cluster=args.cluster)
-    for name, stream in _open_inputs(args.inputs):
-        with stream if stream is not sys.stdin.buffer else _nullcontext(stream):
-            context = base_context.updated(origin=name)
-            for event, ctx in decode(stream, stats=stats, context=context, name=name):
-                for alert in engine.evaluate(event, ctx):
-                    by_rule[alert.rule] += 1
-                    if args.json:
-                        out.write(alert.to_json() + b"\n")
-                    else:
-                        out.write(alert.output.encode() + b"\n")
-                    if args.explain:
-                        from falconet.explain import explain_line
+    from falconet.config import cluster_key_pattern
+    from falconet.sources import open_inputs
 
-                        out.write(b"  " + explain_line(alert, event).encode() + b"\n")
+    base_context = EventContext(cluster=args.cluster)
+    for source in open_inputs(
+        args.inputs or ["-"], context=base_context, key_pattern=cluster_key_pattern()
+    ):
+        for event, ctx in decode(
+            source.chunks, stats=stats, context=source.context, name=source.name
+        ):
+            for alert in engine.evaluate(event, ctx):
+                by_rule[alert.rule] += 1
+                out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")
+                if args.explain:
+                    from falconet.explain import explain_line
+
+                    out.write(b"  " + explain_line(alert, event).encode() + b"\n")
     out.flush()
     _summary(stats, by_rule, time.perf_counter() - started)
     return EXIT_OK
-
-
-class _nullcontext:  # noqa: N801 - a context manager that leaves stdin open
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __enter__(self) -> Any:
-        return self.value
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 def _default_extras() -> tuple[str, ...]:

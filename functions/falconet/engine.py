@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from falconet import fields
-from falconet.alerts import Alert, AlertFactory, Getter
+from falconet.alerts import Alert, AlertFactory, FieldSpec
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.errors import ConfigError, RuleError
 from falconet.rules.compiler import CompiledRule, Index, build_index
@@ -97,8 +97,8 @@ class Engine:
         self._hostname = hostname if hostname is not None else socket.gethostname()
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         self._env = fields.BindEnv(geoip=geoip)
-        extra_getters = [
-            _extra_getter(name, self._env) for name in extras if _known(name, extra_fields)
+        extra_specs = [
+            _extra_spec(name, self._env) for name in extras if _known(name, extra_fields)
         ]
         # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
         active = [r for r in rules if r.priority <= threshold and r.enabled]
@@ -107,8 +107,7 @@ class Engine:
         )
         self._active = tuple(active)
         self._factories = tuple(
-            _factory(r, extra_getters, self._hostname, time_format_iso8601, self._env)
-            for r in active
+            _factory(r, extra_specs, self._hostname, time_format_iso8601, self._env) for r in active
         )
         self._index: Index = build_index(
             [CompiledRule(slot, r.condition) for slot, r in enumerate(active)],
@@ -233,7 +232,7 @@ def _known(name: str, configured: Sequence[str] | None) -> bool:
     return False  # a default extension field whose provider is not installed
 
 
-def _extra_getter(spec: str, env: fields.BindEnv) -> tuple[str, Getter]:
+def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
     parts = parse_output("%" + spec)
     token = parts[0] if len(parts) == 1 else None
     if not isinstance(token, FieldToken):
@@ -241,32 +240,37 @@ def _extra_getter(spec: str, env: fields.BindEnv) -> tuple[str, Getter]:
     definition = fields.lookup(token.name)
     assert definition is not None
     try:
-        return token.key, definition.bind(token.arg, env)
+        definition.bind(token.arg, env)  # validates the argument
     except fields.ArgumentError as exc:
         raise ConfigError(f"extra field '{spec}': {exc}") from None
+    return FieldSpec(
+        token.key, definition.raw_getter(token.arg, env), definition.gated, optional=True
+    )
 
 
 def _factory(
-    rule: Rule, extras: list[tuple[str, Getter]], hostname: str, iso: bool, env: fields.BindEnv
+    rule: Rule, extras: list[FieldSpec], hostname: str, iso: bool, env: fields.BindEnv
 ) -> AlertFactory:
-    parts: list[str | tuple[Getter, int | None]] = []
-    keys: dict[str, Getter] = {}
+    parts: list[str | tuple[str, int | None]] = []
+    specs: dict[str, FieldSpec] = {}
     for part in parse_output(rule.output):
         if isinstance(part, str):
             parts.append(part)
             continue
         definition = fields.lookup(part.name)
         assert definition is not None  # checked by the loader
-        getter = definition.bind(part.arg, env)
-        parts.append((getter, part.width))
-        keys.setdefault(part.key, getter)
+        if part.key not in specs:
+            specs[part.key] = FieldSpec(
+                part.key, definition.raw_getter(part.arg, env), definition.gated
+            )
+        parts.append((part.key, part.width))
     return AlertFactory(
         rule.name,
         rule.priority_name,
         rule.tags,
         parts,
-        list(keys.items()),
-        [(k, g) for k, g in extras if k not in keys],
+        list(specs.values()),
+        extras,
         hostname=hostname,
         iso_prefix=iso,
     )

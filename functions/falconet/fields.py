@@ -20,6 +20,7 @@ time; the bound getter takes `(event, context)` and never raises for any event c
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -1089,7 +1090,8 @@ def _geo_binder(attr: str) -> Callable[[str | None, BindEnv], Getter]:
         if attr == "scope":
             from falconet.geoip import ip_scope
 
-            return lambda ev, _ctx: ip_scope(_src_ip(ev, None))
+            cached = functools.lru_cache(maxsize=4096)(ip_scope)  # one parse per address
+            return lambda ev, _ctx: cached(_src_ip(ev, None))
         if geo is None or not geo.enabled:
             return lambda _ev, _ctx: None
 

@@ -1,8 +1,9 @@
 """Reading bucket objects as streams: S3 with boto3, GCS with the optional google-cloud-storage.
 
 Objects are never read whole: S3's `StreamingBody` and GCS's blob reader are handed to the decoder,
-which pulls 64 KiB chunks. Clients are created once per process (boto3 costs ~200 ms to import and
-~80 ms for the first client, so it is imported here, lazily, and nowhere on the engine's path).
+which pulls 64 KiB chunks. The clients are `falconet.sources`' (one per process, boto3 imported on
+first use: it costs ~200 ms of cold start). Unlike `sources.open_inputs`, which lists prefixes for
+`falconet scan`, this opens exactly the object a trigger names and returns its user metadata.
 """
 
 from __future__ import annotations
@@ -37,24 +38,11 @@ class OpenedObject:
     size: int | None
 
 
-def s3_client() -> Any:
-    """The process's S3 client (honours AWS_ENDPOINT_URL, AWS_REGION, ... as boto3 does)."""
-    with _lock:
-        client = _clients.get("s3")
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.client(
-                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"})
-            )
-            _clients["s3"] = client
-        return client
-
-
 def open_object(ref: ObjectRef) -> OpenedObject:
     """Open an object for streaming. Raises the provider's errors for a missing object."""
     if ref.provider == "s3":
+        from falconet.sources import s3_client
+
         response = s3_client().get_object(Bucket=ref.bucket, Key=ref.key)
         return OpenedObject(
             response["Body"],

@@ -11,7 +11,6 @@ Nothing here reads an object: it only says which ones to read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,6 @@ from falconet.objects import ObjectRef
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
-DEFAULT_CLUSTER_KEY_PATTERN = r"(?:^|/)cluster=(?P<cluster>[^/]+)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +125,3 @@ def gcs_object(data: Any) -> ObjectRef | None:
     ):
         return ObjectRef("gs", data["bucket"], data["name"])
     return None
-
-
-def cluster_from_key(key: str, pattern: str | re.Pattern[str] | None) -> str | None:
-    """The cluster named by an object key, via a regex with a `cluster` group."""
-    if not pattern:
-        return None
-    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-    m = regex.search(key)
-    if m is None or "cluster" not in regex.groupindex:
-        return None
-    return m.group("cluster") or None

@@ -252,7 +252,7 @@ def scan_object(
 ) -> Result:
     """Stream one bucket object through the pipeline."""
     from falconet.config import cluster_key_pattern
-    from falconet.triggers import cluster_from_key
+    from falconet.sources import cluster_from_key
 
     opened = opener(ref)
     cluster = (

@@ -1,0 +1,366 @@
+"""`make bench`: falconet's speed and memory, as ratios to bare `orjson.loads` measured in one run.
+
+One process; variants interleaved round-robin; the median of >= 5 rounds is reported (the machines
+are shared and noisy: judge ratios, not absolute times). For the bundled ruleset and for upstream's
+k8s_audit_rules.yaml (when ../shared is present), on a seeded synthetic corpus plus the real Falco
+traces:
+
+- decode = gunzip + split + parse (+ per-record checks), evaluate = rules + alert formatting,
+  parse + evaluate = the HTTP EventList path, end to end = from a gzip JSON-lines object;
+- rules per index bucket, rule build time, `import falconet`, import + build without boto3;
+- cold start of the S3 handler to its first alert, with and without precompiled bytecode;
+- peak RSS scanning generated gzip objects of two sizes (flat in the size means streaming);
+- GeoIP enrichment cost with a database and without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "bench")]
+
+import corpus  # noqa: E402
+from falconet.decode import DecodeStats, decode  # noqa: E402
+from falconet.engine import Engine  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+UPSTREAM = SHARED / "conformance" / "falco-plugins-k8saudit" / "v0.18.0" / "k8s_audit_rules.yaml"
+TRACES = SHARED / "conformance" / "falco-legacy-tests" / "test" / "trace_files" / "k8s_audit"
+
+
+def build_corpus(count: int) -> list[bytes]:
+    """Seeded synthetic events, with the real traces spread through them."""
+    traces: list[bytes] = []
+    if TRACES.is_dir():
+        for path in sorted(TRACES.glob("*.json")):
+            for line in path.read_bytes().splitlines():
+                if line.strip().startswith(b'{"') and b'"kind": 0' not in line:
+                    traces.append(orjson.dumps(orjson.loads(line)))
+    lines = []
+    stream = corpus.events(seed=42)
+    for n in range(count):
+        if traces and n % 2000 == 0:
+            lines.append(traces[(n // 2000) % len(traces)])
+        else:
+            lines.append(orjson.dumps(next(stream)))
+    return lines
+
+
+def timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    gc.disable()  # the same for every variant: no collection in the middle of a timing
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+def parse_all(lines: list[bytes]) -> None:
+    loads = orjson.loads
+    for line in lines:
+        loads(line)
+
+
+def run_engine(engine: Engine, events: list[dict[str, Any]]) -> int:
+    evaluate = engine.evaluate
+    return sum(len(evaluate(e)) for e in events)
+
+
+def decode_only(data: bytes) -> int:
+    stats = DecodeStats()
+    for _ in decode(data, stats=stats):
+        pass
+    return stats.events
+
+
+def decode_and_evaluate(engine: Engine, data: bytes) -> int:
+    evaluate = engine.evaluate
+    stats = DecodeStats()
+    return sum(len(evaluate(e, c)) for e, c in decode(data, stats=stats))
+
+
+def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -> None:
+    body = b"\n".join(lines) + b"\n"
+    gz = gzip.compress(body, compresslevel=6, mtime=0)
+    eventlist = (
+        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + b",".join(lines) + b"]}"
+    )
+    parsed = [orjson.loads(line) for line in lines]
+    gc.freeze()  # the parsed corpus is long-lived: keep the collector off it
+    n = len(lines)
+    print(
+        f"corpus: {n} events, {len(body) / 1e6:.1f} MB, mean event {len(body) / n:.0f} bytes, "
+        f"gzip {len(gz) / 1e6:.1f} MB"
+    )
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds / n * 1e6)
+
+    alerts: dict[str, int] = {}
+    for _ in range(rounds):
+        add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
+        add("decode: gunzip + split + parse", timed(lambda: decode_only(gz)))
+        for name, engine in engines.items():
+            add(f"{name}: evaluate + alerts", timed(lambda e=engine: run_engine(e, parsed)))
+            add(
+                f"{name}: parse + evaluate (EventList)",
+                timed(lambda e=engine: decode_and_evaluate(e, eventlist)),
+            )
+            add(
+                f"{name}: end to end from gzip JSON lines",
+                timed(lambda e=engine: decode_and_evaluate(e, gz)),
+            )
+            alerts[name] = run_engine(engine, parsed)
+    parse = statistics.median(samples["parse (orjson.loads)"])
+    print(
+        f"\n{'stage (median of ' + str(rounds) + ' rounds)':52} {'us/event':>9} {'x parse':>8} "
+        f"{'events/s/core':>14}"
+    )
+    for name, values in samples.items():
+        med = statistics.median(values)
+        print(f"{name:52} {med:9.2f} {med / parse:8.2f} {1e6 / med:14,.0f}")
+    for name, count in alerts.items():
+        print(f"{name}: alert rate {count / n:.2%} ({count} alerts)")
+
+
+def measure_build(paths: dict[str, list[Path]], rounds: int) -> dict[str, Engine]:
+    engines = {}
+    print(
+        f"\n{'ruleset':10} {'rules':>5} {'build ms':>9} {'buckets':>8} {'rules/bucket':>13} "
+        f"{'wildcard':>9}"
+    )
+    for name, rule_paths in paths.items():
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            engine = Engine.from_paths(rule_paths)
+            best = min(best, time.perf_counter() - start)
+        stats = engine.index_stats()
+        engines[name] = engine
+        print(
+            f"{name:10} {stats['active_rules']:5} {best * 1000:9.1f} {stats['buckets']:8} "
+            f"{stats['min_rules']:>6}-{stats['max_rules']:<6} {stats['wildcard_rules']:9}"
+        )
+    return engines
+
+
+CHILD_IMPORT = """
+import sys, time
+t0 = time.perf_counter()
+import falconet
+t1 = time.perf_counter()
+from falconet.engine import Engine
+Engine.from_paths([sys.argv[1]])
+t2 = time.perf_counter()
+assert "boto3" not in sys.modules
+print((t1 - t0) * 1000, (t2 - t0) * 1000)
+"""
+
+
+def measure_import(rounds: int) -> None:
+    results = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
+    for _ in range(rounds):
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD_IMPORT, str(ROOT / "rules")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout.split()
+        results.append((float(out[0]), float(out[1])))
+    print(
+        f"\nimport falconet: {min(r[0] for r in results):.1f} ms; import + bundled engine build "
+        f"(no boto3): {min(r[1] for r in results):.1f} ms (best of {rounds} fresh processes)"
+    )
+
+
+CHILD_COLD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import lambda_handlers
+lambda_handlers.handle_s3({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+    "awsRegion": "us-east-1", "s3": {"bucket": {"name": "bench"}, "object": {"key": "a.log.gz"}}}]})
+"""
+
+
+def measure_cold_start(rounds: int) -> None:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("\ncold start: skipped (moto is not installed)")
+        return
+    import boto3
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": str(ROOT / "functions"),
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    s3.create_bucket(Bucket="bench")
+    s3.put_object(
+        Bucket="bench",
+        Key="a.log.gz",
+        Body=gzip.compress((ROOT / "examples" / "audit-batch.json").read_bytes()),
+    )
+    figures: dict[str, list[float]] = {"with .pyc": [], "without .pyc": []}
+    with tempfile.TemporaryDirectory() as warm:
+        for _ in range(rounds + 1):
+            for label, values in figures.items():
+                extra = {"PYTHONPYCACHEPREFIX": warm}
+                cold_dir = None
+                if label == "without .pyc":
+                    cold_dir = tempfile.mkdtemp()
+                    extra = {"PYTHONPYCACHEPREFIX": cold_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+                start = time.perf_counter()
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", CHILD_COLD, str(ROOT / "functions")],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env={**env, **extra},
+                )
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    if line.startswith(b'{"hostname"'):
+                        values.append((time.perf_counter() - start) * 1000)
+                        break
+                proc.wait()
+                if cold_dir:
+                    subprocess.run(["rm", "-rf", cold_dir], check=False)
+    server.stop()
+    print(
+        f"\ncold start, S3 handler process start -> first alert (bundled rules, boto3, moto), "
+        f"median of {rounds}:"
+    )
+    for label, values in figures.items():
+        print(f"  {label:14} {statistics.median(values[1:]):7.0f} ms")
+
+
+CHILD_RSS = """
+import resource, sys
+sys.path.insert(0, sys.argv[2])
+from falconet.pipeline import Pipeline
+from falconet.engine import Engine
+from falconet.sinks.stdout import StdoutSink
+pipeline = Pipeline(Engine.from_paths([sys.argv[3]]), [StdoutSink(open("/dev/null", "wb"))])
+with open(sys.argv[1], "rb") as f:
+    result = pipeline.run(f)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, result.events, result.alerts)
+"""
+
+
+def measure_memory(sizes_mb: list[int], lines: list[bytes]) -> None:
+    chunk = b"\n".join(lines[:12_000]) + b"\n"
+    member = zlib.compressobj(6, zlib.DEFLATED, 31)
+    compressed = member.compress(chunk) + member.flush()
+    print(
+        "\npeak RSS scanning a gzip JSON-lines object (several gzip members, as Firehose writes), "
+        "full pipeline with the bundled rules:"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes_mb:
+            path = Path(tmp) / f"{size}.gz"
+            repeats = max(1, size * 1_000_000 // len(chunk))
+            with path.open("wb") as f:
+                for _ in range(repeats):
+                    f.write(compressed)
+            start = time.perf_counter()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD_RSS,
+                    str(path),
+                    str(ROOT / "functions"),
+                    str(ROOT / "rules"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            print(
+                f"  {repeats * len(chunk) / 1e6:7.0f} MB uncompressed "
+                f"({path.stat().st_size / 1e6:.0f} MB gzip): peak RSS {out[0]} MB, "
+                f"{int(out[1]):,} events, {int(out[2]):,} alerts, "
+                f"{time.perf_counter() - start:.1f} s"
+            )
+            path.unlink()
+
+
+def measure_geoip() -> None:
+    try:
+        import geoip_cost
+    except ImportError as exc:
+        print(f"\nGeoIP: skipped ({exc})")
+        return
+    figures = geoip_cost.measure(events=20_000, rounds=5)
+    parse = figures["orjson.loads per event"]["median_us"]
+    print("\nGeoIP enrichment (falconet.src.* fields), median us:")
+    for name, value in figures.items():
+        if name.startswith("_"):
+            continue
+        print(f"  {name:42} {value['median_us']:7.2f}  ({value['median_us'] / parse:.3f} x parse)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rss-sizes", default="200,1000", help="uncompressed MB, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="small corpus, no cold start/RSS")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.rounds = 20_000, 5
+    print(
+        f"falconet bench: python {sys.version.split()[0]}, orjson {orjson.__version__}, "
+        f"{os.cpu_count()} cpus"
+    )
+    paths = {"bundled": [ROOT / "rules"]}
+    if UPSTREAM.is_file():
+        paths["upstream"] = [UPSTREAM]
+    else:
+        print("(upstream k8s_audit_rules.yaml skipped: ../shared is absent)")
+    engines = measure_build(paths, args.rounds)
+    lines = build_corpus(args.events)
+    measure_speed(engines, lines, args.rounds)
+    measure_import(args.rounds)
+    if not args.quick:
+        measure_cold_start(args.rounds)
+        measure_memory([int(s) for s in args.rss_sizes.split(",")], lines)
+    measure_geoip()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""A seeded corpus of realistic audit events for `make bench`.
+
+The mix follows ../shared/reference/performance.md B2: about 34 % get, 16 % list/watch, 32 %
+update/patch, 14 % create, 4 % delete; users 45 % service accounts, 25 % nodes, 15 % system
+components, 2 % anonymous, 13 % humans (EKS-style IAM identities with `user.extra`). Reads are
+Metadata level; writes carry request objects (pods with security contexts, leases, RBAC,
+configmaps). Mean event size is ~1.7 KB. A small share of events is what attackers and careless
+humans do (exec, secrets reads, privileged pods, cluster-admin bindings) so rules do fire.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+VERBS = ["get"] * 34 + ["list", "watch"] * 8 + ["update", "patch"] * 16 + ["create"] * 14
+VERBS += ["delete"] * 4
+NAMESPACES = ["default", "kube-system", "prod", "staging", "monitoring", "ci"]
+CONTROLLERS = [
+    "replicaset-controller",
+    "deployment-controller",
+    "endpointslice-controller",
+    "generic-garbage-collector",
+    "coredns",
+    "aws-node",
+    "cluster-autoscaler",
+]
+SYSTEM_USERS = [
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:apiserver",
+    "eks:certificate-controller",
+    "eks:node-manager",
+]
+HUMANS = ["alice", "bob", "carol", "dave", "erin"]
+RESOURCES_BY_ACTOR = {
+    "sa": ["pods", "replicasets", "endpointslices", "leases", "configmaps", "events", "secrets"],
+    "node": ["pods", "nodes", "leases", "configmaps", "secrets", "services"],
+    "system": ["leases", "pods", "events", "serviceaccounts", "endpoints", "nodes"],
+    "human": [
+        "pods",
+        "deployments",
+        "configmaps",
+        "secrets",
+        "services",
+        "namespaces",
+        "rolebindings",
+        "clusterrolebindings",
+        "clusterroles",
+        "ingresses",
+    ],
+    "anonymous": ["namespaces", "pods", "secrets"],
+}
+
+
+def _actor(rng: random.Random) -> str:
+    x = rng.random()
+    if x < 0.45:
+        return "sa"
+    if x < 0.70:
+        return "node"
+    if x < 0.85:
+        return "system"
+    if x < 0.87:
+        return "anonymous"
+    return "human"
+
+
+def _user(rng: random.Random, actor: str, n: int) -> tuple[dict[str, Any], str, str]:
+    if actor == "sa":
+        name = rng.choice(CONTROLLERS)
+        node = f"ip-10-0-{rng.randrange(4)}-{rng.randrange(2, 60)}.ec2.internal"
+        return (
+            {
+                "username": f"system:serviceaccount:kube-system:{name}",
+                "uid": f"{rng.getrandbits(64):016x}",
+                "groups": [
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:kube-system",
+                    "system:authenticated",
+                ],
+                "extra": {  # bound service account tokens (Kubernetes >= 1.30)
+                    "authentication.kubernetes.io/credential-id": [
+                        f"JTI={rng.getrandbits(128):032x}"
+                    ],
+                    "authentication.kubernetes.io/node-name": [node],
+                    "authentication.kubernetes.io/node-uid": [f"{rng.getrandbits(128):032x}"],
+                    "authentication.kubernetes.io/pod-name": [f"{name}-7d4b9c-{n:05d}"],
+                    "authentication.kubernetes.io/pod-uid": [f"{rng.getrandbits(128):032x}"],
+                },
+            },
+            f"10.0.{rng.randrange(4)}.{rng.randrange(2, 60)}",
+            f"{name}/v1.30.2 (linux/amd64) kubernetes/39683505",
+        )
+    if actor == "node":
+        ip = f"10.0.{rng.randrange(4)}.{rng.randrange(2, 60)}"
+        return (
+            {
+                "username": f"system:node:ip-{ip.replace('.', '-')}.ec2.internal",
+                "groups": ["system:nodes", "system:authenticated"],
+            },
+            ip,
+            "kubelet/v1.30.2 (linux/amd64) kubernetes/39683505",
+        )
+    if actor == "system":
+        name = rng.choice(SYSTEM_USERS)
+        return (
+            {"username": name, "groups": ["system:authenticated"]},
+            "10.0.0.10",
+            f"{name.split(':')[-1]}/v1.30.2 (linux/amd64) kubernetes/39683505",
+        )
+    if actor == "anonymous":
+        return (
+            {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
+            f"198.51.100.{rng.randrange(1, 30)}",
+            "curl/8.5.0",
+        )
+    human = rng.choice(HUMANS)
+    return (
+        {
+            "username": f"{human}@example.com",
+            "uid": f"aws-iam-authenticator:{human}",
+            "groups": ["system:authenticated", "developers"],
+            "extra": {
+                "accessKeyId": [f"ASIA{rng.getrandbits(64):016X}"],
+                "arn": [f"arn:aws:sts::111122223333:assumed-role/Dev/{human}"],
+                "canonicalArn": ["arn:aws:iam::111122223333:role/Dev"],
+                "principalId": [f"AROA{rng.getrandbits(48):012X}"],
+                "sessionName": [human],
+            },
+        },
+        f"81.2.69.{rng.randrange(100, 200)}",
+        "kubectl/v1.30.2 (darwin/arm64) kubernetes/abc",
+    )
+
+
+def _pod(rng: random.Random, name: str, ns: str) -> dict[str, Any]:
+    privileged = rng.random() < 0.01
+    containers = [
+        {
+            "name": f"c{i}",
+            "image": f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/app{i}:1.{rng.randrange(40)}",
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}},
+            "securityContext": {
+                "privileged": privileged,
+                "runAsNonRoot": not privileged,
+                "allowPrivilegeEscalation": privileged,
+            },
+        }
+        for i in range(rng.randrange(1, 3))
+    ]
+    spec: dict[str, Any] = {
+        "containers": containers,
+        "serviceAccountName": "default",
+        "volumes": [{"name": "token", "projected": {"sources": []}}],
+    }
+    if rng.random() < 0.005:
+        spec["hostNetwork"] = True
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app": name.split("-", maxsplit=1)[0], "pod-template-hash": "7d4b9c"},
+        },
+        "spec": spec,
+    }
+
+
+def _request_object(rng: random.Random, resource: str, name: str, ns: str) -> dict[str, Any]:
+    if resource == "pods":
+        return _pod(rng, name, ns)
+    if resource == "leases":
+        return {
+            "kind": "Lease",
+            "apiVersion": "coordination.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "holderIdentity": name,
+                "leaseDurationSeconds": 40,
+                "renewTime": "2026-03-11T15:45:00.000000Z",
+            },
+        }
+    if resource in ("rolebindings", "clusterrolebindings"):
+        role = "cluster-admin" if rng.random() < 0.1 else "view"
+        return {
+            "kind": "RoleBinding",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": name},
+            "roleRef": {
+                "kind": "ClusterRole",
+                "name": role,
+                "apiGroup": "rbac.authorization.k8s.io",
+            },
+            "subjects": [
+                {
+                    "kind": "User",
+                    "name": "mallory@example.com",
+                    "apiGroup": "rbac.authorization.k8s.io",
+                }
+            ],
+        }
+    if resource == "configmaps":
+        return {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"name": name},
+            "data": {"app.properties": "mode=prod\nlevel=info\n" * rng.randrange(1, 8)},
+        }
+    return {"kind": resource[:-1].title(), "apiVersion": "v1", "metadata": {"name": name}}
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+
+def events(seed: int = 42) -> Iterator[dict[str, Any]]:
+    """An endless, deterministic stream of audit events."""
+    rng = random.Random(seed)
+    n = 0
+    while True:
+        n += 1
+        actor = _actor(rng)
+        user, ip, agent = _user(rng, actor, n)
+        verb = rng.choice(VERBS)
+        resource = rng.choice(RESOURCES_BY_ACTOR[actor])
+        cluster_scoped = resource in ("namespaces", "nodes", "clusterrolebindings", "clusterroles")
+        ns = None if cluster_scoped else rng.choice(NAMESPACES)
+        name = f"{resource[:-1]}-{rng.randrange(5000)}"
+        subresource = None
+        if actor == "human" and resource == "pods" and rng.random() < 0.1:
+            subresource, verb = "exec", "create"
+        listing = verb in ("list", "watch")
+        ref: dict[str, Any] = {"resource": resource, "apiVersion": "v1"}
+        if ns:
+            ref["namespace"] = ns
+        if not listing:
+            ref["name"] = name
+        if subresource:
+            ref["subresource"] = subresource
+        path = f"/api/v1/{'namespaces/' + ns + '/' if ns else ''}{resource}"
+        uri = path if listing else f"{path}/{name}"
+        if subresource:
+            uri += "/exec?command=sh&container=c0&stdin=true&tty=true"
+        code = 200 if rng.random() < 0.93 else rng.choice([403, 404, 409])
+        if verb == "create" and code == 200:
+            code = 201
+        seconds = n // 400
+        stamp = (
+            f"2026-03-11T{15 + seconds // 3600 % 8:02d}:{seconds // 60 % 60:02d}:"
+            f"{seconds % 60:02d}.{(n * 7919) % 1_000_000:06d}Z"
+        )
+        event: dict[str, Any] = {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata" if verb in ("get", "list", "watch", "delete") else "Request",
+            "auditID": _uuid(rng),
+            "stage": "ResponseStarted" if subresource else "ResponseComplete",
+            "requestURI": uri,
+            "verb": verb,
+            "user": user,
+            "sourceIPs": [ip],
+            "userAgent": agent,
+            "objectRef": ref,
+            "responseStatus": {"metadata": {}, "code": 101 if subresource else code},
+            "requestReceivedTimestamp": stamp,
+            "stageTimestamp": stamp,
+            "annotations": {
+                "authorization.k8s.io/decision": "allow" if code != 403 else "forbid",
+                "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding "
+                f'"system:{actor}" of ClusterRole "system:{actor}" to Group '
+                '"system:authenticated"',
+            },
+        }
+        if event["level"] == "Request":
+            event["requestObject"] = _request_object(rng, resource, name, ns or "")
+        yield event
