@@ -209,3 +209,35 @@ def test_eks_sample_secret_listing_is_flagged() -> None:
         pytest.skip(f"{sample} is absent (the shared samples are not checked out)")
     fired = [a.rule for a in _engine(None, "first").evaluate(json.loads(sample.read_text()))]
     assert fired == ["Secrets Enumerated"]
+
+
+def test_docs_rules_table_is_current() -> None:
+    from tools import rules_table
+
+    doc = rules_table.DOC.read_text()
+    assert rules_table.render_doc(doc, rules_table.load_rules()) == doc, (
+        "docs/rules.md is stale: run python tools/rules_table.py --write"
+    )
+
+
+def _doc_examples() -> str:
+    doc = (REPO / "docs" / "rules.md").read_text()
+    return "\n".join(re.findall(r"```yaml\n(.*?)```", doc, flags=re.S))
+
+
+def test_docs_extension_examples_load_and_take_effect(tmp_path: Path) -> None:
+    """The extension examples in docs/rules.md are valid after the bundled rules and work."""
+    extra = tmp_path / "my_rules.yaml"
+    extra.write_text(_doc_examples())
+    engine = _engine(str(extra), "all")
+    enumeration = json.loads(
+        (DATA / "secrets-enumerated" / "positive-cluster-wide.json").read_text()
+    )
+    assert "Secrets Enumerated" in [a.rule for a in engine.evaluate(enumeration)]
+    enumeration["user"] = {"username": "system:serviceaccount:velero:velero", "groups": []}
+    assert "Secrets Enumerated" not in [a.rule for a in engine.evaluate(enumeration)]
+    exec_event = json.loads((DATA / "pod-exec-or-attach" / "positive-attach.json").read_text())
+    (alert,) = [a for a in engine.evaluate(exec_event) if a.rule == "Pod Exec Or Attach"]
+    assert alert.priority == "Warning"
+    ingress = json.loads((DATA / "ingress-without-tls-created" / "positive.json").read_text())
+    assert "Ingress Without TLS Created" not in [a.rule for a in engine.evaluate(ingress)]
