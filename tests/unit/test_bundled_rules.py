@@ -178,6 +178,16 @@ def test_trace_expectations_cover_every_upstream_trace() -> None:
     )
 
 
+ROUTINE = REPO / "tests" / "data" / "routine"
+
+
+@pytest.mark.parametrize("event_file", sorted(ROUTINE.glob("*.json")), ids=lambda p: p.stem)
+def test_platform_traffic_raises_no_alert(event_file: Path) -> None:
+    """Kubelets, controllers, health checks and EKS/GKE/AKS system users doing their daily work."""
+    event = json.loads(event_file.read_text())
+    assert [a.rule for a in _engine(None, "all").evaluate(event)] == []
+
+
 def _routine_samples() -> list[Any]:
     """Control-plane traffic from ../shared/samples that must not raise any alert."""
     if not SAMPLES.is_dir():
