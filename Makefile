@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LINT_DIRS := functions tests $(wildcard bench tools)
 
 .PHONY: venv run test lint bench validate clean
 
@@ -27,8 +28,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check functions tests bench tools
-	$(BIN)/ruff format --check functions tests bench tools
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 	$(BIN)/mypy
 
 bench: $(STAMP)

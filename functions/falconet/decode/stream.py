@@ -32,7 +32,7 @@ def _chunks(data: bytes | IO[bytes] | Iterable[bytes]) -> Iterator[bytes]:
         while chunk := read(CHUNK):
             yield chunk
         return
-    yield from data  # type: ignore[misc]
+    yield from data
 
 
 def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
