@@ -111,6 +111,8 @@ def test_rule_metadata_answers_who_what_where(rule: dict[str, Any]) -> None:
     output = rule["output"]
     for field in (
         "%ka.user.name",
+        "%ka.verb",
+        "%ka.target.resource",
         "%jevt.value[/sourceIPs/0]",
         "%ka.useragent",
         "%ka.cluster.name",
