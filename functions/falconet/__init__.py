@@ -36,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Engine is imported on first use so `import falconet` stays cheap for the CLI's help path.
     if name == "Engine":
-        from falconet.engine import Engine
+        from falconet.engine import Engine  # noqa: PLC0415 - lazy on purpose (see above)
 
         return Engine
     raise AttributeError(f"module 'falconet' has no attribute {name!r}")

@@ -7,32 +7,57 @@ Public contract (entry points and the pipeline use only this):
         ...
 
 `data` is `bytes`, a binary file object (read in chunks: memory stays bounded) or an iterable of
-byte chunks. Every yielded `event` is a plain `dict` holding one `audit.k8s.io` Event whose
-`stageTimestamp` parses; `context` says where it came from (cluster, account, region, origin),
-taken from the envelope and completed from the caller's `context`. Records that are not evaluated
-are counted in `stats` under a named reason, and the first few are kept with their position.
-Nothing here raises for a bad record; `decode` never executes or opens anything named by its input.
+byte chunks. The format is detected from the content, never from a name: gzip (one member, several
+concatenated, or gzip inside gzip), then JSON lines, JSON documents (pretty-printed, EventList,
+arrays, CloudWatch envelopes back to back) or CloudWatch export lines; inside those, every envelope
+listed in `falconet.decode.records` (EKS, GKE, AKS, webhook, Pub/Sub, CloudEvents). See
+`docs/inputs.md`.
+
+Every yielded `event` is a plain `dict` holding one `audit.k8s.io` Event whose `stageTimestamp`
+parses and whose compact JSON is at most `MAX_EVENT_BYTES`, in input order; `context` says where it
+came from (cluster, account, region, origin), taken from the envelope and completed from the
+caller's `context`. When the context names a cluster and the event has no
+`annotations.cluster_name`, it is added (so `ka.cluster.name` works). Records that are not
+evaluated are counted in `stats` under a named reason, and the first few are kept with their
+position. Nothing here raises for a bad record; `decode` never executes or opens anything named by
+its input.
 """
 
 from __future__ import annotations
 
 from falconet.decode.stats import (
+    BAD_COMPRESSION,
+    BAD_ENVELOPE,
     BAD_TIMESTAMP,
     NOT_AUDIT_EVENT,
     NOT_JSON,
+    SKIP_CATEGORY,
+    SKIP_CONTROL,
+    SKIP_NOT_K8S,
+    SKIP_STREAM,
     TOO_LARGE,
+    TRUNCATED,
     DecodeStats,
     Problem,
 )
-from falconet.decode.stream import MAX_EVENT_BYTES, decode
+from falconet.decode.stream import MAX_EVENT_BYTES, MAX_RECORD_BYTES, Decoder, decode
 
 __all__ = [
+    "BAD_COMPRESSION",
+    "BAD_ENVELOPE",
     "BAD_TIMESTAMP",
     "MAX_EVENT_BYTES",
+    "MAX_RECORD_BYTES",
     "NOT_AUDIT_EVENT",
     "NOT_JSON",
+    "SKIP_CATEGORY",
+    "SKIP_CONTROL",
+    "SKIP_NOT_K8S",
+    "SKIP_STREAM",
     "TOO_LARGE",
+    "TRUNCATED",
     "DecodeStats",
+    "Decoder",
     "Problem",
     "decode",
 ]

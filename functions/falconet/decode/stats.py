@@ -1,4 +1,11 @@
-"""Per-record accounting for decoders: what was read, what was evaluated, what was not and why."""
+"""Per-record accounting for decoders: what was read, what was evaluated, what was not and why.
+
+Invariant kept by every decoder: `records == events + rejected_total + skipped_total`. A record is
+the smallest unit an envelope holds (a line, an array item, an EventList item, a CloudWatch log
+event, an AKS record, a LogEntry); a record that is not handed on is counted under exactly one
+reason. `rejected` is bad input (someone should look); `skipped` is input that is expected and
+deliberately not evaluated (a health-check message, a klog stream sharing the log group).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,15 @@ NOT_AUDIT_EVENT = "data not recognized as a k8s audit event"
 NOT_JSON = "not JSON"
 BAD_TIMESTAMP = "no or invalid stageTimestamp"
 TOO_LARGE = "event over the size limit"
+TRUNCATED = "truncated record"  # EKS "[Truncated...]", AKS 16 KiB cut, an oversized line cut off
+BAD_COMPRESSION = "corrupt or truncated compressed data"
+BAD_ENVELOPE = "malformed envelope"  # e.g. awslogs.data not base64, logEvents not a list
+
+# Reasons a record is skipped (expected, not an audit event, nothing to fix).
+SKIP_CONTROL = "CloudWatch control message"
+SKIP_STREAM = "not an audit log stream"  # EKS: kube-apiserver-*, authenticator-*, ...
+SKIP_CATEGORY = "not an audit log category"  # AKS: kube-apiserver, kube-controller-manager, ...
+SKIP_NOT_K8S = "not a Kubernetes audit log entry"  # GKE sink: other services' LogEntries
 
 MAX_PROBLEMS = 10  # how many rejected records are kept with their position and a snippet
 
@@ -34,16 +50,22 @@ class DecodeStats:
     problems: list[Problem] = field(default_factory=list)  # the first MAX_PROBLEMS rejections
 
     def reject(self, reason: str, position: str, detail: str = "") -> None:
+        """Count one bad record (the caller has already counted it in `records`)."""
         self.rejected[reason] += 1
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(Problem(reason, position, detail[:200]))
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] += 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Count `count` expected non-audit records (already counted in `records`)."""
+        self.skipped[reason] += count
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
 
     def merge(self, other: DecodeStats) -> None:
         self.records += other.records
@@ -59,6 +81,7 @@ class DecodeStats:
             "records": self.records,
             "events": self.events,
             "rejected": self.rejected_total,
+            "skipped": self.skipped_total,
             "rejected_by_reason": dict(self.rejected),
             "skipped_by_reason": dict(self.skipped),
             "problems": [str(p) for p in self.problems],

@@ -1,0 +1,267 @@
+"""From one parsed JSON value to audit events: envelope recognition and the per-event checks.
+
+A `Reader` is made per input. Framing (lines, documents, export lines) hands it parsed values;
+`Reader.value` recognises what the value is from its keys and peels it:
+
+====================================  =============================================================
+value                                 what happens
+====================================  =============================================================
+`{"kind": "Event", ...}`              the event itself (`accept`)
+`{"kind": "EventList", "items": []}`  each item (webhook body)
+a JSON array                          each element
+`{"messageType", "logEvents"}`        CloudWatch Logs subscription envelope (`cloudwatch`)
+`{"awslogs": {"data": ...}}`          Lambda subscription event: base64 gzip envelope
+`{"records": [...]}`                  AKS diagnostic settings via Event Hub (`aks`)
+`{"category", "properties"}`          one AKS record (a `PT1H.json` line)
+`{"protoPayload": {...}}`             GKE Cloud Logging LogEntry (`gke`)
+`{"message": {"data": ...}}`          Pub/Sub push body or Eventarc `MessagePublishedData`
+`{"specversion", "data"}`             a structured-mode CloudEvent: its data
+====================================  =============================================================
+
+Every leaf record ends in exactly one place: an event handed on, or a count in `DecodeStats`.
+Deliberate difference from Falco: an array or EventList with one bad element loses that element
+only (Falco's parser discards the whole line). Envelopes nest at most `MAX_DEPTH` deep, so no input
+can drive the recursion to a `RecursionError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gc
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from falconet.context import EventContext
+from falconet.decode import aks, cloudwatch, gke
+from falconet.decode.compression import inflate_bounded
+from falconet.decode.stats import (
+    BAD_ENVELOPE,
+    BAD_TIMESTAMP,
+    NOT_AUDIT_EVENT,
+    NOT_JSON,
+    TOO_LARGE,
+    DecodeStats,
+)
+from falconet.timestamps import parse_rfc3339_ns
+
+Event = dict[str, Any]
+Decoded = Iterator[tuple[Event, EventContext]]
+
+MAX_EVENT_BYTES = 262_144  # the k8saudit plugin's maxEventSize: larger (compact) events are dropped
+MAX_RECORD_BYTES = 64 << 20  # one line or document (an envelope of many events) held in memory
+MAX_DEPTH = 8  # envelope and array nesting; real inputs use at most 4
+MAX_CONTEXTS = 1024  # envelope contexts cached per input (one per cluster, normally one or two)
+
+
+_GC_PAUSE_BYTES = 1 << 20
+
+
+def loads(data: bytes | bytearray | str) -> Any:
+    """`orjson.loads`, with the cyclic GC paused for documents over 1 MiB.
+
+    Why: one big document (an EventList, a JSON array file) creates 10^5-10^6 containers in one
+    call, and each allocation threshold triggers a GC pass over the growing heap: 3x slower on a
+    32 MB EventList (bench/decode_speed.py). Parsed JSON cannot form reference cycles, so pausing
+    the collector for the call loses nothing. Raises `orjson.JSONDecodeError`.
+    """
+    if len(data) < _GC_PAUSE_BYTES:
+        return orjson.loads(data)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(data)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Reader:
+    """Decoding state of one input: its name, the caller's context, the counters."""
+
+    __slots__ = ("_contexts", "context", "name", "stats", "unit")
+
+    def __init__(self, stats: DecodeStats, context: EventContext, name: str) -> None:
+        self.stats = stats
+        self.context = context
+        self.name = name
+        self.unit = ""  # "" for line numbers, "document " in DOCUMENTS framing
+        self._contexts: dict[tuple[str | None, str | None, str | None], EventContext] = {}
+
+    # --- accounting -------------------------------------------------------------------------
+    def position(self, where: int, sub: str = "") -> str:
+        return f"{self.name}:{self.unit}{where}" + (f" {sub}" if sub else "")
+
+    def reject(self, reason: str, where: int, detail: str = "", sub: str = "") -> None:
+        """Count one leaf record as rejected."""
+        self.stats.records += 1
+        self.stats.reject(reason, self.position(where, sub), detail)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Count `count` leaf records as skipped."""
+        self.stats.records += count
+        self.stats.skip(reason, count)
+
+    def context_for(
+        self, cluster: str | None, account: str | None = None, region: str | None = None
+    ) -> EventContext:
+        """The context of an envelope: its own values, the caller's for the rest (cached)."""
+        key = (cluster, account, region)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = EventContext(cluster=cluster, account=account, region=region).with_defaults(
+                self.context
+            )
+            if len(self._contexts) >= MAX_CONTEXTS:
+                self._contexts.clear()
+            self._contexts[key] = ctx
+        return ctx
+
+    # --- events -------------------------------------------------------------------------------
+    def accept(self, event: Event, where: int, raw_len: int, ctx: EventContext) -> bool:
+        """Count `event` as a record and check it; True if it is to be handed on.
+
+        `raw_len` bounds the event's compact size from above (the line or message it came from):
+        only when it exceeds the limit is the event re-serialised to measure it.
+        """
+        stats = self.stats
+        stats.records += 1
+        if parse_rfc3339_ns(event.get("stageTimestamp")) is None:
+            stats.reject(BAD_TIMESTAMP, self.position(where), str(event.get("auditID", "")))
+            return False
+        if raw_len > MAX_EVENT_BYTES:
+            try:
+                size = len(orjson.dumps(event))
+            except orjson.JSONEncodeError:  # nested past orjson's 255 levels: not an audit event
+                size = raw_len
+            if size > MAX_EVENT_BYTES:
+                detail = f"{size} bytes, auditID {event.get('auditID', '')}"
+                stats.reject(TOO_LARGE, self.position(where), detail)
+                return False
+        cluster = ctx.cluster
+        if cluster:
+            annotations = event.get("annotations")
+            if annotations is None:
+                event["annotations"] = {"cluster_name": cluster}
+            elif type(annotations) is dict and "cluster_name" not in annotations:
+                annotations["cluster_name"] = cluster
+        stats.events += 1
+        return True
+
+    # --- envelopes ----------------------------------------------------------------------------
+    def value(
+        self, value: Any, where: int, raw_len: int, ctx: EventContext, depth: int = 0
+    ) -> Decoded:
+        """Every audit event inside one parsed JSON value; the rest counted."""
+        if type(value) is dict:
+            kind = value.get("kind")
+            if kind == "Event":
+                if self.accept(value, where, raw_len, ctx):
+                    yield value, ctx
+                return
+            if depth >= MAX_DEPTH:
+                self.reject(NOT_AUDIT_EVENT, where, f"envelopes nested over {MAX_DEPTH} deep")
+                return
+            if kind == "EventList":
+                items = value.get("items")
+                if type(items) is not list:
+                    self.reject(NOT_AUDIT_EVENT, where, "EventList without an items array")
+                    return
+                yield from self.items(items, where, raw_len, ctx, depth)
+                return
+            yield from self._envelope(value, where, raw_len, ctx, depth)
+            return
+        if type(value) is list:
+            if depth >= MAX_DEPTH:
+                self.reject(NOT_AUDIT_EVENT, where, f"arrays nested over {MAX_DEPTH} deep")
+                return
+            yield from self.items(value, where, raw_len, ctx, depth)
+            return
+        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+
+    def items(
+        self, items: list[Any], where: int, raw_len: int, ctx: EventContext, depth: int
+    ) -> Decoded:
+        for item in items:
+            if type(item) is dict and item.get("kind") == "Event":
+                if self.accept(item, where, raw_len, ctx):
+                    yield item, ctx
+            else:
+                yield from self.value(item, where, raw_len, ctx, depth + 1)
+
+    def _envelope(
+        self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
+    ) -> Decoded:
+        if "logEvents" in value and "messageType" in value:
+            yield from cloudwatch.read_envelope(self, value, where, depth)
+        elif "awslogs" in value:
+            yield from cloudwatch.read_awslogs(self, value, where, depth)
+        elif "protoPayload" in value:
+            yield from gke.read_log_entry(self, value, where, raw_len)
+        elif type(value.get("records")) is list:
+            yield from aks.read_records(self, value["records"], where, depth)
+        elif "category" in value and "properties" in value:
+            yield from aks.read_record(self, value, where, depth, "")
+        elif type(value.get("message")) is dict and "data" in value["message"]:
+            yield from self._pubsub(value["message"], where, ctx, depth)
+        elif "specversion" in value and ("data" in value or "data_base64" in value):
+            yield from self._cloudevent(value, where, raw_len, ctx, depth)
+        else:
+            self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+
+    def _pubsub(
+        self, message: dict[str, Any], where: int, ctx: EventContext, depth: int
+    ) -> Decoded:
+        # Pub/Sub push body or Eventarc MessagePublishedData: `data` is base64 of a LogEntry.
+        payload = self.unbase64(message.get("data"), where, "message.data")
+        if payload is not None:
+            yield from self.document(payload, where, ctx, depth + 1)
+
+    def _cloudevent(
+        self, event: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
+    ) -> Decoded:
+        if "data_base64" in event:
+            payload = self.unbase64(event["data_base64"], where, "data_base64")
+            if payload is not None:
+                yield from self.document(payload, where, ctx, depth + 1)
+            return
+        data = event["data"]
+        if type(data) is str:
+            yield from self.document(data.encode(), where, ctx, depth + 1)
+        else:
+            yield from self.value(data, where, raw_len, ctx, depth + 1)
+
+    # --- helpers for providers ----------------------------------------------------------------
+    def unbase64(self, data: Any, where: int, what: str) -> bytes | None:
+        """`data` base64-decoded and gunzipped if gzip; None (counted) if it is not that."""
+        if type(data) is not str:
+            self.reject(BAD_ENVELOPE, where, f"{what} is not a string")
+            return None
+        try:
+            raw = base64.b64decode(data, validate=True)
+            payload = inflate_bounded(raw, MAX_RECORD_BYTES)
+        except (binascii.Error, ValueError, zlib.error) as exc:
+            self.reject(BAD_ENVELOPE, where, f"{what}: {exc}")
+            return None
+        if payload is None:
+            self.reject(TOO_LARGE, where, f"{what} inflates past {MAX_RECORD_BYTES} bytes")
+        return payload
+
+    def document(self, payload: bytes, where: int, ctx: EventContext, depth: int) -> Decoded:
+        """Audit events in one JSON text found inside an envelope."""
+        try:
+            value = loads(payload)
+        except orjson.JSONDecodeError as exc:
+            self.reject(NOT_JSON, where, str(exc))
+            return
+        yield from self.value(value, where, len(payload), ctx, depth)
+
+
+def _snippet(value: Any) -> str:
+    try:
+        return orjson.dumps(value)[:80].decode(errors="replace")
+    except TypeError:  # pragma: no cover - parsed JSON always serialises
+        return repr(value)[:80]

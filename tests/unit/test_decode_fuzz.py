@@ -1,0 +1,156 @@
+"""Fuzz-style properties: no input crashes, hangs or escapes the accounting of the decoder."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import zlib
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from falconet.decode import NOT_AUDIT_EVENT, NOT_JSON
+from tests.unit.decode_envelopes import (
+    aks_eventhub,
+    awslogs_event,
+    check_accounting,
+    export_lines,
+    firehose_object,
+    gz,
+    jsonl,
+    load_events,
+    run,
+)
+
+EVENTS = load_events()
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+SEEDS = [
+    jsonl(EVENTS),
+    gz(jsonl(EVENTS)),
+    firehose_object(copy.deepcopy(EVENTS)),
+    awslogs_event(copy.deepcopy(EVENTS)),
+    export_lines(EVENTS),
+    aks_eventhub(copy.deepcopy(EVENTS)),
+    orjson.dumps({"kind": "EventList", "items": EVENTS}, option=orjson.OPT_INDENT_2),
+]
+
+
+def _decode_ok(data: bytes | list[bytes]) -> None:
+    events, _, stats = run(data)
+    check_accounting(stats)
+    assert len(events) == stats.events
+    for event in events:
+        assert event["kind"] == "Event"
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_random_bytes(data: bytes) -> None:
+    _decode_ok(data)
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_random_bytes_behind_a_gzip_magic(data: bytes) -> None:
+    _decode_ok(b"\x1f\x8b" + data)
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.data())
+def test_truncated_and_mutated_real_inputs(seed: bytes, data: st.DataObject) -> None:
+    cut = data.draw(st.integers(0, len(seed)))
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, len(seed) - 1), st.integers(0, 255)), max_size=4)
+    )
+    mutated = bytearray(seed[:cut])
+    for position, value in flips:
+        if position < len(mutated):
+            mutated[position] = value
+    chunk = data.draw(st.integers(1, 5000))
+    _decode_ok([bytes(mutated[i : i + chunk]) for i in range(0, len(mutated), chunk)])
+
+
+@FUZZ
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "kind",
+                        "items",
+                        "records",
+                        "logEvents",
+                        "messageType",
+                        "message",
+                        "data",
+                        "protoPayload",
+                        "awslogs",
+                        "category",
+                        "properties",
+                        "log",
+                        "resource",
+                        "specversion",
+                        "x",
+                    ]
+                ),
+                children,
+                max_size=5,
+            )
+        ),
+        max_leaves=30,
+    )
+)
+def test_random_json_shaped_like_envelopes(value: object) -> None:
+    _decode_ok(orjson.dumps(value))
+
+
+def test_deep_nesting_never_raises_recursion_error() -> None:
+    for depth in (10, 200, 1000, 1024, 1025, 5000, 100_000):
+        for opener, closer in ((b"[", b"]"), (b'{"kind":"EventList","items":[', b"]}")):
+            doc = opener * depth + closer * depth
+            events, _, stats = run(doc)
+            assert events == []
+            assert set(stats.rejected) <= {NOT_JSON, NOT_AUDIT_EVENT}
+            check_accounting(stats)
+            # the same inside envelopes
+            _decode_ok(orjson.dumps({"awslogs": {"data": ""}})[:0] + gz(doc))
+
+
+def test_deep_nesting_inside_an_event_over_the_size_limit() -> None:
+    # orjson serialises at most 255 levels: measuring such an event must not raise.
+    inner: object = "x" * 300_000
+    for _ in range(300):
+        inner = [inner]
+    event = {"kind": "Event", "stageTimestamp": "2024-01-01T00:00:00Z", "requestObject": inner}
+    line = b'{"kind":"Event","stageTimestamp":"2024-01-01T00:00:00Z","requestObject":' + (
+        b"[" * 300 + b'"' + b"x" * 300_000 + b'"' + b"]" * 300 + b"}"
+    )
+    assert orjson.loads(line) == event
+    events, _, stats = run(line)
+    assert events == [] and stats.rejected_total == 1
+
+
+def test_huge_line_without_newline_is_bounded(monkeypatch) -> None:
+    from falconet.decode import detect, stream
+
+    monkeypatch.setattr(stream, "MAX_RECORD_BYTES", 1 << 20)
+    monkeypatch.setattr(detect, "HEAD_LIMIT", 1 << 16)
+    chunks = (b'{"kind":"Event","a":"' if i == 0 else b"a" * 65536 for i in range(200))
+    events, _, stats = run(chunks)
+    assert events == [] and stats.rejected_total == 1
+    check_accounting(stats)
+
+
+def test_gzip_bomb_streams() -> None:
+    # 200 MB of blanks compress to ~200 KB; inflating streams in 64 KiB pieces.
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b" " * (1 << 20)
+    bomb = b"".join(compressor.compress(block) for _ in range(200)) + compressor.flush()
+    events, _, stats = run(bomb + gzip.compress(jsonl(EVENTS[:1])))
+    assert len(events) == 1
+    check_accounting(stats)
