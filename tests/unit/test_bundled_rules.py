@@ -190,27 +190,28 @@ def test_platform_traffic_raises_no_alert(event_file: Path) -> None:
     assert [a.rule for a in _engine(None, "all").evaluate(event)] == []
 
 
-def _routine_samples() -> list[Any]:
-    """Control-plane traffic from ../shared/samples that must not raise any alert."""
-    if not SAMPLES.is_dir():
-        return [pytest.param(None, id="shared-samples-absent")]
-    scheduler_lease = json.loads((SAMPLES / "k8s-v1-event" / "khi-test-log.event.json").read_text())
-    aks = json.loads((SAMPLES / "aks" / "dynatrace-kube-audit-record.json").read_text())
-    metrics_server_sar = json.loads(aks["properties"]["log"])
-    return [
-        pytest.param(scheduler_lease, id="kube-scheduler-lease-update"),
-        pytest.param(
-            metrics_server_sar, id="aks-metrics-server-subjectaccessreview-from-public-ip"
-        ),
-    ]
+ROUTINE_SAMPLES = [
+    "k8s-v1-event/khi-test-log.event.json",  # kube-scheduler renews its lease
+    "aks/dynatrace-kube-audit-record.json",  # metrics-server SubjectAccessReview, public source IP
+    "aks/derived-PT1H.json",  # the same in an AKS diagnostic blob, next to a klog line
+    "gke/derived-gcs-sink_activity_01-00-00_01-59-59_S0.json",  # replicaset-controller, kubelet
+    "gke/derived-pubsub-push-envelope.json",
+]
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("event", _routine_samples())
-def test_routine_control_plane_traffic_is_quiet(event: dict[str, Any] | None) -> None:
-    if event is None:
-        pytest.skip(f"{SAMPLES} is absent (the shared samples are not checked out)")
-    assert _engine(None, "all").evaluate(event) == []
+@pytest.mark.parametrize("sample", ROUTINE_SAMPLES)
+def test_routine_control_plane_samples_are_quiet(sample: str) -> None:
+    """Real-format control-plane traffic from ../shared/samples, through the real decoders."""
+    path = SAMPLES / sample
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared samples are not checked out)")
+    from falconet.decode import DecodeStats, decode
+
+    engine = _engine(None, "all")
+    events = list(decode(path.read_bytes(), stats=DecodeStats()))
+    assert events, "the sample decoded to no audit event"
+    assert [a.rule for event, ctx in events for a in engine.evaluate(event, ctx)] == []
 
 
 @pytest.mark.shared
