@@ -80,6 +80,19 @@ define lambda_artifacts
 	mkdir -p "$(ARTIFACTS_DIR)/rules" && cp rules/*.yaml "$(ARTIFACTS_DIR)/rules/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 	$(LAMBDA_PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"
+	$(warm_rule_cache)
+endef
+
+# The compiled rule code, like .pyc for rules (FALCONET_CODE_CACHE=/var/task/rules-cache): a cold
+# start then skips compiling the generated evaluation code. It is keyed by the generated source and
+# the bytecode magic number, so it is built with LAMBDA_PY and this checkout's falconet, with host
+# wheels of pyyaml/orjson in a scratch directory (the artifact's wheels are for the Lambda platform).
+define warm_rule_cache
+	rm -rf "$(ARTIFACTS_DIR)/.warm" && $(LAMBDA_PY) -m pip install --quiet --disable-pip-version-check \
+	    --no-compile -r functions/requirements.txt -t "$(ARTIFACTS_DIR)/.warm"
+	PYTHONPATH="$(ARTIFACTS_DIR)/.warm:functions" $(LAMBDA_PY) -c 'from falconet.engine import Engine; \
+	    Engine.from_paths(["$(ARTIFACTS_DIR)/rules"], code_cache="$(ARTIFACTS_DIR)/rules-cache")'
+	rm -rf "$(ARTIFACTS_DIR)/.warm"
 endef
 
 build-S3DetectorFunction:

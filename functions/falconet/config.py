@@ -46,13 +46,15 @@ class EngineConfig:
     time_format_iso8601: bool = False
     hostname: str | None = None
     geoip_db: str | None = None
+    code_cache: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineConfig:
         """Read FALCONET_RULES, FALCONET_RULE_MATCHING, FALCONET_MIN_PRIORITY,
         FALCONET_EXTRA_FIELDS, FALCONET_TIME_FORMAT_ISO8601, FALCONET_HOSTNAME (or
-        FALCO_HOSTNAME) and FALCONET_GEOIP_DB. Raises ConfigError naming the variable."""
+        FALCO_HOSTNAME), FALCONET_GEOIP_DB and FALCONET_CODE_CACHE. Raises ConfigError naming
+        the variable."""
         env = os.environ if environ is None else environ
         rules_setting = env.get("FALCONET_RULES", "").strip()
         rules = tuple(split_list(rules_setting)) if rules_setting else (str(bundled_rules_dir()),)
@@ -74,6 +76,7 @@ class EngineConfig:
             raise ConfigError(f"FALCONET_TIME_FORMAT_ISO8601 must be true or false, got '{iso}'")
         hostname = env.get("FALCONET_HOSTNAME") or env.get("FALCO_HOSTNAME") or None
         geoip = env.get("FALCONET_GEOIP_DB", "").strip() or None
+        code_cache = env.get("FALCONET_CODE_CACHE", "").strip() or None
         return cls(
             rules=rules,
             rule_matching=matching,
@@ -82,6 +85,7 @@ class EngineConfig:
             time_format_iso8601=iso in ("true", "1", "yes"),
             hostname=hostname,
             geoip_db=geoip,
+            code_cache=code_cache,
         )
 
 

@@ -91,6 +91,7 @@ class Pipeline:
             hostname=config.hostname,
             time_format_iso8601=config.time_format_iso8601,
             geoip=geoip,
+            code_cache=config.code_cache,
         )
         from falconet.sinks import sinks_from_env
 

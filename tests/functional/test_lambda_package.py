@@ -114,3 +114,66 @@ def test_the_packaged_notify_handler_runs(artifacts: Path, http_receiver, make_a
     assert report["heavy"] == []
     (request,) = http_receiver.requests
     assert json.loads(request.body)["text"].startswith("[Warning] K8s Namespace Deleted: ")
+
+
+def test_the_packaged_detector_loads_its_compiled_rules_from_the_cache(artifacts: Path) -> None:
+    cache = artifacts / "rules-cache"
+    files = sorted(cache.glob("rules-*.marshal"))
+    assert len(files) == 1  # built by `make build-*` for the bundled rules
+    cache.chmod(0o555)  # as /var/task: read-only; a miss would try (and fail) to write
+    try:
+        script = (
+            "import json, sys\n"
+            "from falconet.pipeline import get_pipeline\n"
+            "engine = get_pipeline().engine\n"
+            "print(json.dumps({'hit': engine.index_stats()['code_cache_hit'],"
+            " 'rules': len(engine.rules)}))\n"
+        )
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "FALCONET_RULES": str(artifacts / "rules"),
+            "FALCONET_CODE_CACHE": str(cache),
+        }
+        base_python = getattr(sys, "_base_executable", sys.executable)
+        done = subprocess.run(
+            [base_python, "-s", "-c", script],
+            cwd=artifacts,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["hit"] == 1  # the generated code came from the cache, not compile()
+        assert report["rules"] > 50
+        assert sorted(cache.iterdir()) == files
+    finally:
+        cache.chmod(0o755)
+
+
+def test_every_template_handler_exists() -> None:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def _any(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+        return None
+
+    _Loader.add_multi_constructor("!", _any)
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)  # noqa: S506
+    import lambda_handlers
+
+    handlers = [
+        r["Properties"]["Handler"]
+        for r in template["Resources"].values()
+        if r.get("Type") == "AWS::Serverless::Function"
+    ]
+    assert handlers
+    for handler in handlers:
+        module, _, name = handler.partition(".")
+        assert module == "lambda_handlers"
+        assert callable(getattr(lambda_handlers, name)), handler

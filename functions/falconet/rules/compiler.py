@@ -18,8 +18,14 @@ the reference evaluator.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.util import MAGIC_NUMBER
+from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from falconet import fields
@@ -64,6 +70,7 @@ class Index:
     sizes: list[int]  # rules per distinct bucket
     wildcard: int  # rules that run for every event
     source: str  # the generated module source
+    cache_hit: bool = False  # the compiled code came from the code cache
 
     def lookup(self, verb: Any, resource: Any) -> Bucket:
         row = self.table.get(verb)
@@ -71,6 +78,50 @@ class Index:
             row = self.table[OTHER]
         fn = row.get(resource)
         return fn if fn is not None else row[OTHER]
+
+
+_ANY = object()
+
+
+class _Interner:
+    """Canonical instances of condition trees: equal trees become the same object.
+
+    Children are compared by identity once interned, leaves by value, so interning is one shallow
+    pass per tree instead of the recursive hashing and comparison of frozen dataclasses; the
+    compiler then caches rule functions and buckets by identity.
+    """
+
+    def __init__(self) -> None:
+        self._table: dict[Any, ast.Expr] = {}
+
+    def intern(self, node: ast.Expr) -> ast.Expr:
+        key: Any
+        if isinstance(node, ast.And | ast.Or):
+            kids = tuple(self.intern(c) for c in node.children)
+            key = (type(node), node.pos, tuple(map(id, kids)))
+            found = self._table.get(key)
+            if found is None:
+                same = all(a is b for a, b in zip(kids, node.children, strict=True))
+                found = self._table[key] = node if same else type(node)(node.pos, kids)
+            return found
+        if isinstance(node, ast.Not):
+            child = self.intern(node.child)
+            key = (ast.Not, node.pos, id(child))
+            found = self._table.get(key)
+            if found is None:
+                found = self._table[key] = node if child is node.child else ast.Not(node.pos, child)
+            return found
+        return self._table.setdefault(("leaf", node), node)
+
+
+def _mentions(node: ast.Expr, which: str) -> bool:
+    """Whether a condition checks `which` (verb/resource) anywhere."""
+    if isinstance(node, ast.And | ast.Or):
+        return any(_mentions(c, which) for c in node.children)
+    if isinstance(node, ast.Not):
+        return _mentions(node.child, which)
+    left = getattr(node, "left", None)
+    return left is not None and key_of(left) == which
 
 
 def _fold_time(node: ast.Expr) -> ast.Expr:
@@ -94,7 +145,11 @@ def _fold_time(node: ast.Expr) -> ast.Expr:
 
 
 def build_index(
-    rules: Sequence[CompiledRule], *, match_all: bool, env: fields.BindEnv = fields.EMPTY_ENV
+    rules: Sequence[CompiledRule],
+    *,
+    match_all: bool,
+    env: fields.BindEnv = fields.EMPTY_ENV,
+    cache_dir: Path | None = None,
 ) -> Index:
     """Index rules by required verb/resource and generate one function per distinct bucket.
 
@@ -112,8 +167,13 @@ def build_index(
     verbs = sorted({v for vs, _ in reqs.values() if vs for v in vs})
     resources = sorted({x for _, rs in reqs.values() if rs for x in rs})
     excluded = {VERB: frozenset(verbs), RESOURCE: frozenset(resources)}
+    mentions = {
+        slot: (_mentions(c, VERB), _mentions(c, RESOURCE)) for slot, c in conditions.items()
+    }
+    spec_cache: dict[tuple[int, Any, Any], ast.Expr] = {}
+    interner = _Interner()
     gen = _ModuleGen(match_all=match_all, env=env, _reference=ReferenceEvaluator(env))
-    cache: dict[tuple[tuple[int, ast.Expr], ...], str] = {}
+    cache: dict[tuple[tuple[int, int], ...], str] = {}
     table: dict[Any, dict[Any, str]] = {}
     wildcard = sum(1 for vs, rs in reqs.values() if vs is None and rs is None)
     for verb in [*verbs, OTHER]:
@@ -131,25 +191,36 @@ def build_index(
             }
             specialised = []
             for slot in slots:
-                cond = specialize(conditions[slot], known, excluded)
+                # A rule's specialisation depends only on the keys it mentions beyond its index
+                # requirement; cache it so each distinct one is computed once.
+                key = (
+                    slot,
+                    known[VERB] if mentions[slot][0] else _ANY,
+                    known[RESOURCE] if mentions[slot][1] else _ANY,
+                )
+                cond = spec_cache.get(key)
+                if cond is None:
+                    cond = spec_cache[key] = interner.intern(
+                        specialize(conditions[slot], known, excluded)
+                    )
                 if not (isinstance(cond, ast.Constant) and not cond.value):
                     specialised.append((slot, cond))
             # Buckets whose specialised conditions are identical share one function.
-            signature = tuple(specialised)
+            signature = tuple((slot, id(cond)) for slot, cond in specialised)
             name = cache.get(signature)
             if name is None:
                 name = gen.bucket(specialised)
                 cache[signature] = name
             row[resource] = name
         table[verb] = row
-    namespace = gen.compile()
+    namespace = gen.compile(cache_dir)
     fn_table = {v: {r: namespace[n] for r, n in row.items()} for v, row in table.items()}
     by_slots: dict[tuple[int, ...], Bucket] = {}
     sizes = []
     for name in gen.bucket_names:
         by_slots[gen.bucket_slots[name]] = namespace[name]
         sizes.append(len(gen.bucket_slots[name]))
-    return Index(fn_table, by_slots, sizes, wildcard, gen.source())
+    return Index(fn_table, by_slots, sizes, wildcard, gen.source(), gen.cache_hit)
 
 
 @dataclass(slots=True)
@@ -161,6 +232,10 @@ class _ModuleGen:
     bucket_names: list[str] = field(default_factory=list)
     bucket_slots: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _consts: dict[tuple[str, Any], str] = field(default_factory=dict)
+    _rules: dict[int, str] = field(default_factory=dict)  # id(condition) -> function name
+    _keep: list[ast.Expr] = field(default_factory=list)
+    getters: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    cache_hit: bool = False
     _reference: ReferenceEvaluator = field(default_factory=ReferenceEvaluator)
 
     def const(self, value: Any, kind: str = "k") -> str:
@@ -172,15 +247,38 @@ class _ModuleGen:
             self._consts[key] = name
         return name
 
+    def rule(self, cond: ast.Expr) -> str:
+        """The function evaluating one (specialised) rule condition, generated once per distinct
+        condition: a rule shared by many buckets with the same specialisation is compiled once."""
+        name = self._rules.get(id(cond))
+        if name is None:
+            name = f"rule{len(self._rules)}"
+            self._rules[id(cond)] = name
+            self._keep.append(cond)  # ids stay unique while the tree is alive
+            body = _BucketGen(self, _field_uses(cond))
+            code = body.expr(cond)
+            self.lines.append(f"def {name}(ev, ctx, verb, res):")
+            if body.locals:
+                self.lines.append("    " + " = ".join(body.locals) + " = U")
+            self.lines.append(f"    return {code}")
+            self.lines.append("")
+        return name
+
     def bucket(self, rules: list[tuple[int, ast.Expr]]) -> str:
+        """The function running a bucket's rules in position order (first match or all)."""
         name = f"bucket{len(self.bucket_names)}"
         self.bucket_names.append(name)
         self.bucket_slots[name] = tuple(s for s, _ in rules)
-        body = _BucketGen(self)
-        checks = [(slot, body.expr(cond)) for slot, cond in rules]
+        checks = [
+            (
+                slot,
+                "True"
+                if isinstance(cond, ast.Constant)
+                else f"{self.rule(cond)}(ev, ctx, verb, res)",
+            )
+            for slot, cond in rules
+        ]
         self.lines.append(f"def {name}(ev, ctx, verb, res):")
-        if body.locals:
-            self.lines.append("    " + " = ".join(body.locals) + " = U")
         if self.match_all:
             self.lines.append("    m = []")
             for slot, code in checks:
@@ -198,7 +296,7 @@ class _ModuleGen:
     def source(self) -> str:
         return "\n".join(self.lines)
 
-    def compile(self) -> dict[str, Any]:
+    def compile(self, cache_dir: Path | None = None) -> dict[str, Any]:
         namespace: dict[str, Any] = {
             "__builtins__": {},
             "type": type,
@@ -210,16 +308,42 @@ class _ModuleGen:
             "S": _stringify_or_none,
         }
         namespace.update(self.namespace)
-        code = compile(self.source(), "<falconet-rules>", "exec")
+        code, self.cache_hit = _compile_cached(self.source(), cache_dir)
         exec(code, namespace)  # noqa: S102 - source built by the compiler; literals in namespace
         return namespace
 
 
-class _BucketGen:
-    """Generates the expressions of one bucket function; tracks its lazily-read field locals."""
+def _field_uses(node: ast.Expr) -> dict[tuple[str, str | None], int]:
+    """How many times each (field, argument) is read by a condition."""
+    uses: dict[tuple[str, str | None], int] = {}
 
-    def __init__(self, module: _ModuleGen) -> None:
+    def operand(n: ast.Field | ast.Transformer) -> None:
+        while isinstance(n, ast.Transformer):
+            n = n.child
+        uses[(n.name, n.arg)] = uses.get((n.name, n.arg), 0) + 1
+
+    def walk(n: ast.Expr) -> None:
+        if isinstance(n, ast.And | ast.Or):
+            for c in n.children:
+                walk(c)
+        elif isinstance(n, ast.Not):
+            walk(n.child)
+        elif isinstance(n, ast.UnaryCheck | ast.BinaryCheck):
+            operand(n.left)
+            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
+                operand(n.right)
+
+    walk(node)
+    return uses
+
+
+class _BucketGen:
+    """Generates the expression of one rule function. A field read more than once goes to a
+    local, computed lazily on first use; a field read once is read in place."""
+
+    def __init__(self, module: _ModuleGen, uses: dict[tuple[str, str | None], int]) -> None:
         self.module = module
+        self.uses = uses
         self.locals: list[str] = []
         self._field_locals: dict[tuple[str, str | None], str] = {}
 
@@ -232,15 +356,24 @@ class _BucketGen:
         if which == RESOURCE and node.name == "ka.target.resource":
             return "res"
         key = (node.name, node.arg)
+        compute = self._compute(node)
+        if self.uses.get(key, 0) <= 1:
+            return compute
         local = self._field_locals.get(key)
         if local is None:
             local = f"f{len(self._field_locals)}"
             self._field_locals[key] = local
             self.locals.append(local)
-        compute = self._compute(node)
         return f"({local} if {local} is not U else ({local} := {compute}))"
 
     def _compute(self, node: ast.Field) -> str:
+        key = (node.name, node.arg)
+        name = self.module.getters.get(key)
+        if name is None:
+            name = self.module.getters[key] = self.module.const(self._getter(node), "g")
+        return f"{name}(ev, ctx)"
+
+    def _getter(self, node: ast.Field) -> fields.Getter:
         definition = fields.lookup(node.name)
         assert definition is not None  # checked by the loader
         getter = None
@@ -251,7 +384,7 @@ class _BucketGen:
         if getter is None:
             # Ungated: the fast path only runs for events with auditID.
             getter = definition.raw_getter(node.arg, self.module.env)
-        return f"{self.module.const(getter, 'g')}(ev, ctx)"
+        return getter
 
     def operand(self, node: ast.Field | ast.Transformer) -> str:
         if isinstance(node, ast.Field):
@@ -328,6 +461,36 @@ class _BucketGen:
             matcher = const(regex_matcher(str(value)), "m")
             return f"((_t := {a}) is not None and {matcher}(_t) is not None)"
         return self._reference_check(node)
+
+
+def _compile_cached(source: str, cache_dir: Path | None) -> tuple[CodeType, bool]:
+    """compile() the generated module, or load it from `cache_dir` (like a .pyc for rules).
+
+    The cache key is a hash of the generated source and of the Python version, so a cached code
+    object is only ever used for the exact source it was compiled from. Writes are atomic and
+    best-effort (a read-only deployment package just reads). The cache directory is trusted like
+    a .pyc directory: it must be part of the deployment, never writable by others.
+    """
+    if cache_dir is None:
+        return compile(source, "<falconet-rules>", "exec"), False
+    # The bytecode magic number says which interpreters can run the code object (like a .pyc).
+    key = hashlib.sha256(MAGIC_NUMBER + f"\0{marshal.version}\0{source}".encode()).hexdigest()
+    path = cache_dir / f"rules-{key[:32]}.marshal"
+    try:
+        code = marshal.loads(path.read_bytes())  # noqa: S302 - our own cache, trusted like .pyc
+        if isinstance(code, CodeType):
+            return code, True
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    code = compile(source, "<falconet-rules>", "exec")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(marshal.dumps(code))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return code, False
 
 
 def _base_field(node: ast.Field | ast.Transformer) -> ast.Field:

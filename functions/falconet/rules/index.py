@@ -80,10 +80,13 @@ def specialize(
     value is known to be none of `excluded[which]`, possibly absent).
     """
     if isinstance(node, ast.And | ast.Or):
-        children = [specialize(c, known, excluded) for c in node.children]
-        return fold(type(node)(node.pos, tuple(children)))
+        children = tuple(specialize(c, known, excluded) for c in node.children)
+        if all(a is b for a, b in zip(children, node.children, strict=True)):
+            return node  # unchanged: keep the identity (the compiler caches by it)
+        return fold(type(node)(node.pos, children))
     if isinstance(node, ast.Not):
-        return fold(ast.Not(node.pos, specialize(node.child, known, excluded)))
+        child = specialize(node.child, known, excluded)
+        return node if child is node.child else fold(ast.Not(node.pos, child))
     if isinstance(node, ast.UnaryCheck | ast.BinaryCheck):
         which = key_of(node.left)
         if which is None:

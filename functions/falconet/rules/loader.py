@@ -977,6 +977,7 @@ class RuleSet:
             tuple(sorted(rule.tags)),
             rule.src,
             frozenset(used),
+            tuple(parts),
         )
 
     def finish_warnings(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from falconet.rules import ast
 
@@ -47,6 +48,7 @@ class Rule:
     tags: tuple[str, ...]
     source: Source
     fields_used: frozenset[str] = field(default_factory=frozenset)
+    output_parts: tuple[Any, ...] = ()  # the output parsed by rules.output.parse_output
 
     @property
     def priority_name(self) -> str:

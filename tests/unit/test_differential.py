@@ -1,0 +1,359 @@
+"""The fast engine (indexed, generated code) agrees with the reference tree-walker everywhere.
+
+For the bundled rules and upstream's k8s_audit_rules.yaml, in `first` and `all` matching: every
+event of the seeded benchmark corpus, every rule fixture and Falco trace, and hypothesis-generated
+events built to hit the index edges (unknown verbs/resources, missing and non-string fields,
+nulls, containers, bindings, subresources).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from falconet import Engine
+from tests.conftest import BUNDLED_RULES, ROOT, SHARED
+
+UPSTREAM = SHARED / "conformance/falco-plugins-k8saudit/v0.18.0/k8s_audit_rules.yaml"
+TRACES = SHARED / "conformance/falco-legacy-tests/test/trace_files/k8s_audit"
+RULESETS = {"bundled": [BUNDLED_RULES], "upstream": [UPSTREAM]}
+
+
+def _corpus(count: int) -> list[dict[str, Any]]:
+    spec = importlib.util.spec_from_file_location("bench_corpus", ROOT / "bench" / "corpus.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(itertools.islice(module.events(seed=7), count))
+
+
+def _fixtures() -> list[dict[str, Any]]:
+    events = []
+    for path in sorted((ROOT / "tests" / "data").rglob("*.json")):
+        try:
+            value = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(value, dict) and value.get("kind") == "Event":
+            events.append(value)
+    if TRACES.is_dir():
+        for path in sorted(TRACES.glob("*.json")):
+            for line in path.read_text().splitlines():
+                value = json.loads(line) if line.strip() else None
+                if isinstance(value, dict) and value.get("kind") == "Event":
+                    events.append(value)
+    return events
+
+
+_ENGINES: dict[tuple[str, str], Engine] = {}
+
+
+def engine(ruleset: str, matching: str) -> Engine:
+    if ruleset == "upstream" and not UPSTREAM.is_file():
+        pytest.skip("../shared (upstream rules) is not beside the repository")
+    key = (ruleset, matching)
+    if key not in _ENGINES:
+        _ENGINES[key] = Engine.from_paths(RULESETS[ruleset], rule_matching=matching)
+    return _ENGINES[key]
+
+
+CASES = [(r, m) for r in RULESETS for m in ("first", "all")]
+IDS = [f"{r}-{m}" for r, m in CASES]
+
+
+@pytest.mark.parametrize(("ruleset", "matching"), CASES, ids=IDS)
+def test_corpus_and_fixtures_agree(ruleset: str, matching: str) -> None:
+    e = engine(ruleset, matching)
+    fired = 0
+    for event in [*_corpus(4000), *_fixtures()]:
+        fast = [a.rule for a in e.evaluate(event)]
+        assert fast == e.matches_reference(event), event.get("auditID")
+        fired += bool(fast)
+    assert fired > 20  # the comparison covers matching events, not only misses
+
+
+_text = st.sampled_from(
+    [
+        "",
+        "null",
+        "pods",
+        "kube-system",
+        "system:anonymous",
+        "admin",
+        "exec",
+        "cluster-admin",
+        "default",
+        "create",
+        "get",
+        "*",
+        "secrets",
+    ]
+)
+_scalar = st.one_of(_text, st.integers(-3, 300), st.booleans(), st.none())
+_verbs = st.sampled_from(
+    [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "impersonate",
+        "escalate",
+        "bind",
+        "approve",
+        "connect",
+        "proxy",
+        "weird",
+    ]
+)
+_resources = st.sampled_from(
+    [
+        "pods",
+        "secrets",
+        "configmaps",
+        "namespaces",
+        "clusterroles",
+        "clusterrolebindings",
+        "rolebindings",
+        "roles",
+        "services",
+        "deployments",
+        "daemonsets",
+        "cronjobs",
+        "serviceaccounts",
+        "nodes",
+        "mutatingwebhookconfigurations",
+        "certificatesigningrequests",
+        "events",
+        "ingresses",
+        "persistentvolumes",
+        "leases",
+        "unknown",
+    ]
+)
+_users = st.sampled_from(
+    [
+        "system:anonymous",
+        "alice@example.com",
+        "kubernetes-admin",
+        "system:serviceaccount:kube-system:replicaset-controller",
+        "system:serviceaccount:default:default",
+        "eks:node-manager",
+        "system:node:ip-10-0-0-1",
+        "system:kube-controller-manager",
+        "admin",
+    ]
+)
+_container = st.fixed_dictionaries(
+    {
+        "name": st.one_of(_text, st.just("c")),
+        "image": st.sampled_from(
+            ["nginx", "busybox:1", "localhost:5000/x:1", "falcosecurity/falco", "docker.io/alpine"]
+        ),
+    },
+    optional={
+        "securityContext": st.fixed_dictionaries(
+            {},
+            optional={
+                "privileged": st.booleans(),
+                "runAsUser": st.integers(0, 2),
+                "allowPrivilegeEscalation": st.booleans(),
+                "capabilities": st.fixed_dictionaries(
+                    {
+                        "add": st.lists(
+                            st.sampled_from(["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN"]),
+                            max_size=2,
+                        )
+                    }
+                ),
+            },
+        ),
+        "command": st.lists(st.sampled_from(["sh", "-c", "bash", "nc", "curl"]), max_size=3),
+        "ports": st.lists(
+            st.fixed_dictionaries(
+                {"containerPort": st.integers(1, 9000)}, optional={"hostPort": st.integers(1, 9000)}
+            ),
+            max_size=2,
+        ),
+    },
+)
+_request_object = st.fixed_dictionaries(
+    {},
+    optional={
+        "spec": st.fixed_dictionaries(
+            {},
+            optional={
+                "containers": st.lists(_container, max_size=3),
+                "initContainers": st.lists(_container, max_size=1),
+                "ephemeralContainers": st.lists(_container, max_size=1),
+                "hostNetwork": st.booleans(),
+                "hostPID": st.booleans(),
+                "hostIPC": st.booleans(),
+                "type": st.sampled_from(["NodePort", "ClusterIP", "LoadBalancer"]),
+                "volumes": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "name": _text,
+                            "hostPath": st.fixed_dictionaries(
+                                {
+                                    "path": st.sampled_from(
+                                        ["/", "/etc", "/var/run/docker.sock", "/proc", "/data"]
+                                    )
+                                }
+                            ),
+                        }
+                    ),
+                    max_size=2,
+                ),
+            },
+        ),
+        "roleRef": st.fixed_dictionaries(
+            {
+                "name": st.sampled_from(["cluster-admin", "admin", "view"]),
+                "kind": st.just("ClusterRole"),
+            }
+        ),
+        "subjects": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "kind": st.sampled_from(["User", "Group", "ServiceAccount"]),
+                    "name": st.sampled_from(
+                        [
+                            "system:anonymous",
+                            "system:unauthenticated",
+                            "default",
+                            "bob",
+                            "system:authenticated",
+                        ]
+                    ),
+                },
+                optional={"namespace": st.sampled_from(["default", "kube-system"])},
+            ),
+            max_size=2,
+        ),
+        "rules": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "verbs": st.lists(
+                        st.sampled_from(["*", "get", "create", "escalate", "bind"]), max_size=2
+                    ),
+                    "resources": st.lists(
+                        st.sampled_from(["*", "pods", "pods/exec", "secrets"]), max_size=2
+                    ),
+                }
+            ),
+            max_size=2,
+        ),
+        "data": st.dictionaries(
+            st.sampled_from(["password", "aws_access_key_id", "config"]), _text, max_size=2
+        ),
+    },
+)
+
+
+@st.composite
+def audit_events(draw: st.DrawFn) -> dict[str, Any]:
+    ref: dict[str, Any] = {"resource": draw(_resources)}
+    for key, strat in (
+        ("namespace", st.sampled_from(["default", "kube-system", "kube-public"])),
+        ("name", _text),
+        (
+            "subresource",
+            st.sampled_from(
+                [
+                    "exec",
+                    "attach",
+                    "portforward",
+                    "proxy",
+                    "ephemeralcontainers",
+                    "approval",
+                    "token",
+                    "status",
+                ]
+            ),
+        ),
+    ):
+        if draw(st.booleans()):
+            ref[key] = draw(strat)
+    event: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "stage": draw(st.sampled_from(["ResponseComplete", "ResponseStarted", "RequestReceived"])),
+        "verb": draw(st.one_of(_verbs, _scalar)),
+        "user": {
+            "username": draw(_users),
+            "groups": draw(
+                st.lists(
+                    st.sampled_from(
+                        [
+                            "system:authenticated",
+                            "system:masters",
+                            "system:unauthenticated",
+                            "system:serviceaccounts",
+                        ]
+                    ),
+                    max_size=2,
+                )
+            ),
+        },
+        "objectRef": ref if draw(st.integers(0, 9)) else draw(st.one_of(st.none(), _text)),
+        "responseStatus": {"code": draw(st.sampled_from([200, 201, 101, 403, 404, 500]))},
+        "sourceIPs": [draw(st.sampled_from(["10.0.0.1", "81.2.69.160", "127.0.0.1", "::1"]))],
+        "userAgent": draw(st.sampled_from(["kubectl/v1.30", "curl/8", "kubeletctl", "nmap"])),
+        "requestURI": draw(
+            st.sampled_from(
+                [
+                    "/api/v1/pods",
+                    "/api/v1/namespaces/default/pods/x/exec?command=sh&command=-c&tty=true",
+                    "/x?a=%zz",
+                ]
+            )
+        ),
+        "stageTimestamp": "2026-03-11T15:45:00.123456Z",
+        "annotations": {
+            "authorization.k8s.io/decision": draw(st.sampled_from(["allow", "forbid"])),
+            "authorization.k8s.io/reason": draw(_text),
+        },
+    }
+    if draw(st.integers(0, 9)):
+        event["auditID"] = "00000000-0000-4000-8000-000000000000"
+    if draw(st.booleans()):
+        event["requestObject"] = draw(_request_object)
+    if draw(st.booleans()):
+        event["impersonatedUser"] = {"username": draw(_users)}
+    for key in draw(st.lists(st.sampled_from(list(event)), max_size=2)):
+        if key not in ("kind", "stageTimestamp"):
+            event.pop(key, None)
+    return event
+
+
+@pytest.mark.parametrize(("ruleset", "matching"), CASES, ids=IDS)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=audit_events())
+def test_random_events_agree(ruleset: str, matching: str, event: dict[str, Any]) -> None:
+    e = engine(ruleset, matching)
+    assert [a.rule for a in e.evaluate(event)] == e.matches_reference(event)
+
+
+def test_code_cache_round_trip_and_corruption(tmp_path: Path) -> None:
+    rules = [BUNDLED_RULES]
+    first = Engine.from_paths(rules, code_cache=tmp_path)
+    assert first.index_stats()["code_cache_hit"] == 0
+    second = Engine.from_paths(rules, code_cache=tmp_path)
+    assert second.index_stats()["code_cache_hit"] == 1
+    (cached,) = tmp_path.glob("rules-*.marshal")
+    cached.write_bytes(b"\x00garbage")
+    third = Engine.from_paths(rules, code_cache=tmp_path)  # a bad file is recompiled, not trusted
+    assert third.index_stats()["code_cache_hit"] == 0
+    event = _fixtures()[0]
+    assert [a.rule for a in third.evaluate(event)] == [a.rule for a in first.evaluate(event)]
