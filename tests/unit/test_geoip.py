@@ -14,14 +14,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any
 
 import maxminddb
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mmdb_writer import MMDBWriter
-from netaddr import IPSet
 
 from falconet.errors import ConfigError
 from falconet.geoip import (
@@ -34,38 +31,7 @@ from falconet.geoip import (
     parse_ip,
     split_paths,
 )
-
-
-def city(iso: str, country: str, name: str | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"country": {"iso_code": iso, "names": {"en": country, "fr": "x"}}}
-    if name is not None:
-        record["city"] = {"names": {"en": name, "de": "y"}}
-    return record
-
-
-def asn(number: int, org: str) -> dict[str, Any]:
-    return {"autonomous_system_number": number, "autonomous_system_organization": org}
-
-
-def build_db(
-    path: Path,
-    networks: dict[str, dict[str, Any]],
-    *,
-    ip_version: int = 6,
-    database_type: str = "GeoLite2-City",
-) -> str:
-    writer = MMDBWriter(
-        ip_version=ip_version,
-        ipv4_compatible=ip_version == 6,
-        database_type=database_type,
-        languages=["en"],
-        description="falconet test database",
-    )
-    for cidr, record in networks.items():
-        writer.insert_network(IPSet([cidr]), record)
-    writer.to_db_file(str(path))
-    return str(path)
-
+from tests.mmdb import asn, build_db, city
 
 CITY_NETWORKS = {
     "81.2.69.0/24": city("GB", "United Kingdom", "London"),
