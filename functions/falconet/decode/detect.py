@@ -1,12 +1,12 @@
 """Which framing a decompressed stream uses, decided once from its first bytes.
 
 Content decides, never a file name. The first non-blank line (read up to `HEAD_LIMIT` bytes) is
-enough to tell the three framings apart:
+enough to tell the three framings apart, mostly without parsing it (it is parsed later anyway):
 
 * `EXPORT`: CloudWatch Logs export-task lines, `<ISO-8601 UTC> <message>`.
 * `LINES`: one JSON value per line (apiserver log backend, GKE sink files, AKS `PT1H.json`,
-  Firehose with message extraction, one webhook body or EventList per line). The first line parses
-  on its own, or is garbage that does not look like the start of a multi-line document (so a
+  Firehose with message extraction, one webhook body or EventList per line). The first line is
+  one JSON value, or garbage that does not look like the start of a multi-line document (so a
   damaged first line of a JSON-lines file costs that line, not the file).
 * `DOCUMENTS`: JSON documents that span lines or share one: pretty-printed documents, and
   CloudWatch Logs envelopes back to back with no delimiter as Firehose writes them (`}{`). Also
@@ -27,6 +27,7 @@ _EXPORT_LINE = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z ")
 _BOM = b"\xef\xbb\xbf"
 # A first line ending like this is the start of a multi-line document, not a damaged record.
 _OPENERS = (b"{", b"[", b",", b":")
+_ADJACENT = re.compile(rb"[}\]][ \t\r]*[{\[]")  # a document closing and the next one opening
 
 
 class Framing(Enum):
@@ -66,26 +67,21 @@ def detect(head: bytes) -> Framing:
         return Framing.EXPORT
     newline = text.find(b"\n")
     if newline < 0:
-        # One line so far. A complete single value or a lone record is LINES; anything else is
-        # either longer than HEAD_LIMIT or back-to-back documents: DOCUMENTS handles both.
-        if len(head) < HEAD_LIMIT and _parses(text):
+        # One line so far. The whole input (a webhook body, one document) is LINES: one line.
+        # Longer than HEAD_LIMIT, or `}{` (Firehose, no delimiter): DOCUMENTS handles both. No
+        # parsing here: the body is parsed once, later.
+        if len(head) < HEAD_LIMIT and b"}{" not in text:
             return Framing.LINES
         return Framing.DOCUMENTS
     first = text[:newline].rstrip()
-    try:
-        orjson.loads(first)
-    except orjson.JSONDecodeError as exc:
-        if str(exc).startswith("unexpected content after document"):
-            return Framing.DOCUMENTS  # `}{` on one line: Firehose without delimiters
-        if first.endswith(_OPENERS):
-            return Framing.DOCUMENTS  # pretty-printed
-        return Framing.LINES
+    if first.endswith(_OPENERS):
+        return Framing.DOCUMENTS  # pretty-printed: no JSON line ends like that
+    if _ADJACENT.search(first):
+        # Two documents on one line (Firehose without delimiters), or brackets inside a string
+        # of one valid line: only a parse tells, and only here is one spent.
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError as exc:
+            if str(exc).startswith("unexpected content after document"):
+                return Framing.DOCUMENTS
     return Framing.LINES
-
-
-def _parses(text: bytes) -> bool:
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return not text.lstrip().startswith((b"{", b"["))
-    return True

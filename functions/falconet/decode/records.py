@@ -58,6 +58,33 @@ MAX_CONTEXTS = 1024  # envelope contexts cached per input (one per cluster, norm
 
 
 _GC_PAUSE_BYTES = 1 << 20
+_valid_prefixes: dict[str, bool] = {}  # "YYYY-MM-DDTHH:MM:SS" -> a real date and time?
+_PREFIXES_MAX = 4096
+
+
+def valid_timestamp(value: object) -> bool:
+    """`parse_rfc3339_ns(value) is not None`, 4x faster for the usual `...SS.ffffffZ` form.
+
+    Why: the stageTimestamp check runs once per event, and the full parse (1.5 us, its fraction
+    read digit by digit) cost 0.4x an `orjson.loads` of a whole event; decoding only needs to
+    know that the value parses. Any other form (offsets, no fraction) goes to the full parser, and
+    a test checks that both always agree.
+    """
+    if type(value) is not str or len(value) < 21:
+        return parse_rfc3339_ns(value) is not None
+    prefix = value[:19]
+    ok = _valid_prefixes.get(prefix)
+    if ok is None:
+        ok = parse_rfc3339_ns(prefix + "Z") is not None
+        if len(_valid_prefixes) >= _PREFIXES_MAX:
+            _valid_prefixes.clear()
+        _valid_prefixes[prefix] = ok
+    if not ok:
+        return False
+    fraction = value[20:-1]
+    if value[19] == "." and value[-1] == "Z" and fraction.isdigit() and fraction.isascii():
+        return True
+    return parse_rfc3339_ns(value) is not None
 
 
 def loads(data: bytes | bytearray | str) -> Any:
@@ -129,7 +156,7 @@ class Reader:
         """
         stats = self.stats
         stats.records += 1
-        if parse_rfc3339_ns(event.get("stageTimestamp")) is None:
+        if not valid_timestamp(event.get("stageTimestamp")):
             stats.reject(BAD_TIMESTAMP, self.position(where), str(event.get("auditID", "")))
             return False
         if raw_len > MAX_EVENT_BYTES:

@@ -5,7 +5,7 @@ The pipeline per input: `compression.iter_chunks` -> `compression.gunzip` (multi
 `orjson.loads` -> `records.Reader` (envelopes, per-event checks, accounting).
 
 Hot path (the S3 function reading gzip JSON lines of Events): inflate 64 KiB chunks, `bytes.split`
-per chunk, `orjson.loads` per line, `kind == "Event"` and the cached `parse_rfc3339_ns` per event,
+per chunk, `orjson.loads` per line, `kind == "Event"` and `records.valid_timestamp` per event,
 no re-serialisation unless the line is over the size limit. Every other shape goes through
 `Reader.value`. A line or document longer than `MAX_RECORD_BYTES` is counted and dropped while it
 is read, so one huge line cannot exhaust memory.
@@ -31,9 +31,9 @@ from falconet.decode.records import (
     Event,
     Reader,
     loads,
+    valid_timestamp,
 )
 from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
-from falconet.timestamps import parse_rfc3339_ns
 
 __all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
 
@@ -123,7 +123,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
     cluster = context.cluster
     fast_loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    parse_ts = parse_rfc3339_ns
+    valid_ts = valid_timestamp
     limit = MAX_EVENT_BYTES
     for line in lines:
         number += 1
@@ -138,7 +138,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                 reader.reject(NOT_JSON, number, str(exc))
             continue
         if type(value) is dict and value.get("kind") == "Event" and len(line) <= limit:
-            if parse_ts(value.get("stageTimestamp")) is None:
+            if not valid_ts(value.get("stageTimestamp")):
                 reader.accept(value, number, len(line), context)  # counts the rejection
                 continue
             stats.records += 1
