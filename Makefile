@@ -4,13 +4,19 @@
 #   make lint    ruff + mypy --strict
 #   make bench   the benchmark (figures as ratios to orjson.loads, one process)
 #   make validate  offline checks of template.yaml (sam validate, SAM -> CloudFormation -> cfn-lint)
+#   make tools   the separate tools venv .venv-tools (aws-sam-cli, cfn-lint), never imported by code
+#   make build   sam build: Lambda zips with vendored deps, bundled rules/ and hash-based .pyc
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LINT_DIRS := functions tests $(wildcard bench tools)
 
-.PHONY: venv run test lint bench validate clean
+TOOLS       := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+
+.PHONY: venv tools run test lint bench validate build clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,19 +26,67 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# SAM CLI pins boto3/click and brings awscrt: it lives in its own venv, away from the runtime deps.
+$(TOOLS_STAMP): tools/requirements.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	@touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
 run: $(STAMP)
 	$(BIN)/python tools/run_local.py
 
-test: $(STAMP)
+# The tools venv is a prerequisite: tests/functional/test_template.py runs the template checks.
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check functions tests bench tools
-	$(BIN)/ruff format --check functions tests bench tools
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
+validate: $(TOOLS_STAMP)
+	$(TOOLS)/bin/python tools/check_template.py template.yaml
+
+build: $(TOOLS_STAMP)
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --template template.yaml
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build .aws-sam
+
+# ---- Lambda artifacts. `sam build` (Metadata: BuildMethod: makefile) runs `make build-<LogicalId>`
+# with ARTIFACTS_DIR set, in a copy of CodeUri (the repository root). Each zip gets the runtime deps
+# for the Lambda platform, the falconet package, lambda_handlers.py and the bundled rules/ beside
+# them (FALCONET_RULES=/var/task/rules), then hash-based .pyc: SAM zips carry 1980 timestamps, so
+# ordinary .pyc never validate and /var/task is read-only; unchecked-hash .pyc cut a cold
+# `import boto3, yaml` from ~1 s to ~0.34 s (reference/serverless-ecosystem.md §6.3).
+# LAMBDA_PY must be the runtime's minor version (template.yaml: Runtime python3.11), .pyc are per
+# version. Never add functions-framework, Flask or cloudevents here (functions/requirements.txt).
+LAMBDA_PY             ?= python3.11
+LAMBDA_PYTHON_VERSION ?= 3.11
+LAMBDA_PLATFORM       ?= manylinux2014_aarch64
+
+define lambda_artifacts
+	$(LAMBDA_PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; assert v == "$(LAMBDA_PYTHON_VERSION)", "LAMBDA_PY is Python " + v + ", the runtime is $(LAMBDA_PYTHON_VERSION)"'
+	$(LAMBDA_PY) -m pip install --quiet --disable-pip-version-check --no-compile \
+	    --platform $(LAMBDA_PLATFORM) --implementation cp --python-version $(LAMBDA_PYTHON_VERSION) \
+	    --only-binary=:all: -r functions/requirements.txt -t "$(ARTIFACTS_DIR)"
+	cp -R functions/falconet functions/lambda_handlers.py "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/rules" && cp rules/*.yaml "$(ARTIFACTS_DIR)/rules/"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(LAMBDA_PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"
+endef
+
+build-S3DetectorFunction:
+	$(lambda_artifacts)
+
+build-HttpDetectorFunction:
+	$(lambda_artifacts)
+
+build-NotifyFunction:
+	$(lambda_artifacts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections.abc import Callable
 
 _PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\Z")
 _ZONE = re.compile(r"([+-])(\d{2}):(\d{2})\Z")
@@ -68,13 +69,28 @@ def parse_rfc3339_ns(value: object) -> int | None:
     return (base - offset) * 1_000_000_000 + nanos
 
 
+_utc_cache: dict[int, str] = {}
+_local_cache: dict[int, str] = {}
+
+
+def _cached(cache: dict[int, str], secs: int, render: Callable[[int], str]) -> str:
+    text = cache.get(secs)
+    if text is None:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        text = cache[secs] = render(secs)
+    return text
+
+
 def format_iso8601_ns(ns: int) -> str:
     """UTC `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, as Falco's JSON `time` and `evt.time.iso8601`."""
     secs, nanos = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+    head = _cached(_utc_cache, secs, lambda s: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)))
+    return f"{head}.{nanos:09d}Z"
 
 
 def format_local_time_ns(ns: int) -> str:
     """Local `HH:MM:SS.nnnnnnnnn`, as Falco's `evt.time` (the text output prefix)."""
     secs, nanos = divmod(ns, 1_000_000_000)
-    return time.strftime("%H:%M:%S", time.localtime(secs)) + f".{nanos:09d}"
+    head = _cached(_local_cache, secs, lambda s: time.strftime("%H:%M:%S", time.localtime(s)))
+    return f"{head}.{nanos:09d}"

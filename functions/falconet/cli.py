@@ -1,0 +1,294 @@
+"""The `falconet` command: the same engine and decoders from a shell.
+
+    falconet scan [--rules PATH]... [--rule-matching first|all] [--min-priority P] [--json]
+                  [INPUT]...
+    falconet validate PATH...
+    falconet fields [--json]
+    falconet rules [--rules PATH]... [--markdown]
+    falconet explain [--rules PATH]...
+
+`scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
+summary on stderr (events read, records rejected with their reason and position, alerts by rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from falconet import fields
+from falconet.config import bundled_rules_dir, split_list
+from falconet.context import EventContext
+from falconet.errors import ConfigError, FalconetError, RuleError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _rules_paths(values: Sequence[str] | None) -> list[str]:
+    if values:
+        return [p for v in values for p in split_list(v)]
+    import os
+
+    env = os.environ.get("FALCONET_RULES", "").strip()
+    return split_list(env) if env else [str(bundled_rules_dir())]
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH",
+        help="rules file or directory (repeatable; default: FALCONET_RULES or the bundled rules/)",
+    )
+    p.add_argument(
+        "--rule-matching",
+        choices=("first", "all"),
+        default="first",
+        help="Falco's rule_matching: at most one alert per event (first) or all",
+    )
+    p.add_argument(
+        "--min-priority",
+        default="debug",
+        metavar="P",
+        help="rules less severe than P are not loaded (default: debug)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="falconet",
+        description="Falco-compatible detection of threats in Kubernetes audit logs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="evaluate audit logs and print alerts")
+    _add_engine_options(scan)
+    scan.add_argument("--json", action="store_true", help="print Falco JSON alerts")
+    scan.add_argument(
+        "--extra-field",
+        action="append",
+        metavar="FIELD",
+        help="add FIELD to every alert's output_fields (repeatable)",
+    )
+    scan.add_argument("--cluster", help="cluster name for events that carry none")
+    scan.add_argument(
+        "--geoip-db",
+        metavar="PATH",
+        help="MaxMind-format database for falconet.src.* location fields",
+    )
+    scan.add_argument(
+        "--explain", action="store_true", help="after each alert, a who/what/when/where line"
+    )
+    scan.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="audit log files (JSON lines, EventList, gzip, ...); '-' or none = stdin",
+    )
+
+    validate = sub.add_parser("validate", help="check rules files and report every problem")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+
+    fields_cmd = sub.add_parser("fields", help="list the fields conditions and outputs may use")
+    fields_cmd.add_argument("--json", action="store_true")
+
+    rules_cmd = sub.add_parser("rules", help="list the loaded rules")
+    _add_engine_options(rules_cmd)
+    rules_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
+
+    explain = sub.add_parser("explain", help="print the generated evaluation code")
+    _add_engine_options(explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {
+        "scan": _scan,
+        "validate": _validate,
+        "fields": _fields,
+        "rules": _rules,
+        "explain": _explain,
+    }
+    try:
+        return handlers[args.command](args)
+    except RuleError as exc:
+        print(str(exc), file=sys.stderr)  # noqa: T201
+        return EXIT_ERROR
+    except FalconetError as exc:
+        print(f"falconet: error: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _engine(args: argparse.Namespace, extra_fields: Sequence[str] | None = None) -> Any:
+    from falconet.engine import Engine
+
+    return Engine.from_paths(
+        _rules_paths(args.rules),
+        rule_matching=args.rule_matching,
+        min_priority=args.min_priority,
+        extra_fields=extra_fields,
+    )
+
+
+def _open_inputs(inputs: Sequence[str]) -> list[tuple[str, IO[bytes]]]:
+    out: list[tuple[str, IO[bytes]]] = []
+    for spec in inputs or ["-"]:
+        if spec == "-":
+            out.append(("<stdin>", sys.stdin.buffer))
+            continue
+        path = Path(spec)
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            try:
+                out.append((str(f), f.open("rb")))
+            except OSError as exc:
+                raise ConfigError(f"cannot open input '{f}': {exc.strerror}") from None
+    return out
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from falconet.decode import DecodeStats, decode
+
+    extra = args.extra_field
+    engine = _engine(args, extra_fields=None if not extra else [*_default_extras(), *extra])
+    stats = DecodeStats()
+    by_rule: Counter[str] = Counter()
+    out = sys.stdout.buffer
+    started = time.perf_counter()
+    base_context = EventContext(cluster=args.cluster)
+    for name, stream in _open_inputs(args.inputs):
+        with stream if stream is not sys.stdin.buffer else _nullcontext(stream):
+            context = base_context.updated(origin=name)
+            for event, ctx in decode(stream, stats=stats, context=context, name=name):
+                for alert in engine.evaluate(event, ctx):
+                    by_rule[alert.rule] += 1
+                    if args.json:
+                        out.write(alert.to_json() + b"\n")
+                    else:
+                        out.write(alert.output.encode() + b"\n")
+                    if args.explain:
+                        from falconet.explain import explain_line
+
+                        out.write(b"  " + explain_line(alert, event).encode() + b"\n")
+    out.flush()
+    _summary(stats, by_rule, time.perf_counter() - started)
+    return EXIT_OK
+
+
+class _nullcontext:  # noqa: N801 - a context manager that leaves stdin open
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __enter__(self) -> Any:
+        return self.value
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def _default_extras() -> tuple[str, ...]:
+    from falconet.engine import DEFAULT_EXTRA_FIELDS
+
+    return tuple(f for f in DEFAULT_EXTRA_FIELDS if fields.lookup(f) is not None)
+
+
+def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
+    err = sys.stderr
+    for problem in stats.problems:
+        print(
+            f"{problem.position}: {problem.reason}"
+            + (f" ({problem.detail})" if problem.detail else ""),
+            file=err,
+        )  # noqa: T201
+    rejected = stats.rejected_total
+    print(
+        f"falconet: {stats.events} events evaluated, {rejected} records rejected, "  # noqa: T201
+        f"{sum(by_rule.values())} alerts in {seconds:.2f}s",
+        file=err,
+    )
+    for reason, count in sorted(stats.rejected.items()):
+        print(f"  rejected: {reason}: {count}", file=err)  # noqa: T201
+    for reason, count in sorted(stats.skipped.items()):
+        print(f"  skipped: {reason}: {count}", file=err)  # noqa: T201
+    for rule, count in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {count:6d}  {rule}", file=err)  # noqa: T201
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from falconet.rules.loader import load_rules
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    for p in missing:
+        print(f"{p}: error: no such file or directory", file=sys.stderr)  # noqa: T201
+    rules, ruleset = load_rules([p for p in args.paths if p not in missing])
+    for diagnostic in ruleset.diagnostics:
+        print(str(diagnostic), file=sys.stderr)  # noqa: T201
+    errors = len(ruleset.errors) + len(missing)
+    status = "error" if errors else "ok"
+    print(
+        f"{status}: {len(rules)} k8s_audit rules, {errors} error(s), "  # noqa: T201
+        f"{len(ruleset.warnings)} warning(s)"
+    )
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+def _fields(args: argparse.Namespace) -> int:
+    items = list(fields.iter_fields())
+    if args.json:
+        data = [
+            {
+                "name": f.name,
+                "type": f.type,
+                "is_list": f.is_list,
+                "arg": f.arg,
+                "desc": f.desc,
+                "extension": f.extension,
+            }
+            for f in items
+        ]
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        return EXIT_OK
+    width = max(len(f.name) for f in items)
+    for f in items:
+        kind = f.type + ("[]" if f.is_list else "")
+        arg = {"none": "", "index": "[n]", "key": "[key]"}[f.arg]
+        ext = " (falconet extension)" if f.extension else ""
+        print(f"{f.name + arg:<{width + 5}} {kind:<9} {f.desc}{ext}")  # noqa: T201
+    return EXIT_OK
+
+
+def _rules(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.markdown:
+        print("| rule | priority | tags | description |")  # noqa: T201
+        print("|---|---|---|---|")  # noqa: T201
+        for r in engine.rules:
+            desc = " ".join(r.desc.split()).replace("|", "\\|")
+            print(f"| {r.name} | {r.priority} | {', '.join(r.tags)} | {desc} |")  # noqa: T201
+        return EXIT_OK
+    for r in engine.rules:
+        state = "" if r.enabled else " (disabled)"
+        print(f"{r.priority:<13} {r.name}{state}  [{', '.join(r.tags)}]")  # noqa: T201
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    print(engine.explain())  # noqa: T201
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

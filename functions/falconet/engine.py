@@ -1,0 +1,279 @@
+"""The engine: rules loaded and compiled once, then `evaluate(event)` per audit event.
+
+    engine = Engine.from_paths(["rules/"], rule_matching="first", min_priority="debug")
+    alerts = engine.evaluate(event)            # list[Alert], usually empty
+
+Built once per cold start: YAML parse, list/macro resolution, type checks, the (verb, resource)
+index and one generated function per bucket. Per event: two dictionary look-ups pick the bucket,
+its function runs the bucket's rules in position order, and only a match costs more (the alert).
+Matches Falco's semantics: `rule_matching` `first` (default: at most one alert per event, the
+first matching rule in definition position) or `all`; rules less severe than `min_priority` are not
+loaded at all, so they cannot shadow others.
+
+Pure: no I/O after construction, no environment, no globals but the compiled rules; safe to share
+between threads.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from falconet import fields
+from falconet.alerts import Alert, AlertFactory, Getter
+from falconet.context import EMPTY_CONTEXT, EventContext
+from falconet.errors import ConfigError, RuleError
+from falconet.rules.compiler import CompiledRule, Index, build_index
+from falconet.rules.loader import Diagnostic, RuleSet, load_rules
+from falconet.rules.model import PRIORITIES, Rule, parse_priority
+from falconet.rules.output import FieldToken, parse_output
+from falconet.rules.reference import ReferenceEvaluator
+from falconet.timestamps import parse_rfc3339_ns
+
+RULE_MATCHING = ("first", "all")
+# Added to every alert's output_fields when present (Falco's append_output.extra_fields).
+DEFAULT_EXTRA_FIELDS: tuple[str, ...] = (
+    "ka.cluster.name",
+    "falconet.cluster",
+    "falconet.account",
+    "falconet.region",
+    "falconet.origin",
+    "falconet.src.ip",
+    "falconet.src.scope",
+    "falconet.src.country",
+    "falconet.src.city",
+    "falconet.src.asn",
+)
+_MISSING = object()
+_NO_ALERTS: list[Alert] = []
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """A loaded rule, as `falconet rules` lists it."""
+
+    name: str
+    priority: str
+    tags: tuple[str, ...]
+    desc: str
+    enabled: bool
+    position: int
+
+
+def _key(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    return None if value is _MISSING else fields.stringify(value)
+
+
+class Engine:
+    """Compiled rules; `evaluate` returns the alerts one audit event raises."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        rule_matching: str = "first",
+        min_priority: str = "debug",
+        extra_fields: Sequence[str] | None = None,
+        hostname: str | None = None,
+        time_format_iso8601: bool = False,
+        diagnostics: Sequence[Diagnostic] = (),
+    ) -> None:
+        if rule_matching not in RULE_MATCHING:
+            raise ConfigError(f"rule_matching must be 'first' or 'all', got '{rule_matching}'")
+        threshold = parse_priority(min_priority)
+        if threshold is None:
+            raise ConfigError(
+                f"min_priority '{min_priority}' is not a priority ({', '.join(PRIORITIES)})"
+            )
+        self.rule_matching = rule_matching
+        self.min_priority = PRIORITIES[threshold]
+        self.diagnostics = tuple(diagnostics)
+        self._hostname = hostname if hostname is not None else socket.gethostname()
+        extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
+        extra_getters = [_extra_getter(name) for name in extras if _known(name, extra_fields)]
+        # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
+        active = [r for r in rules if r.priority <= threshold and r.enabled]
+        self.rules = tuple(
+            RuleInfo(r.name, r.priority_name, r.tags, r.desc, r.enabled, r.position) for r in rules
+        )
+        self._active = tuple(active)
+        self._factories = tuple(
+            _factory(r, extra_getters, self._hostname, time_format_iso8601) for r in active
+        )
+        self._index: Index = build_index(
+            [CompiledRule(slot, r.condition) for slot, r in enumerate(active)],
+            match_all=rule_matching == "all",
+        )
+        self._first = rule_matching == "first"
+        self._reference = ReferenceEvaluator()
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Iterable[str | Path],
+        *,
+        rule_matching: str = "first",
+        min_priority: str = "debug",
+        extra_fields: Sequence[str] | None = None,
+        hostname: str | None = None,
+        time_format_iso8601: bool = False,
+    ) -> Engine:
+        """Load rules files (or directories of `*.yaml`, by name) in order and compile them.
+
+        Raises RuleError (file:line:col, item name) for the first problem in the rules, and
+        ConfigError for a bad `rule_matching` / `min_priority`.
+        """
+        paths = list(paths)
+        if not paths:
+            raise ConfigError("no rules paths given")
+        for p in paths:
+            if not Path(p).exists():
+                raise ConfigError(f"rules path '{p}' does not exist")
+        rules, ruleset = load_rules(paths)
+        _raise_first(ruleset)
+        return cls(
+            rules,
+            rule_matching=rule_matching,
+            min_priority=min_priority,
+            extra_fields=extra_fields,
+            hostname=hostname,
+            time_format_iso8601=time_format_iso8601,
+            diagnostics=ruleset.diagnostics,
+        )
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def evaluate(
+        self, event: Mapping[str, Any], context: EventContext = EMPTY_CONTEXT
+    ) -> list[Alert]:
+        """The alerts `event` raises (at most one with rule_matching 'first'). Never raises for
+        any event content; an event without a valid `stageTimestamp` raises no alert (Falco's
+        k8saudit plugin drops such events)."""
+        if "auditID" not in event:
+            return self._evaluate_reference(event, context)
+        verb = event.get("verb", _MISSING)
+        if type(verb) is not str:
+            verb = _key(verb)
+        ref = event.get("objectRef")
+        resource = ref.get("resource", _MISSING) if type(ref) is dict else _MISSING
+        if type(resource) is not str:
+            resource = _key(resource)
+        hit = self._index.lookup(verb, resource)(event, context, verb, resource)
+        if self._first:
+            if hit < 0:
+                return _NO_ALERTS
+            return self._alerts(event, context, (hit,))
+        return self._alerts(event, context, hit) if hit else _NO_ALERTS
+
+    def _alerts(
+        self, event: Mapping[str, Any], context: EventContext, slots: Iterable[int]
+    ) -> list[Alert]:
+        time_ns = parse_rfc3339_ns(event.get("stageTimestamp"))
+        if time_ns is None:
+            return _NO_ALERTS
+        factories = self._factories
+        return [factories[slot].make(event, context, time_ns) for slot in slots]
+
+    def _evaluate_reference(self, event: Mapping[str, Any], context: EventContext) -> list[Alert]:
+        slots = []
+        for slot, rule in enumerate(self._active):
+            if self._reference.evaluate(rule.condition, event, context):
+                slots.append(slot)
+                if self._first:
+                    break
+        return self._alerts(event, context, slots) if slots else _NO_ALERTS
+
+    def matches_reference(
+        self, event: Mapping[str, Any], context: EventContext = EMPTY_CONTEXT
+    ) -> list[str]:
+        """Rule names matching `event` by the reference tree-walker (for differential tests)."""
+        return [a.rule for a in self._evaluate_reference(event, context)]
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(str(d) for d in self.diagnostics if d.severity == "warning")
+
+    def explain(self) -> str:
+        """The generated source of the bucket functions (for debugging; never rule text)."""
+        return self._index.source
+
+    def index_stats(self) -> dict[str, int]:
+        """Rules per distinct bucket (min/max), the number of buckets and of wildcard rules."""
+        sizes = self._index.sizes or [0]
+        return {
+            "buckets": len(self._index.sizes),
+            "min_rules": min(sizes),
+            "max_rules": max(sizes),
+            "wildcard_rules": self._index.wildcard,
+            "active_rules": len(self._active),
+        }
+
+
+def _known(name: str, configured: Sequence[str] | None) -> bool:
+    if fields.lookup(name.split("[", 1)[0]) is not None:
+        return True
+    if configured is not None:
+        raise ConfigError(f"unknown extra field '{name}' (see `falconet fields`)")
+    return False  # a default extension field whose provider is not installed
+
+
+def _extra_getter(spec: str) -> tuple[str, Getter]:
+    parts = parse_output("%" + spec)
+    token = parts[0] if len(parts) == 1 else None
+    if not isinstance(token, FieldToken):
+        raise ConfigError(f"extra field '{spec}' is not a field name")
+    definition = fields.lookup(token.name)
+    assert definition is not None
+    try:
+        return token.key, definition.bind(token.arg)
+    except fields.ArgumentError as exc:
+        raise ConfigError(f"extra field '{spec}': {exc}") from None
+
+
+def _factory(
+    rule: Rule, extras: list[tuple[str, Getter]], hostname: str, iso: bool
+) -> AlertFactory:
+    parts: list[str | tuple[Getter, int | None]] = []
+    keys: dict[str, Getter] = {}
+    for part in parse_output(rule.output):
+        if isinstance(part, str):
+            parts.append(part)
+            continue
+        definition = fields.lookup(part.name)
+        assert definition is not None  # checked by the loader
+        getter = definition.bind(part.arg)
+        parts.append((getter, part.width))
+        keys.setdefault(part.key, getter)
+    return AlertFactory(
+        rule.name,
+        rule.priority_name,
+        rule.tags,
+        parts,
+        list(keys.items()),
+        [(k, g) for k, g in extras if k not in keys],
+        hostname=hostname,
+        iso_prefix=iso,
+    )
+
+
+def _raise_first(ruleset: RuleSet) -> None:
+    problems = ruleset.errors
+    if not problems:
+        return
+    first = problems[0]
+    if len(problems) > 1:
+        first.args = (
+            f"{first.render()}\n({len(problems) - 1} more error(s); run "
+            "`falconet validate` to list them all)",
+        )
+    raise first
+
+
+__all__ = ["DEFAULT_EXTRA_FIELDS", "Alert", "Engine", "RuleError", "RuleInfo"]

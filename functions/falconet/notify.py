@@ -1,0 +1,148 @@
+"""Notifications for people: alerts read back from the alert queue, one line each, to a webhook.
+
+Contract:
+- `format_alert(alert)` is one line: `[<priority>] <rule>: <message> (cluster=<c>, <time>)`, with
+  the time cut to milliseconds and `cluster=` left out when the cluster is unknown.
+- `alerts_from_message(text)` reads one queue message: a Falco JSON alert (the SQS and SNS sinks), a
+  `{"alerts": [...]}` batch (the Lambda sink), or either of those inside an SNS notification
+  envelope (an SQS subscription without raw delivery). Raises `ValueError` saying what is wrong.
+- `deliver(config, messages)` sends each message's alerts to `config.url` and returns the ids of the
+  messages whose delivery failed after retries, so the caller can report exactly those
+  (`batchItemFailures`) and nothing is lost or sent twice on purpose.
+  Formats: `slack` (default; `{"text": "<lines>"}`, one POST per message, which Slack-compatible
+  incoming webhooks accept), `text` (the lines as `text/plain`, one POST per message), `falco` (each
+  alert's Falco JSON, one POST per alert, as Falcosidekick's `POST /` expects).
+- Reads no environment except in `NotifyConfig.from_env`, which raises `ConfigError` naming the
+  variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from falconet.alerts import Alert
+from falconet.errors import ConfigError, SinkError
+from falconet.sinks import http_headers, http_url
+from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, post
+
+log = logging.getLogger(__name__)
+
+NotifyFormat = Literal["slack", "text", "falco"]
+FORMATS: tuple[NotifyFormat, ...] = ("slack", "text", "falco")
+
+NOTIFY_URL = "FALCONET_NOTIFY_URL"
+NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
+NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
+
+_FRACTION = re.compile(r"(\.\d{3})\d*(?=Z|[+-]\d\d:\d\d$)")
+
+
+def short_time(text: str) -> str:
+    """`2026-03-11T15:45:00.123456789Z` -> `2026-03-11T15:45:00.123Z` (people read milliseconds)."""
+    return _FRACTION.sub(r"\1", text, count=1)
+
+
+def format_alert(alert: Alert) -> str:
+    """One line for people: `[Warning] K8s Namespace Deleted: <message> (cluster=prod, <time>)`."""
+    message = alert.message or alert.output
+    where = [f"cluster={alert.cluster}"] if alert.cluster else []
+    if alert.time:
+        where.append(short_time(alert.time))
+    suffix = f" ({', '.join(where)})" if where else ""
+    # Audit data can hold newlines; one alert must stay one line.
+    line = f"[{alert.priority}] {alert.rule}: {message}{suffix}"
+    return " ".join(line.splitlines())
+
+
+def _alert(item: Any) -> Alert:
+    if not isinstance(item, dict):
+        raise ValueError(f"expected a Falco alert object, got {type(item).__name__}")
+    try:
+        return Alert.from_dict(item)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a Falco alert ({error!s} missing or malformed)") from None
+
+
+def alerts_from_message(text: str | bytes) -> list[Alert]:
+    """The alerts in one queue message body (see the module docstring for the accepted forms)."""
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"body is not JSON ({error})") from None
+    if isinstance(document, dict) and document.get("Type") == "Notification":
+        message = document.get("Message")
+        if not isinstance(message, str):
+            raise ValueError("SNS envelope without a string Message")
+        try:
+            document = orjson.loads(message)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"SNS Message is not JSON ({error})") from None
+    if isinstance(document, dict) and "alerts" in document and "rule" not in document:
+        items = document["alerts"]
+        if not isinstance(items, list):
+            raise ValueError('"alerts" is not a list')
+        return [_alert(item) for item in items]
+    return [_alert(document)]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    url: str
+    fmt: NotifyFormat = "slack"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = 4
+    backoff_base: float = 0.2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> NotifyConfig:
+        """Read `FALCONET_NOTIFY_URL` (required), `FALCONET_NOTIFY_FORMAT` and
+        `FALCONET_NOTIFY_HEADERS` (a JSON object). Raises `ConfigError` naming the variable."""
+        url = environ.get(NOTIFY_URL, "").strip()
+        if not url:
+            raise ConfigError(f"{NOTIFY_URL} is not set: the notify function needs a webhook URL")
+        fmt = environ.get(NOTIFY_FORMAT, "").strip().lower() or "slack"
+        if fmt not in FORMATS:
+            raise ConfigError(f"{NOTIFY_FORMAT}: {fmt!r} is not one of {', '.join(FORMATS)}")
+        headers = http_headers(NOTIFY_HEADERS, environ.get(NOTIFY_HEADERS, "").strip())
+        return cls(url=http_url(NOTIFY_URL, url), fmt=fmt, headers=headers)
+
+
+def requests_for(alerts: Sequence[Alert], fmt: NotifyFormat) -> list[tuple[bytes, str]]:
+    """The POST bodies (and Content-Types) that deliver `alerts` in format `fmt`."""
+    if not alerts:
+        return []
+    if fmt == "falco":
+        return [(alert.to_json(), "application/json; charset=utf-8") for alert in alerts]
+    text = "\n".join(format_alert(alert) for alert in alerts)
+    if fmt == "text":
+        return [(text.encode(), "text/plain; charset=utf-8")]
+    return [(orjson.dumps({"text": text}), "application/json; charset=utf-8")]
+
+
+def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]]) -> list[str]:
+    """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed."""
+    failed: list[str] = []
+    for message_id, alerts in messages:
+        for body, content_type in requests_for(alerts, config.fmt):
+            headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": content_type}
+            try:
+                post(
+                    config.url,
+                    body,
+                    headers,
+                    timeout=config.timeout,
+                    max_attempts=config.max_attempts,
+                    backoff_base=config.backoff_base,
+                )
+            except SinkError as error:
+                log.warning("notify: message %s not delivered: %s", message_id, error)
+                failed.append(message_id)
+                break  # the whole message is retried, so its other alerts can wait too
+    return failed

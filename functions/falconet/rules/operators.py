@@ -1,0 +1,170 @@
+"""The meaning of each comparison operator, shared by the reference evaluator and the compiler.
+
+Semantics follow libsinsp for string fields (reference/falco-semantics.md §B.8):
+- `=`, `!=`, `<`... compare bytes (Python compares code points, which orders UTF-8 the same way);
+- `contains`/`icontains` are substring tests (`icontains` folds ASCII case only, like strcasestr);
+- `glob`/`iglob` are POSIX fnmatch with flags 0 / FNM_CASEFOLD: `*` also matches `/`, sets and
+  POSIX classes work, a backslash escapes;
+- `regex` matches the whole value;
+- `pmatch` is a path-prefix match over `/`-separated components, glob characters allowed;
+- on a list field, `in` means every value is in the set and `intersects` means some value is.
+An absent value makes every operator false; that rule lives in the callers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+
+_ASCII_LOWER = str.maketrans({chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)})
+_ASCII_UPPER = str.maketrans({chr(c + 32): chr(c) for c in range(ord("A"), ord("Z") + 1)})
+
+_POSIX_CLASSES = {
+    "alnum": "a-zA-Z0-9",
+    "alpha": "a-zA-Z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "\\x21-\\x7e",
+    "lower": "a-z",
+    "print": "\\x20-\\x7e",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+def ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def ascii_upper(text: str) -> str:
+    return text.translate(_ASCII_UPPER)
+
+
+def _glob_set(pattern: str, i: int) -> tuple[str, int] | None:
+    """Translate a `[...]` set starting at pattern[i] == '['; None if it is not a valid set."""
+    j = i + 1
+    negate = False
+    if j < len(pattern) and pattern[j] in "!^":
+        negate = True
+        j += 1
+    parts: list[str] = []
+    first = True
+    while j < len(pattern):
+        c = pattern[j]
+        if c == "]" and not first:
+            body = "".join(parts)
+            return ("[^" if negate else "[") + body + "]", j + 1
+        first = False
+        if c == "[" and pattern.startswith("[:", j):
+            end = pattern.find(":]", j + 2)
+            if end > 0 and pattern[j + 2 : end] in _POSIX_CLASSES:
+                parts.append(_POSIX_CLASSES[pattern[j + 2 : end]])
+                j = end + 2
+                continue
+        if c == "\\" and j + 1 < len(pattern):
+            parts.append(re.escape(pattern[j + 1]))
+            j += 2
+            continue
+        if c == "-" and parts and j + 1 < len(pattern) and pattern[j + 1] != "]":
+            parts.append("-")
+            j += 1
+            continue
+        parts.append(re.escape(c) if c not in "-" else "\\-")
+        j += 1
+    return None
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A Python regex equivalent to fnmatch(pattern) with flags 0."""
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+            i += 1
+        elif c == "?":
+            out.append(".")
+            i += 1
+        elif c == "[":
+            translated = _glob_set(pattern, i)
+            if translated is None:
+                out.append("\\[")
+                i += 1
+            else:
+                out.append(translated[0])
+                i = translated[1]
+        elif c == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+def glob_matcher(pattern: str, *, ignore_case: bool = False) -> Callable[[str], object]:
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile(glob_to_regex(pattern), flags).fullmatch
+
+
+def regex_matcher(pattern: str) -> Callable[[str], object]:
+    return re.compile(pattern).fullmatch
+
+
+def _components(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
+
+
+def pmatch_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """True when some pattern's components are a prefix of the value's components."""
+    compiled = [
+        [glob_matcher(part) if any(ch in part for ch in "*?[") else part for part in _components(p)]
+        for p in patterns
+    ]
+
+    def match(value: str) -> bool:
+        parts = _components(value)
+        for pattern in compiled:
+            if len(pattern) > len(parts):
+                continue
+            for want, have in zip(pattern, parts, strict=False):
+                if isinstance(want, str):
+                    if want != have:
+                        break
+                elif not want(have):
+                    break
+            else:
+                return True
+        return False
+
+    return match
+
+
+def icontains(value: str, needle_lower: str) -> bool:
+    return needle_lower in ascii_lower(value)
+
+
+def b64(value: str) -> str | None:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def basename(value: str) -> str:
+    return value.rsplit("/", 1)[-1]
+
+
+TRANSFORMS: dict[str, Callable[[str], str | None]] = {
+    "tolower": ascii_lower,
+    "toupper": ascii_upper,
+    "b64": b64,
+    "basename": basename,
+}

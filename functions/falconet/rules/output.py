@@ -1,0 +1,96 @@
+"""Output format strings: `%field` tokens in rule outputs, parsed as Falco's formatter does.
+
+`%` starts a field token. The longest text that names a known field (optionally followed by
+`[arg]`) is consumed; shorter dotted prefixes are tried when the longest is unknown, so
+`%ka.target.name/%ka.target.resource` and `%ka.uri.param[command])` work. `%20ka.user.name` pads or
+cuts the value to 20 characters. A missing value prints `<NA>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from falconet import fields
+
+_TOKEN = re.compile(r"(\d*)([a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+)")
+
+
+class OutputFormatError(ValueError):
+    def __init__(self, message: str, offset: int, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class FieldToken:
+    name: str
+    arg: str | None
+    width: int | None  # %20ka.user.name
+
+    @property
+    def key(self) -> str:
+        """The `output_fields` key Falco uses: the field with its argument."""
+        if self.arg is None:
+            return self.name
+        if self.arg == "" or any(c in self.arg for c in " \"=\\'") or not self.arg.isprintable():
+            escaped = self.arg.replace("\\", "\\\\").replace('"', '\\"')
+            return f'{self.name}["{escaped}"]'
+        return f"{self.name}[{self.arg}]"
+
+
+Part = str | FieldToken
+
+
+def parse_output(text: str) -> list[Part]:
+    """Split an output format into literal text and field tokens. Raises OutputFormatError."""
+    parts: list[Part] = []
+    literal: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c != "%":
+            literal.append(c)
+            i += 1
+            continue
+        m = _TOKEN.match(text, i + 1)
+        if m is None:
+            raise OutputFormatError("'%' is not followed by a field name", i)
+        width = int(m.group(1)) if m.group(1) else None
+        name, end = _longest_known(m.group(2), m.start(2))
+        if name is None:
+            full = m.group(2)
+            hint = fields.suggest(full)
+            extra = f" (did you mean '{hint}'?)" if hint else ""
+            raise OutputFormatError(f"unknown field '{full}' in output{extra}", i, full)
+        arg = None
+        if end < n and text[end] == "[":
+            close = text.find("]", end + 1)
+            if close < 0:
+                raise OutputFormatError(f"missing ']' after '%{name}['", end, name)
+            arg = text[end + 1 : close]
+            if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "\"'":
+                arg = arg[1:-1]
+            end = close + 1
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        parts.append(FieldToken(name, arg, width))
+        i = end
+    if literal:
+        parts.append("".join(literal))
+    return parts
+
+
+def _longest_known(name: str, start: int) -> tuple[str | None, int]:
+    candidate = name
+    while True:
+        if fields.lookup(candidate) is not None:
+            return candidate, start + len(candidate)
+        cut = candidate.rfind(".")
+        if cut <= 0 or "." not in candidate[:cut]:
+            return None, start
+        candidate = candidate[:cut]

@@ -1,0 +1,184 @@
+"""The HTTP sink: one POST per alert, as a CloudEvent or as Falco's own JSON.
+
+Contract:
+- `format="cloudevent"`: CloudEvents 1.0 structured mode (`Content-Type:
+  application/cloudevents+json`), `type` `falco.rule.output.v1` (Falcosidekick's), `source`
+  `falconet`, `id` = the alert uuid (consumers may treat equal source + id as duplicates, so a
+  retried invocation deduplicates), `time` = the alert time, `data` = the Falco JSON alert, and the
+  extensions Falcosidekick sets: `priority`, `rule`, `eventsource`, `hostname`, plus `cluster`.
+- `format="falco"`: the Falco JSON alert as the body (`application/json`), exactly what Falco's
+  `http_output` POSTs to Falcosidekick (`POST /`).
+- Delivery is stdlib `urllib.request` (no `requests` in the Lambda package), with a timeout, no
+  redirects (an `Authorization` header must not follow a redirect elsewhere), and retries with
+  backoff on connection errors, timeouts, 429 and 5xx. Other statuses fail at once. Every alert
+  is tried; `flush` then raises `SinkError` naming those that failed. Response bodies, request
+  headers and URL paths never appear in errors or logs (they carry tokens: see `redact`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import orjson
+
+from falconet.alerts import Alert
+from falconet.errors import SinkError
+from falconet.sinks._aws import backoff_delay
+
+log = logging.getLogger(__name__)
+
+HttpFormat = Literal["cloudevent", "falco"]
+FORMATS: tuple[HttpFormat, ...] = ("cloudevent", "falco")
+CLOUDEVENT_TYPE = "falco.rule.output.v1"
+CLOUDEVENT_SOURCE = "falconet"
+USER_AGENT = "falconet"
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx then surfaces as HTTPError, handled as a failure
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def redact(url: str) -> str:
+    """`url` without path, query or credentials, for logs and errors: webhook URLs (Slack's
+    `/services/T../B../<secret>`) and query tokens are secrets."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/..." if parts.path.strip("/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    max_attempts: int = 4,
+    backoff_base: float = 0.2,
+) -> int:
+    """POST `body` to `url`, retrying connection errors, timeouts, 429 and 5xx with backoff.
+
+    Returns the final 2xx status. Raises `SinkError` (without echoing headers or body) otherwise.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise SinkError("HTTP: refusing to POST to a URL that is not http:// or https://")
+    problem = ""
+    for attempt in range(max_attempts):
+        if attempt:
+            time.sleep(backoff_delay(attempt - 1, backoff_base))
+        # The scheme was checked above; the URL comes from configuration, never from events.
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+        try:
+            with _opener.open(request, timeout=timeout) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            error.close()
+            problem = f"HTTP {error.code}"
+            if not _retryable(error.code):
+                break
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            problem = f"connection failed ({reason})"
+        log.debug("POST %s attempt %d: %s", redact(url), attempt + 1, problem)
+    raise SinkError(f"HTTP POST {redact(url)}: {problem} after {attempt + 1} attempt(s)")
+
+
+def cloudevent(alert: Alert) -> dict[str, Any]:
+    """The structured-mode CloudEvent for `alert`.
+
+    Built by hand rather than with the `cloudevents` 1.x SDK: the envelope is a handful of fixed
+    attributes, and the SDK would add ~30 ms of import to every cold start and a package to the
+    Lambda zip. Tests parse what we send with the SDK's `from_http`, which checks the result.
+    """
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        # source + id must be unique; an alert without uuid (never from the engine) gets a hash.
+        "id": alert.uuid or hashlib.sha256(alert.to_json()).hexdigest(),
+        "source": CLOUDEVENT_SOURCE,
+        "type": CLOUDEVENT_TYPE,
+        "datacontenttype": "application/json",
+    }
+    optional = {  # `time` plus Falcosidekick's extension attributes; empty values are left out
+        "time": alert.time,
+        "priority": alert.priority,
+        "rule": alert.rule,
+        "eventsource": alert.source,
+        "hostname": alert.hostname,
+        "cluster": alert.cluster or "",
+    }
+    event.update({key: value for key, value in optional.items() if value})
+    event["data"] = alert.to_dict()
+    return event
+
+
+def request_body(alert: Alert, fmt: HttpFormat) -> tuple[bytes, str]:
+    """The body and Content-Type of the POST for `alert` in format `fmt`."""
+    if fmt == "cloudevent":
+        return orjson.dumps(cloudevent(alert)), "application/cloudevents+json; charset=utf-8"
+    return alert.to_json(), "application/json; charset=utf-8"
+
+
+class HttpSink:
+    """Alerts POSTed one by one to an HTTP endpoint (a CloudEvents consumer or Falcosidekick)."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fmt: HttpFormat = "cloudevent",
+        headers: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = 4,
+        backoff_base: float = 0.2,
+    ) -> None:
+        self.url = url
+        self.fmt = fmt
+        self.headers = dict(headers or {})
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self._pending: list[Alert] = []
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        self._pending.extend(alerts)
+
+    def flush(self) -> None:
+        alerts, self._pending = self._pending, []
+        failures: list[str] = []
+        for alert in alerts:
+            body, content_type = request_body(alert, self.fmt)
+            headers = {"User-Agent": USER_AGENT, **self.headers, "Content-Type": content_type}
+            try:
+                post(
+                    self.url,
+                    body,
+                    headers,
+                    timeout=self.timeout,
+                    max_attempts=self.max_attempts,
+                    backoff_base=self.backoff_base,
+                )
+            except SinkError as error:
+                failures.append(f"{alert.uuid or alert.rule}: {error}")
+        if failures:
+            shown = "; ".join(failures[:3])
+            raise SinkError(f"HTTP sink: {len(failures)} of {len(alerts)} alert(s) failed: {shown}")

@@ -1,0 +1,116 @@
+"""What `sam build` ships: the Makefile's `build-<Function>` target, run as SAM runs it (with
+ARTIFACTS_DIR), for this machine's architecture so the result can be imported and run here.
+
+Checks the package contract of template.yaml: the bundled rules beside the falconet package,
+runtime dependencies only (no functions-framework, Flask, cloudevents, boto3 or test tools),
+hash-based .pyc for every module, and a working `handle_notify` that imports no boto3 or Flask.
+Needs PyPI (pip downloads the platform wheels), like `make test` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("artifacts")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "build-NotifyFunction",
+            f"ARTIFACTS_DIR={target}",
+            f"LAMBDA_PY={sys.executable}",
+            f"LAMBDA_PYTHON_VERSION={version}",
+            f"LAMBDA_PLATFORM=manylinux2014_{platform.machine()}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return target
+
+
+def test_bundled_rules_sit_beside_the_package(artifacts: Path) -> None:
+    assert (artifacts / "lambda_handlers.py").is_file()
+    assert (artifacts / "falconet" / "alerts.py").is_file()
+    shipped = sorted(p.name for p in (artifacts / "rules").iterdir())
+    assert shipped == sorted(p.name for p in (ROOT / "rules").glob("*.yaml"))
+    assert shipped
+
+
+def test_only_runtime_dependencies_are_shipped(artifacts: Path) -> None:
+    top = {p.name.split("-")[0].lower() for p in artifacts.iterdir()}
+    for unwanted in (
+        "flask",
+        "functions_framework",
+        "cloudevents",
+        "boto3",
+        "botocore",
+        "moto",
+        "pytest",
+        "awscrt",
+        "werkzeug",
+    ):
+        assert unwanted not in top
+    assert {"yaml", "orjson", "falconet", "rules"} <= top
+
+
+def test_every_module_has_an_unchecked_hash_pyc(artifacts: Path) -> None:
+    tag = sys.implementation.cache_tag
+    sources = list(artifacts.rglob("*.py"))
+    assert sources
+    for source in sources:
+        cached = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert cached.is_file(), f"no .pyc for {source.relative_to(artifacts)}"
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{cached.name}: flags {flags:#b}, expected unchecked-hash (0b01)"
+
+
+def test_the_packaged_notify_handler_runs(artifacts: Path, http_receiver, make_alert) -> None:
+    alert = make_alert(1)
+    script = (
+        "import json, sys, lambda_handlers, falconet, yaml\n"
+        f"event = {{'Records': [{{'messageId': 'm1', 'body': {alert.to_json().decode()!r}}}]}}\n"
+        "result = lambda_handlers.handle_notify(event, None)\n"
+        "print(json.dumps({'result': result, 'falconet': falconet.__file__, 'yaml': yaml.__file__,"
+        " 'heavy': sorted(m for m in ('boto3', 'flask', 'functions_framework', 'cloudevents')"
+        " if m in sys.modules)}))\n"
+    )
+    base_python = getattr(sys, "_base_executable", sys.executable)  # outside the test venv
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "FALCONET_NOTIFY_URL": http_receiver.url,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    done = subprocess.run(
+        [base_python, "-s", "-c", script],
+        cwd=artifacts,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["result"] == {"batchItemFailures": []}
+    assert report["falconet"].startswith(str(artifacts))
+    assert report["yaml"].startswith(str(artifacts))
+    assert report["heavy"] == []
+    (request,) = http_receiver.requests
+    assert json.loads(request.body)["text"].startswith("[Warning] K8s Namespace Deleted: ")

@@ -1,0 +1,170 @@
+"""The offline checks of template.yaml (`make validate`): the real template passes, and broken
+copies of it fail for the right reason, including the mistakes `sam validate --lint` alone misses.
+Also: the translated template's IAM stays least-privilege.
+
+Needs the tools venv (.venv-tools: aws-sam-cli, cfn-lint; `make test` creates it). Without it the
+tests skip, except under CI (`CI` set), where a missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+TOOLS_BIN = ROOT / ".venv-tools" / "bin"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tools_python() -> Path:
+    missing = [
+        p.name
+        for p in (TOOLS_BIN / "python", TOOLS_BIN / "sam", TOOLS_BIN / "cfn-lint")
+        if not p.exists()
+    ]
+    if missing:
+        reason = f"the tools venv lacks {', '.join(missing)}: run `make tools` (or `make test`)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " - the template checks must run in CI")
+        pytest.skip(reason)
+    return TOOLS_BIN / "python"
+
+
+def check(tools_python: Path, template: Path, keep: Path | None = None) -> tuple[int, str]:
+    command = [str(tools_python), str(ROOT / "tools" / "check_template.py"), str(template)]
+    if keep is not None:
+        command += ["--keep", str(keep)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_the_template_passes_every_check(tools_python: Path, tmp_path: Path) -> None:
+    returncode, output = check(tools_python, TEMPLATE)
+    assert returncode == 0, output
+    assert output.splitlines() == [
+        "== sam validate: ok",
+        "== sam validate --lint: ok",
+        "== SAM -> CloudFormation: ok",
+        "== cfn-lint (translated): ok",
+    ]
+
+
+def _replace(old: str, new: str) -> Callable[[str], str]:
+    def mutate(text: str) -> str:
+        # A mutation that no longer applies would make its test pass for nothing.
+        assert old in text, f"template.yaml no longer contains {old!r}: update this mutation"
+        return text.replace(old, new)
+
+    return mutate
+
+
+def _circular(text: str) -> str:
+    # The classic S3 trigger: the bucket notifies the function, the function's role reads the
+    # bucket by reference -> bucket -> function -> role -> bucket.
+    text = _replace(
+        "        EventBridgeConfiguration:\n          EventBridgeEnabled: true",
+        "        LambdaConfigurations:\n          - Event: s3:ObjectCreated:*\n"
+        "            Function: !GetAtt S3DetectorFunction.Arn",
+    )(text)
+    return _replace(
+        '!Sub "arn:${AWS::Partition}:s3:::${AuditBucketName}/${AuditKeyPrefix}*"',
+        '!Sub "${AuditBucket.Arn}/${AuditKeyPrefix}*"',
+    )(text)
+
+
+MUTATIONS: list[tuple[str, Callable[[str], str], str]] = [
+    ("circular-dependency", _circular, "E3004 Circular Dependencies"),
+    (
+        "wrong-getatt",
+        _replace("Queue: !GetAtt AlertsQueue.Arn", "Queue: !GetAtt AlertsQueue.QueueArn"),
+        "E1010 'QueueArn' is not one of",
+    ),
+    (
+        "bad-runtime",
+        _replace("Runtime: python3.11", "Runtime: python3.99"),
+        "E3030 'python3.99' is not one of",
+    ),
+    (
+        "unknown-event-property",
+        _replace(
+            "            BatchSize: 10\n", "            BatchSize: 10\n            Bogus: 1\n"
+        ),
+        "SAM: ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [(m, e) for _, m, e in MUTATIONS], ids=[i for i, _, _ in MUTATIONS]
+)
+def test_a_broken_template_fails(
+    tools_python: Path, tmp_path: Path, mutate: Callable[[str], str], expected: str
+) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(mutate(TEMPLATE.read_text()))
+    returncode, output = check(tools_python, broken)
+    assert returncode == 1
+    assert expected in output, output
+
+
+def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in resource["Properties"].get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        found += statements if isinstance(statements, list) else [statements]
+    return found
+
+
+def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    resources = json.loads(translated.read_text())["Resources"]
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {
+        "S3DetectorFunctionRole",
+        "HttpDetectorFunctionRole",
+        "NotifyFunctionExecutionRole",
+    }
+    basic = "service-role/AWSLambdaBasicExecutionRole"
+    actions: dict[str, set[str]] = {}
+    for name, role in roles.items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert basic in json.dumps(arn), f"{name} has managed policy {arn}"
+        for statement in _statements(role):
+            assert statement["Effect"] == "Allow"
+            assert statement["Resource"] != "*", f"{name}: {statement}"
+            granted = statement["Action"]
+            actions.setdefault(name, set()).update(
+                [granted] if isinstance(granted, str) else granted
+            )
+    assert actions == {
+        "S3DetectorFunctionRole": {
+            "s3:GetObject",
+            "sqs:SendMessage*",
+            "sns:Publish",
+            "sqs:SendMessage",
+        },  # the last: the on-failure destination
+        "HttpDetectorFunctionRole": {"sqs:SendMessage*", "sns:Publish"},
+        "NotifyFunctionExecutionRole": {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+        },
+    }
+    read = [
+        s for s in _statements(roles["S3DetectorFunctionRole"]) if s["Action"] == "s3:GetObject"
+    ]
+    assert read[0]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${AuditBucketName}/${AuditKeyPrefix}*"
+    }

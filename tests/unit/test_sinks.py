@@ -1,0 +1,197 @@
+"""`sinks_from_env` (choice and validation, golden error messages) and the stdout sink."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from falconet.alerts import Alert
+from falconet.errors import ConfigError
+from falconet.sinks import sinks_from_env
+from falconet.sinks.http import HttpSink
+from falconet.sinks.lambda_invoke import LambdaSink, payloads
+from falconet.sinks.sns import SnsSink
+from falconet.sinks.sqs import SqsSink, fifo_id, region_of_queue_url, sqs_body
+from falconet.sinks.stdout import StdoutSink
+
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/falconet-alerts"
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:falconet-alerts"
+
+
+def _alert(n: int, output: str = "Namespace deleted") -> Alert:
+    return Alert(
+        rule="K8s Namespace Deleted",
+        priority="Warning",
+        output=f"15:45:00.000000000: Warning {output}",
+        time="2026-03-11T15:45:00.000000000Z",
+        time_ns=1_773_243_900_000_000_000,
+        tags=("k8s",),
+        output_fields={"evt.time": 1_773_243_900_000_000_000, "ka.cluster.name": "prod"},
+        uuid=f"uuid-{n}",
+        message=output,
+    )
+
+
+def test_stdout_is_the_default() -> None:
+    assert [s.name for s in sinks_from_env({})] == ["stdout"]
+    assert [s.name for s in sinks_from_env({"FALCONET_SQS_QUEUE_URL": "  "})] == ["stdout"]
+
+
+def test_every_configured_sink_is_built_in_order() -> None:
+    sinks = sinks_from_env(
+        {
+            "FALCONET_SQS_QUEUE_URL": QUEUE + ".fifo",
+            "FALCONET_SNS_TOPIC_ARN": TOPIC,
+            "FALCONET_NOTIFY_FUNCTION": "arn:aws:lambda:eu-west-1:123456789012:function:n:live",
+            "FALCONET_HTTP_SINK_URL": "https://sidekick.example:2801/",
+            "FALCONET_HTTP_SINK_FORMAT": "Falco",
+        }
+    )
+    assert [type(s) for s in sinks] == [SqsSink, SnsSink, LambdaSink, HttpSink]
+    sqs, sns, _, http = sinks
+    assert isinstance(sqs, SqsSink) and sqs.fifo
+    assert isinstance(sns, SnsSink) and not sns.fifo
+    assert isinstance(http, HttpSink) and http.fmt == "falco"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"FALCONET_SQS_QUEUE_URL": "falconet-alerts"},
+            "FALCONET_SQS_QUEUE_URL: 'falconet-alerts' is not an SQS queue URL; expected "
+            "https://sqs.<region>.amazonaws.com/<account-id>/<queue-name>",
+        ),
+        (
+            {"FALCONET_SQS_QUEUE_URL": "ftp://sqs.eu-west-1.amazonaws.com/123456789012/q"},
+            "FALCONET_SQS_QUEUE_URL: 'ftp://sqs.eu-west-1.amazonaws.com/123456789012/q' is not an "
+            "SQS queue URL; expected https://sqs.<region>.amazonaws.com/<account-id>/<queue-name>",
+        ),
+        (
+            {"FALCONET_SNS_TOPIC_ARN": "falconet-alerts"},
+            "FALCONET_SNS_TOPIC_ARN: 'falconet-alerts' is not an SNS topic ARN; expected "
+            "arn:aws:sns:<region>:<account-id>:<topic-name>",
+        ),
+        (
+            {"FALCONET_NOTIFY_FUNCTION": "https://example.com/notify"},
+            "FALCONET_NOTIFY_FUNCTION: 'https://example.com/notify' is not a Lambda function name "
+            "or ARN; expected e.g. falconet-notify or "
+            "arn:aws:lambda:<region>:<account-id>:function:<name>",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "sidekick:2801"},
+            "FALCONET_HTTP_SINK_URL: not an http:// or https:// URL with a host (value not shown)",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_FORMAT": "slack"},
+            "FALCONET_HTTP_SINK_FORMAT: 'slack' is not one of cloudevent, falco",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_FORMAT": "falco"},
+            "FALCONET_HTTP_SINK_FORMAT is set but FALCONET_HTTP_SINK_URL is not",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_HEADERS": "Bearer abc"},
+            'FALCONET_HTTP_SINK_HEADERS: not a JSON object (expected e.g. {"Authorization": '
+            '"Bearer ..."})',
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_HEADERS": '["a"]'},
+            "FALCONET_HTTP_SINK_HEADERS: expected a JSON object of header names to values",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_HEADERS": '{"X": "a\\nb"}'},
+            "FALCONET_HTTP_SINK_HEADERS: the value of 'X' must be a one-line string",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_HEADERS": '{"A B": "c"}'},
+            "FALCONET_HTTP_SINK_HEADERS: 'A B' is not a valid HTTP header name",
+        ),
+    ],
+    ids=[
+        "queue-name-not-url",
+        "queue-ftp",
+        "topic-not-arn",
+        "function-url",
+        "http-no-scheme",
+        "http-format",
+        "format-without-url",
+        "headers-not-json",
+        "headers-list",
+        "headers-newline",
+        "header-name",
+    ],
+)
+def test_bad_configuration_names_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        sinks_from_env(environ)
+    assert str(caught.value) == message
+
+
+def test_header_values_are_never_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        sinks_from_env(
+            {"FALCONET_HTTP_SINK_URL": "http://x/", "FALCONET_HTTP_SINK_HEADERS": "{Bearer top"}
+        )
+    assert "top" not in str(caught.value)
+
+
+def test_stdout_writes_one_json_line_per_alert() -> None:
+    stream = io.BytesIO()
+    sink = StdoutSink(stream)
+    sink.emit([_alert(1), _alert(2)])
+    sink.emit([])
+    sink.flush()
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == [_alert(1).to_dict(), _alert(2).to_dict()]
+
+
+def test_stdout_default_is_the_current_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    sink = StdoutSink()
+    sink.emit([_alert(1)])
+    sink.flush()
+    assert capsysbinary.readouterr().out == _alert(1).to_json() + b"\n"
+
+
+def test_sqs_body_escapes_characters_sqs_rejects() -> None:
+    body = sqs_body(_alert(1, output="name=a\uffffb"))
+    assert "\uffff" not in body
+    assert json.loads(body)["output"].endswith("name=a\uffffb")
+
+
+def test_fifo_ids_keep_to_the_allowed_characters() -> None:
+    assert fifo_id("prod eu/é" + "x" * 200) == "prod_eu/_" + "x" * 119
+
+
+def test_region_of_queue_url() -> None:
+    assert region_of_queue_url(QUEUE) == "eu-west-1"
+    assert region_of_queue_url("http://127.0.0.1:5000/123456789012/q") is None
+
+
+def test_lambda_payloads_keep_order_and_size() -> None:
+    alerts = [_alert(n, output="x" * 1000) for n in range(50)]
+    chunks = payloads(alerts, max_bytes=5000)
+    assert all(len(chunk) <= 5000 for chunk in chunks)
+    received = [a["uuid"] for chunk in chunks for a in json.loads(chunk)["alerts"]]
+    assert received == [a.uuid for a in alerts]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/s3cr3t", "https://hooks.slack.com/..."),
+        ("http://user:pw@127.0.0.1:8080/?token=s3cr3t", "http://127.0.0.1:8080/..."),
+        ("https://sidekick.example/", "https://sidekick.example/"),
+    ],
+)
+def test_urls_are_redacted_in_errors(url: str, shown: str) -> None:
+    from falconet.sinks.http import redact
+
+    assert redact(url) == shown
+
+
+def test_an_invalid_port_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="^FALCONET_HTTP_SINK_URL: not an http"):
+        sinks_from_env({"FALCONET_HTTP_SINK_URL": "http://host:port/"})

@@ -1,0 +1,170 @@
+"""`falconet validate` pinpoints problems: FILE:LINE:COL, the item's name, the message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from falconet import Engine, RuleError
+from falconet.cli import main
+from falconet.errors import MacroLoopError, OperatorError, UndefinedMacroError, UnknownFieldError
+
+HEADER = "- required_engine_version: 15\n"
+RULE = """- rule: R
+  desc: d
+  condition: {condition}
+  output: out %ka.user.name
+  priority: WARNING
+  source: k8s_audit
+"""
+
+
+def validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    code = main(["validate", str(path)])
+    return code, capsys.readouterr().err
+
+
+def first_line(err: str) -> str:
+    return err.splitlines()[0]
+
+
+def test_unknown_field_with_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(
+        tmp_path, HEADER + RULE.format(condition="ka.verb=create and ka.usr.name=x"), capsys
+    )
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:33: error: rule 'R': unknown field 'ka.usr.name' "
+        "(did you mean 'ka.user.name'?)"
+    )
+    assert "^" in err  # a caret under the condition
+
+
+def test_bad_operator_for_list_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(
+        tmp_path, HEADER + RULE.format(condition='ka.user.groups contains "x"'), capsys
+    )
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:14: error: rule 'R': operator 'contains' not supported on list "
+        "field 'ka.user.groups' (list fields accept only 'in', 'intersects' and 'exists')"
+    )
+
+
+def test_undefined_macro(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(
+        tmp_path, HEADER + RULE.format(condition="ka.verb=get and nosuchmacro"), capsys
+    )
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:30: error: rule 'R': "
+        "Undefined macro 'nosuchmacro' used in filter."
+    )
+
+
+def test_macro_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = HEADER + (
+        "- macro: a\n  condition: ka.verb=get\n"
+        "- macro: b\n  condition: a and ka.verb=list\n"
+        "- macro: a\n  condition: b or ka.verb=watch\n"
+    )
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:7:14: error: macro 'a': reference loop in macro 'a' (a -> b -> a)"
+    )
+
+
+def test_macro_may_not_use_a_later_macro(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = HEADER + "- macro: a\n  condition: b\n- macro: b\n  condition: ka.verb=get\n"
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:3:14: error: macro 'a': Undefined macro 'b' used in filter."
+    )
+
+
+def test_append_to_missing_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = HEADER + "- rule: Nope\n  condition: and ka.verb=get\n  append: true\n"
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert (
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'Nope': Rule has 'append' key but no rule by that "
+        "name already exists"
+    ) in err.splitlines()
+
+
+def test_invalid_priority(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = HEADER + RULE.format(condition="ka.verb=get").replace("WARNING", "LOUD")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:6:13: error: rule 'R': Invalid priority 'LOUD' (expected one of "
+        "Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug)"
+    )
+
+
+def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = HEADER + "- rule: R\n  condition: [unclosed\n  desc: x\n"
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    line = first_line(err)
+    assert line.startswith(f"{tmp_path}/rules.yaml:4:")
+    assert "error: YAML syntax error" in line
+
+
+def test_every_problem_is_reported_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        HEADER
+        + RULE.format(condition="ka.nope=1")
+        + RULE.format(condition="undefined_thing").replace("rule: R", "rule: S")
+    )
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert "rule 'R': unknown field 'ka.nope'" in err
+    assert "rule 'S': Undefined macro 'undefined_thing'" in err
+
+
+def test_valid_file_reports_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(HEADER + RULE.format(condition="ka.verb=get"))
+    assert main(["validate", str(path)]) == 0
+    assert "ok: 1 k8s_audit rules, 0 error(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("condition", "error"),
+    [
+        ("ka.usr.name=x", UnknownFieldError),
+        ("ka.user.groups = x", OperatorError),
+        ("missing_macro", UndefinedMacroError),
+    ],
+)
+def test_engine_raises_rule_error_subclasses(
+    tmp_path: Path, condition: str, error: type[RuleError]
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + RULE.format(condition=condition))
+    with pytest.raises(error) as info:
+        Engine.from_paths([path])
+    assert info.value.file == str(path)
+    assert info.value.item == "R"
+    assert info.value.line == 4
+
+
+def test_loop_is_a_macro_loop_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        HEADER
+        + "- macro: a\n  condition: ka.verb=get\n- macro: a\n  condition: a\n"
+        + RULE.format(condition="a")
+    )
+    with pytest.raises(MacroLoopError):
+        Engine.from_paths([path])
