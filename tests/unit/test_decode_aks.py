@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 import orjson
-from decode_envelopes import aks_record, check_accounting, load_events, run
 
 from falconet.decode import BAD_ENVELOPE, NOT_JSON, SKIP_CATEGORY, TRUNCATED
 from falconet.decode.aks import AKS_LOG_LIMIT, ids_from_resource_id
+from tests.unit.decode_envelopes import aks_record, check_accounting, load_events, run
 
 EVENTS = load_events()
 

@@ -6,15 +6,6 @@ import base64
 import copy
 
 import orjson
-from decode_envelopes import (
-    CONTROL,
-    check_accounting,
-    cwl_envelope,
-    export_lines,
-    gz,
-    load_events,
-    run,
-)
 
 from falconet.decode import (
     BAD_ENVELOPE,
@@ -24,6 +15,15 @@ from falconet.decode import (
     TRUNCATED,
 )
 from falconet.decode.cloudwatch import cluster_from_log_group
+from tests.unit.decode_envelopes import (
+    CONTROL,
+    check_accounting,
+    cwl_envelope,
+    export_lines,
+    gz,
+    load_events,
+    run,
+)
 
 EVENTS = load_events()
 

@@ -8,7 +8,9 @@ import io
 
 import orjson
 import pytest
-from decode_envelopes import (
+
+from falconet.context import EventContext
+from tests.unit.decode_envelopes import (
     aks_eventhub,
     aks_pt1h,
     awslogs_event,
@@ -20,8 +22,6 @@ from decode_envelopes import (
     load_events,
     run,
 )
-
-from falconet.context import EventContext
 
 EVENTS = load_events()
 

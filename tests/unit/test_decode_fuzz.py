@@ -7,7 +7,11 @@ import gzip
 import zlib
 
 import orjson
-from decode_envelopes import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from falconet.decode import NOT_AUDIT_EVENT, NOT_JSON
+from tests.unit.decode_envelopes import (
     aks_eventhub,
     awslogs_event,
     check_accounting,
@@ -18,10 +22,6 @@ from decode_envelopes import (
     load_events,
     run,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from falconet.decode import NOT_AUDIT_EVENT, NOT_JSON
 
 EVENTS = load_events()
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

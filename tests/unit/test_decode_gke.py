@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
-from decode_envelopes import check_accounting, gz, run
 
 from falconet.decode import BAD_ENVELOPE, SKIP_NOT_K8S
 from falconet.decode.gke import object_ref_of, request_uri_of
+from tests.unit.decode_envelopes import check_accounting, gz, run
 
 
 def log_entry(

@@ -7,7 +7,6 @@ import gzip
 
 import orjson
 import pytest
-from decode_envelopes import check_accounting, gz, jsonl, load_events, run
 
 from falconet.decode import (
     BAD_COMPRESSION,
@@ -18,6 +17,7 @@ from falconet.decode import (
     TOO_LARGE,
     TRUNCATED,
 )
+from tests.unit.decode_envelopes import check_accounting, gz, jsonl, load_events, run
 
 EVENTS = load_events()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from decode_envelopes import SHARED, check_accounting, run
 
 from falconet.context import EventContext
 from falconet.decode import NOT_AUDIT_EVENT
+from tests.unit.decode_envelopes import SHARED, check_accounting, run
 
 SAMPLES = SHARED / "samples"
 TRACES = SHARED / "conformance" / "falco-legacy-tests" / "test" / "trace_files" / "k8s_audit"

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from decode_envelopes import firehose_object, gz, jsonl, load_events
 
 from falconet.context import EventContext
 from falconet.decode import DecodeStats, decode
 from falconet.decode.compression import CHUNK
 from falconet.errors import ConfigError
 from falconet.sources import cluster_from_key, open_inputs
+from tests.unit.decode_envelopes import firehose_object, gz, jsonl, load_events
 
 EVENTS = load_events()
 
