@@ -1,7 +1,13 @@
 """AWS Lambda entry points. Thin: adapt the event into one library call, report the outcome.
 
-For now this module holds only `handle_notify`; the lead adds `handle_s3` (S3 object events) and
-`handle_http` (Function URL / HTTP API). Module-level state stays minimal: each handler reads its
+- `handle_s3`: S3 ObjectCreated notifications, delivered directly, through SQS, through SNS (or SNS
+  inside SQS), or via EventBridge; every object named is streamed through the pipeline. Triggered
+  by SQS, it reports per-message failures (`batchItemFailures`) so only failed messages return.
+- `handle_http`: the same contract as `main.audit_http`, for a Function URL / API Gateway HTTP API
+  (payload v2) event, base64 bodies included.
+- `handle_notify`: the notification function (below).
+
+Module-level state stays minimal: each handler reads its
 configuration once per cold start, on its first invocation (not at import, so one handler's missing
 settings never break the others sharing this module), and a bad value fails that invocation with a
 `ConfigError` naming the variable. Neither Flask nor functions-framework is imported here (they
@@ -20,14 +26,20 @@ cost ~200 ms of cold start, reference/serverless-ecosystem.md §6.4).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import logging
 import os
 from typing import Any
 
-from falconet.errors import SinkError
+from falconet.context import EventContext
+from falconet.errors import FalconetError, SinkError
 from falconet.notify import NotifyConfig, alerts_from_message, deliver
+from falconet.pipeline import Result, get_pipeline, log_invocation
+from falconet.triggers import Ignored, objects_in_event, sqs_records
+from falconet.webhook import WebhookSettings, handle_request, scan_object
 
 log = logging.getLogger("falconet.lambda")
 
@@ -72,3 +84,100 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _log_summary(**counters: int) -> None:
     # One structured line per invocation, like every entry point (DESIGN.md, `pipeline`).
     log.info(json.dumps({"handler": "notify", **counters}))
+
+
+_SETTINGS: WebhookSettings | None = None
+
+
+def _missing_object(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+def _scan_records(event: Any, result: Result, ignored: list[str]) -> None:
+    pipeline = get_pipeline()
+    for item in objects_in_event(event):
+        if isinstance(item, Ignored):
+            ignored.append(item.reason)
+            continue
+        try:
+            result.merge(scan_object(pipeline, item, EventContext()))
+        except Exception as exc:
+            if _missing_object(exc):
+                ignored.append(f"{item.url} no longer exists")
+                continue
+            raise
+
+
+def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Scan the objects an S3 notification names; see the module docstring."""
+    result = Result()
+    ignored: list[str] = []
+    records = sqs_records(event)
+    if records is None:
+        try:
+            _scan_records(event, result, ignored)
+        except Exception as exc:
+            log_invocation("handle_s3", result, error=f"{type(exc).__name__}: {exc}")
+            raise  # the async invocation is retried, then sent to the on-failure destination
+        log_invocation("handle_s3", result, ignored=ignored or None)
+        return {"status": "ok", **result.to_dict()}
+    failures = []
+    errors = []
+    for record in records:
+        try:
+            _scan_records({"Records": [record]}, result, ignored)
+        except Exception as exc:  # one bad message must not return the whole batch
+            failures.append({"itemIdentifier": record.get("messageId", "")})
+            errors.append(f"{record.get('messageId')}: {type(exc).__name__}: {exc}")
+    log_invocation(
+        "handle_s3", result, ignored=ignored or None, error="; ".join(errors) if errors else None
+    )
+    return {"batchItemFailures": failures}
+
+
+def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """A Function URL / API Gateway v2 request, answered as `main.audit_http` answers."""
+    global _SETTINGS  # noqa: PLW0603 - read once per container
+    if _SETTINGS is None:
+        _SETTINGS = WebhookSettings.from_env()
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    http = (event.get("requestContext") or {}).get("http") or {}
+    method = str(http.get("method") or event.get("httpMethod") or "POST")
+    raw = event.get("body") or ""
+    try:
+        body = (
+            base64.b64decode(raw, validate=True)
+            if event.get("isBase64Encoded")
+            else raw.encode("utf-8")
+            if isinstance(raw, str)
+            else bytes(raw)
+        )
+    except (binascii.Error, ValueError):
+        return _http_answer(400, {"error": "the body is not valid base64"}, {})
+    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    try:
+        response = handle_request(
+            get_pipeline(), _SETTINGS, method=method, headers=headers, body=body, query=query
+        )
+    except FalconetError as exc:
+        log_invocation("handle_http", None, error=str(exc))
+        raise
+    log_invocation(
+        "handle_http",
+        response.result,
+        status=response.status,
+        error=response.body.get("error") if response.status >= 400 else None,
+    )
+    return _http_answer(response.status, response.body, response.headers)
+
+
+def _http_answer(status: int, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    import orjson
+
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **headers},
+        "body": orjson.dumps(body).decode(),
+        "isBase64Encoded": False,
+    }

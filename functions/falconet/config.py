@@ -83,3 +83,23 @@ class EngineConfig:
             hostname=hostname,
             geoip_db=geoip,
         )
+
+
+def cluster_key_pattern(environ: Mapping[str, str] | None = None) -> str:
+    """FALCONET_CLUSTER_KEY_PATTERN: a regex with a `cluster` group matched against object keys.
+
+    Default: `cluster=<name>` as a path segment (`s3://bucket/cluster=prod/2026/...`).
+    """
+    import re
+
+    from falconet.triggers import DEFAULT_CLUSTER_KEY_PATTERN
+
+    env = os.environ if environ is None else environ
+    pattern = env.get("FALCONET_CLUSTER_KEY_PATTERN", "").strip() or DEFAULT_CLUSTER_KEY_PATTERN
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"FALCONET_CLUSTER_KEY_PATTERN is not a valid regex: {exc}") from None
+    if "cluster" not in compiled.groupindex:
+        raise ConfigError("FALCONET_CLUSTER_KEY_PATTERN needs a named group (?P<cluster>...)")
+    return pattern

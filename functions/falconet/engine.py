@@ -81,6 +81,7 @@ class Engine:
         extra_fields: Sequence[str] | None = None,
         hostname: str | None = None,
         time_format_iso8601: bool = False,
+        geoip: Any = None,
         diagnostics: Sequence[Diagnostic] = (),
     ) -> None:
         if rule_matching not in RULE_MATCHING:
@@ -95,7 +96,10 @@ class Engine:
         self.diagnostics = tuple(diagnostics)
         self._hostname = hostname if hostname is not None else socket.gethostname()
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
-        extra_getters = [_extra_getter(name) for name in extras if _known(name, extra_fields)]
+        self._env = fields.BindEnv(geoip=geoip)
+        extra_getters = [
+            _extra_getter(name, self._env) for name in extras if _known(name, extra_fields)
+        ]
         # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
         active = [r for r in rules if r.priority <= threshold and r.enabled]
         self.rules = tuple(
@@ -103,14 +107,16 @@ class Engine:
         )
         self._active = tuple(active)
         self._factories = tuple(
-            _factory(r, extra_getters, self._hostname, time_format_iso8601) for r in active
+            _factory(r, extra_getters, self._hostname, time_format_iso8601, self._env)
+            for r in active
         )
         self._index: Index = build_index(
             [CompiledRule(slot, r.condition) for slot, r in enumerate(active)],
             match_all=rule_matching == "all",
+            env=self._env,
         )
         self._first = rule_matching == "first"
-        self._reference = ReferenceEvaluator()
+        self._reference = ReferenceEvaluator(self._env)
 
     @classmethod
     def from_paths(
@@ -122,9 +128,11 @@ class Engine:
         extra_fields: Sequence[str] | None = None,
         hostname: str | None = None,
         time_format_iso8601: bool = False,
+        geoip: Any = None,
     ) -> Engine:
         """Load rules files (or directories of `*.yaml`, by name) in order and compile them.
 
+        `geoip` is a `falconet.geoip.GeoIP` for the `falconet.src.*` location fields.
         Raises RuleError (file:line:col, item name) for the first problem in the rules, and
         ConfigError for a bad `rule_matching` / `min_priority`.
         """
@@ -143,6 +151,7 @@ class Engine:
             extra_fields=extra_fields,
             hostname=hostname,
             time_format_iso8601=time_format_iso8601,
+            geoip=geoip,
             diagnostics=ruleset.diagnostics,
         )
 
@@ -224,7 +233,7 @@ def _known(name: str, configured: Sequence[str] | None) -> bool:
     return False  # a default extension field whose provider is not installed
 
 
-def _extra_getter(spec: str) -> tuple[str, Getter]:
+def _extra_getter(spec: str, env: fields.BindEnv) -> tuple[str, Getter]:
     parts = parse_output("%" + spec)
     token = parts[0] if len(parts) == 1 else None
     if not isinstance(token, FieldToken):
@@ -232,13 +241,13 @@ def _extra_getter(spec: str) -> tuple[str, Getter]:
     definition = fields.lookup(token.name)
     assert definition is not None
     try:
-        return token.key, definition.bind(token.arg)
+        return token.key, definition.bind(token.arg, env)
     except fields.ArgumentError as exc:
         raise ConfigError(f"extra field '{spec}': {exc}") from None
 
 
 def _factory(
-    rule: Rule, extras: list[tuple[str, Getter]], hostname: str, iso: bool
+    rule: Rule, extras: list[tuple[str, Getter]], hostname: str, iso: bool, env: fields.BindEnv
 ) -> AlertFactory:
     parts: list[str | tuple[Getter, int | None]] = []
     keys: dict[str, Getter] = {}
@@ -248,7 +257,7 @@ def _factory(
             continue
         definition = fields.lookup(part.name)
         assert definition is not None  # checked by the loader
-        getter = definition.bind(part.arg)
+        getter = definition.bind(part.arg, env)
         parts.append((getter, part.width))
         keys.setdefault(part.key, getter)
     return AlertFactory(

@@ -77,6 +77,19 @@ def _walk(obj: Any, path: tuple[str, ...]) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class BindEnv:
+    """What some extension fields need besides the event: set once per engine.
+
+    `geoip` is a `falconet.geoip.GeoIP` (typed loosely so this module stays import-light).
+    """
+
+    geoip: Any = None
+
+
+EMPTY_ENV: Final = BindEnv()
+
+
+@dataclass(frozen=True, slots=True)
 class FieldDef:
     name: str
     desc: str
@@ -84,11 +97,18 @@ class FieldDef:
     is_list: bool = False
     arg: str = ARG_NONE
     type: str = "string"
-    path: tuple[str, ...] | None = None  # simple scalar path: the compiler may inline it
+    path: tuple[str, ...] | None = None  # simple scalar path
     gated: bool = True  # absent unless the event has `auditID` (all ka.* fields)
     extension: bool = False  # a falconet field, not a Falco one
+    env_binder: Callable[[str | None, BindEnv], Getter] | None = None
 
-    def bind(self, arg: str | None) -> Getter:
+    def raw_getter(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
+        """The getter without the auditID gate (for callers that checked the gate already)."""
+        if self.env_binder is not None:
+            return self.env_binder(arg, env)
+        return self.binder(arg)
+
+    def bind(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
         """A getter for this field with `arg` parsed once. Raises ArgumentError."""
         if self.arg == ARG_NONE and arg is not None:
             raise ArgumentError(f"field '{self.name}' does not take an argument")
@@ -96,7 +116,7 @@ class FieldDef:
             raise ArgumentError(f"field '{self.name}' requires an argument")
         if self.arg == ARG_INDEX and arg is not None and not _INDEX_RE.match(arg):
             raise ArgumentError(f"field '{self.name}' takes a numeric index argument, got '{arg}'")
-        getter = self.binder(arg)
+        getter = self.raw_getter(arg, env)
         if not self.gated:
             return getter
 
@@ -1060,6 +1080,47 @@ for _attr, _desc in (
         gated=False,
         extension=True,
         ctx_fn=_ctx_attr,
+    )
+
+
+def _geo_binder(attr: str) -> Callable[[str | None, BindEnv], Getter]:
+    def binder(_arg: str | None, env: BindEnv) -> Getter:
+        geo = env.geoip
+        if attr == "scope":
+            from falconet.geoip import ip_scope
+
+            return lambda ev, _ctx: ip_scope(_src_ip(ev, None))
+        if geo is None or not geo.enabled:
+            return lambda _ev, _ctx: None
+
+        def get(ev: Event, _ctx: EventContext) -> str | None:
+            source = geo.resolve(_src_ip(ev, None))
+            location = source.location if source is not None else None
+            if location is None:
+                return None
+            value = getattr(location, attr)
+            return None if value is None else str(value)
+
+        return get
+
+    return binder
+
+
+for _attr, _desc in (
+    ("scope", "The scope of falconet.src.ip: public, private, loopback, link-local, shared, ..."),
+    ("country", "The ISO country code of falconet.src.ip (needs a GeoIP database)"),
+    ("city", "The city of falconet.src.ip (needs a GeoIP City database)"),
+    ("asn", "The autonomous system number of falconet.src.ip (needs a GeoIP ASN database)"),
+):
+    _register(
+        FieldDef(
+            f"falconet.src.{_attr}",
+            _desc,
+            lambda _a: lambda _e, _c: None,
+            gated=False,
+            extension=True,
+            env_binder=_geo_binder(_attr),
+        )
     )
 
 

@@ -93,7 +93,9 @@ def _fold_time(node: ast.Expr) -> ast.Expr:
     return node
 
 
-def build_index(rules: Sequence[CompiledRule], *, match_all: bool) -> Index:
+def build_index(
+    rules: Sequence[CompiledRule], *, match_all: bool, env: fields.BindEnv = fields.EMPTY_ENV
+) -> Index:
     """Index rules by required verb/resource and generate one function per distinct bucket.
 
     `jevt.rawtime exists` folds to true and `jevt.rawtime=0` to false: every event the engine
@@ -110,7 +112,7 @@ def build_index(rules: Sequence[CompiledRule], *, match_all: bool) -> Index:
     verbs = sorted({v for vs, _ in reqs.values() if vs for v in vs})
     resources = sorted({x for _, rs in reqs.values() if rs for x in rs})
     excluded = {VERB: frozenset(verbs), RESOURCE: frozenset(resources)}
-    gen = _ModuleGen(match_all=match_all)
+    gen = _ModuleGen(match_all=match_all, env=env, _reference=ReferenceEvaluator(env))
     cache: dict[tuple[tuple[int, ast.Expr], ...], str] = {}
     table: dict[Any, dict[Any, str]] = {}
     wildcard = sum(1 for vs, rs in reqs.values() if vs is None and rs is None)
@@ -153,6 +155,7 @@ def build_index(rules: Sequence[CompiledRule], *, match_all: bool) -> Index:
 @dataclass(slots=True)
 class _ModuleGen:
     match_all: bool
+    env: fields.BindEnv = fields.EMPTY_ENV
     namespace: dict[str, Any] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     bucket_names: list[str] = field(default_factory=list)
@@ -247,7 +250,7 @@ class _BucketGen:
                 getter = fields.path_getter(parts)  # a plain path: the specialised getter
         if getter is None:
             # Ungated: the fast path only runs for events with auditID.
-            getter = definition.binder(node.arg)
+            getter = definition.raw_getter(node.arg, self.module.env)
         return f"{self.module.const(getter, 'g')}(ev, ctx)"
 
     def operand(self, node: ast.Field | ast.Transformer) -> str:

@@ -28,7 +28,8 @@ Event = Mapping[str, Any]
 class ReferenceEvaluator:
     """Evaluates condition trees against events; binds each field getter once."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: fields.BindEnv = fields.EMPTY_ENV) -> None:
+        self._env = env
         self._getters: dict[tuple[str, str | None], fields.Getter] = {}
         self._types: dict[str, str] = {}
 
@@ -39,7 +40,7 @@ class ReferenceEvaluator:
             definition = fields.lookup(name)
             if definition is None:
                 raise KeyError(name)
-            g = definition.bind(arg)
+            g = definition.bind(arg, self._env)
             self._getters[key] = g
             self._types[name] = definition.type
         return g

@@ -1,0 +1,140 @@
+"""Trigger envelopes: which bucket objects an S3/SQS/SNS/EventBridge/CloudEvent trigger names.
+
+    refs, ignored = objects_in_event(lambda_event)   # S3 notifications, direct or wrapped
+
+Handles S3 event notifications delivered directly, inside SQS messages, inside SNS notifications
+(and SNS inside SQS), EventBridge "Object Created" events, and the GCS
+`google.cloud.storage.object.v1.finalized` CloudEvent data. Keys of S3 notifications are
+form-encoded (`+` for spaces) and are decoded; `s3:TestEvent` is acknowledged and ignored.
+Nothing here reads an object: it only says which ones to read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+
+from falconet.objects import ObjectRef
+
+GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
+DEFAULT_CLUSTER_KEY_PATTERN = r"(?:^|/)cluster=(?P<cluster>[^/]+)"
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str  # e.g. "s3:TestEvent", "not an ObjectCreated event"
+
+
+def _json(text: Any) -> Any:
+    if isinstance(text, str | bytes):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+    return text
+
+
+def _from_notification(note: Any) -> Iterator[ObjectRef | Ignored]:
+    if not isinstance(note, Mapping):
+        yield Ignored("not an S3 notification")
+        return
+    if note.get("Event") == "s3:TestEvent":
+        yield Ignored("s3:TestEvent")
+        return
+    if note.get("detail-type") in S3_OBJECT_CREATED or (
+        note.get("source") == "aws.s3" and isinstance(note.get("detail"), Mapping)
+    ):
+        yield _from_eventbridge(note)
+        return
+    if "Type" in note and "Message" in note:  # an SNS notification (e.g. SNS -> SQS, no raw)
+        yield from _from_notification(_json(note["Message"]))
+        return
+    records = note.get("Records")
+    if not isinstance(records, list):
+        yield Ignored("no Records")
+        return
+    for record in records:
+        yield from _from_record(record)
+
+
+def _from_eventbridge(note: Mapping[str, Any]) -> ObjectRef | Ignored:
+    detail = note.get("detail") or {}
+    bucket = (detail.get("bucket") or {}).get("name")
+    key = (detail.get("object") or {}).get("key")
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        return Ignored("EventBridge event without bucket/object")
+    if note.get("detail-type") not in S3_OBJECT_CREATED:
+        return Ignored(f"EventBridge {note.get('detail-type')}")
+    return ObjectRef("s3", bucket, key, note.get("region"), note.get("account"))
+
+
+def _from_record(record: Any) -> Iterator[ObjectRef | Ignored]:
+    if not isinstance(record, Mapping):
+        yield Ignored("malformed record")
+        return
+    if "s3" in record:
+        event_name = str(record.get("eventName", ""))
+        if not event_name.startswith("ObjectCreated"):
+            yield Ignored(f"{event_name or 'unknown'} event")
+            return
+        s3 = record["s3"]
+        bucket = (s3.get("bucket") or {}).get("name")
+        key = (s3.get("object") or {}).get("key")
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            yield Ignored("S3 record without bucket/key")
+            return
+        yield ObjectRef("s3", bucket, unquote_plus(key), record.get("awsRegion"))
+        return
+    if record.get("eventSource") == "aws:sqs" or "body" in record:
+        yield from _from_notification(_json(record.get("body")))
+        return
+    if "Sns" in record:
+        yield from _from_notification(_json((record.get("Sns") or {}).get("Message")))
+        return
+    yield Ignored("unknown record type")
+
+
+def objects_in_event(event: Any) -> list[ObjectRef | Ignored]:
+    """Every object (or ignored notice) an S3-style Lambda event names, in order."""
+    return list(_from_notification(event))
+
+
+def sqs_records(event: Any) -> list[Mapping[str, Any]] | None:
+    """The SQS records of a Lambda event, or None when the event did not come from SQS."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if (
+        isinstance(records, list)
+        and records
+        and all(isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records)
+    ):
+        return records
+    return None
+
+
+def gcs_object(data: Any) -> ObjectRef | None:
+    """The object of a GCS object-finalized CloudEvent's data (StorageObjectData)."""
+    data = _json(data)
+    if (
+        isinstance(data, Mapping)
+        and isinstance(data.get("bucket"), str)
+        and isinstance(data.get("name"), str)
+    ):
+        return ObjectRef("gs", data["bucket"], data["name"])
+    return None
+
+
+def cluster_from_key(key: str, pattern: str | re.Pattern[str] | None) -> str | None:
+    """The cluster named by an object key, via a regex with a `cluster` group."""
+    if not pattern:
+        return None
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    m = regex.search(key)
+    if m is None or "cluster" not in regex.groupindex:
+        return None
+    return m.group("cluster") or None
