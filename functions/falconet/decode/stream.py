@@ -14,7 +14,7 @@ is read, so one huge line cannot exhaust memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks
 from falconet.decode.detect import Framing, detect, read_head
 from falconet.decode.records import (
+    GC_PAUSE_BYTES,
     MAX_EVENT_BYTES,
     MAX_RECORD_BYTES,
     Decoded,
@@ -132,9 +133,11 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                 reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
             continue
         try:
-            value = fast_loads(line) if len(line) <= limit else loads(line)
+            value = fast_loads(line) if len(line) < GC_PAUSE_BYTES else loads(line)
         except decode_error as exc:
-            if line.strip():
+            if _after_document(exc):  # `}{`: several documents on one line (small Firehose)
+                yield from _documents((line,), reader, compact=True, line=number)
+            elif line.strip():
                 reader.reject(NOT_JSON, number, str(exc))
             continue
         if type(value) is dict and value.get("kind") == "Event" and len(line) <= limit:
@@ -150,27 +153,34 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                     annotations["cluster_name"] = cluster
             stats.events += 1
             yield value, context
+        elif (
+            type(value) is dict
+            and value.get("kind") == "EventList"
+            and type(items := value.get("items")) is list
+        ):
+            yield from reader.items(items, number, len(line), context, 0)  # a webhook body
         else:
             yield from reader.value(value, number, len(line), context)
 
 
-def _documents(chunks: Iterator[bytes], reader: Reader, *, compact: bool) -> Decoded:
+def _documents(chunks: Iterable[bytes], reader: Reader, *, compact: bool, line: int = 0) -> Decoded:
     """Split a stream of JSON documents (pretty-printed, or `}{` back to back) and decode each.
 
     `compact` (the head showed `}{`, as Firehose writes): boundaries are found with `bytes.find`,
     3x faster than the general regex. Should a document then turn out to be followed by blanks
     and another one, the stream falls back to the regex, which also finds `}` blanks `{`.
     """
-    splitter = _Splitter(reader, compact)
+    splitter = _Splitter(reader, compact, line)
     for chunk in chunks:
         yield from splitter.feed(chunk)
     yield from splitter.finish()
 
 
 class _Splitter:
-    __slots__ = ("buffer", "compact", "dropping", "number", "reader", "scan", "start")
+    __slots__ = ("buffer", "compact", "dropping", "line", "number", "reader", "scan", "start")
 
-    def __init__(self, reader: Reader, compact: bool) -> None:
+    def __init__(self, reader: Reader, compact: bool, line: int) -> None:
+        self.line = line  # splitting one line of a JSON-lines input: positions name that line
         self.reader = reader
         self.compact = compact
         self.buffer = bytearray()
@@ -189,8 +199,7 @@ class _Splitter:
             self.start = 0
         self.scan = max(self.scan, len(buffer) - _RESCAN)
         if len(buffer) > MAX_RECORD_BYTES and not self.dropping:
-            self.number += 1
-            self.reader.reject(TRUNCATED, self.number, f"document over {MAX_RECORD_BYTES} bytes")
+            self.reader.reject(TRUNCATED, self._next(), f"document over {MAX_RECORD_BYTES} bytes")
             self.dropping = True
         if self.dropping:
             del buffer[: max(0, len(buffer) - _RESCAN)]
@@ -211,11 +220,9 @@ class _Splitter:
                 yield from self._split()
                 yield from self.finish()  # not compact any more: a second failure is final
                 return
-            self.number += 1
-            self.reader.reject(NOT_JSON, self.number, str(exc))
+            self.reader.reject(NOT_JSON, self._next(), str(exc))
             return
-        self.number += 1
-        yield from self.reader.value(value, self.number, len(rest), self.reader.context)
+        yield from self.reader.value(value, self._next(), len(rest), self.reader.context)
         self.start = len(self.buffer)
 
     def _split(self) -> Decoded:
@@ -247,13 +254,16 @@ class _Splitter:
                     self.compact = False  # blanks between documents: use the regex from here
                     self.scan = self.start
                     continue
-                self.number += 1
-                reader.reject(NOT_JSON, self.number, str(exc))
+                reader.reject(NOT_JSON, self._next(), str(exc))
                 self.start = self.scan
                 continue
-            self.number += 1
             self.start = self.scan
-            yield from reader.value(value, self.number, len(document), reader.context)
+            yield from reader.value(value, self._next(), len(document), reader.context)
+
+    def _next(self) -> int:
+        """Position of the next document: its number, or the line being split."""
+        self.number += 1
+        return self.line or self.number
 
 
 def _after_document(exc: orjson.JSONDecodeError) -> bool:
