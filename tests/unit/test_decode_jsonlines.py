@@ -253,3 +253,12 @@ def test_back_to_back_documents_with_mixed_separators(
             assert ids == ["id-1", "id-2", "id-3", "id-4"]
             assert stats.rejected_total == 0
         check_accounting(stats)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4096])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_utf8_byte_order_mark_is_ignored(chunk: int, pretty: bool) -> None:
+    body = orjson.dumps(EVENTS, option=orjson.OPT_INDENT_2) if pretty else jsonl(EVENTS)
+    data = b"\xef\xbb\xbf" + body
+    got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert got == EVENTS and stats.rejected_total == 0

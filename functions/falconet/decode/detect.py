@@ -37,8 +37,9 @@ class Framing(Enum):
 def read_head(chunks: Iterator[bytes]) -> tuple[bytes, int]:
     """Read from `chunks` until the first non-blank line is complete or `HEAD_LIMIT` is reached.
 
-    Returns the head and how many newlines of leading blank input were dropped before it (so line
-    numbers stay right): a stream of blanks is never held in memory.
+    Returns the head, without a UTF-8 byte order mark (which orjson refuses), and how many
+    newlines of leading blank input were dropped before it (so line numbers stay right): a
+    stream of blanks is never held in memory.
     """
     head = b""
     dropped_lines = 0
@@ -53,14 +54,14 @@ def read_head(chunks: Iterator[bytes]) -> tuple[bytes, int]:
         if nxt is None:
             break
         head += nxt
+        if head.startswith(_BOM) and dropped_lines == 0:
+            head = head[len(_BOM) :]
     return head, dropped_lines
 
 
 def detect(head: bytes) -> Framing:
     """The framing of a stream whose first bytes are `head` (as returned by `read_head`)."""
     text = head.lstrip()
-    if text.startswith(_BOM):
-        text = text[len(_BOM) :].lstrip()
     if _EXPORT_LINE.match(text):
         return Framing.EXPORT
     newline = text.find(b"\n")
