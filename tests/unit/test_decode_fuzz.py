@@ -7,6 +7,7 @@ import gzip
 import zlib
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,3 +201,18 @@ def test_fast_timestamp_check_agrees_with_the_full_parser(value: object) -> None
     from falconet.timestamps import parse_rfc3339_ns
 
     assert valid_timestamp(value) == (parse_rfc3339_ns(value) is not None)
+
+
+@pytest.mark.parametrize("head_limit", [None, 64])
+def test_many_boundaries_inside_strings_cost_linear_time(monkeypatch, head_limit) -> None:
+    # 20,000 `}{` inside one 600 KB string: trying each as a document end would parse ~6 GB.
+    from falconet.decode import detect
+
+    if head_limit:
+        monkeypatch.setattr(detect, "HEAD_LIMIT", head_limit)
+    crafted = b'{"kind":"Event","x":"' + b"}{ padding " * 20_000 + b'"}'
+    good = orjson.dumps({**EVENTS[0]})
+    events, _, stats = run(crafted + good)
+    assert events == [EVENTS[0]]
+    assert stats.rejected[NOT_JSON] >= 1
+    check_accounting(stats)

@@ -43,6 +43,10 @@ __all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
 # to parse with "unexpected end of data", and the next candidate is tried.
 _BOUNDARY = re.compile(rb"[}\]][ \t\r\n]*(?=[{\[])")
 _RESCAN = 4096  # bytes of the buffer tail searched again when a chunk arrives
+# Boundaries tried inside one document before giving it up. Each try parses the document so far,
+# so a crafted document full of `}{` inside strings would otherwise cost quadratic time; real
+# documents need one try, rarely two.
+_MAX_MISSES = 16
 
 
 class Decoder(Protocol):
@@ -177,7 +181,17 @@ def _documents(chunks: Iterable[bytes], reader: Reader, *, compact: bool, line: 
 
 
 class _Splitter:
-    __slots__ = ("buffer", "compact", "dropping", "line", "number", "reader", "scan", "start")
+    __slots__ = (
+        "buffer",
+        "compact",
+        "dropping",
+        "line",
+        "misses",
+        "number",
+        "reader",
+        "scan",
+        "start",
+    )
 
     def __init__(self, reader: Reader, compact: bool, line: int) -> None:
         self.line = line  # splitting one line of a JSON-lines input: positions name that line
@@ -188,6 +202,7 @@ class _Splitter:
         self.scan = 0  # where to look for the next boundary
         self.number = 0  # documents seen, for positions
         self.dropping = False  # the document outgrew MAX_RECORD_BYTES: skip to the next boundary
+        self.misses = 0  # boundaries that turned out to be inside the current document
 
     def feed(self, chunk: bytes) -> Decoded:
         self.buffer += chunk
@@ -249,15 +264,23 @@ class _Splitter:
                 value = loads(document)
             except orjson.JSONDecodeError as exc:
                 if str(exc).startswith("unexpected end of data"):
-                    continue  # the boundary was inside a string: try the next one
-                if self.compact and _after_document(exc):
+                    self.misses += 1
+                    if self.misses < _MAX_MISSES:
+                        continue  # the boundary was inside a string: try the next one
+                    detail = f"no end of document within {_MAX_MISSES} possible boundaries"
+                    reader.reject(NOT_JSON, self._next(), detail)
+                elif self.compact and _after_document(exc):
                     self.compact = False  # blanks between documents: use the regex from here
                     self.scan = self.start
+                    self.misses = 0
                     continue
-                reader.reject(NOT_JSON, self._next(), str(exc))
+                else:
+                    reader.reject(NOT_JSON, self._next(), str(exc))
                 self.start = self.scan
+                self.misses = 0
                 continue
             self.start = self.scan
+            self.misses = 0
             yield from reader.value(value, self._next(), len(document), reader.context)
 
     def _next(self) -> int:
