@@ -67,7 +67,14 @@ ENVELOPES = {
 
 @pytest.mark.parametrize("envelope", sorted(ENVELOPES), ids=str)
 @pytest.mark.parametrize("chunking", ["bytes", "file", "1-byte-chunks", "7-byte-chunks"])
-def test_every_envelope_gives_the_events_of_the_plain_file(envelope: str, chunking: str) -> None:
+@pytest.mark.parametrize("head_limit", ["default", "small"])
+def test_every_envelope_gives_the_events_of_the_plain_file(
+    envelope: str, chunking: str, head_limit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if head_limit == "small":  # what objects over 1 MiB go through (DOCUMENTS framing)
+        from falconet.decode import detect
+
+        monkeypatch.setattr(detect, "HEAD_LIMIT", 64)
     cluster = "demo"
     data = ENVELOPES[envelope](copy.deepcopy(EVENTS))
     source: object

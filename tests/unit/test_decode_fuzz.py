@@ -7,6 +7,7 @@ import gzip
 import zlib
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -153,4 +154,65 @@ def test_gzip_bomb_streams() -> None:
     bomb = b"".join(compressor.compress(block) for _ in range(200)) + compressor.flush()
     events, _, stats = run(bomb + gzip.compress(jsonl(EVENTS[:1])))
     assert len(events) == 1
+    check_accounting(stats)
+
+
+_TIMESTAMP_PARTS = st.sampled_from(
+    [
+        "2024-06-01T12:00:01",
+        "2024-02-30T12:00:01",
+        "2024-06-01T24:00:00",
+        "2024-06-01 12:00:01",
+        "٢٠٢٤-06-01T12:00:01",
+        "1999-12-31T23:59:59",
+    ]
+)
+_TIMESTAMP_TAILS = st.sampled_from(
+    [
+        "Z",
+        ".Z",
+        ".1Z",
+        ".123456Z",
+        ".123456789123Z",
+        ".12a4Z",
+        ".١٢Z",
+        "+02:00",
+        ".5+02:00",
+        ".5-25:00",
+        "z",
+        ".123456",
+        "",
+        ".123456ZZ",
+    ]
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.tuples(_TIMESTAMP_PARTS, _TIMESTAMP_TAILS).map("".join),
+        st.text(max_size=40),
+        st.none(),
+        st.integers(),
+    )
+)
+def test_fast_timestamp_check_agrees_with_the_full_parser(value: object) -> None:
+    from falconet.decode.records import valid_timestamp
+    from falconet.timestamps import parse_rfc3339_ns
+
+    assert valid_timestamp(value) == (parse_rfc3339_ns(value) is not None)
+
+
+@pytest.mark.parametrize("head_limit", [None, 64])
+def test_many_boundaries_inside_strings_cost_linear_time(monkeypatch, head_limit) -> None:
+    # 20,000 `}{` inside one 600 KB string: trying each as a document end would parse ~6 GB.
+    from falconet.decode import detect
+
+    if head_limit:
+        monkeypatch.setattr(detect, "HEAD_LIMIT", head_limit)
+    crafted = b'{"kind":"Event","x":"' + b"}{ padding " * 20_000 + b'"}'
+    good = orjson.dumps({**EVENTS[0]})
+    events, _, stats = run(crafted + good)
+    assert events == [EVENTS[0]]
+    assert stats.rejected[NOT_JSON] >= 1
     check_accounting(stats)

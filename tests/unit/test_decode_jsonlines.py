@@ -183,12 +183,20 @@ def test_concatenated_documents_with_braces_inside_strings() -> None:
     assert stats.rejected_total == 0
 
 
-def test_damaged_document_in_a_stream_is_counted_and_the_next_ones_kept() -> None:
+@pytest.mark.parametrize(("head_limit", "position"), [(None, "t:1"), (16, "t:document 2")])
+def test_damaged_document_in_a_stream_is_counted_and_the_next_ones_kept(
+    monkeypatch, head_limit: int | None, position: str
+) -> None:
+    # Short input: one line split into documents; past HEAD_LIMIT: DOCUMENTS framing.
+    from falconet.decode import detect
+
+    if head_limit:
+        monkeypatch.setattr(detect, "HEAD_LIMIT", head_limit)
     data = orjson.dumps(_event(1)) + b'{"kind":"Event",,}' + orjson.dumps(_event(2))
     got, _, stats = run(data)
     assert [e["auditID"] for e in got] == ["id-1", "id-2"]
     assert stats.rejected == {NOT_JSON: 1}
-    assert stats.problems[0].position == "t:document 2"
+    assert stats.problems[0].position == position
 
 
 def test_truncated_last_document_is_counted() -> None:
@@ -245,3 +253,12 @@ def test_back_to_back_documents_with_mixed_separators(
             assert ids == ["id-1", "id-2", "id-3", "id-4"]
             assert stats.rejected_total == 0
         check_accounting(stats)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4096])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_utf8_byte_order_mark_is_ignored(chunk: int, pretty: bool) -> None:
+    body = orjson.dumps(EVENTS, option=orjson.OPT_INDENT_2) if pretty else jsonl(EVENTS)
+    data = b"\xef\xbb\xbf" + body
+    got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert got == EVENTS and stats.rejected_total == 0

@@ -5,7 +5,7 @@ The pipeline per input: `compression.iter_chunks` -> `compression.gunzip` (multi
 `orjson.loads` -> `records.Reader` (envelopes, per-event checks, accounting).
 
 Hot path (the S3 function reading gzip JSON lines of Events): inflate 64 KiB chunks, `bytes.split`
-per chunk, `orjson.loads` per line, `kind == "Event"` and the cached `parse_rfc3339_ns` per event,
+per chunk, `orjson.loads` per line, `kind == "Event"` and `records.valid_timestamp` per event,
 no re-serialisation unless the line is over the size limit. Every other shape goes through
 `Reader.value`. A line or document longer than `MAX_RECORD_BYTES` is counted and dropped while it
 is read, so one huge line cannot exhaust memory.
@@ -14,7 +14,7 @@ is read, so one huge line cannot exhaust memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Protocol
 
@@ -25,15 +25,16 @@ from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks
 from falconet.decode.detect import Framing, detect, read_head
 from falconet.decode.records import (
+    GC_PAUSE_BYTES,
     MAX_EVENT_BYTES,
     MAX_RECORD_BYTES,
     Decoded,
     Event,
     Reader,
     loads,
+    valid_timestamp,
 )
 from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
-from falconet.timestamps import parse_rfc3339_ns
 
 __all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
 
@@ -42,6 +43,10 @@ __all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
 # to parse with "unexpected end of data", and the next candidate is tried.
 _BOUNDARY = re.compile(rb"[}\]][ \t\r\n]*(?=[{\[])")
 _RESCAN = 4096  # bytes of the buffer tail searched again when a chunk arrives
+# Boundaries tried inside one document before giving it up. Each try parses the document so far,
+# so a crafted document full of `}{` inside strings would otherwise cost quadratic time; real
+# documents need one try, rarely two.
+_MAX_MISSES = 16
 
 
 class Decoder(Protocol):
@@ -123,7 +128,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
     cluster = context.cluster
     fast_loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    parse_ts = parse_rfc3339_ns
+    valid_ts = valid_timestamp
     limit = MAX_EVENT_BYTES
     for line in lines:
         number += 1
@@ -132,13 +137,15 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                 reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
             continue
         try:
-            value = fast_loads(line) if len(line) <= limit else loads(line)
+            value = fast_loads(line) if len(line) < GC_PAUSE_BYTES else loads(line)
         except decode_error as exc:
-            if line.strip():
+            if _after_document(exc):  # `}{`: several documents on one line (small Firehose)
+                yield from _documents((line,), reader, compact=True, line=number)
+            elif line.strip():
                 reader.reject(NOT_JSON, number, str(exc))
             continue
         if type(value) is dict and value.get("kind") == "Event" and len(line) <= limit:
-            if parse_ts(value.get("stageTimestamp")) is None:
+            if not valid_ts(value.get("stageTimestamp")):
                 reader.accept(value, number, len(line), context)  # counts the rejection
                 continue
             stats.records += 1
@@ -150,27 +157,44 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                     annotations["cluster_name"] = cluster
             stats.events += 1
             yield value, context
+        elif (
+            type(value) is dict
+            and value.get("kind") == "EventList"
+            and type(items := value.get("items")) is list
+        ):
+            yield from reader.items(items, number, len(line), context, 0)  # a webhook body
         else:
             yield from reader.value(value, number, len(line), context)
 
 
-def _documents(chunks: Iterator[bytes], reader: Reader, *, compact: bool) -> Decoded:
+def _documents(chunks: Iterable[bytes], reader: Reader, *, compact: bool, line: int = 0) -> Decoded:
     """Split a stream of JSON documents (pretty-printed, or `}{` back to back) and decode each.
 
     `compact` (the head showed `}{`, as Firehose writes): boundaries are found with `bytes.find`,
     3x faster than the general regex. Should a document then turn out to be followed by blanks
     and another one, the stream falls back to the regex, which also finds `}` blanks `{`.
     """
-    splitter = _Splitter(reader, compact)
+    splitter = _Splitter(reader, compact, line)
     for chunk in chunks:
         yield from splitter.feed(chunk)
     yield from splitter.finish()
 
 
 class _Splitter:
-    __slots__ = ("buffer", "compact", "dropping", "number", "reader", "scan", "start")
+    __slots__ = (
+        "buffer",
+        "compact",
+        "dropping",
+        "line",
+        "misses",
+        "number",
+        "reader",
+        "scan",
+        "start",
+    )
 
-    def __init__(self, reader: Reader, compact: bool) -> None:
+    def __init__(self, reader: Reader, compact: bool, line: int) -> None:
+        self.line = line  # splitting one line of a JSON-lines input: positions name that line
         self.reader = reader
         self.compact = compact
         self.buffer = bytearray()
@@ -178,6 +202,7 @@ class _Splitter:
         self.scan = 0  # where to look for the next boundary
         self.number = 0  # documents seen, for positions
         self.dropping = False  # the document outgrew MAX_RECORD_BYTES: skip to the next boundary
+        self.misses = 0  # boundaries that turned out to be inside the current document
 
     def feed(self, chunk: bytes) -> Decoded:
         self.buffer += chunk
@@ -189,8 +214,7 @@ class _Splitter:
             self.start = 0
         self.scan = max(self.scan, len(buffer) - _RESCAN)
         if len(buffer) > MAX_RECORD_BYTES and not self.dropping:
-            self.number += 1
-            self.reader.reject(TRUNCATED, self.number, f"document over {MAX_RECORD_BYTES} bytes")
+            self.reader.reject(TRUNCATED, self._next(), f"document over {MAX_RECORD_BYTES} bytes")
             self.dropping = True
         if self.dropping:
             del buffer[: max(0, len(buffer) - _RESCAN)]
@@ -211,11 +235,9 @@ class _Splitter:
                 yield from self._split()
                 yield from self.finish()  # not compact any more: a second failure is final
                 return
-            self.number += 1
-            self.reader.reject(NOT_JSON, self.number, str(exc))
+            self.reader.reject(NOT_JSON, self._next(), str(exc))
             return
-        self.number += 1
-        yield from self.reader.value(value, self.number, len(rest), self.reader.context)
+        yield from self.reader.value(value, self._next(), len(rest), self.reader.context)
         self.start = len(self.buffer)
 
     def _split(self) -> Decoded:
@@ -242,18 +264,29 @@ class _Splitter:
                 value = loads(document)
             except orjson.JSONDecodeError as exc:
                 if str(exc).startswith("unexpected end of data"):
-                    continue  # the boundary was inside a string: try the next one
-                if self.compact and _after_document(exc):
+                    self.misses += 1
+                    if self.misses < _MAX_MISSES:
+                        continue  # the boundary was inside a string: try the next one
+                    detail = f"no end of document within {_MAX_MISSES} possible boundaries"
+                    reader.reject(NOT_JSON, self._next(), detail)
+                elif self.compact and _after_document(exc):
                     self.compact = False  # blanks between documents: use the regex from here
                     self.scan = self.start
+                    self.misses = 0
                     continue
-                self.number += 1
-                reader.reject(NOT_JSON, self.number, str(exc))
+                else:
+                    reader.reject(NOT_JSON, self._next(), str(exc))
                 self.start = self.scan
+                self.misses = 0
                 continue
-            self.number += 1
             self.start = self.scan
-            yield from reader.value(value, self.number, len(document), reader.context)
+            self.misses = 0
+            yield from reader.value(value, self._next(), len(document), reader.context)
+
+    def _next(self) -> int:
+        """Position of the next document: its number, or the line being split."""
+        self.number += 1
+        return self.line or self.number
 
 
 def _after_document(exc: orjson.JSONDecodeError) -> bool:
