@@ -138,3 +138,65 @@ def deliver_batches(
     if failures:
         shown = "; ".join(failures[:5]) + ("; ..." if len(failures) > 5 else "")
         raise SinkError(f"{sink}: {len(failures)} alert(s) not delivered: {shown}")
+
+
+class BatchSink:
+    """Buffers alerts and delivers them with an AWS `*Batch` call (the SQS and SNS sinks).
+
+    Subclasses say which service and limits, how an alert becomes an entry, how big an entry is,
+    and which call sends a batch; buffering, the lazy per-sink client, batching by count and size
+    and the retry of `Failed` entries live here once.
+    """
+
+    name = "batch"
+    service = ""
+    max_count = 10
+    max_bytes = 262_144
+
+    def __init__(self, target: str, *, max_attempts: int = 5, backoff_base: float = 0.1) -> None:
+        self.target = target
+        self.fifo = target.endswith(".fifo")
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self._pending: list[Any] = []
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def region(self) -> str | None:
+        """The region named by the target, if any (else boto3's configured region)."""
+        return None
+
+    def entry(self, alert: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def entry_size(self, entry: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def send(self, client: Any, batch: list[dict[str, Any]]) -> Any:
+        raise NotImplementedError
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.service, self.region())
+            return self._client
+
+    def emit(self, alerts: Sequence[Any]) -> None:
+        self._pending.extend(alerts)
+
+    def flush(self) -> None:
+        alerts, self._pending = self._pending, []
+        if not alerts:
+            return
+        entries = [(alert.uuid or alert.rule, self.entry(alert)) for alert in alerts]
+        client = self.client()
+        deliver_batches(
+            f"{self.service.upper()} {self.target}",
+            entries,
+            lambda batch: self.send(client, batch),
+            size_of=self.entry_size,
+            max_count=self.max_count,
+            max_bytes=self.max_bytes,
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
+        )

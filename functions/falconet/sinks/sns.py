@@ -13,14 +13,11 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections.abc import Sequence
 from typing import Any
 
 from falconet.alerts import Alert
-from falconet.sinks._aws import deliver_batches, make_client, region_of_arn
-from falconet.sinks.sqs import DEFAULT_GROUP_ID, fifo_id, sqs_body
+from falconet.sinks._aws import BatchSink, region_of_arn
+from falconet.sinks.sqs import fifo_fields, sqs_body
 
 # botocore 1.44.8 `sns/2010-03-31/service-2.json`, PublishBatch: "By default, the maximum allowed
 # individual message size and the maximum total payload size (the sum of the individual lengths of
@@ -39,62 +36,34 @@ def message_attributes(alert: Alert) -> dict[str, dict[str, str]]:
     }
 
 
-def _entry_size(entry: dict[str, Any]) -> int:
-    size = len(entry["Message"].encode())
-    for name, attribute in entry.get("MessageAttributes", {}).items():
-        size += (
-            len(name.encode()) + len(attribute["DataType"]) + len(attribute["StringValue"].encode())
-        )
-    return size
-
-
-class SnsSink:
+class SnsSink(BatchSink):
     """Alerts to one SNS topic (standard or FIFO)."""
 
     name = "sns"
+    service = "sns"
+    max_count = MAX_BATCH_ENTRIES
+    max_bytes = MAX_BATCH_BYTES
 
-    def __init__(self, topic_arn: str, *, max_attempts: int = 5, backoff_base: float = 0.1) -> None:
-        self.topic_arn = topic_arn
-        self.fifo = topic_arn.endswith(".fifo")
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self._pending: list[Alert] = []
-        self._client: Any = None
-        self._lock = threading.Lock()
+    @property
+    def topic_arn(self) -> str:
+        return self.target
 
-    def _sns(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = make_client("sns", region_of_arn(self.topic_arn))
-            return self._client
+    def region(self) -> str | None:
+        return region_of_arn(self.target)
 
-    def emit(self, alerts: Sequence[Alert]) -> None:
-        self._pending.extend(alerts)
-
-    def flush(self) -> None:
-        alerts, self._pending = self._pending, []
-        if not alerts:
-            return
-        entries = [(alert.uuid or alert.rule, self._entry(alert)) for alert in alerts]
-        client = self._sns()
-        deliver_batches(
-            f"SNS {self.topic_arn}",
-            entries,
-            lambda batch: client.publish_batch(
-                TopicArn=self.topic_arn, PublishBatchRequestEntries=batch
-            ),
-            size_of=_entry_size,
-            max_count=MAX_BATCH_ENTRIES,
-            max_bytes=MAX_BATCH_BYTES,
-            max_attempts=self.max_attempts,
-            backoff_base=self.backoff_base,
-        )
-
-    def _entry(self, alert: Alert) -> dict[str, Any]:
+    def entry(self, alert: Alert) -> dict[str, Any]:
         body = sqs_body(alert)  # SNS -> SQS delivery has SQS's character rules
         entry: dict[str, Any] = {"Message": body, "MessageAttributes": message_attributes(alert)}
         if self.fifo:
-            entry["MessageGroupId"] = fifo_id(alert.cluster or DEFAULT_GROUP_ID)
-            dedup = alert.uuid or hashlib.sha256(body.encode()).hexdigest()
-            entry["MessageDeduplicationId"] = fifo_id(dedup)
+            entry.update(fifo_fields(alert, body))
         return entry
+
+    def entry_size(self, entry: dict[str, Any]) -> int:
+        size = len(entry["Message"].encode())
+        for name, attribute in entry.get("MessageAttributes", {}).items():
+            size += len(name.encode()) + len(attribute["DataType"])
+            size += len(attribute["StringValue"].encode())
+        return size
+
+    def send(self, client: Any, batch: list[dict[str, Any]]) -> Any:
+        return client.publish_batch(TopicArn=self.target, PublishBatchRequestEntries=batch)

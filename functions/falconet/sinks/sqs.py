@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from falconet.alerts import Alert
-from falconet.sinks._aws import deliver_batches, make_client
+from falconet.sinks._aws import BatchSink
 
 # botocore 1.44.8 `sqs/2012-11-05/service-2.json`, SendMessageBatch: "The maximum allowed individual
 # message size and the maximum total payload size (the sum of the individual lengths of all of the
@@ -63,52 +61,40 @@ def region_of_queue_url(url: str) -> str | None:
     return None
 
 
-class SqsSink:
+def fifo_fields(alert: Alert, body: str) -> dict[str, str]:
+    """FIFO group (the cluster) and deduplication id (the uuid) of an SQS/SNS entry."""
+    # An alert without uuid (never from the engine) still deduplicates on its content.
+    dedup = alert.uuid or hashlib.sha256(body.encode()).hexdigest()
+    return {
+        "MessageGroupId": fifo_id(alert.cluster or DEFAULT_GROUP_ID),
+        "MessageDeduplicationId": fifo_id(dedup),
+    }
+
+
+class SqsSink(BatchSink):
     """Alerts to one SQS queue (standard or FIFO)."""
 
     name = "sqs"
+    service = "sqs"
+    max_count = MAX_BATCH_ENTRIES
+    max_bytes = MAX_BATCH_BYTES
 
-    def __init__(self, queue_url: str, *, max_attempts: int = 5, backoff_base: float = 0.1) -> None:
-        self.queue_url = queue_url
-        self.fifo = queue_url.endswith(".fifo")
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self._pending: list[Alert] = []
-        self._client: Any = None
-        self._lock = threading.Lock()
+    @property
+    def queue_url(self) -> str:
+        return self.target
 
-    def _sqs(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = make_client("sqs", region_of_queue_url(self.queue_url))
-            return self._client
+    def region(self) -> str | None:
+        return region_of_queue_url(self.target)
 
-    def emit(self, alerts: Sequence[Alert]) -> None:
-        self._pending.extend(alerts)
-
-    def flush(self) -> None:
-        alerts, self._pending = self._pending, []
-        if not alerts:
-            return
-        entries = [(alert.uuid or alert.rule, self._entry(alert)) for alert in alerts]
-        client = self._sqs()
-        deliver_batches(
-            f"SQS {self.queue_url}",
-            entries,
-            lambda batch: client.send_message_batch(QueueUrl=self.queue_url, Entries=batch),
-            size_of=lambda entry: len(entry["MessageBody"].encode()),
-            max_count=MAX_BATCH_ENTRIES,
-            max_bytes=MAX_BATCH_BYTES,
-            max_attempts=self.max_attempts,
-            backoff_base=self.backoff_base,
-        )
-
-    def _entry(self, alert: Alert) -> dict[str, Any]:
+    def entry(self, alert: Alert) -> dict[str, Any]:
         body = sqs_body(alert)
         entry: dict[str, Any] = {"MessageBody": body}
         if self.fifo:
-            entry["MessageGroupId"] = fifo_id(alert.cluster or DEFAULT_GROUP_ID)
-            # An alert without uuid (never from the engine) still deduplicates on its content.
-            dedup = alert.uuid or hashlib.sha256(body.encode()).hexdigest()
-            entry["MessageDeduplicationId"] = fifo_id(dedup)
+            entry.update(fifo_fields(alert, body))
         return entry
+
+    def entry_size(self, entry: dict[str, Any]) -> int:
+        return len(entry["MessageBody"].encode())
+
+    def send(self, client: Any, batch: list[dict[str, Any]]) -> Any:
+        return client.send_message_batch(QueueUrl=self.target, Entries=batch)
