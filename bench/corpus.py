@@ -170,7 +170,40 @@ def _pod(rng: random.Random, name: str, ns: str) -> dict[str, Any]:
     }
 
 
+def _managed_fields(rng: random.Random, manager: str) -> list[dict[str, Any]]:
+    """What server-side apply records on every written object (a large share of real writes)."""
+    return [
+        {
+            "manager": manager,
+            "operation": rng.choice(["Update", "Apply"]),
+            "apiVersion": "v1",
+            "time": "2026-03-11T15:45:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {
+                    "f:labels": {".": {}, "f:app": {}},
+                    "f:annotations": {".": {}, "f:checksum/config": {}},
+                },
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:template": {
+                        "f:spec": {"f:containers": {'k:{"name":"c0"}': {".": {}, "f:image": {}}}}
+                    },
+                },
+            },
+        }
+    ]
+
+
 def _request_object(rng: random.Random, resource: str, name: str, ns: str) -> dict[str, Any]:
+    obj = _request_object_body(rng, resource, name, ns)
+    metadata = obj.setdefault("metadata", {})
+    metadata["managedFields"] = _managed_fields(rng, rng.choice(CONTROLLERS))
+    metadata.setdefault("annotations", {})["checksum/config"] = f"{rng.getrandbits(256):064x}"
+    return obj
+
+
+def _request_object_body(rng: random.Random, resource: str, name: str, ns: str) -> dict[str, Any]:
     if resource == "pods":
         return _pod(rng, name, ns)
     if resource == "leases":
@@ -270,6 +303,8 @@ def events(seed: int = 42) -> Iterator[dict[str, Any]]:
             "requestReceivedTimestamp": stamp,
             "stageTimestamp": stamp,
             "annotations": {
+                "apiserver.latency.k8s.io/total": f"{rng.randrange(1, 90)}ms",
+                "apiserver.latency.k8s.io/etcd": f"{rng.randrange(1, 30)}ms",
                 "authorization.k8s.io/decision": "allow" if code != 403 else "forbid",
                 "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding "
                 f'"system:{actor}" of ClusterRole "system:{actor}" to Group '

@@ -152,11 +152,25 @@ class AlertFactory:
     """Turns a matched (rule, event) into an `Alert`: the rule's output compiled once.
 
     Every field is read once per alert; the output line and `output_fields` share the values.
-    `specs` are the output fields in Falco's (alphabetical) key order, evt.time included; `parts`
-    are the output's literal text and (field index, width) pairs.
+    At build time the output becomes a `str.format` template (a `%20field` width is the format
+    spec `<20.20`) and the `output_fields` keys are sorted once, evt.time included, so building an
+    alert is one list of getter calls, one `format` and one `dict(zip(...))`.
     """
 
-    __slots__ = ("hostname", "iso_prefix", "parts", "priority", "rule", "specs", "tags", "time_key")
+    __slots__ = (
+        "gated",
+        "getters",
+        "hostname",
+        "iso_prefix",
+        "keys",
+        "optional",
+        "parts",
+        "priority",
+        "rule",
+        "tags",
+        "template",
+        "time_index",
+    )
 
     def __init__(
         self,
@@ -175,41 +189,49 @@ class AlertFactory:
         self.tags = tags
         self.hostname = hostname
         self.iso_prefix = iso_prefix
-        self.time_key = "evt.time.iso8601" if iso_prefix else "evt.time"
         keys = {f.key for f in fields}
-        specs = fields + [e for e in extras if e.key not in keys]
-        specs.sort(key=lambda f: f.key)
-        self.specs = tuple(specs)
-        index = {f.key: i for i, f in enumerate(self.specs)}
-        self.parts = tuple(p if isinstance(p, str) else (index[p[0]], p[1]) for p in parts)
+        specs = sorted(fields + [e for e in extras if e.key not in keys], key=lambda f: f.key)
+        self.getters = tuple(f.getter for f in specs)
+        self.gated = tuple(f.gated for f in specs)
+        index = {f.key: i for i, f in enumerate(specs)}
+        time_key = "evt.time.iso8601" if iso_prefix else "evt.time"
+        self.time_index = sum(1 for f in specs if f.key < time_key)
+        self.keys = tuple(
+            [f.key for f in specs[: self.time_index]]
+            + [time_key]
+            + [f.key for f in specs[self.time_index :]]
+        )
+        self.optional = tuple(f.key for f in specs if f.optional)
+        template: list[str] = []
+        positions: list[int] = []
+        for part in parts:
+            if isinstance(part, str):
+                template.append(part.replace("{", "{{").replace("}", "}}"))
+            else:
+                positions.append(index[part[0]])
+                template.append("{" if part[1] is None else f"{{:<{part[1]}.{part[1]}")
+                template.append("}")
+        self.template = "".join(template)
+        self.parts = tuple(positions)
 
     def make(self, event: Mapping[str, Any], ctx: EventContext, time_ns: int) -> Alert:
-        gate = "auditID" in event
-        values = [
-            None if (spec.gated and not gate) else spec.getter(event, ctx) for spec in self.specs
-        ]
-        pieces = []
-        for part in self.parts:
-            if isinstance(part, str):
-                pieces.append(part)
-            else:
-                text = render_value(values[part[0]])
-                if part[1] is not None:
-                    text = text[: part[1]].ljust(part[1])
-                pieces.append(text)
-        message = "".join(pieces)
-        if _CONTROL.search(message):
+        if "auditID" in event:
+            values = [get(event, ctx) for get in self.getters]
+        else:  # the k8saudit gate: every ka.* field is absent
+            values = [
+                None if gated else get(event, ctx)
+                for get, gated in zip(self.getters, self.gated, strict=True)
+            ]
+        message = self.template.format(
+            *[v if type(v) is str else render_value(v) for v in map(values.__getitem__, self.parts)]
+        )
+        if not message.isprintable():  # C-speed check; the regex runs only when needed
             message = _CONTROL.sub(_escape_control, message)
-        output_fields: dict[str, Any] = {}
-        time_key: str | None = self.time_key
-        for spec, value in zip(self.specs, values, strict=True):
-            if time_key is not None and time_key < spec.key:
-                output_fields[time_key] = time_ns
-                time_key = None
-            if value is not None or not spec.optional:
-                output_fields[spec.key] = value
-        if time_key is not None:
-            output_fields[time_key] = time_ns
+        values.insert(self.time_index, time_ns)
+        output_fields = dict(zip(self.keys, values, strict=True))
+        for key in self.optional:
+            if output_fields[key] is None:
+                del output_fields[key]
         iso = format_iso8601_ns(time_ns)
         cluster = output_fields.get("falconet.cluster") or ctx.cluster
         return Alert(

@@ -36,6 +36,17 @@ from falconet.timestamps import parse_rfc3339_ns
 RULE_MATCHING = ("first", "all")
 # Added to every alert's output_fields when present (Falco's append_output.extra_fields).
 DEFAULT_EXTRA_FIELDS: tuple[str, ...] = (
+    # who and what: so any alert, read back from a queue, can say who did what to which object
+    "ka.user.name",
+    "ka.user.groups",
+    "ka.impuser.name",
+    "ka.verb",
+    "ka.target.resource",
+    "ka.target.namespace",
+    "ka.target.name",
+    "ka.target.subresource",
+    "ka.response.code",
+    # where
     "ka.cluster.name",
     "falconet.cluster",
     "falconet.account",
@@ -177,7 +188,14 @@ class Engine:
         resource = ref.get("resource", _MISSING) if type(ref) is dict else _MISSING
         if type(resource) is not str:
             resource = _key(resource)
-        hit = self._index.lookup(verb, resource)(event, context, verb, resource)
+        stage = event.get("stage", _MISSING)
+        if type(stage) is not str:
+            stage = _key(stage)
+        user = event.get("user")
+        name = user.get("username", _MISSING) if type(user) is dict else _MISSING
+        if type(name) is not str:
+            name = _key(name)
+        hit = self._index.lookup(verb, resource)(event, context, verb, resource, stage, name)
         if self._first:
             if hit < 0:
                 return _NO_ALERTS

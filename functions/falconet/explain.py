@@ -1,7 +1,11 @@
 """A short who / what / when / where line for an alert, for people reading a terminal or chat.
 
-who=alice@example.com (groups: dev,system:authenticated) what=delete namespaces/demo -> 200
-when=2026-03-11T15:45:00.123456Z where=81.2.69.160 (Paris, FR) cluster=prod-eu
+    who=alice@example.com (groups: dev,system:authenticated) what=delete namespaces/demo -> 200
+    when=2026-03-11T15:45:00.123456Z where=81.2.69.160 (Paris, FR) cluster=prod-eu
+
+Built from the alert's `output_fields` (the engine adds the who/what fields to every alert by
+default, see `engine.DEFAULT_EXTRA_FIELDS`), so the notify function can print it from a queued
+alert; with the audit event at hand (`falconet scan --explain`), the event fills any gap.
 """
 
 from __future__ import annotations
@@ -12,49 +16,66 @@ from typing import Any
 from falconet.alerts import Alert
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def explain_line(alert: Alert, event: Mapping[str, Any]) -> str:
-    """Who did what, when and from where, from the alert's fields and its audit event."""
-    user = _mapping(event.get("user"))
-    who = _text(user.get("username")) or "<unknown>"
-    groups = user.get("groups")
-    if isinstance(groups, list) and groups:
-        who += f" (groups: {','.join(str(g) for g in groups)})"
-    imp = event.get("impersonatedUser")
-    if isinstance(imp, dict) and imp.get("username"):
-        who += f" as {imp['username']}"
-    ref = _mapping(event.get("objectRef"))
-    target = "/".join(
-        str(p) for p in (ref.get("namespace"), ref.get("resource"), ref.get("name")) if p
-    )
-    if ref.get("subresource"):
-        target += f"/{ref['subresource']}"
-    status = event.get("responseStatus")
-    code = status.get("code") if isinstance(status, dict) else None
-    what = f"{event.get('verb', '?')} {target or event.get('requestURI', '?')}"
-    if code is not None:
-        what += f" -> {code}"
+def _facts(alert: Alert, event: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The who/what/where facts, from output_fields first, then from the event."""
     fields = alert.output_fields
-    ip = _text(fields.get("falconet.src.ip"))
-    if ip is None:
-        ips = event.get("sourceIPs")
-        ip = str(ips[0]) if isinstance(ips, list) and ips else "<unknown>"
-    place = [p for p in (fields.get("falconet.src.city"), fields.get("falconet.src.country")) if p]
+    ev = event or {}
+    user = _mapping(ev.get("user"))
+    ref = _mapping(ev.get("objectRef"))
+    status = _mapping(ev.get("responseStatus"))
+    ips = ev.get("sourceIPs")
+
+    def pick(key: str, fallback: Any) -> Any:
+        value = fields.get(key)
+        return fallback if value is None else value
+
+    return {
+        "user": pick("ka.user.name", user.get("username")),
+        "groups": pick("ka.user.groups", user.get("groups")),
+        "impersonated": pick(
+            "ka.impuser.name", _mapping(ev.get("impersonatedUser")).get("username")
+        ),
+        "verb": pick("ka.verb", ev.get("verb")),
+        "namespace": pick("ka.target.namespace", ref.get("namespace")),
+        "resource": pick("ka.target.resource", ref.get("resource")),
+        "name": pick("ka.target.name", ref.get("name")),
+        "subresource": pick("ka.target.subresource", ref.get("subresource")),
+        "code": pick("ka.response.code", status.get("code")),
+        "uri": pick("ka.uri", ev.get("requestURI")),
+        "ip": pick("falconet.src.ip", ips[0] if isinstance(ips, list) and ips else None),
+        "when": alert.time,
+    }
+
+
+def explain_line(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
+    """Who did what, when and from where (see the module docstring)."""
+    f = _facts(alert, event)
+    who = str(f["user"] or "<unknown>")
+    if isinstance(f["groups"], list) and f["groups"]:
+        who += f" (groups: {','.join(str(g) for g in f['groups'])})"
+    if f["impersonated"]:
+        who += f" as {f['impersonated']}"
+    target = "/".join(str(p) for p in (f["namespace"], f["resource"], f["name"]) if p)
+    if f["subresource"]:
+        target += f"/{f['subresource']}"
+    what = f"{f['verb'] or '?'} {target or f['uri'] or '?'}"
+    if f["code"] is not None:
+        what += f" -> {f['code']}"
+    fields = alert.output_fields
+    where = str(f["ip"] or "<unknown>")
+    place = [
+        str(p) for p in (fields.get("falconet.src.city"), fields.get("falconet.src.country")) if p
+    ]
     scope = fields.get("falconet.src.scope")
-    where = ip
     if place:
-        where += f" ({', '.join(str(p) for p in place)})"
+        where += f" ({', '.join(place)})"
     elif scope and scope != "public":
         where += f" ({scope})"
-    cluster = alert.cluster or "<unknown>"
-    when = _text(event.get("stageTimestamp")) or alert.time
-    return f"who={who} what={what} when={when} where={where} cluster={cluster}"
+    return (
+        f"who={who} what={what} when={f['when']} where={where} "
+        f"cluster={alert.cluster or '<unknown>'}"
+    )

@@ -28,6 +28,7 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.errors import ConfigError, SinkError
+from falconet.explain import explain_line
 from falconet.sinks import http_headers, http_url
 from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, post
 
@@ -39,6 +40,7 @@ FORMATS: tuple[NotifyFormat, ...] = ("slack", "text", "falco")
 NOTIFY_URL = "FALCONET_NOTIFY_URL"
 NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
 NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
+NOTIFY_EXPLAIN = "FALCONET_NOTIFY_EXPLAIN"  # add the who/what/when/where line to each alert
 
 _FRACTION = re.compile(r"(\.\d{3})\d*(?=Z|[+-]\d\d:\d\d$)")
 
@@ -48,16 +50,19 @@ def short_time(text: str) -> str:
     return _FRACTION.sub(r"\1", text, count=1)
 
 
-def format_alert(alert: Alert) -> str:
-    """One line for people: `[Warning] K8s Namespace Deleted: <message> (cluster=prod, <time>)`."""
+def format_alert(alert: Alert, *, explain: bool = False) -> str:
+    """One line for people: `[Warning] K8s Namespace Deleted: <message> (cluster=prod, <time>)`,
+    followed by the who/what/when/where line when `explain` is set."""
     message = alert.message or alert.output
     where = [f"cluster={alert.cluster}"] if alert.cluster else []
     if alert.time:
         where.append(short_time(alert.time))
     suffix = f" ({', '.join(where)})" if where else ""
     # Audit data can hold newlines; one alert must stay one line.
-    line = f"[{alert.priority}] {alert.rule}: {message}{suffix}"
-    return " ".join(line.splitlines())
+    line = " ".join(f"[{alert.priority}] {alert.rule}: {message}{suffix}".splitlines())
+    if explain:
+        line += "\n    " + " ".join(explain_line(alert).splitlines())
+    return line
 
 
 def _alert(item: Any) -> Alert:
@@ -99,6 +104,7 @@ class NotifyConfig:
     timeout: float = DEFAULT_TIMEOUT_S
     max_attempts: int = 4
     backoff_base: float = 0.2
+    explain: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> NotifyConfig:
@@ -111,16 +117,26 @@ class NotifyConfig:
         if fmt not in FORMATS:
             raise ConfigError(f"{NOTIFY_FORMAT}: {fmt!r} is not one of {', '.join(FORMATS)}")
         headers = http_headers(NOTIFY_HEADERS, environ.get(NOTIFY_HEADERS, "").strip())
-        return cls(url=http_url(NOTIFY_URL, url), fmt=fmt, headers=headers)
+        explain = environ.get(NOTIFY_EXPLAIN, "").strip().lower()
+        if explain not in ("", "true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{NOTIFY_EXPLAIN}: {explain!r} is not true or false")
+        return cls(
+            url=http_url(NOTIFY_URL, url),
+            fmt=fmt,
+            headers=headers,
+            explain=explain in ("true", "1", "yes"),
+        )
 
 
-def requests_for(alerts: Sequence[Alert], fmt: NotifyFormat) -> list[tuple[bytes, str]]:
+def requests_for(
+    alerts: Sequence[Alert], fmt: NotifyFormat, *, explain: bool = False
+) -> list[tuple[bytes, str]]:
     """The POST bodies (and Content-Types) that deliver `alerts` in format `fmt`."""
     if not alerts:
         return []
     if fmt == "falco":
         return [(alert.to_json(), "application/json; charset=utf-8") for alert in alerts]
-    text = "\n".join(format_alert(alert) for alert in alerts)
+    text = "\n".join(format_alert(alert, explain=explain) for alert in alerts)
     if fmt == "text":
         return [(text.encode(), "text/plain; charset=utf-8")]
     return [(orjson.dumps({"text": text}), "application/json; charset=utf-8")]
@@ -130,7 +146,7 @@ def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]
     """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed."""
     failed: list[str] = []
     for message_id, alerts in messages:
-        for body, content_type in requests_for(alerts, config.fmt):
+        for body, content_type in requests_for(alerts, config.fmt, explain=config.explain):
             headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": content_type}
             try:
                 post(

@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 from tests.mmdb import asn, build_db, city
 
 from falconet.errors import ConfigError
+from falconet.notify import NotifyConfig, alerts_from_message, deliver
 from falconet.pipeline import Pipeline
 
 SAMPLE = ROOT / "examples" / "audit-batch.json"
@@ -83,7 +84,7 @@ def test_explain_line(geoip_db: str) -> None:
     index = next(i for i, line in enumerate(lines) if RULE in line)
     assert lines[index + 1].strip() == (
         "who=toto.tata@example.com (groups: developers,system:authenticated) "
-        "what=delete namespaces/demo -> 200 when=2026-03-11T15:45:02.123456Z "
+        "what=delete namespaces/demo -> 200 when=2026-03-11T15:45:02.123456000Z "
         "where=81.2.69.160 (Paris, FR) cluster=prod-eu"
     )
 
@@ -147,3 +148,25 @@ def test_http_function_alert_carries_who_and_where(
     assert fields["falconet.src.city"] == "Paris"
     assert fields["falconet.cluster"] == "prod-eu"
     assert fields["falconet.origin"] == "webhook"
+
+
+def test_notify_function_explains_a_queued_alert(geoip_db: str, http_receiver: Any) -> None:
+    """The alert as the notify function reads it back from the queue: Falco JSON only."""
+    done = scan("--json", "--geoip-db", geoip_db, "--cluster", "prod-eu", str(SAMPLE))
+    queued = json.dumps(deletion([json.loads(x) for x in done.stdout.splitlines()]))
+    config = NotifyConfig.from_env(
+        {
+            "FALCONET_NOTIFY_URL": http_receiver.url,
+            "FALCONET_NOTIFY_FORMAT": "text",
+            "FALCONET_NOTIFY_EXPLAIN": "true",
+        }
+    )
+    assert deliver(config, [("m-1", alerts_from_message(queued))]) == []
+    (request,) = http_receiver.requests
+    headline, explained = request.body.decode().splitlines()
+    assert headline.startswith("[Warning] K8s Namespace Deleted: K8s Namespace Deleted (user=")
+    assert explained.strip() == (
+        "who=toto.tata@example.com (groups: developers,system:authenticated) "
+        "what=delete namespaces/demo -> 200 when=2026-03-11T15:45:02.123456000Z "
+        "where=81.2.69.160 (Paris, FR) cluster=prod-eu"
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.util import MAGIC_NUMBER
@@ -50,7 +51,7 @@ def _stringify_or_none(value: Any) -> str | None:
     return None if value is _MISSING else fields.stringify(value)
 
 
-Bucket = Callable[[Any, Any, Any, Any], Any]
+Bucket = Callable[[Any, Any, Any, Any, Any, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,17 @@ class Index:
 
 
 _ANY = object()
+# Fields the engine reads once per event and passes to every generated function (as `verb` and
+# `res` are): the stage and the user name are checked by nearly every rule. The fast path runs
+# only for events with auditID, so the gated ka.* and ungated jevt.* forms have the same value.
+_HOT_FIELDS = {
+    ("ka.stage", None): "stage",
+    ("jevt.value", "/stage"): "stage",
+    ("json.value", "/stage"): "stage",
+    ("ka.user.name", None): "user",
+    ("jevt.value", "/user/username"): "user",
+    ("json.value", "/user/username"): "user",
+}
 
 
 class _Interner:
@@ -172,7 +184,10 @@ def build_index(
     }
     spec_cache: dict[tuple[int, Any, Any], ast.Expr] = {}
     interner = _Interner()
-    gen = _ModuleGen(match_all=match_all, env=env, _reference=ReferenceEvaluator(env))
+    wild_slots = frozenset(s for s, (vs, rs) in reqs.items() if vs is None and rs is None)
+    gen = _ModuleGen(
+        match_all=match_all, wildcard=wild_slots, env=env, _reference=ReferenceEvaluator(env)
+    )
     cache: dict[tuple[tuple[int, int], ...], str] = {}
     table: dict[Any, dict[Any, str]] = {}
     wildcard = sum(1 for vs, rs in reqs.values() if vs is None and rs is None)
@@ -227,6 +242,8 @@ def build_index(
 class _ModuleGen:
     match_all: bool
     env: fields.BindEnv = fields.EMPTY_ENV
+    wildcard: frozenset[int] = frozenset()  # slots of rules present in every bucket
+    _runs: dict[tuple[tuple[int, int], ...], str] = field(default_factory=dict)
     namespace: dict[str, Any] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     bucket_names: list[str] = field(default_factory=list)
@@ -257,40 +274,78 @@ class _ModuleGen:
             self._keep.append(cond)  # ids stay unique while the tree is alive
             body = _BucketGen(self, _field_uses(cond))
             code = body.expr(cond)
-            self.lines.append(f"def {name}(ev, ctx, verb, res):")
+            self.lines.append(f"def {name}(ev, ctx, verb, res, stage, user):")
             if body.locals:
                 self.lines.append("    " + " = ".join(body.locals) + " = U")
             self.lines.append(f"    return {code}")
             self.lines.append("")
         return name
 
+    def run(self, rules: list[tuple[int, ast.Expr]]) -> str:
+        """One function for a run of consecutive rules that every bucket holds (the rules that
+        constrain neither verb nor resource): fused, so they share field reads and cost one call
+        per event instead of one per rule. Generated once per distinct run."""
+        key = tuple((slot, id(cond)) for slot, cond in rules)
+        name = self._runs.get(key)
+        if name is not None:
+            return name
+        name = self._runs[key] = f"run{len(self._runs)}"
+        uses: dict[tuple[str, str | None], int] = {}
+        for _, cond in rules:
+            for field_key, count in _field_uses(cond).items():
+                uses[field_key] = uses.get(field_key, 0) + count
+        body = _BucketGen(self, uses)
+        checks = [(slot, body.expr(cond)) for slot, cond in rules]
+        self.lines.append(f"def {name}(ev, ctx, verb, res, stage, user):")
+        if body.locals:
+            self.lines.append("    " + " = ".join(body.locals) + " = U")
+        self._emit_checks(checks)
+        return name
+
+    def _emit_checks(self, checks: Sequence[tuple[int | str, str]]) -> None:
+        """The body of a bucket or run: int slots are rules, str slots are runs to call."""
+        if self.match_all:
+            self.lines.append("    m = []")
+            for slot, code in checks:
+                if isinstance(slot, str):
+                    self.lines.append(f"    m.extend({code})")
+                else:
+                    self.lines.append(f"    if {code}:")
+                    self.lines.append(f"        m.append({slot})")
+            self.lines.append("    return m")
+        else:
+            for slot, code in checks:
+                if isinstance(slot, str):
+                    self.lines.append(f"    if (h := {code}) >= 0:")
+                    self.lines.append("        return h")
+                else:
+                    self.lines.append(f"    if {code}:")
+                    self.lines.append(f"        return {slot}")
+            self.lines.append("    return -1")
+        self.lines.append("")
+
     def bucket(self, rules: list[tuple[int, ast.Expr]]) -> str:
         """The function running a bucket's rules in position order (first match or all)."""
         name = f"bucket{len(self.bucket_names)}"
         self.bucket_names.append(name)
         self.bucket_slots[name] = tuple(s for s, _ in rules)
-        checks = [
-            (
-                slot,
-                "True"
-                if isinstance(cond, ast.Constant)
-                else f"{self.rule(cond)}(ev, ctx, verb, res)",
-            )
-            for slot, cond in rules
-        ]
-        self.lines.append(f"def {name}(ev, ctx, verb, res):")
-        if self.match_all:
-            self.lines.append("    m = []")
-            for slot, code in checks:
-                self.lines.append(f"    if {code}:")
-                self.lines.append(f"        m.append({slot})")
-            self.lines.append("    return m")
-        else:
-            for slot, code in checks:
-                self.lines.append(f"    if {code}:")
-                self.lines.append(f"        return {slot}")
-            self.lines.append("    return -1")
-        self.lines.append("")
+        args = "(ev, ctx, verb, res, stage, user)"
+        checks: list[tuple[int | str, str]] = []
+        i = 0
+        while i < len(rules):
+            j = i
+            while j < len(rules) and rules[j][0] in self.wildcard:
+                j += 1
+            if j - i >= 2:
+                checks.append(("run", f"{self.run(rules[i:j])}{args}"))
+                i = j
+                continue
+            slot, cond = rules[i]
+            code = "True" if isinstance(cond, ast.Constant) else f"{self.rule(cond)}{args}"
+            checks.append((slot, code))
+            i += 1
+        self.lines.append(f"def {name}{args}:")
+        self._emit_checks(checks)
         return name
 
     def source(self) -> str:
@@ -346,6 +401,7 @@ class _BucketGen:
         self.uses = uses
         self.locals: list[str] = []
         self._field_locals: dict[tuple[str, str | None], str] = {}
+        self._lowered: dict[tuple[str, str, str | None], str] = {}
 
     # -- fields --------------------------------------------------------------------------------
 
@@ -355,6 +411,10 @@ class _BucketGen:
             return "verb"
         if which == RESOURCE and node.name == "ka.target.resource":
             return "res"
+        # Read by nearly every rule: the engine reads them once per event (see Engine.evaluate).
+        hot = _HOT_FIELDS.get((node.name, node.arg))
+        if hot is not None:
+            return hot
         key = (node.name, node.arg)
         compute = self._compute(node)
         if self.uses.get(key, 0) <= 1:
@@ -386,6 +446,18 @@ class _BucketGen:
             getter = definition.raw_getter(node.arg, self.module.env)
         return getter
 
+    def lowered(self, node: ast.Field) -> str:
+        """The field's value ASCII-lower-cased, computed once per rule ("" when absent, so the
+        `in` test is false, as icontains on an absent field is)."""
+        key = ("\0lower", node.name, node.arg)
+        local = self._lowered.get(key)
+        if local is None:
+            local = f"lo{len(self._lowered)}"
+            self._lowered[key] = local
+            self.locals.append(local)
+        lower = self.module.const(_lower_or_empty, "h")
+        return f"({local} if {local} is not U else ({local} := {lower}({self.field(node)})))"
+
     def operand(self, node: ast.Field | ast.Transformer) -> str:
         if isinstance(node, ast.Field):
             return self.field(node)
@@ -402,7 +474,7 @@ class _BucketGen:
         if isinstance(node, ast.And):
             return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
         if isinstance(node, ast.Or):
-            return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
+            return "(" + " or ".join(self._or_terms(node.children)) + ")"
         if isinstance(node, ast.Not):
             return f"(not {self.expr(node.child)})"
         if isinstance(node, ast.Constant):
@@ -412,6 +484,49 @@ class _BucketGen:
         if isinstance(node, ast.BinaryCheck):
             return self.check(node)
         raise TypeError(f"unresolved node {node!r}")
+
+    def _or_terms(self, children: tuple[ast.Expr, ...]) -> list[str]:
+        """The terms of an `or`, with same-field substring/prefix/suffix checks grouped.
+
+        `ua icontains nmap or ua icontains sqlmap or ...` becomes one precompiled regex search
+        of the lower-cased value, and `x startswith a or x startswith b` one startswith with a
+        tuple: one C call instead of one Python check per needle. Checks have no side effects, so
+        the order of the terms of an `or` does not matter.
+        """
+        groups: dict[tuple[str, str, str | None], list[str]] = {}
+        first: dict[tuple[str, str, str | None], int] = {}
+        terms: list[str | None] = []
+        for child in children:
+            key = _groupable(child)
+            if key is None:
+                terms.append(self.expr(child))
+                continue
+            assert isinstance(child, ast.BinaryCheck) and isinstance(child.right, ast.Value)
+            if key not in groups:
+                groups[key] = []
+                first[key] = len(terms)
+                terms.append(None)
+            groups[key].append(child.right.text)
+        for key, needles in groups.items():
+            terms[first[key]] = self._grouped(key, needles)
+        return [t for t in terms if t is not None]
+
+    def _grouped(self, key: tuple[str, str, str | None], needles: list[str]) -> str:
+        op, name, arg = key
+        field_node = ast.Field(0, name, arg)
+        a = self.operand(field_node)
+        const = self.module.const
+        if op in ("startswith", "endswith"):
+            return f"((_t := {a}) is not None and _t.{op}({const(tuple(needles))}))"
+        if op == "icontains":
+            if "" in needles:  # an empty needle matches any present value: no lowering needed
+                return f"({a} is not None)"
+            search = const(
+                re.compile("|".join(re.escape(ascii_lower(n)) for n in needles)).search, "m"
+            )
+            return f"({search}({self.lowered(field_node)}) is not None)"
+        search = const(re.compile("|".join(re.escape(n) for n in needles)).search, "m")
+        return f"((_t := {a}) is not None and {search}(_t) is not None)"
 
     def _reference_check(self, node: ast.BinaryCheck) -> str:
         ref = self.module._reference  # noqa: SLF001
@@ -450,8 +565,11 @@ class _BucketGen:
         if op == "contains":
             return f"((_t := {a}) is not None and {c} in _t)"
         if op == "icontains":
-            lowered = const(ascii_lower(str(value)))
-            return f"((_t := {a}) is not None and {const(icontains, 'h')}(_t, {lowered}))"
+            needle = const(ascii_lower(str(value)))
+            if isinstance(node.left, ast.Field) and value != "":
+                # Several icontains on one field (user-agent lists) lower it once per rule.
+                return f"({needle} in {self.lowered(node.left)})"
+            return f"((_t := {a}) is not None and {const(icontains, 'h')}(_t, {needle}))"
         if op in ("startswith", "endswith"):
             return f"((_t := {a}) is not None and _t.{op}({c}))"
         if op in ("glob", "iglob"):
@@ -491,6 +609,31 @@ def _compile_cached(source: str, cache_dir: Path | None) -> tuple[CodeType, bool
     except OSError:
         pass
     return code, False
+
+
+_GROUPABLE = ("contains", "icontains", "startswith", "endswith")
+
+
+def _groupable(node: ast.Expr) -> tuple[str, str, str | None] | None:
+    """(op, field, arg) when `node` is a substring/prefix/suffix check of a scalar string field
+    against a literal, which `_or_terms` may merge with its siblings."""
+    if not (
+        isinstance(node, ast.BinaryCheck)
+        and node.op in _GROUPABLE
+        and isinstance(node.left, ast.Field)
+        and isinstance(node.right, ast.Value)
+    ):
+        return None
+    definition = fields.lookup(node.left.name)
+    if definition is None or definition.is_list or definition.type != "string":
+        return None
+    if key_of(node.left) is not None or (node.left.name, node.left.arg) in _HOT_FIELDS:
+        return None  # verb/resource/stage/user are locals already; keep their checks plain
+    return (node.op, node.left.name, node.left.arg)
+
+
+def _lower_or_empty(value: str | None) -> str:
+    return "" if value is None else ascii_lower(value)
 
 
 def _base_field(node: ast.Field | ast.Transformer) -> ast.Field:

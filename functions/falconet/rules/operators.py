@@ -38,11 +38,13 @@ _POSIX_CLASSES = {
 
 
 def ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
+    """Lower-case ASCII letters only (strcasestr's folding). str.lower() is the same on ASCII
+    text and ~10x faster than translate, so translate only runs on non-ASCII text."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 def ascii_upper(text: str) -> str:
-    return text.translate(_ASCII_UPPER)
+    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
 
 
 def _glob_set(pattern: str, i: int) -> tuple[str, int] | None:

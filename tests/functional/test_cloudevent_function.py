@@ -1,0 +1,113 @@
+"""`audit_cloudevent` (functions-framework's cloud_event signature) on Eventarc-style triggers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+from functions_framework import create_app
+from tests.conftest import ROOT
+from tests.functional.conftest import Aws
+
+RULES = ROOT / "tests" / "data" / "functional_rules.yaml"
+BATCH = json.loads((ROOT / "examples" / "audit-batch.json").read_text())
+EXPECTED = ["Test Cluster Admin Binding", "Test Exec", "Test Namespace Deleted"]
+
+
+@pytest.fixture
+def client(moto_server: str) -> Iterator[Any]:
+    saved = os.environ.get("FALCONET_RULES")
+    os.environ["FALCONET_RULES"] = str(RULES)
+    try:
+        yield create_app(
+            "audit_cloudevent", str(ROOT / "functions" / "main.py"), "cloudevent"
+        ).test_client()
+    finally:
+        if saved is None:
+            os.environ.pop("FALCONET_RULES", None)
+        else:
+            os.environ["FALCONET_RULES"] = saved
+
+
+def printed(capfd: pytest.CaptureFixture[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    out, err = capfd.readouterr()
+    rules = sorted(json.loads(x)["rule"] for x in out.splitlines() if x.startswith('{"hostname"'))
+    logs = [json.loads(x) for x in err.splitlines() if x.startswith('{"falconet"')]
+    return rules, logs
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_audit_data_in_the_event(client: Any, mode: str, capfd: pytest.CaptureFixture[str]) -> None:
+    event = CloudEvent(
+        {
+            "type": "io.k8s.audit.batch",
+            "source": "//k8s/prod-eu",
+            "datacontenttype": "application/json",
+        },
+        BATCH,
+    )
+    headers, body = (to_binary if mode == "binary" else to_structured)(event)
+    capfd.readouterr()
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    rules, logs = printed(capfd)
+    assert rules == EXPECTED
+    assert [(log["falconet"], log["events"], log["alerts"]) for log in logs] == [
+        ("audit_cloudevent", 6, 3)
+    ]
+
+
+def test_s3_object_created_is_read_from_the_bucket(
+    client: Any, aws: Aws, audit_bucket: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    key = "cluster=prod-eu/audit.log.gz"
+    lines = "\n".join(json.dumps(i) for i in BATCH["items"]).encode()
+    aws.client("s3").put_object(Bucket=audit_bucket, Key=key, Body=gzip.compress(lines))
+    detail = {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "region": "us-east-1",
+        "account": "123456789012",
+        "detail": {"bucket": {"name": audit_bucket}, "object": {"key": key}},
+    }
+    event = CloudEvent(
+        {"type": "Object Created", "source": "aws.s3", "datacontenttype": "application/json"},
+        detail,
+    )
+    headers, body = to_binary(event)
+    capfd.readouterr()
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    rules, logs = printed(capfd)
+    assert rules == EXPECTED
+    assert logs[0]["origins"] == [f"s3://{audit_bucket}/{key}"]
+
+
+def test_gcs_object_without_the_optional_extra_says_what_to_install(
+    client: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        import google.cloud.storage  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("google-cloud-storage is installed: the missing-extra path cannot be shown")
+    event = CloudEvent(
+        {
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": "//storage.googleapis.com/projects/_/buckets/audit",
+            "datacontenttype": "application/json",
+        },
+        {"bucket": "audit", "name": "cluster=prod/a.log.gz"},
+    )
+    headers, body = to_binary(event)
+    capfd.readouterr()
+    r = client.post("/", headers=headers, data=body)
+    assert r.status_code == 500  # the trigger retries or dead-letters it
+    _, logs = printed(capfd)
+    assert "pip install 'falconet[gcs]'" in logs[0]["error"]
