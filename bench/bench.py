@@ -99,9 +99,13 @@ def decode_and_evaluate(engine: Engine, data: bytes) -> int:
 def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -> None:
     body = b"\n".join(lines) + b"\n"
     gz = gzip.compress(body, compresslevel=6, mtime=0)
-    eventlist = (
-        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + b",".join(lines) + b"]}"
-    )
+    # The apiserver's webhook backend sends batches of at most 400 events (its default).
+    eventlists = [
+        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":['
+        + b",".join(lines[i : i + 400])
+        + b"]}"
+        for i in range(0, len(lines), 400)
+    ]
     parsed = [orjson.loads(line) for line in lines]
     gc.freeze()  # the parsed corpus is long-lived: keep the collector off it
     n = len(lines)
@@ -121,8 +125,8 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
         for name, engine in engines.items():
             add(f"{name}: evaluate + alerts", timed(lambda e=engine: run_engine(e, parsed)))
             add(
-                f"{name}: parse + evaluate (EventList)",
-                timed(lambda e=engine: decode_and_evaluate(e, eventlist)),
+                f"{name}: parse + evaluate (400-event EventLists)",
+                timed(lambda e=engine: sum(decode_and_evaluate(e, b) for b in eventlists)),
             )
             add(
                 f"{name}: end to end from gzip JSON lines",
@@ -180,20 +184,25 @@ print((t1 - t0) * 1000, (t2 - t0) * 1000)
 
 
 def measure_import(rounds: int) -> None:
+    """import falconet, then import + build the bundled engine, in fresh processes; the first
+    process fills the code cache as `sam build` does, the others read it like a cold start."""
     results = []
     env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
-    for _ in range(rounds):
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD_IMPORT, str(ROOT / "rules")],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        ).stdout.split()
-        results.append((float(out[0]), float(out[1])))
+    with tempfile.TemporaryDirectory() as cache:
+        for _ in range(rounds + 1):
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD_IMPORT, str(ROOT / "rules"), cache],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            ).stdout.split()
+            results.append((float(out[0]), float(out[1])))
+    results = results[1:]
     print(
-        f"\nimport falconet: {min(r[0] for r in results):.1f} ms; import + bundled engine build "
-        f"(no boto3): {min(r[1] for r in results):.1f} ms (best of {rounds} fresh processes)"
+        f"\nimport falconet: {statistics.median(r[0] for r in results):.1f} ms; import + bundled "
+        f"engine build from the code cache (no boto3): "
+        f"{statistics.median(r[1] for r in results):.1f} ms (median of {rounds} fresh processes)"
     )
 
 

@@ -910,21 +910,23 @@ def _pointer_parts(arg: str | None) -> tuple[str, ...]:
 
 
 def _json_value(arg: str | None) -> Getter:
-    parts = _pointer_parts(arg)
+    # Each step is (key, index): a decimal part may index an array (fastjson's Get); computed
+    # once here rather than per event.
+    steps = tuple((p, int(p) if p.isdigit() and p.isascii() else None) for p in _pointer_parts(arg))
 
     def get(ev: Event, _ctx: EventContext) -> str | None:
         obj: Any = ev
-        for p in parts:
-            if type(obj) is dict:
-                obj = obj.get(p, _MISSING)
-            elif type(obj) is list and p.isdigit() and p.isascii():
-                i = int(p)
-                obj = obj[i] if i < len(obj) else _MISSING
+        for key, index in steps:
+            kind = type(obj)
+            if kind is dict:
+                obj = obj.get(key, _MISSING)
+                if obj is _MISSING:
+                    return None
+            elif kind is list and index is not None and index < len(obj):
+                obj = obj[index]
             else:
                 return None
-            if obj is _MISSING:
-                return None
-        return stringify(obj)
+        return obj if type(obj) is str else stringify(obj)
 
     return get
 

@@ -521,6 +521,8 @@ class _BucketGen:
         if op == "icontains":
             if "" in needles:  # an empty needle matches any present value: no lowering needed
                 return f"({a} is not None)"
+            # Lower the value once (ASCII, like strcasestr) and search all needles in one pass:
+            # measured faster than a re.IGNORECASE pattern on the raw value.
             search = const(
                 re.compile("|".join(re.escape(ascii_lower(n)) for n in needles)).search, "m"
             )
