@@ -258,3 +258,14 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
         engine(tmp_path, rule("R", "ka.verb=get"), min_priority="loud")
     with pytest.raises(ConfigError, match="unknown extra field"):
         engine(tmp_path, rule("R", "ka.verb=get"), extra_fields=["ka.nope"])
+
+
+@pytest.mark.parametrize("op", ["in", "intersects", "pmatch"])
+def test_empty_lists_match_nothing(tmp_path: Path, op: str) -> None:
+    text = "- list: empty\n  items: []\n" + rule("R", f"ka.verb {op} (empty)") + rule(
+        "N", f"not ka.verb {op} (empty)")
+    e = engine(tmp_path, text, rule_matching="all")
+    assert fired(e, event()) == ["N"]
+    ev = event()
+    del ev["verb"]
+    assert fired(e, ev) == ["N"]

@@ -136,12 +136,22 @@ def _mentions(node: ast.Expr, which: str) -> bool:
     return left is not None and key_of(left) == which
 
 
-def _fold_time(node: ast.Expr) -> ast.Expr:
-    """Fold the json plugin's always/never-true idioms (see `build_index`)."""
+def _fold_constants(node: ast.Expr) -> ast.Expr:
+    """Fold checks whose outcome the compiler knows (see `build_index`):
+    - `in` / `intersects` / `pmatch` against an empty list is false, present value or not (an
+      allow- or deny-list left empty, like the bundled threat-IP list, costs nothing);
+    - the json plugin's always/never-true idioms on `jevt.rawtime`."""
     if isinstance(node, ast.And | ast.Or):
-        return fold(type(node)(node.pos, tuple(_fold_time(c) for c in node.children)))
+        return fold(type(node)(node.pos, tuple(_fold_constants(c) for c in node.children)))
     if isinstance(node, ast.Not):
-        return fold(ast.Not(node.pos, _fold_time(node.child)))
+        return fold(ast.Not(node.pos, _fold_constants(node.child)))
+    if (
+        isinstance(node, ast.BinaryCheck)
+        and node.op in ("in", "intersects", "pmatch")
+        and isinstance(node.right, ast.ListValue)
+        and not node.right.values
+    ):
+        return ast.Constant(node.pos, False)
     left = getattr(node, "left", None)
     if isinstance(left, ast.Field) and left.name in ("jevt.rawtime", "json.rawtime"):
         if isinstance(node, ast.UnaryCheck):
@@ -171,7 +181,7 @@ def build_index(
     event is stamped exactly at the epoch. These are upstream's `k8s_audit_always_true` /
     `k8s_audit_never_true` idioms, which would otherwise cost a timestamp parse per event.
     """
-    conditions = {r.slot: _fold_time(r.condition) for r in rules}
+    conditions = {r.slot: _fold_constants(r.condition) for r in rules}
     reqs = {
         r.slot: (required(conditions[r.slot], VERB), required(conditions[r.slot], RESOURCE))
         for r in rules
