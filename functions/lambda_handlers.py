@@ -82,8 +82,8 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _log_summary(**counters: int) -> None:
-    # One structured line per invocation, like every entry point (DESIGN.md, `pipeline`).
-    log.info(json.dumps({"handler": "notify", **counters}))
+    # One structured line per invocation, in the same shape as every entry point's.
+    log_invocation("handle_notify", None, **counters)
 
 
 _SETTINGS: WebhookSettings | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,16 @@ def test_direct_async_invoke_from_the_lambda_sink(
     http_receiver.statuses = [500]
     with pytest.raises(SinkError, match="2 alert"):
         lambda_handlers.handle_notify(event, None)
+
+
+def test_one_structured_log_line_per_invocation(
+    http_receiver: Any, make_alert: Any, capfd: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("FALCONET_NOTIFY_URL", http_receiver.url)
+    lambda_handlers._notify_config.cache_clear()
+    capfd.readouterr()
+    event = {"Records": [{"messageId": "m1", "body": make_alert(1).to_json().decode()}]}
+    assert lambda_handlers.handle_notify(event, None) == {"batchItemFailures": []}
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    assert [line["falconet"] for line in lines] == ["handle_notify"]
+    lambda_handlers._notify_config.cache_clear()

@@ -221,3 +221,21 @@ def test_sqs_message_for_a_failing_object_is_reported(
     configure(FALCONET_SQS_QUEUE_URL=sqs_queue.replace("alerts-", "missing-"))
     event = via_sqs(s3_notification(audit_bucket, KEY), "m-42")
     assert lambda_handlers.handle_s3(event) == {"batchItemFailures": [{"itemIdentifier": "m-42"}]}
+
+
+def test_cluster_from_object_metadata(
+    aws: Aws,
+    audit_bucket: str,
+    sqs_queue: str,
+    configure: Callable[..., None],
+    receive_all: Callable[..., list[dict[str, Any]]],
+) -> None:
+    key = "2026/03/11/audit.log.gz"  # no cluster= in the key: the uploader set metadata instead
+    aws.client("s3").put_object(
+        Bucket=audit_bucket, Key=key, Body=jsonl(ITEMS), Metadata={"cluster": "meta-cluster"}
+    )
+    configure(FALCONET_SQS_QUEUE_URL=sqs_queue)
+    lambda_handlers.handle_s3(s3_notification(audit_bucket, key))
+    alerts = [json.loads(m["Body"]) for m in receive_all(aws.client("sqs"), sqs_queue)]
+    assert sorted(a["rule"] for a in alerts) == EXPECTED
+    assert {a["output_fields"]["falconet.cluster"] for a in alerts} == {"meta-cluster"}

@@ -262,8 +262,11 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("op", ["in", "intersects", "pmatch"])
 def test_empty_lists_match_nothing(tmp_path: Path, op: str) -> None:
-    text = "- list: empty\n  items: []\n" + rule("R", f"ka.verb {op} (empty)") + rule(
-        "N", f"not ka.verb {op} (empty)")
+    text = (
+        "- list: empty\n  items: []\n"
+        + rule("R", f"ka.verb {op} (empty)")
+        + rule("N", f"not ka.verb {op} (empty)")
+    )
     e = engine(tmp_path, text, rule_matching="all")
     assert fired(e, event()) == ["N"]
     ev = event()
