@@ -529,70 +529,68 @@ def _repository(image: str) -> str:
     return image.split(":", 1)[0].split("@", 1)[0]
 
 
-def _container_strict(key: str, attr: str, *, repo: bool = False) -> Callable[[Event, Any], Value]:
+_ERROR = object()  # the plugin returns an error: the whole field is absent
+
+
+def _per_container(
+    key: str, value_of: Callable[[dict[str, Any]], Any], *, strict: bool = False
+) -> Callable[[Event, Any], Value]:
+    """A list field with one value per selected container: `value_of(container)` returns the
+    value, `_MISSING` (skipped; with `strict`, the field is absent, as upstream) or `_ERROR`."""
+
     def get(ev: Event, arg: str | None) -> list[str] | None:
         items = _containers(ev, key, arg)
         if not items:
             return None
-        out = []
+        out: list[str] = []
         for c in items:
-            v = c.get(attr, _MISSING) if type(c) is dict else _MISSING
-            if v is _MISSING:
+            v = value_of(c) if type(c) is dict else _MISSING
+            if v is _ERROR or (v is _MISSING and strict):
                 return None  # QUIRK (strict): one container lacking the value voids the field
-            s = stringify(v)
-            out.append(_repository(s) if repo else s)
-        return out
+            if isinstance(v, str):
+                out.append(v)
+        return _nonempty(out)
 
     return get
+
+
+def _container_strict(key: str, attr: str, *, repo: bool = False) -> Callable[[Event, Any], Value]:
+    def value_of(c: dict[str, Any]) -> Any:
+        if attr not in c:
+            return _MISSING
+        text = stringify(c[attr])
+        return _repository(text) if repo else text
+
+    return _per_container(key, value_of, strict=True)
 
 
 def _container_joined(key: str, attr: str) -> Callable[[Event, Any], Value]:
-    def get(ev: Event, arg: str | None) -> list[str] | None:
-        items = _containers(ev, key, arg)
-        if not items:
-            return None
-        out = []
-        for c in items:
-            v = c.get(attr, _MISSING) if type(c) is dict else _MISSING
-            if v is _MISSING:
-                continue
-            if type(v) is not list or any(type(x) is not str for x in v):
-                return None
-            out.append(" ".join(v))
-        return _nonempty(out)
+    def value_of(c: dict[str, Any]) -> Any:
+        v = c.get(attr, _MISSING)
+        if v is _MISSING:
+            return _MISSING
+        if type(v) is not list or any(type(x) is not str for x in v):
+            return _ERROR
+        return " ".join(v)
 
-    return get
+    return _per_container(key, value_of)
 
 
 def _container_secctx(key: str, attr: str) -> Callable[[Event, Any], Value]:
-    def get(ev: Event, arg: str | None) -> list[str] | None:
-        items = _containers(ev, key, arg)
-        if not items:
-            return None
-        out = []
-        for c in items:
-            sc = c.get("securityContext") if type(c) is dict else None
-            v = sc.get(attr, _MISSING) if type(sc) is dict else _MISSING
-            if v is not _MISSING:
-                out.append(stringify(v))
-        return _nonempty(out)
+    def value_of(c: dict[str, Any]) -> Any:
+        v = _walk(c, ("securityContext", attr))
+        return v if v is _MISSING else stringify(v)
 
-    return get
+    return _per_container(key, value_of)
 
 
 def _container_caps(key: str) -> Callable[[Event, Any], Value]:
-    def get(ev: Event, arg: str | None) -> list[str] | None:
-        items = _containers(ev, key, arg)
-        if not items:
-            return None
-        out = []
-        for c in items:
-            v = _walk(c, ("securityContext", "capabilities", "add"))
-            if v is not _MISSING:
-                out.append(stringify(v))  # QUIRK: a container's whole `add` array is one value
-        return _nonempty(out)
+    def value_of(c: dict[str, Any]) -> Any:
+        v = _walk(c, ("securityContext", "capabilities", "add"))
+        # QUIRK: a container's whole `add` array is one value
+        return v if v is _MISSING else stringify(v)
 
-    return get
+    return _per_container(key, value_of)
 
 
 def _container_eff(key: str, attr: str) -> Callable[[Event, Any], Value]:
