@@ -18,7 +18,13 @@ from cloudevents.http import CloudEvent
 
 from falconet.context import EventContext
 from falconet.pipeline import get_pipeline, log_invocation
-from falconet.webhook import WebhookSettings, handle_cloudevent, handle_request
+from falconet.webhook import (
+    WebhookSettings,
+    authorized,
+    handle_cloudevent,
+    handle_request,
+    too_large,
+)
 
 SETTINGS = WebhookSettings.from_env()
 PIPELINE = get_pipeline()
@@ -27,8 +33,12 @@ PIPELINE = get_pipeline()
 @functions_framework.http
 def audit_http(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
     """kube-apiserver audit webhook (EventList), JSON/JSON lines, and CloudEvents (any mode)."""
-    # Read at most one byte past the limit: a larger body is refused without buffering it.
-    body = request.stream.read(SETTINGS.max_body + 1)
+    # Unauthenticated or declared-too-large requests are answered without reading the body;
+    # otherwise read at most one byte past the limit, so a larger body is refused unbuffered.
+    if authorized(SETTINGS, request.headers) and not too_large(SETTINGS, request.headers):
+        body = request.stream.read(SETTINGS.max_body + 1)
+    else:
+        body = b""
     response = handle_request(
         PIPELINE,
         SETTINGS,
