@@ -17,7 +17,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from falconet.context import EventContext
-from falconet.pipeline import get_pipeline, log_invocation
+from falconet.pipeline import Pipeline, log_invocation
 from falconet.webhook import (
     WebhookSettings,
     authorized,
@@ -27,7 +27,7 @@ from falconet.webhook import (
 )
 
 SETTINGS = WebhookSettings.from_env()
-PIPELINE = get_pipeline()
+PIPELINE = Pipeline.from_env()  # this module's import is the cold start
 
 
 @functions_framework.http

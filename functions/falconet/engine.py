@@ -58,6 +58,7 @@ DEFAULT_EXTRA_FIELDS: tuple[str, ...] = (
     "falconet.src.city",
     "falconet.src.asn",
 )
+_LOCATION_FIELDS = frozenset({"falconet.src.country", "falconet.src.city", "falconet.src.asn"})
 _MISSING = object()
 _NO_ALERTS: list[Alert] = []
 
@@ -109,8 +110,13 @@ class Engine:
         self._hostname = hostname if hostname is not None else socket.gethostname()
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         self._env = fields.BindEnv(geoip=geoip)
+        located = geoip is not None and getattr(geoip, "enabled", False)
         extra_specs = [
-            _extra_spec(name, self._env) for name in extras if _known(name, extra_fields)
+            _extra_spec(name, self._env)
+            for name in extras
+            if _known(name, extra_fields)
+            # Without a GeoIP database the location fields are always absent: skip their reads.
+            and (located or extra_fields is not None or name not in _LOCATION_FIELDS)
         ]
         # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
         active = [r for r in rules if r.priority <= threshold and r.enabled]
