@@ -170,3 +170,28 @@ TRANSFORMS: dict[str, Callable[[str], str | None]] = {
     "b64": b64,
     "basename": basename,
 }
+
+
+MEMO_SIZE = 4096
+
+
+def memoized(predicate: Callable[[str], object]) -> Callable[[str], bool]:
+    """`predicate` as a bool, remembered per distinct value in a bounded cache.
+
+    For the expensive string checks (regex searches, globs, path prefixes) on fields whose values
+    repeat from event to event (user agents, user names, namespaces, images): a dict hit costs
+    less than lowering and scanning the value again. The predicates are pure functions of the
+    value, so caching cannot change a result; a full cache is simply cleared.
+    """
+    cache: dict[str, bool] = {}
+
+    def check(value: str) -> bool:
+        result = cache.get(value)
+        if result is None:
+            result = bool(predicate(value))  # a Match object is true, None and False are not
+            if len(cache) >= MEMO_SIZE:
+                cache.clear()
+            cache[value] = result
+        return result
+
+    return check
