@@ -7,8 +7,8 @@ Contract:
   `{"alerts": [...]}` batch (the Lambda sink), or either of those inside an SNS notification
   envelope (an SQS subscription without raw delivery). Raises `ValueError` saying what is wrong.
 - `deliver(config, messages)` sends each message's alerts to `config.url` and returns the ids of the
-  messages whose delivery failed after retries, so the caller can report exactly those
-  (`batchItemFailures`) and nothing is lost or sent twice on purpose.
+  messages whose delivery failed after retries (or that were not tried once the endpoint was
+  down), so the caller can report exactly those (`batchItemFailures`) and nothing is lost.
   Formats: `slack` (default; `{"text": "<lines>"}`, one POST per message, which Slack-compatible
   incoming webhooks accept), `text` (the lines as `text/plain`, one POST per message), `falco` (each
   alert's Falco JSON, one POST per alert, as Falcosidekick's `POST /` expects).
@@ -27,9 +27,9 @@ from typing import Any, Literal
 import orjson
 
 from falconet.alerts import Alert
-from falconet.errors import ConfigError, SinkError
+from falconet.errors import ConfigError
 from falconet.sinks import http_headers, http_url
-from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, post
+from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, send
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +127,33 @@ def requests_for(alerts: Sequence[Alert], fmt: NotifyFormat) -> list[tuple[bytes
 
 
 def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]]) -> list[str]:
-    """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed."""
+    """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed.
+
+    Once the endpoint is down (still failing after every retry), the remaining messages are
+    reported as failed without being tried: they go back to the queue either way, and retrying
+    each of them would spend the function's time limit for nothing.
+    """
     failed: list[str] = []
+    down = False
     for message_id, alerts in messages:
+        if down:
+            failed.append(message_id)
+            continue
         for body, content_type in requests_for(alerts, config.fmt):
             headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": content_type}
-            try:
-                post(
-                    config.url,
-                    body,
-                    headers,
-                    timeout=config.timeout,
-                    max_attempts=config.max_attempts,
-                    backoff_base=config.backoff_base,
-                )
-            except SinkError as error:
-                log.warning("notify: message %s not delivered: %s", message_id, error)
+            outcome = send(
+                config.url,
+                body,
+                headers,
+                timeout=config.timeout,
+                max_attempts=config.max_attempts,
+                backoff_base=config.backoff_base,
+            )
+            if not outcome.ok:
+                log.warning("notify: message %s not delivered: %s", message_id, outcome.describe())
                 failed.append(message_id)
+                down = outcome.endpoint_down
                 break  # the whole message is retried, so its other alerts can wait too
+    if down:
+        log.warning("notify: endpoint down, %d message(s) returned to the queue", len(failed))
     return failed
