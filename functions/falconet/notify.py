@@ -9,9 +9,10 @@ Contract:
 - `deliver(config, messages)` sends each message's alerts to `config.url` and returns the ids of the
   messages whose delivery failed after retries (or that were not tried once the endpoint was
   down), so the caller can report exactly those (`batchItemFailures`) and nothing is lost.
-  Formats: `slack` (default; `{"text": "<lines>"}`, one POST per message, which Slack-compatible
-  incoming webhooks accept), `text` (the lines as `text/plain`, one POST per message), `falco` (each
-  alert's Falco JSON, one POST per alert, as Falcosidekick's `POST /` expects).
+  Formats: `slack` (default; `{"text": "<lines>"}` with `&<>` escaped, which Slack-compatible
+  incoming webhooks accept), `text` (the lines as `text/plain`), both one POST per message or per
+  `MAX_TEXT_CHARS` of lines; `falco` (each alert's Falco JSON, one POST per alert, as
+  Falcosidekick's `POST /` expects).
 - Reads no environment except in `NotifyConfig.from_env`, which raises `ConfigError` naming the
   variable.
 """
@@ -39,6 +40,10 @@ FORMATS: tuple[NotifyFormat, ...] = ("slack", "text", "falco")
 NOTIFY_URL = "FALCONET_NOTIFY_URL"
 NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
 NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
+
+# Slack shows at most 40,000 characters of `text` and recommends keeping messages under 4,000
+# (chat.postMessage docs); a batch of alerts is split into posts of at most this many characters.
+MAX_TEXT_CHARS = 3500
 
 _FRACTION = re.compile(r"(\.\d{3})\d*(?=Z|[+-]\d\d:\d\d$)")
 
@@ -114,16 +119,39 @@ class NotifyConfig:
         return cls(url=http_url(NOTIFY_URL, url), fmt=fmt, headers=headers)
 
 
+def slack_escape(text: str) -> str:
+    """Escape Slack's three control characters: audit data must not become `<!channel>` pings
+    or links (Slack API docs, "Formatting text": escape &, < and >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _texts(lines: Sequence[str]) -> list[str]:
+    """`lines` joined into texts of at most MAX_TEXT_CHARS, longer single lines cut with "…"."""
+    texts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        if len(line) > MAX_TEXT_CHARS:
+            line = line[: MAX_TEXT_CHARS - 1] + "…"  # noqa: PLW2901 - the cut line replaces it
+        if current and size + 1 + len(line) > MAX_TEXT_CHARS:
+            texts.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + (1 if size else 0)
+    if current:
+        texts.append("\n".join(current))
+    return texts
+
+
 def requests_for(alerts: Sequence[Alert], fmt: NotifyFormat) -> list[tuple[bytes, str]]:
     """The POST bodies (and Content-Types) that deliver `alerts` in format `fmt`."""
-    if not alerts:
-        return []
     if fmt == "falco":
         return [(alert.to_json(), "application/json; charset=utf-8") for alert in alerts]
-    text = "\n".join(format_alert(alert) for alert in alerts)
     if fmt == "text":
-        return [(text.encode(), "text/plain; charset=utf-8")]
-    return [(orjson.dumps({"text": text}), "application/json; charset=utf-8")]
+        texts = _texts([format_alert(alert) for alert in alerts])
+        return [(text.encode(), "text/plain; charset=utf-8") for text in texts]
+    texts = _texts([slack_escape(format_alert(alert)) for alert in alerts])
+    return [(orjson.dumps({"text": text}), "application/json; charset=utf-8") for text in texts]
 
 
 def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]]) -> list[str]:
