@@ -121,3 +121,13 @@ def test_errors_do_not_reveal_the_url_path(http_receiver, make_alert) -> None:
         sink.flush()
     assert "s3cr3t" not in str(caught.value)
     assert "HTTP 404" in str(caught.value)
+
+
+def test_redirects_are_not_followed(http_receiver, make_alert) -> None:
+    # Following a redirect would send the alert (and any Authorization header) elsewhere.
+    http_receiver.statuses = [302]
+    sink = HttpSink(http_receiver.url, fmt="falco", headers={"Authorization": "Bearer t"})
+    sink.emit([make_alert(1)])
+    with pytest.raises(SinkError, match=r"HTTP 302 after 1 attempt"):
+        sink.flush()
+    assert len(http_receiver.requests) == 1

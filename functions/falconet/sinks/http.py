@@ -33,7 +33,7 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.errors import SinkError
-from falconet.sinks._aws import backoff_delay
+from falconet.sinks._retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
