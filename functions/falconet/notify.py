@@ -7,11 +7,12 @@ Contract:
   `{"alerts": [...]}` batch (the Lambda sink), or either of those inside an SNS notification
   envelope (an SQS subscription without raw delivery). Raises `ValueError` saying what is wrong.
 - `deliver(config, messages)` sends each message's alerts to `config.url` and returns the ids of the
-  messages whose delivery failed after retries, so the caller can report exactly those
-  (`batchItemFailures`) and nothing is lost or sent twice on purpose.
-  Formats: `slack` (default; `{"text": "<lines>"}`, one POST per message, which Slack-compatible
-  incoming webhooks accept), `text` (the lines as `text/plain`, one POST per message), `falco` (each
-  alert's Falco JSON, one POST per alert, as Falcosidekick's `POST /` expects).
+  messages whose delivery failed after retries (or that were not tried once the endpoint was
+  down), so the caller can report exactly those (`batchItemFailures`) and nothing is lost.
+  Formats: `slack` (default; `{"text": "<lines>"}` with `&<>` escaped, which Slack-compatible
+  incoming webhooks accept), `text` (the lines as `text/plain`), both one POST per message or per
+  `MAX_TEXT_CHARS` of lines; `falco` (each alert's Falco JSON, one POST per alert, as
+  Falcosidekick's `POST /` expects).
 - Reads no environment except in `NotifyConfig.from_env`, which raises `ConfigError` naming the
   variable.
 """
@@ -27,10 +28,10 @@ from typing import Any, Literal
 import orjson
 
 from falconet.alerts import Alert
-from falconet.errors import ConfigError, SinkError
+from falconet.errors import ConfigError
 from falconet.explain import explain_line
 from falconet.sinks import http_headers, http_url
-from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, post
+from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, send
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ NOTIFY_URL = "FALCONET_NOTIFY_URL"
 NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
 NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
 NOTIFY_EXPLAIN = "FALCONET_NOTIFY_EXPLAIN"  # add the who/what/when/where line to each alert
+
+# Slack shows at most 40,000 characters of `text` and recommends keeping messages under 4,000
+# (chat.postMessage docs); a batch of alerts is split into posts of at most this many characters.
+MAX_TEXT_CHARS = 3500
 
 _FRACTION = re.compile(r"(\.\d{3})\d*(?=Z|[+-]\d\d:\d\d$)")
 
@@ -128,37 +133,71 @@ class NotifyConfig:
         )
 
 
+def slack_escape(text: str) -> str:
+    """Escape Slack's three control characters: audit data must not become `<!channel>` pings
+    or links (Slack API docs, "Formatting text": escape &, < and >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _texts(lines: Sequence[str]) -> list[str]:
+    """`lines` joined into texts of at most MAX_TEXT_CHARS, longer single lines cut with "…"."""
+    texts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        if len(line) > MAX_TEXT_CHARS:
+            line = line[: MAX_TEXT_CHARS - 1] + "…"  # noqa: PLW2901 - the cut line replaces it
+        if current and size + 1 + len(line) > MAX_TEXT_CHARS:
+            texts.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + (1 if size else 0)
+    if current:
+        texts.append("\n".join(current))
+    return texts
+
+
 def requests_for(
     alerts: Sequence[Alert], fmt: NotifyFormat, *, explain: bool = False
 ) -> list[tuple[bytes, str]]:
     """The POST bodies (and Content-Types) that deliver `alerts` in format `fmt`."""
-    if not alerts:
-        return []
     if fmt == "falco":
         return [(alert.to_json(), "application/json; charset=utf-8") for alert in alerts]
-    text = "\n".join(format_alert(alert, explain=explain) for alert in alerts)
     if fmt == "text":
-        return [(text.encode(), "text/plain; charset=utf-8")]
-    return [(orjson.dumps({"text": text}), "application/json; charset=utf-8")]
+        texts = _texts([format_alert(alert, explain=explain) for alert in alerts])
+        return [(text.encode(), "text/plain; charset=utf-8") for text in texts]
+    texts = _texts([slack_escape(format_alert(alert, explain=explain)) for alert in alerts])
+    return [(orjson.dumps({"text": text}), "application/json; charset=utf-8") for text in texts]
 
 
 def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]]) -> list[str]:
-    """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed."""
+    """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed.
+
+    Once the endpoint is down (still failing after every retry), the remaining messages are
+    reported as failed without being tried: they go back to the queue either way, and retrying
+    each of them would spend the function's time limit for nothing.
+    """
     failed: list[str] = []
+    down = False
     for message_id, alerts in messages:
+        if down:
+            failed.append(message_id)
+            continue
         for body, content_type in requests_for(alerts, config.fmt, explain=config.explain):
             headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": content_type}
-            try:
-                post(
-                    config.url,
-                    body,
-                    headers,
-                    timeout=config.timeout,
-                    max_attempts=config.max_attempts,
-                    backoff_base=config.backoff_base,
-                )
-            except SinkError as error:
-                log.warning("notify: message %s not delivered: %s", message_id, error)
+            outcome = send(
+                config.url,
+                body,
+                headers,
+                timeout=config.timeout,
+                max_attempts=config.max_attempts,
+                backoff_base=config.backoff_base,
+            )
+            if not outcome.ok:
+                log.warning("notify: message %s not delivered: %s", message_id, outcome.describe())
                 failed.append(message_id)
+                down = outcome.endpoint_down
                 break  # the whole message is retried, so its other alerts can wait too
+    if down:
+        log.warning("notify: endpoint down, %d message(s) returned to the queue", len(failed))
     return failed

@@ -58,10 +58,28 @@ def test_a_500_is_retried_until_it_succeeds(http_receiver, make_alert) -> None:
 def test_a_permanent_500_raises_after_the_last_attempt(http_receiver, make_alert) -> None:
     http_receiver.statuses = [500]
     sink = HttpSink(http_receiver.url, fmt="cloudevent", max_attempts=3, backoff_base=0.001)
-    sink.emit([make_alert(1), make_alert(2)])
-    with pytest.raises(SinkError, match=r"2 of 2 alert\(s\) failed: .*HTTP 500 after 3 attempt"):
+    sink.emit([make_alert(1), make_alert(2), make_alert(3)])
+    with pytest.raises(SinkError) as caught:
         sink.flush()
-    assert len(http_receiver.requests) == 6
+    # The endpoint is down: the first alert used every attempt, the others were not tried.
+    assert str(caught.value) == (
+        f"HTTP sink: 3 of 3 alert(s) failed: {make_alert(1).uuid}: HTTP POST "
+        f"{http_receiver.url}: HTTP 500 after 3 attempt(s); 2 more not attempted (endpoint down)"
+    )
+    assert len(http_receiver.requests) == 3
+
+
+def test_a_rejected_alert_does_not_stop_the_others(http_receiver, make_alert) -> None:
+    http_receiver.statuses = [422, 200]
+    sink = HttpSink(http_receiver.url, fmt="falco", backoff_base=0.001)
+    sink.emit([make_alert(1), make_alert(2), make_alert(3)])
+    with pytest.raises(
+        SinkError, match=r"^HTTP sink: 1 of 3 alert\(s\) failed: .*HTTP 422 after 1"
+    ):
+        sink.flush()
+    assert [json.loads(r.body)["uuid"] for r in http_receiver.requests] == [
+        make_alert(n).uuid for n in (1, 2, 3)
+    ]
 
 
 def test_a_400_is_not_retried(http_receiver, make_alert) -> None:
@@ -103,3 +121,13 @@ def test_errors_do_not_reveal_the_url_path(http_receiver, make_alert) -> None:
         sink.flush()
     assert "s3cr3t" not in str(caught.value)
     assert "HTTP 404" in str(caught.value)
+
+
+def test_redirects_are_not_followed(http_receiver, make_alert) -> None:
+    # Following a redirect would send the alert (and any Authorization header) elsewhere.
+    http_receiver.statuses = [302]
+    sink = HttpSink(http_receiver.url, fmt="falco", headers={"Authorization": "Bearer t"})
+    sink.emit([make_alert(1)])
+    with pytest.raises(SinkError, match=r"HTTP 302 after 1 attempt"):
+        sink.flush()
+    assert len(http_receiver.requests) == 1

@@ -9,8 +9,10 @@ records the signed request and answers like Lambda does.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,3 +101,27 @@ def test_an_alert_larger_than_a_payload_raises(fake_lambda, make_alert) -> None:
     with pytest.raises(SinkError, match="larger than one asynchronous payload"):
         sink.flush()
     assert fake_lambda.invocations == []
+
+
+def test_moto_accepts_the_event_invoke_of_a_created_function(aws, make_alert) -> None:
+    # moto records the invoke and answers 202 (it cannot run the code without Docker, so the
+    # payload is checked by the local server above); a missing function is refused.
+    role = aws.client("iam").create_role(RoleName="notify-role", AssumeRolePolicyDocument="{}")
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handle(event, context):\n    return None\n")
+    aws.client("lambda").create_function(
+        FunctionName="falconet-notify",
+        Runtime="python3.11",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handle",
+        Code={"ZipFile": code.getvalue()},
+    )
+    sink = LambdaSink("falconet-notify")
+    sink.emit([make_alert(n) for n in range(3)])
+    sink.flush()
+
+    missing = LambdaSink("no-such-function")
+    missing.emit([make_alert(1)])
+    with pytest.raises(SinkError, match="ResourceNotFoundException"):
+        missing.flush()

@@ -67,6 +67,33 @@ def _replace(old: str, new: str) -> Callable[[str], str]:
     return mutate
 
 
+def _default(parameter: str, old: str, new: str) -> Callable[[str], str]:
+    """Change a parameter's default: the offline checks translate with the defaults."""
+    return _replace(
+        f'  {parameter}:\n    Type: String\n    AllowedValues: ["true", "false"]\n'
+        f"    Default: {old}\n",
+        f'  {parameter}:\n    Type: String\n    AllowedValues: ["true", "false"]\n'
+        f"    Default: {new}\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _default("FifoAlertsQueue", '"false"', '"true"'),
+        _default("CreateAuditBucket", '"true"', '"false"'),
+    ],
+    ids=["fifo-alerts-queue", "existing-bucket"],
+)
+def test_the_template_variants_pass(
+    tools_python: Path, tmp_path: Path, mutate: Callable[[str], str]
+) -> None:
+    variant = tmp_path / "template.yaml"
+    variant.write_text(mutate(TEMPLATE.read_text()))
+    returncode, output = check(tools_python, variant)
+    assert returncode == 0, output
+
+
 def _circular(text: str) -> str:
     # The classic S3 trigger: the bucket notifies the function, the function's role reads the
     # bucket by reference -> bucket -> function -> role -> bucket.

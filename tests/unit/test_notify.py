@@ -9,6 +9,7 @@ import pytest
 from falconet.alerts import Alert
 from falconet.errors import ConfigError
 from falconet.notify import (
+    MAX_TEXT_CHARS,
     NotifyConfig,
     alerts_from_message,
     format_alert,
@@ -90,6 +91,28 @@ def test_request_bodies_per_format() -> None:
     assert (text, text_type) == (format_alert(ALERT).encode(), "text/plain; charset=utf-8")
     falco = requests_for([ALERT, ALERT], "falco")
     assert [json.loads(body) for body, _ in falco] == [ALERT.to_dict(), ALERT.to_dict()]
+    assert requests_for([], "slack") == []
+
+
+def test_slack_text_is_escaped_so_audit_data_cannot_ping() -> None:
+    alert = Alert.from_dict({**ALERT.to_dict(), "output": "1: Warning user=<!channel> a&b <NA>"})
+    ((body, _),) = requests_for([alert], "slack")
+    text = json.loads(body)["text"]
+    assert "user=&lt;!channel&gt; a&amp;b &lt;NA&gt; (" in text
+    ((plain, _),) = requests_for([alert], "text")
+    assert "user=<!channel> a&b <NA> (" in plain.decode()
+
+
+def test_large_batches_are_split_into_readable_posts() -> None:
+    alerts = [ALERT] * 60  # ~110 characters each
+    bodies = [json.loads(body)["text"] for body, _ in requests_for(alerts, "slack")]
+    assert len(bodies) > 1
+    assert all(len(text) <= MAX_TEXT_CHARS for text in bodies)
+    assert "\n".join(bodies).split("\n") == [format_alert(ALERT)] * 60
+    huge = Alert.from_dict({**ALERT.to_dict(), "output": "1: Warning " + "x" * 10_000})
+    ((body, _),) = requests_for([huge], "slack")
+    assert len(json.loads(body)["text"]) == MAX_TEXT_CHARS
+    assert json.loads(body)["text"].endswith("x…")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Shared plumbing of the AWS sinks: lazy boto3 clients, backoff, batching by count and size.
+"""Shared plumbing of the AWS sinks: lazy boto3 clients, batching by count and size, retries.
 
 Contract:
 - `make_client(service, region)` imports boto3 on first call only (the import costs ~200 ms of cold
@@ -13,13 +13,12 @@ Contract:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from falconet.errors import SinkError
+from falconet.sinks._retry import sleep_before_retry
 
 if TYPE_CHECKING:
     import boto3
@@ -51,15 +50,6 @@ def make_client(service: str, region: str | None = None) -> Any:
         retries={"mode": "standard", "max_attempts": BOTOCORE_MAX_ATTEMPTS},
     )
     return session.client(service, region_name=region, config=config)  # type: ignore[call-overload]
-
-
-def backoff_delay(attempt: int, base: float, cap: float = 5.0) -> float:
-    """Exponential backoff with full jitter (AWS Architecture Blog), for retry number `attempt`."""
-    return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 - jitter, not crypto
-
-
-def sleep_before_retry(attempt: int, base: float) -> None:
-    time.sleep(backoff_delay(attempt, base))
 
 
 def chunk(

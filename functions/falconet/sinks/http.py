@@ -10,8 +10,10 @@ Contract:
   `http_output` POSTs to Falcosidekick (`POST /`).
 - Delivery is stdlib `urllib.request` (no `requests` in the Lambda package), with a timeout, no
   redirects (an `Authorization` header must not follow a redirect elsewhere), and retries with
-  backoff on connection errors, timeouts, 429 and 5xx. Other statuses fail at once. Every alert
-  is tried; `flush` then raises `SinkError` naming those that failed. Response bodies, request
+  backoff on connection errors, timeouts, 429 and 5xx. Other statuses fail that alert at once and
+  the next is tried; an endpoint still down after every retry stops the flush (the invocation
+  fails and is retried as a whole, so there is no point spending its time limit on the rest).
+  `flush` then raises `SinkError` naming the alerts that failed. Response bodies, request
   headers and URL paths never appear in errors or logs (they carry tokens: see `redact`).
 """
 
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -30,7 +33,7 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.errors import SinkError
-from falconet.sinks._aws import backoff_delay
+from falconet.sinks._retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,63 @@ def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+@dataclass(frozen=True, slots=True)
+class PostOutcome:
+    """How a POST ended: `problem` is empty on success."""
+
+    url: str
+    attempts: int
+    status: int | None = None  # the last HTTP status; None when no response came back
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    @property
+    def endpoint_down(self) -> bool:
+        """Failed after every retry on a retryable problem: the next request would fail too, so
+        callers stop there instead of spending the function's time limit on retries."""
+        return not self.ok and (self.status is None or _retryable(self.status))
+
+    def describe(self) -> str:
+        return f"HTTP POST {redact(self.url)}: {self.problem} after {self.attempts} attempt(s)"
+
+
+def send(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    max_attempts: int = 4,
+    backoff_base: float = 0.2,
+) -> PostOutcome:
+    """POST `body` to `url`, retrying connection errors, timeouts, 429 and 5xx with backoff."""
+    if not url.startswith(("http://", "https://")):
+        return PostOutcome(url, 0, None, "refusing a URL that is not http:// or https://")
+    problem, status, attempt = "", None, 0
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            time.sleep(backoff_delay(attempt - 2, backoff_base))
+        # The scheme was checked above; the URL comes from configuration, never from events.
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+        try:
+            with _opener.open(request, timeout=timeout) as response:
+                response.read()
+                return PostOutcome(url, attempt, int(response.status))
+        except urllib.error.HTTPError as error:
+            error.close()
+            problem, status = f"HTTP {error.code}", error.code
+            if not _retryable(error.code):
+                break
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            problem, status = f"connection failed ({reason})", None
+        log.debug("POST %s attempt %d: %s", redact(url), attempt, problem)
+    return PostOutcome(url, attempt, status, problem)
+
+
 def post(
     url: str,
     body: bytes,
@@ -73,32 +133,14 @@ def post(
     max_attempts: int = 4,
     backoff_base: float = 0.2,
 ) -> int:
-    """POST `body` to `url`, retrying connection errors, timeouts, 429 and 5xx with backoff.
-
-    Returns the final 2xx status. Raises `SinkError` (without echoing headers or body) otherwise.
-    """
-    if not url.startswith(("http://", "https://")):
-        raise SinkError("HTTP: refusing to POST to a URL that is not http:// or https://")
-    problem = ""
-    for attempt in range(max_attempts):
-        if attempt:
-            time.sleep(backoff_delay(attempt - 1, backoff_base))
-        # The scheme was checked above; the URL comes from configuration, never from events.
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
-        try:
-            with _opener.open(request, timeout=timeout) as response:
-                response.read()
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            error.close()
-            problem = f"HTTP {error.code}"
-            if not _retryable(error.code):
-                break
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            reason = getattr(error, "reason", error)
-            problem = f"connection failed ({reason})"
-        log.debug("POST %s attempt %d: %s", redact(url), attempt + 1, problem)
-    raise SinkError(f"HTTP POST {redact(url)}: {problem} after {attempt + 1} attempt(s)")
+    """`send`, returning the final 2xx status or raising `SinkError` (never echoing headers,
+    body or URL path)."""
+    outcome = send(
+        url, body, headers, timeout=timeout, max_attempts=max_attempts, backoff_base=backoff_base
+    )
+    if not outcome.ok:
+        raise SinkError(outcome.describe())
+    return outcome.status or 0
 
 
 def cloudevent(alert: Alert) -> dict[str, Any]:
@@ -165,20 +207,28 @@ class HttpSink:
     def flush(self) -> None:
         alerts, self._pending = self._pending, []
         failures: list[str] = []
-        for alert in alerts:
+        for index, alert in enumerate(alerts):
             body, content_type = request_body(alert, self.fmt)
             headers = {"User-Agent": USER_AGENT, **self.headers, "Content-Type": content_type}
-            try:
-                post(
-                    self.url,
-                    body,
-                    headers,
-                    timeout=self.timeout,
-                    max_attempts=self.max_attempts,
-                    backoff_base=self.backoff_base,
-                )
-            except SinkError as error:
-                failures.append(f"{alert.uuid or alert.rule}: {error}")
+            outcome = send(
+                self.url,
+                body,
+                headers,
+                timeout=self.timeout,
+                max_attempts=self.max_attempts,
+                backoff_base=self.backoff_base,
+            )
+            if not outcome.ok:
+                failures.append(f"{alert.uuid or alert.rule}: {outcome.describe()}")
+            if outcome.endpoint_down:
+                skipped = len(alerts) - index - 1
+                break
+        else:
+            skipped = 0
         if failures:
-            shown = "; ".join(failures[:3])
-            raise SinkError(f"HTTP sink: {len(failures)} of {len(alerts)} alert(s) failed: {shown}")
+            shown = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
+            if skipped:
+                shown += f"; {skipped} more not attempted (endpoint down)"
+            raise SinkError(
+                f"HTTP sink: {len(failures) + skipped} of {len(alerts)} alert(s) failed: {shown}"
+            )
