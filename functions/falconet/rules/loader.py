@@ -497,31 +497,52 @@ class RuleSet:
             )
         return value
 
-    def _read_list(self, item: dict[str, _Node], src: Source) -> None:
-        name = item["list"].scalar("list name")
-        self._check_keys(item, _LIST_KEYS, "list", name, src)
-        if not _LIST_NAME.match(name):
-            self._warn(
-                "list name contains characters that conditions cannot reference",
-                src,
-                kind="list",
-                item=name,
-            )
-        ops = self._override_ops(item, "list", name, src, {"items"}, {"items"})
-        append = self._append_flag(item, "list", name)
-        if "items" not in item:
-            raise _located("Item has no mapping for key 'items'", src, kind="list", item=name)
-        items = [_flatten_scalar(n) for n in item["items"].sequence("items")]
-        existing = self.lists.get(name)
-        mode = ops.get("items") or ("append" if append else None)
-        if mode is not None and existing is None:
+    def _read_named(
+        self,
+        item: dict[str, _Node],
+        src: Source,
+        kind: str,
+        key: str,
+        allowed: set[str],
+        name_pattern: re.Pattern[str],
+        name_warning: str,
+        existing: dict[str, Any],
+    ) -> tuple[str, _Node, str | None, Any]:
+        """What lists and macros share: the name, key checks, the name warning, the append /
+        override mode of `key`, and Falco's errors for a missing key or a missing item to amend.
+        Returns (name, the `key` node, mode or None for a definition, the existing item)."""
+        name = item[kind].scalar(f"{kind} name")
+        self._check_keys(item, allowed, kind, name, src)
+        if not name_pattern.match(name):
+            self._warn(name_warning, src, kind=kind, item=name)
+        ops = self._override_ops(item, kind, name, src, {key}, {key})
+        append = self._append_flag(item, kind, name)
+        if key not in item:
+            raise _located(f"Item has no mapping for key '{key}'", src, kind=kind, item=name)
+        mode = ops.get(key) or ("append" if append else None)
+        current = existing.get(name)
+        if mode is not None and current is None:
             raise _located(
-                f"List has '{'override' if ops else 'append'}' key but no list by "
+                f"{kind.title()} has '{'override' if ops else 'append'}' key but no {kind} by "
                 "that name already exists",
                 src,
-                kind="list",
+                kind=kind,
                 item=name,
             )
+        return name, item[key], mode, current
+
+    def _read_list(self, item: dict[str, _Node], src: Source) -> None:
+        name, node, mode, existing = self._read_named(
+            item,
+            src,
+            "list",
+            "items",
+            _LIST_KEYS,
+            _LIST_NAME,
+            "list name contains characters that conditions cannot reference",
+            self.lists,
+        )
+        items = [_flatten_scalar(n) for n in node.sequence("items")]
         if existing is not None:
             existing.items = existing.items + items if mode == "append" else items
             existing.visibility = self._counter
@@ -529,31 +550,17 @@ class RuleSet:
         self.lists[name] = _List("list", name, self._counter, self._counter, src, items=items)
 
     def _read_macro(self, item: dict[str, _Node], src: Source) -> None:
-        name = item["macro"].scalar("macro name")
-        self._check_keys(item, _MACRO_KEYS, "macro", name, src)
-        if not _MACRO_NAME.match(name):
-            self._warn(
-                "macro name is not a valid identifier: conditions cannot reference it",
-                src,
-                kind="macro",
-                item=name,
-            )
-        ops = self._override_ops(item, "macro", name, src, {"condition"}, {"condition"})
-        append = self._append_flag(item, "macro", name)
-        if "condition" not in item:
-            raise _located("Item has no mapping for key 'condition'", src, kind="macro", item=name)
-        node = item["condition"]
+        name, node, mode, existing = self._read_named(
+            item,
+            src,
+            "macro",
+            "condition",
+            _MACRO_KEYS,
+            _MACRO_NAME,
+            "macro name is not a valid identifier: conditions cannot reference it",
+            self.macros,
+        )
         condition = node.scalar("condition")
-        existing = self.macros.get(name)
-        mode = ops.get("condition") or ("append" if append else None)
-        if mode is not None and existing is None:
-            raise _located(
-                f"Macro has '{'override' if ops else 'append'}' key but no macro by "
-                "that name already exists",
-                src,
-                kind="macro",
-                item=name,
-            )
         if existing is not None:
             if mode == "append":
                 existing.condition = f"{existing.condition} {condition}"
