@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from falconet import fields
-from falconet.config import bundled_rules_dir, split_list
+from falconet.config import rules_paths, split_list
 from falconet.context import EventContext
 from falconet.errors import FalconetError, RuleError
 
@@ -37,10 +37,7 @@ EXIT_USAGE = 2
 def _rules_paths(values: Sequence[str] | None) -> list[str]:
     if values:
         return [p for v in values for p in split_list(v)]
-    import os
-
-    env = os.environ.get("FALCONET_RULES", "").strip()
-    return split_list(env) if env else [str(bundled_rules_dir())]
+    return rules_paths()
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:

@@ -32,6 +32,13 @@ def bundled_rules_dir() -> Path:
     )
 
 
+def rules_paths(environ: Mapping[str, str] | None = None) -> list[str]:
+    """FALCONET_RULES (comma-separated files or directories), else the bundled rules."""
+    env = os.environ if environ is None else environ
+    setting = env.get("FALCONET_RULES", "").strip()
+    return split_list(setting) if setting else [str(bundled_rules_dir())]
+
+
 def split_list(value: str) -> list[str]:
     """A comma-separated setting as a list (blank items dropped)."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -56,8 +63,7 @@ class EngineConfig:
         FALCO_HOSTNAME), FALCONET_GEOIP_DB and FALCONET_CODE_CACHE. Raises ConfigError naming
         the variable."""
         env = os.environ if environ is None else environ
-        rules_setting = env.get("FALCONET_RULES", "").strip()
-        rules = tuple(split_list(rules_setting)) if rules_setting else (str(bundled_rules_dir()),)
+        rules = tuple(rules_paths(env))
         for path in rules:
             if not Path(path).exists():
                 raise ConfigError(f"FALCONET_RULES: '{path}' does not exist")

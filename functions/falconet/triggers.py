@@ -29,8 +29,10 @@ class Ignored:
     reason: str  # e.g. "s3:TestEvent", "not an ObjectCreated event"
 
 
-def _json(text: Any) -> Any:
-    if isinstance(text, str | bytes):
+def parse_json_text(text: Any) -> Any:
+    """`text` parsed when it is JSON text (str/bytes), None when it does not parse, else as is
+    (trigger payloads arrive both as text and already decoded)."""
+    if isinstance(text, str | bytes | bytearray):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -51,7 +53,7 @@ def _from_notification(note: Any) -> Iterator[ObjectRef | Ignored]:
         yield _from_eventbridge(note)
         return
     if "Type" in note and "Message" in note:  # an SNS notification (e.g. SNS -> SQS, no raw)
-        yield from _from_notification(_json(note["Message"]))
+        yield from _from_notification(parse_json_text(note["Message"]))
         return
     records = note.get("Records")
     if not isinstance(records, list):
@@ -61,15 +63,38 @@ def _from_notification(note: Any) -> Iterator[ObjectRef | Ignored]:
         yield from _from_record(record)
 
 
-def _from_eventbridge(note: Mapping[str, Any]) -> ObjectRef | Ignored:
-    detail = note.get("detail") or {}
+def _eventbridge_object(note: Mapping[str, Any]) -> ObjectRef | None:
+    """The object of an EventBridge S3 event, or of its bare `detail`."""
+    detail = note.get("detail", note)
+    if not isinstance(detail, Mapping):
+        return None
     bucket = (detail.get("bucket") or {}).get("name")
     key = (detail.get("object") or {}).get("key")
     if not isinstance(bucket, str) or not isinstance(key, str):
+        return None
+    return ObjectRef("s3", bucket, key, note.get("region"), note.get("account"))
+
+
+def _from_eventbridge(note: Mapping[str, Any]) -> ObjectRef | Ignored:
+    ref = _eventbridge_object(note)
+    if ref is None:
         return Ignored("EventBridge event without bucket/object")
     if note.get("detail-type") not in S3_OBJECT_CREATED:
         return Ignored(f"EventBridge {note.get('detail-type')}")
-    return ObjectRef("s3", bucket, key, note.get("region"), note.get("account"))
+    return ref
+
+
+def s3_object(data: Any) -> ObjectRef | None:
+    """The object an S3 "Object Created" CloudEvent's data names (the EventBridge event, or its
+    detail), as JSON text or decoded; None when it names none."""
+    value = parse_json_text(data)
+    return _eventbridge_object(value) if isinstance(value, Mapping) else None
+
+
+def is_s3_event(data: Any) -> bool:
+    """Whether a CloudEvent's data is an EventBridge event from S3."""
+    value = parse_json_text(data)
+    return isinstance(value, Mapping) and value.get("source") == "aws.s3"
 
 
 def _from_record(record: Any) -> Iterator[ObjectRef | Ignored]:
@@ -90,10 +115,10 @@ def _from_record(record: Any) -> Iterator[ObjectRef | Ignored]:
         yield ObjectRef("s3", bucket, unquote_plus(key), record.get("awsRegion"))
         return
     if record.get("eventSource") == "aws:sqs" or "body" in record:
-        yield from _from_notification(_json(record.get("body")))
+        yield from _from_notification(parse_json_text(record.get("body")))
         return
     if "Sns" in record:
-        yield from _from_notification(_json((record.get("Sns") or {}).get("Message")))
+        yield from _from_notification(parse_json_text((record.get("Sns") or {}).get("Message")))
         return
     yield Ignored("unknown record type")
 
@@ -117,7 +142,7 @@ def sqs_records(event: Any) -> list[Mapping[str, Any]] | None:
 
 def gcs_object(data: Any) -> ObjectRef | None:
     """The object of a GCS object-finalized CloudEvent's data (StorageObjectData)."""
-    data = _json(data)
+    data = parse_json_text(data)
     if (
         isinstance(data, Mapping)
         and isinstance(data.get("bucket"), str)

@@ -34,7 +34,13 @@ from falconet.decode import NOT_JSON
 from falconet.errors import ConfigError, SinkError
 from falconet.objects import ObjectRef, open_object
 from falconet.pipeline import Pipeline, Result
-from falconet.triggers import GCS_FINALIZED, S3_OBJECT_CREATED, gcs_object
+from falconet.triggers import (
+    GCS_FINALIZED,
+    S3_OBJECT_CREATED,
+    gcs_object,
+    is_s3_event,
+    s3_object,
+)
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
@@ -206,8 +212,8 @@ def handle_cloudevent(
     """Scan a CloudEvent's data: audit events inline, or the bucket object it names."""
     ce_type = attributes.get("type", "")
     origin = attributes.get("source") or context.origin
-    if ce_type == GCS_FINALIZED or ce_type in S3_OBJECT_CREATED or _is_s3_detail(data):
-        ref = gcs_object(data) if ce_type == GCS_FINALIZED else _s3_object(data)
+    if ce_type == GCS_FINALIZED or ce_type in S3_OBJECT_CREATED or is_s3_event(data):
+        ref = gcs_object(data) if ce_type == GCS_FINALIZED else s3_object(data)
         if ref is None:
             raise _BadRequest(f"the {ce_type or 'storage'} event does not name a bucket object")
         return scan_object(pipeline, ref, context, opener)
@@ -216,32 +222,6 @@ def handle_cloudevent(
         raise _BadRequest("the CloudEvent has no data")
     payload = data if isinstance(data, bytes | bytearray) else orjson.dumps(data)
     return pipeline.run(bytes(payload), context=context, name=attributes.get("id") or "cloudevent")
-
-
-def _is_s3_detail(data: Any) -> bool:
-    value = _maybe_json(data)
-    return isinstance(value, dict) and value.get("source") == "aws.s3"
-
-
-def _maybe_json(data: Any) -> Any:
-    if isinstance(data, bytes | bytearray):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None
-    return data
-
-
-def _s3_object(data: Any) -> ObjectRef | None:
-    value = _maybe_json(data)
-    if not isinstance(value, dict):
-        return None
-    detail = value.get("detail", value)
-    bucket = (detail.get("bucket") or {}).get("name") if isinstance(detail, dict) else None
-    key = (detail.get("object") or {}).get("key") if isinstance(detail, dict) else None
-    if isinstance(bucket, str) and isinstance(key, str):
-        return ObjectRef("s3", bucket, key, value.get("region"), value.get("account"))
-    return None
 
 
 def scan_object(

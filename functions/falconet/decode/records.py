@@ -107,6 +107,16 @@ def loads(data: bytes | bytearray | str) -> Any:
             gc.enable()
 
 
+def annotate_cluster(event: dict[str, Any], cluster: str) -> None:
+    """Record the cluster in `annotations.cluster_name` (what `ka.cluster.name` reads) unless
+    the event names one itself."""
+    annotations = event.get("annotations")
+    if annotations is None:
+        event["annotations"] = {"cluster_name": cluster}
+    elif type(annotations) is dict and "cluster_name" not in annotations:
+        annotations["cluster_name"] = cluster
+
+
 class Reader:
     """Decoding state of one input: its name, the caller's context, the counters."""
 
@@ -171,11 +181,7 @@ class Reader:
                 return False
         cluster = ctx.cluster
         if cluster:
-            annotations = event.get("annotations")
-            if annotations is None:
-                event["annotations"] = {"cluster_name": cluster}
-            elif type(annotations) is dict and "cluster_name" not in annotations:
-                annotations["cluster_name"] = cluster
+            annotate_cluster(event, cluster)
         stats.events += 1
         return True
 
@@ -241,11 +247,7 @@ class Reader:
                     continue
             stats.records += 1
             if cluster:
-                annotations = item.get("annotations")
-                if annotations is None:
-                    item["annotations"] = {"cluster_name": cluster}
-                elif type(annotations) is dict and "cluster_name" not in annotations:
-                    annotations["cluster_name"] = cluster
+                annotate_cluster(item, cluster)
             stats.events += 1
             yield item, ctx
 

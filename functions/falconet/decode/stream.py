@@ -31,6 +31,7 @@ from falconet.decode.records import (
     Decoded,
     Event,
     Reader,
+    annotate_cluster,
     loads,
     valid_timestamp,
 )
@@ -150,11 +151,7 @@ def _lines_of_events(lines: Iterator[bytes | None], reader: Reader, number: int)
                 continue
             stats.records += 1
             if cluster:
-                annotations = value.get("annotations")
-                if annotations is None:
-                    value["annotations"] = {"cluster_name": cluster}
-                elif type(annotations) is dict and "cluster_name" not in annotations:
-                    annotations["cluster_name"] = cluster
+                annotate_cluster(value, cluster)
             stats.events += 1
             yield value, context
         elif (
