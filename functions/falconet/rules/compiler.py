@@ -33,6 +33,7 @@ from falconet import fields
 from falconet.rules import ast
 from falconet.rules.index import RESOURCE, VERB, fold, key_of, required, specialize
 from falconet.rules.operators import (
+    MEMO_SIZE,
     TRANSFORMS,
     ascii_lower,
     glob_matcher,
@@ -261,6 +262,7 @@ class _ModuleGen:
     bucket_slots: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _consts: dict[tuple[str, Any], str] = field(default_factory=dict)
     _rules: dict[int, str] = field(default_factory=dict)  # id(condition) -> function name
+    _predicates: dict[int, str] = field(default_factory=dict)  # id(subtree) -> predicate name
     _keep: list[ast.Expr] = field(default_factory=list)
     getters: dict[tuple[str, str | None], str] = field(default_factory=dict)
     cache_hit: bool = False
@@ -290,6 +292,31 @@ class _ModuleGen:
                 self.lines.append("    " + " = ".join(body.locals) + " = U")
             self.lines.append(f"    return {code}")
             self.lines.append("")
+        return name
+
+    def predicate(self, node: ast.Expr, key: tuple[str, str | None]) -> str:
+        """`p<n>(v)`: the subtree `node` with the field `key` as `v`, storing its result in the
+        bounded dict `c<n>` (read by the caller before calling). Generated once per distinct
+        (interned) subtree."""
+        name = self._predicates.get(id(node))
+        if name is not None:
+            return name
+        n = len(self._predicates)
+        name = self._predicates[id(node)] = f"p{n}"
+        self._keep.append(node)
+        self.namespace[f"c{n}"] = {}
+        body = _BucketGen(self, {}, value_of=key)
+        code = body.expr(node)
+        lines = [f"def {name}(v):"]
+        if body.locals:
+            lines.append("    " + " = ".join(body.locals) + " = U")
+        lines.append(f"    r = {code}")
+        lines.append(f"    if len(c{n}) >= {MEMO_SIZE}:")
+        lines.append(f"        c{n}.clear()")
+        lines.append(f"    c{n}[v] = r")
+        lines.append("    return r")
+        lines.append("")
+        self.lines.extend(lines)
         return name
 
     def run(self, rules: list[tuple[int, ast.Expr]]) -> str:
@@ -355,6 +382,11 @@ class _ModuleGen:
             code = "True" if isinstance(cond, ast.Constant) else f"{self.rule(cond)}{args}"
             checks.append((slot, code))
             i += 1
+        if len(checks) == 1 and checks[0][0] == "run":
+            # Only the always-run rules (most reads): the bucket is the run, one call less.
+            self.lines.append(f"{name} = {checks[0][1].removesuffix(args)}")
+            self.lines.append("")
+            return name
         self.lines.append(f"def {name}{args}:")
         self._emit_checks(checks)
         return name
@@ -372,6 +404,7 @@ class _ModuleGen:
             "U": _UNSET,
             "M": _MISSING,
             "S": _stringify_or_none,
+            "len": len,
         }
         namespace.update(self.namespace)
         code, self.cache_hit = _compile_cached(self.source(), cache_dir)
@@ -407,16 +440,27 @@ class _BucketGen:
     """Generates the expression of one rule function. A field read more than once goes to a
     local, computed lazily on first use; a field read once is read in place."""
 
-    def __init__(self, module: _ModuleGen, uses: dict[tuple[str, str | None], int]) -> None:
+    def __init__(
+        self,
+        module: _ModuleGen,
+        uses: dict[tuple[str, str | None], int],
+        *,
+        value_of: tuple[str, str | None] | None = None,
+    ) -> None:
         self.module = module
         self.uses = uses
         self.locals: list[str] = []
         self._field_locals: dict[tuple[str, str | None], str] = {}
         self._lowered: dict[tuple[str, str, str | None], str] = {}
+        # Generating a memoized predicate: this field is its parameter `v`, and nothing inside
+        # is memoized again.
+        self.value_of = value_of
 
     # -- fields --------------------------------------------------------------------------------
 
     def field(self, node: ast.Field) -> str:
+        if self.value_of is not None and (node.name, node.arg) == self.value_of:
+            return "v"
         which = key_of(node)
         if which == VERB and node.name == "ka.verb":
             return "verb"
@@ -439,23 +483,34 @@ class _BucketGen:
 
     def _compute(self, node: ast.Field) -> str:
         key = (node.name, node.arg)
+        path = _plain_path(node)
+        if path is not None:
+            return self._inline_path(path)
         name = self.module.getters.get(key)
         if name is None:
             name = self.module.getters[key] = self.module.const(self._getter(node), "g")
         return f"{name}(ev, ctx)"
 
+    def _inline_path(self, path: tuple[str, ...]) -> str:
+        """A plain scalar read written in place (`path_getter`'s semantics: the value, its JSON
+        text when not a string, None when absent), so reading a field costs no Python call:
+        `(_v if type(_v := (_o.get(k2, M) if type(_o := ev.get(k1)) is dict else M)) is str
+        else (None if _v is M else S(_v)))`. Keys travel in the namespace."""
+        const = self.module.const
+        last = len(path) - 1
+        expr = f"ev.get({const(path[0])}{', M' if last == 0 else ''})"
+        for i, key in enumerate(path[1:], 1):
+            if i == last:
+                expr = f"(_o.get({const(key)}, M) if type(_o := {expr}) is dict else M)"
+            else:
+                expr = f"(_o.get({const(key)}) if type(_o := {expr}) is dict else None)"
+        return f"(_v if type(_v := {expr}) is str else (None if _v is M else S(_v)))"
+
     def _getter(self, node: ast.Field) -> fields.Getter:
         definition = fields.lookup(node.name)
         assert definition is not None  # checked by the loader
-        getter = None
-        if node.name in ("jevt.value", "json.value"):
-            parts = fields._pointer_parts(node.arg)  # noqa: SLF001
-            if parts and not any(p.isdigit() for p in parts):
-                getter = fields.path_getter(parts)  # a plain path: the specialised getter
-        if getter is None:
-            # Ungated: the fast path only runs for events with auditID.
-            getter = definition.raw_getter(node.arg, self.module.env)
-        return getter
+        # Ungated: the fast path only runs for events with auditID.
+        return definition.raw_getter(node.arg, self.module.env)
 
     def lowered(self, node: ast.Field) -> str:
         """The field's value ASCII-lower-cased, computed once per rule ("" when absent, so the
@@ -482,6 +537,10 @@ class _BucketGen:
     # -- conditions ----------------------------------------------------------------------------
 
     def expr(self, node: ast.Expr) -> str:
+        if self.value_of is None and isinstance(node, ast.And | ast.Or | ast.Not):
+            field_node = _single_field(node)
+            if field_node is not None and _checks(node) >= _MEMO_MIN_CHECKS:
+                return self._memoized(node, field_node)
         if isinstance(node, ast.And):
             return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
         if isinstance(node, ast.Or):
@@ -495,6 +554,16 @@ class _BucketGen:
         if isinstance(node, ast.BinaryCheck):
             return self.check(node)
         raise TypeError(f"unresolved node {node!r}")
+
+    def _memoized(self, node: ast.Expr, field_node: ast.Field) -> str:
+        """A subtree that checks one scalar field only (a macro such as "a platform identity":
+        15 prefix and list tests on the user name) as a predicate of that field's value,
+        remembered per distinct value: one dict hit instead of the checks, for values that
+        repeat from event to event. Pure, so caching cannot change a result."""
+        name = self.module.predicate(node, (field_node.name, field_node.arg))
+        cache = f"c{name[1:]}"
+        value = self.field(field_node)
+        return f"(_r if (_r := {cache}.get(_k := {value})) is not None else {name}(_k))"
 
     def _or_terms(self, children: tuple[ast.Expr, ...]) -> list[str]:
         """The terms of an `or`, with same-field substring/prefix/suffix checks grouped.
@@ -643,6 +712,63 @@ def _groupable(node: ast.Expr) -> tuple[str, str, str | None] | None:
     if key_of(node.left) is not None or (node.left.name, node.left.arg) in _HOT_FIELDS:
         return None  # verb/resource/stage/user are locals already; keep their checks plain
     return (node.op, node.left.name, node.left.arg)
+
+
+_MEMO_MIN_CHECKS = 3  # fewer checks cost less than the memo's dict hit
+
+
+def _single_field(node: ast.Expr) -> ast.Field | None:
+    """The one scalar field every check of `node` tests directly (no transformer, no
+    field-to-field comparison), or None."""
+    found: ast.Field | None = None
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.And | ast.Or):
+            stack.extend(n.children)
+        elif isinstance(n, ast.Not):
+            stack.append(n.child)
+        elif isinstance(n, ast.Constant):
+            continue
+        elif isinstance(n, ast.UnaryCheck | ast.BinaryCheck):
+            left = n.left
+            if not isinstance(left, ast.Field):
+                return None
+            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
+                return None
+            if found is None:
+                definition = fields.lookup(left.name)
+                if definition is None or definition.is_list:
+                    return None
+                found = left
+            elif (left.name, left.arg) != (found.name, found.arg):
+                return None
+        else:
+            return None
+    return found
+
+
+def _checks(node: ast.Expr) -> int:
+    if isinstance(node, ast.And | ast.Or):
+        return sum(_checks(c) for c in node.children)
+    if isinstance(node, ast.Not):
+        return _checks(node.child)
+    return 0 if isinstance(node, ast.Constant) else 1
+
+
+def _plain_path(node: ast.Field) -> tuple[str, ...] | None:
+    """The path of a field that is a plain scalar read (a ka.* path field, or a `jevt.value`
+    pointer without array indexes), or None."""
+    definition = fields.lookup(node.name)
+    if definition is None:
+        return None
+    if definition.path is not None:
+        return definition.path
+    if node.name in ("jevt.value", "json.value"):
+        parts = fields._pointer_parts(node.arg)  # noqa: SLF001
+        if parts and not any(p.isdigit() for p in parts):
+            return parts
+    return None
 
 
 def _lowered_search(search: Callable[[str], object]) -> Callable[[str], object]:
