@@ -26,7 +26,7 @@ from falconet import fields
 from falconet.alerts import Alert, AlertFactory, FieldSpec
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.errors import ConfigError, RuleError
-from falconet.rules.compiler import CompiledRule, Index, build_index
+from falconet.rules.compiler import OTHER, CompiledRule, Index, build_index
 from falconet.rules.loader import Diagnostic, RuleSet, load_rules
 from falconet.rules.model import PRIORITIES, Rule, parse_priority
 from falconet.rules.output import FieldToken, parse_output
@@ -133,6 +133,8 @@ class Engine:
             env=self._env,
             cache_dir=Path(code_cache) if code_cache else None,
         )
+        self._table = self._index.table
+        self._table_other = self._table[OTHER]
         self._first = rule_matching == "first"
         self._reference = ReferenceEvaluator(self._env)
 
@@ -201,7 +203,13 @@ class Engine:
         name = user.get("username", _MISSING) if type(user) is dict else _MISSING
         if type(name) is not str:
             name = _key(name)
-        hit = self._index.lookup(verb, resource)(event, context, verb, resource, stage, name)
+        row = self._table.get(verb)  # Index.lookup, inlined: this runs for every event
+        if row is None:
+            row = self._table_other
+        bucket = row.get(resource)
+        if bucket is None:
+            bucket = row[OTHER]
+        hit = bucket(event, context, verb, resource, stage, name)
         if self._first:
             if hit < 0:
                 return _NO_ALERTS
@@ -279,8 +287,43 @@ def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
     except fields.ArgumentError as exc:
         raise ConfigError(f"extra field '{spec}': {exc}") from None
     return FieldSpec(
-        token.key, definition.raw_getter(token.arg, env), definition.gated, optional=True
+        token.key,
+        definition.raw_getter(token.arg, env),
+        definition.gated,
+        optional=True,
+        **_inline(definition, token.arg),
     )
+
+
+# Extension and list fields the generated alert code reads in place (see alerts.FieldSpec); each
+# entry gives the same value as the field's getter in fields.py.
+_CONTEXT_FIELDS = {
+    "falconet.account": ("account", None),
+    "falconet.region": ("region", None),
+    "falconet.origin": ("origin", None),
+    "falconet.cluster": ("cluster", (("annotations", None), ("cluster_name", None))),
+}
+_LIST_FIELDS = {"ka.user.groups": (("user", None), ("groups", None))}
+
+
+def _inline(definition: fields.FieldDef, arg: str | None) -> dict[str, Any]:
+    """How the generated alert code may read a field in place (FieldSpec's `steps`,
+    `list_steps`, `context`); empty when only the getter knows."""
+    if definition.path is not None:
+        return {"steps": tuple((key, None) for key in definition.path)}
+    if definition.name in ("jevt.value", "json.value"):
+        parts = fields._pointer_parts(arg)  # noqa: SLF001
+        if parts:
+            return {
+                "steps": tuple((p, int(p) if p.isdigit() and p.isascii() else None) for p in parts)
+            }
+        return {}
+    if definition.name in _CONTEXT_FIELDS:
+        attr, steps = _CONTEXT_FIELDS[definition.name]
+        return {"context": attr, "steps": steps}
+    if definition.name in _LIST_FIELDS:
+        return {"steps": _LIST_FIELDS[definition.name], "list_steps": True}
+    return {}
 
 
 def _factory(
@@ -296,7 +339,10 @@ def _factory(
         assert definition is not None  # checked by the loader
         if part.key not in specs:
             specs[part.key] = FieldSpec(
-                part.key, definition.raw_getter(part.arg, env), definition.gated
+                part.key,
+                definition.raw_getter(part.arg, env),
+                definition.gated,
+                **_inline(definition, part.arg),
             )
         parts.append((part.key, part.width))
     return AlertFactory(

@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from falconet import Engine
+from falconet.alerts import compile_filler
+from falconet.context import EMPTY_CONTEXT, EventContext
 from tests.conftest import BUNDLED_RULES, ROOT, SHARED
 
 UPSTREAM = SHARED / "conformance/falco-plugins-k8saudit/v0.18.0/k8s_audit_rules.yaml"
@@ -77,6 +79,35 @@ def test_corpus_and_fixtures_agree(ruleset: str, matching: str) -> None:
         assert fast == e.matches_reference(event), event.get("auditID")
         fired += bool(fast)
     assert fired > 20  # the comparison covers matching events, not only misses
+
+
+@pytest.mark.parametrize("ruleset", list(RULESETS))
+def test_generated_alert_fields_agree_with_getters(ruleset: str) -> None:
+    """Every rule's generated alert code (fields read in place) gives the message and
+    output_fields its field getters give, on the corpus and every fixture, with and without an
+    envelope context."""
+    e = engine(ruleset, "first")
+    contexts = [EMPTY_CONTEXT, EventContext(cluster="prod", account="1234", origin="s3://b/k")]
+    for event in [*_corpus(300), *_fixtures()]:
+        if "auditID" not in event:
+            continue
+        for factory, ctx in itertools.product(e._factories, contexts):  # noqa: SLF001
+            assert_same_fields(factory, event, ctx)
+
+
+_FILLERS: dict[int, Any] = {}
+
+
+def assert_same_fields(factory: Any, event: dict[str, Any], ctx: EventContext) -> None:
+    fill = _FILLERS.get(id(factory))
+    if fill is None:
+        fill = _FILLERS[id(factory)] = compile_filler(
+            factory.specs, factory.keys, factory.time_index, factory.template, factory.parts
+        )
+    expected = factory.getter_fields(event, ctx, 1_700_000_000_123_456_789, gate=False)
+    got = fill(event, ctx, 1_700_000_000_123_456_789)
+    assert got == expected, (factory.rule, event.get("auditID"))
+    assert list(got[1]) == list(expected[1])  # same key order (sorted, as Falco prints)
 
 
 _text = st.sampled_from(
@@ -357,3 +388,37 @@ def test_code_cache_round_trip_and_corruption(tmp_path: Path) -> None:
     assert third.index_stats()["code_cache_hit"] == 0
     event = _fixtures()[0]
     assert [a.rule for a in third.evaluate(event)] == [a.rule for a in first.evaluate(event)]
+
+
+_odd = st.one_of(
+    _scalar,
+    st.lists(st.one_of(_scalar, st.dictionaries(_text, _scalar, max_size=1)), max_size=3),
+    st.dictionaries(st.sampled_from(["0", "username", "groups", "cluster_name"]), _scalar),
+)
+
+
+@pytest.mark.parametrize("ruleset", list(RULESETS))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    event=audit_events(),
+    odd=st.dictionaries(
+        st.sampled_from(["sourceIPs", "user", "annotations", "impersonatedUser", "objectRef"]),
+        _odd,
+        max_size=2,
+    ),
+    groups=_odd,
+    cluster=st.one_of(st.none(), st.just("prod")),
+)
+def test_random_events_alert_fields_agree(
+    ruleset: str, event: dict[str, Any], odd: dict[str, Any], groups: Any, cluster: str | None
+) -> None:
+    """The same with odd shapes where the generated code reads in place: sourceIPs that is not a
+    list of strings, user.groups of mixed types, non-object parents, a cluster_name number."""
+    event = {**event, **odd, "auditID": "a"}
+    if isinstance(event.get("user"), dict):
+        event["user"] = {**event["user"], "groups": groups}
+    if isinstance(event.get("annotations"), dict):
+        event["annotations"] = {**event["annotations"], "cluster_name": groups}
+    e = engine(ruleset, "first")
+    for factory in e._factories:  # noqa: SLF001
+        assert_same_fields(factory, event, EventContext(cluster=cluster))
