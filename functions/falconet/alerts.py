@@ -206,6 +206,7 @@ def compile_filler(
         "__builtins__": {},
         "type": type,
         "str": str,
+        "int": int,
         "dict": dict,
         "list": list,
         "len": len,
@@ -255,7 +256,10 @@ def compile_filler(
             if spec.list_steps:
                 expr = f"L(_v) if type(_v := ({read})) is list else None"
             else:
-                expr = f"_v if type(_v := ({read})) is str else (None if _v is M else S(_v))"
+                expr = (
+                    f"_v if type(_v := ({read})) is str else "
+                    "(str(_v) if type(_v) is int else (None if _v is M else S(_v)))"
+                )
             if spec.context:
                 lines.append(f"    {local} = ctx.{spec.context}")
                 lines.append(f"    if {local} is None:")

@@ -399,6 +399,7 @@ class _ModuleGen:
             "__builtins__": {},
             "type": type,
             "str": str,
+            "int": int,
             "dict": dict,
             "list": list,
             "U": _UNSET,
@@ -504,7 +505,11 @@ class _BucketGen:
                 expr = f"(_o.get({const(key)}, M) if type(_o := {expr}) is dict else M)"
             else:
                 expr = f"(_o.get({const(key)}) if type(_o := {expr}) is dict else None)"
-        return f"(_v if type(_v := {expr}) is str else (None if _v is M else S(_v)))"
+        # An int (a response code) is str()-ed in C; other values go through stringify.
+        return (
+            f"(_v if type(_v := {expr}) is str else "
+            "(str(_v) if type(_v) is int else (None if _v is M else S(_v))))"
+        )
 
     def _getter(self, node: ast.Field) -> fields.Getter:
         definition = fields.lookup(node.name)
