@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,67 +109,135 @@ _EXCEPTION_OPS = {
 _PAREN_OPS = {"in", "intersects", "pmatch"}
 
 
-@dataclass(slots=True)
+# The item records below are plain slotted classes, not dataclasses: seven dataclasses cost ~3 ms
+# of `exec` at every import (a cold start), and nothing here compares or prints the private ones.
+
+
 class Diagnostic:
     """An error or warning with its place: rendered as `FILE:LINE:COL: severity: message`."""
 
-    error: errs.RuleError
-    severity: str = "error"
+    __slots__ = ("error", "severity")
+
+    def __init__(self, error: errs.RuleError, severity: str = "error") -> None:
+        self.error = error
+        self.severity = severity
 
     def __str__(self) -> str:
         return self.error.render(self.severity)
 
+    def __repr__(self) -> str:
+        return f"Diagnostic(error={self.error!r}, severity={self.severity!r})"
 
-@dataclass(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is Diagnostic:
+            assert isinstance(other, Diagnostic)
+            return (self.error, self.severity) == (other.error, other.severity)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+
 class _Span:
     """The YAML scalar a piece of condition text came from, to locate tokens inside it."""
 
-    file: str
-    start: int  # character offsets in the file's text
-    end: int
-    line: int  # 1-based position of the scalar
-    column: int
+    __slots__ = ("column", "end", "file", "line", "start")
+
+    def __init__(self, file: str, start: int, end: int, line: int, column: int) -> None:
+        self.file = file
+        self.start = start  # character offsets in the file's text
+        self.end = end
+        self.line = line  # 1-based position of the scalar
+        self.column = column
 
 
-@dataclass(slots=True)
 class _Item:
-    kind: str  # "list", "macro", "rule"
-    name: str
-    index: int
-    visibility: int
-    src: Source
-    spans: list[_Span] = field(default_factory=list)
+    __slots__ = ("index", "kind", "name", "spans", "src", "visibility")
+
+    def __init__(
+        self,
+        kind: str,  # "list", "macro", "rule"
+        name: str,
+        index: int,
+        visibility: int,
+        src: Source,
+        spans: list[_Span] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.index = index
+        self.visibility = visibility
+        self.src = src
+        self.spans = [] if spans is None else spans
 
 
-@dataclass(slots=True)
 class _List(_Item):
-    items: list[str] = field(default_factory=list)
+    __slots__ = ("items",)
+
+    def __init__(
+        self, kind: str, name: str, index: int, visibility: int, src: Source, *, items: list[str]
+    ) -> None:
+        super().__init__(kind, name, index, visibility, src)
+        self.items = items
 
 
-@dataclass(slots=True)
 class _Macro(_Item):
-    condition: str = ""
+    __slots__ = ("condition",)
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        index: int,
+        visibility: int,
+        src: Source,
+        spans: list[_Span],
+        *,
+        condition: str,
+    ) -> None:
+        super().__init__(kind, name, index, visibility, src, spans)
+        self.condition = condition
 
 
-@dataclass(slots=True)
 class _Exception:
-    name: str
-    fields: list[str] | str
-    comps: list[str] | str
-    values: list[Any]
-    src: Source
+    __slots__ = ("comps", "fields", "name", "src", "values")
+
+    def __init__(
+        self,
+        name: str,
+        fields: list[str] | str,
+        comps: list[str] | str,
+        values: list[Any],
+        src: Source,
+    ) -> None:
+        self.name = name
+        self.fields = fields
+        self.comps = comps
+        self.values = values
+        self.src = src
 
 
-@dataclass(slots=True)
 class _Rule(_Item):
-    condition: str = ""
-    output: str = ""
-    desc: str = ""
-    priority: int = 7
-    source: str = "syscall"
-    enabled: bool = True
-    tags: list[str] = field(default_factory=list)
-    exceptions: list[_Exception] = field(default_factory=list)
+    __slots__ = (
+        "condition",
+        "desc",
+        "enabled",
+        "exceptions",
+        "output",
+        "priority",
+        "source",
+        "tags",
+    )
+
+    def __init__(self, kind: str, name: str, index: int, visibility: int, src: Source) -> None:
+        super().__init__(kind, name, index, visibility, src)
+        self.condition = ""
+        self.output = ""
+        self.desc = ""
+        self.priority = 7
+        self.source = "syscall"
+        self.enabled = True
+        self.tags: list[str] = []
+        self.exceptions: list[_Exception] = []
 
 
 class _Node:
