@@ -1088,7 +1088,7 @@ def _geo_binder(attr: str) -> Callable[[str | None, BindEnv], Getter]:
     def binder(_arg: str | None, env: BindEnv) -> Getter:
         geo = env.geoip
         if attr == "scope":
-            from falconet.geoip import ip_scope
+            from falconet.ipscope import ip_scope  # not geoip: see ipscope
 
             cached = functools.lru_cache(maxsize=4096)(ip_scope)  # one parse per address
             return lambda ev, _ctx: cached(_src_ip(ev, None))
