@@ -890,9 +890,10 @@ class RuleSet:
         """
         lists = self._expanded_lists()
         resolved_macros = self._compile_macros(lists)
+        memo = _Memo({id(t): t for t in resolved_macros.values()})
         out: list[Rule] = []
         for rule in sorted(self.rules.values(), key=lambda r: r.index):
-            compiled = self._compile_rule(rule, lists, resolved_macros)
+            compiled = self._compile_rule(rule, lists, resolved_macros, memo)
             if compiled is not None:
                 out.append(compiled)
         return out
@@ -971,6 +972,7 @@ class RuleSet:
 
     def _compile_macros(self, lists: list[tuple[str, list[str]]]) -> dict[str, ast.Expr]:
         parsed: dict[str, ast.Expr] = {}
+        resolved: dict[int, ast.Expr] = {}  # id -> the macro trees resolved so far
         ordered = sorted(self.macros.values(), key=lambda m: m.index)
         texts: dict[str, str] = {}
         for macro in ordered:
@@ -989,7 +991,8 @@ class RuleSet:
                 return parsed.get(name) if name in visible else None
 
             try:
-                parsed[macro.name] = _resolve(tree, lookup, [macro.name])
+                tree = parsed[macro.name] = _resolve(tree, lookup, [macro.name], resolved)
+                resolved[id(tree)] = tree
             except _ResolveError as exc:
                 self._error(
                     self._condition_error(
@@ -1000,7 +1003,11 @@ class RuleSet:
         return parsed
 
     def _compile_rule(
-        self, rule: _Rule, lists: list[tuple[str, list[str]]], macros: dict[str, ast.Expr]
+        self,
+        rule: _Rule,
+        lists: list[tuple[str, list[str]]],
+        macros: dict[str, ast.Expr],
+        memo: _Memo,
     ) -> Rule | None:
         text = self._substitute(build_exception_condition(rule.condition, rule.exceptions), lists)
         tree = self._parse(rule, text)
@@ -1012,13 +1019,13 @@ class RuleSet:
             )
             return None
         try:
-            tree = _resolve(tree, macros.get, [])
+            tree = _resolve(tree, macros.get, [], memo.macros)
         except _ResolveError as exc:
             self._error(
                 self._condition_error(rule, exc.message, text, exc.pos, exc.cls, token=exc.token)
             )
             return None
-        problem = check_fields(tree)
+        problem = check_fields(tree, memo.checked)
         if problem is not None:
             message, node, cls, token = problem
             self._error(self._condition_error(rule, message, text, node.pos, cls, token=token))
@@ -1037,7 +1044,7 @@ class RuleSet:
                 )
             )
             return None
-        used = {n.name for n in _walk_fields(tree)}
+        used = set(_field_names(tree, memo.names))
         used.update(p.name for p in parts if not isinstance(p, str))
         return Rule(
             rule.name,
@@ -1194,9 +1201,18 @@ class _ResolveError(Exception):
 
 
 def _resolve(
-    node: ast.Expr, lookup: Callable[[str], ast.Expr | None], stack: list[str]
+    node: ast.Expr,
+    lookup: Callable[[str], ast.Expr | None],
+    stack: list[str],
+    resolved: dict[int, ast.Expr] | None = None,
 ) -> ast.Expr:
-    """Replace macro identifiers by their trees (recursively), detecting loops."""
+    """Replace macro identifiers by their trees (recursively), detecting loops.
+
+    `resolved` maps id() to the macro trees already resolved (they hold no identifier): such a
+    tree is used as it is instead of being walked and copied again, so the macros a rule uses
+    cost one walk in all, and the rules share them. A subtree with nothing to replace is returned
+    unchanged, not copied. Neither changes the result's value (the nodes are immutable).
+    """
     if isinstance(node, ast.Identifier):
         if node.name in stack:
             chain = " -> ".join([*stack[stack.index(node.name) :], node.name])
@@ -1216,32 +1232,61 @@ def _resolve(
                 errs.UndefinedMacroError,
                 node.name,
             )
-        return _resolve(target, lookup, [*stack, node.name])
-    if isinstance(node, ast.And):
-        return ast.And(node.pos, tuple(_resolve(c, lookup, stack) for c in node.children))
-    if isinstance(node, ast.Or):
-        return ast.Or(node.pos, tuple(_resolve(c, lookup, stack) for c in node.children))
+        if resolved is not None and resolved.get(id(target)) is target:
+            return target
+        return _resolve(target, lookup, [*stack, node.name], resolved)
+    if isinstance(node, ast.And | ast.Or):
+        children = tuple(_resolve(c, lookup, stack, resolved) for c in node.children)
+        if all(new is old for new, old in zip(children, node.children, strict=True)):
+            return node
+        return type(node)(node.pos, children)
     if isinstance(node, ast.Not):
-        return ast.Not(node.pos, _resolve(node.child, lookup, stack))
+        child = _resolve(node.child, lookup, stack, resolved)
+        return node if child is node.child else ast.Not(node.pos, child)
     return node
 
 
-def _walk_fields(node: ast.Expr) -> Iterable[ast.Field]:
+class _Memo:
+    """What one `RuleSet.compile` remembers per subtree, by id (with the node itself, so that a
+    recycled id never matches): rules share their macros' resolved trees (see `_resolve`), so a
+    macro used by twenty rules is resolved, checked and scanned for field names once, not twenty
+    times. The entries keep their nodes alive for the whole compile."""
+
+    __slots__ = ("checked", "macros", "names")
+
+    def __init__(self, macros: dict[int, ast.Expr]) -> None:
+        self.macros = macros  # the resolved macro trees
+        self.checked: dict[int, tuple[ast.Expr, Problem | None]] = {}
+        self.names: dict[int, tuple[ast.Expr, frozenset[str]]] = {}
+
+
+def _field_names(
+    node: ast.Expr, memo: dict[int, tuple[ast.Expr, frozenset[str]]]
+) -> frozenset[str]:
+    """The names of the fields a resolved condition reads."""
+    hit = memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    names: frozenset[str]
     if isinstance(node, ast.And | ast.Or):
-        for c in node.children:
-            yield from _walk_fields(c)
+        names = frozenset().union(*(_field_names(c, memo) for c in node.children))
     elif isinstance(node, ast.Not):
-        yield from _walk_fields(node.child)
+        names = _field_names(node.child, memo)
     elif isinstance(node, ast.UnaryCheck | ast.BinaryCheck):
-        yield from _operand_fields(node.left)
-        if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer):
-            yield from _operand_fields(node.right)
-
-
-def _operand_fields(node: ast.Field | ast.Transformer) -> Iterable[ast.Field]:
-    while isinstance(node, ast.Transformer):
-        node = node.child
-    yield node
+        names = frozenset(
+            [
+                _field_name(node.left),
+                *(
+                    [_field_name(node.right)]
+                    if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer)
+                    else []
+                ),
+            ]
+        )
+    else:
+        names = frozenset()
+    memo[id(node)] = (node, names)
+    return names
 
 
 _LIST_FIELD_OPS = {"in", "intersects", "exists"}
@@ -1285,15 +1330,37 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
     return None, definition.is_list, definition.type
 
 
-def check_fields(tree: ast.Expr) -> Problem | None:
-    """The first field, argument or operator problem of a resolved condition, or None."""
+def check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]] | None = None
+) -> Problem | None:
+    """The first field, argument or operator problem of a resolved condition, or None.
+
+    `memo` (see `_Memo`) remembers the answer for each subtree, so shared macro trees are checked
+    once per compile; the answer depends on the subtree alone."""
+    if memo is None:
+        return _check_fields(tree, {})
+    return _check_fields(tree, memo)
+
+
+def _check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
+) -> Problem | None:
+    hit = memo.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    problem = _check_node(tree, memo)
+    memo[id(tree)] = (tree, problem)
+    return problem
+
+
+def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]) -> Problem | None:
     if isinstance(tree, ast.And | ast.Or):
         for c in tree.children:
-            if (p := check_fields(c)) is not None:
+            if (p := _check_fields(c, memo)) is not None:
                 return p
         return None
     if isinstance(tree, ast.Not):
-        return check_fields(tree.child)
+        return _check_fields(tree.child, memo)
     if isinstance(tree, ast.UnaryCheck | ast.BinaryCheck):
         problem, is_list, type_ = _check_operand(tree.left)
         if problem is not None:
