@@ -21,22 +21,30 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from falconet import errors as errs
 from falconet import fields
 from falconet.rules import ast
 from falconet.rules.lexer import caret, line_col
 from falconet.rules.model import PRIORITIES, Rule, Source, parse_priority
-from falconet.rules.output import OutputFormatError, parse_output
+from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 from falconet.rules.parser import ParseError, parse_condition
 
-try:  # libyaml's loader is ~9x faster (reference/performance.md finding 12)
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _YamlLoader = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
+
+
+def _yaml_loader() -> Any:
+    """PyYAML's loader class, imported on first use: `import yaml` costs ~10 ms, which a cold
+    start that finds its rules in the load cache (`load_rules`' `cache_dir`) never pays."""
+    import yaml  # noqa: PLC0415
+
+    try:  # libyaml's loader is ~9x faster (reference/performance.md finding 12)
+        return yaml.CSafeLoader
+    except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+        return yaml.SafeLoader
+
 
 ENGINE_VERSION = (0, 63, 0)
 # The plugins falconet emulates, for `required_plugin_versions`: k8saudit and json, and the
@@ -246,7 +254,9 @@ class _Node:
     __slots__ = ("file", "node")
 
     def __init__(self, node: yaml.Node, file: str) -> None:
-        self.node = node
+        # Typed Any: the kind is read from the class attribute `id` ("scalar", "sequence",
+        # "mapping"; not in the stubs) so that no yaml class is needed before the first parse.
+        self.node: Any = node
         self.file = file
 
     @property
@@ -259,10 +269,11 @@ class _Node:
         return _Span(self.file, start.index, end.index, start.line + 1, start.column + 1)
 
     def is_null(self) -> bool:
-        return isinstance(self.node, yaml.ScalarNode) and self.node.tag.endswith(":null")
+        tag: str = self.node.tag
+        return self.node.id == "scalar" and tag.endswith(":null")
 
     def scalar(self, what: str) -> str:
-        if not isinstance(self.node, yaml.ScalarNode):
+        if self.node.id != "scalar":
             raise _located(f"{what} must be a scalar value", self.src)
         return "" if self.is_null() else str(self.node.value)
 
@@ -277,12 +288,12 @@ class _Node:
     def sequence(self, what: str) -> list[_Node]:
         if self.is_null():
             return []
-        if not isinstance(self.node, yaml.SequenceNode):
+        if self.node.id != "sequence":
             raise _located(f"{what} must be a sequence", self.src)
         return [_Node(n, self.file) for n in self.node.value]
 
     def mapping(self, what: str) -> dict[str, _Node]:
-        if not isinstance(self.node, yaml.MappingNode):
+        if self.node.id != "mapping":
             raise _located(f"{what} must be a mapping", self.src)
         out: dict[str, _Node] = {}
         for k, v in self.node.value:
@@ -292,9 +303,9 @@ class _Node:
 
     def plain(self) -> Any:
         """Scalars as strings, sequences as lists (for exception values and tags)."""
-        if isinstance(self.node, yaml.SequenceNode):
+        if self.node.id == "sequence":
             return [_Node(n, self.file).plain() for n in self.node.value]
-        if isinstance(self.node, yaml.MappingNode):
+        if self.node.id == "mapping":
             return {k: v.plain() for k, v in self.mapping("a value").items()}
         return self.scalar("a value")
 
@@ -381,8 +392,11 @@ class RuleSet:
 
     def load_text(self, text: str, name: str = "<rules>") -> None:
         self.texts[name] = text
+        loader = _yaml_loader()
+        import yaml  # noqa: PLC0415 - imported by _yaml_loader: a dictionary look-up here
+
         try:
-            documents = list(yaml.compose_all(text, Loader=_YamlLoader))
+            documents = list(yaml.compose_all(text, Loader=loader))
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             src = Source(name, mark.line + 1, mark.column + 1) if mark else Source(name, 1, 1)
@@ -400,7 +414,7 @@ class RuleSet:
             root = _Node(document, name)
             if root.is_null():
                 continue
-            if not isinstance(document, yaml.SequenceNode):
+            if root.node.id != "sequence":
                 self._error(
                     _located(
                         "rules content is not a sequence of items",
@@ -418,7 +432,7 @@ class RuleSet:
                     self._error(exc)
 
     def _read_item(self, entry: _Node) -> None:
-        if not isinstance(entry.node, yaml.MappingNode):
+        if entry.node.id != "mapping":
             raise _located("unexpected value: each item must be a mapping", entry.src)
         item = entry.mapping("an item")
         self._counter += 1
@@ -831,7 +845,7 @@ class RuleSet:
                 )
             fields_node = ex["fields"]
             ex_fields: list[str] | str
-            if isinstance(fields_node.node, yaml.SequenceNode):
+            if fields_node.node.id == "sequence":
                 ex_fields = [f.scalar("exception field") for f in fields_node.sequence("fields")]
                 comps: list[str] | str = (
                     [c.scalar("comp") for c in ex["comps"].sequence("comps")]
@@ -1439,18 +1453,273 @@ def _field_name(node: ast.Field | ast.Transformer) -> str:
     return node.name
 
 
-def load_rules(paths: Iterable[str | Path]) -> tuple[list[Rule], RuleSet]:
+def load_rules(
+    paths: Iterable[str | Path], *, cache_dir: str | Path | None = None
+) -> tuple[list[Rule], RuleSet]:
     """Load rules files and directories in order; directories load their `*.yaml` by name.
 
     Returns the compiled rules and the RuleSet holding every diagnostic. Does not raise for rule
     problems: callers check `ruleset.errors`.
+
+    `cache_dir` (the engine's code cache, filled by `make build`) holds the result of loading
+    files with exactly these contents, in this order, with this loader: a cold start then skips
+    YAML (and its import), parsing, resolution and checks. Only error-free loads are stored; a
+    RuleSet read from the cache holds the diagnostics (warnings) and file texts, not the
+    list/macro/rule items. See `_cache_key` for what the key covers.
     """
+    files = expand_paths(paths)
+    key = _cache_key(files) if cache_dir is not None else None
+    if key is not None and cache_dir is not None:
+        cached = _read_cache(Path(cache_dir), key, files)
+        if cached is not None:
+            return cached
     ruleset = RuleSet()
-    for path in expand_paths(paths):
+    for path in files:
         ruleset.load_file(path)
     rules = ruleset.compile()
     ruleset.finish_warnings()
+    if key is not None and cache_dir is not None and not ruleset.errors:
+        _write_cache(Path(cache_dir), key, files, rules, ruleset)
     return rules, ruleset
+
+
+# -- the load cache ------------------------------------------------------------------------------
+
+_CACHE_FORMAT = b"falconet rules load cache 1\0"
+# The modules whose code decides what `load_rules` returns: their source is part of the key, so a
+# cache written by other code is never read (as the compiler keys its code cache on the source it
+# generates).
+_KEY_MODULES = (
+    "rules/loader.py",
+    "rules/parser.py",
+    "rules/lexer.py",
+    "rules/ast.py",
+    "rules/model.py",
+    "rules/output.py",
+    "fields.py",
+    "errors.py",
+)
+# Tree node tags in the cached form: (tag, pos, fields...), children encoded the same way.
+_AND, _OR, _NOT, _IDENT, _FIELD, _TRANSFORMER, _VALUE, _LIST, _UNARY, _BINARY, _CONST = range(11)
+
+
+def _cache_key(files: Sequence[Path]) -> str | None:
+    """A hash of the rules files' bytes in order and of the loader's own source; None when one
+    of them cannot be read (the normal load then reports what it must). File names are not in
+    the key: the cache stores positions in `files` instead, so a cache filled under the build
+    directory is read under /var/task, with the run-time names in every Source."""
+    import hashlib  # noqa: PLC0415 - only with a cache (the engine imports it anyway)
+    import marshal  # noqa: PLC0415
+
+    digest = hashlib.sha256(_CACHE_FORMAT + str(marshal.version).encode())
+    package = Path(__file__).resolve().parents[1]
+    try:
+        for data in [*((package / m).read_bytes() for m in _KEY_MODULES), b"\0"] + [
+            f.read_bytes() for f in files
+        ]:
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"loaded-{key}.marshal"
+
+
+def _write_cache(
+    cache_dir: Path, key: str, files: Sequence[Path], rules: Sequence[Rule], ruleset: RuleSet
+) -> None:
+    """Store the load (best effort and atomic, like the compiler's code cache)."""
+    import marshal  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    index = {str(f): i for i, f in enumerate(files)}
+    memo: dict[int, Any] = {}
+    try:
+        data = (
+            tuple(
+                (
+                    r.name,
+                    r.position,
+                    r.condition_text,
+                    _encode_tree(r.condition, memo),
+                    r.output,
+                    r.desc,
+                    r.priority,
+                    r.enabled,
+                    r.tags,
+                    (index[r.source.file], r.source.line, r.source.column),
+                    r.fields_used,
+                    tuple(
+                        p if isinstance(p, str) else (p.name, p.arg, p.width)
+                        for p in r.output_parts
+                    ),
+                )
+                for r in rules
+            ),
+            tuple(
+                (
+                    d.severity,
+                    type(d.error).__name__,
+                    d.error.message,
+                    -1 if d.error.file is None else index[d.error.file],
+                    d.error.line,
+                    d.error.column,
+                    d.error.item,
+                    d.error.kind,
+                    d.error.excerpt,
+                )
+                for d in ruleset.diagnostics
+            ),
+        )
+        blob = marshal.dumps(data)
+    except (KeyError, ValueError):  # a name outside `files`: nothing to remap it to, no cache
+        return
+    path = _cache_path(cache_dir, key)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _read_cache(
+    cache_dir: Path, key: str, files: Sequence[Path]
+) -> tuple[list[Rule], RuleSet] | None:
+    """The stored load for `key`, with today's file names, or None (absent or unreadable)."""
+    import marshal  # noqa: PLC0415
+
+    try:
+        # Our own cache, trusted like the compiler's code cache (and .pyc): part of the
+        # deployment, never writable by others. Only tuples of plain values are accepted below.
+        data = marshal.loads(_cache_path(cache_dir, key).read_bytes())  # noqa: S302
+        names = [str(f) for f in files]
+        memo: dict[int, ast.Expr] = {}
+        rules = [
+            Rule(
+                name,
+                position,
+                condition_text,
+                _decode_tree(tree, memo),
+                output,
+                desc,
+                priority,
+                enabled,
+                tags,
+                Source(names[src[0]], src[1], src[2]),
+                fields_used,
+                tuple(p if isinstance(p, str) else FieldToken(*p) for p in parts),
+            )
+            for (
+                name,
+                position,
+                condition_text,
+                tree,
+                output,
+                desc,
+                priority,
+                enabled,
+                tags,
+                src,
+                fields_used,
+                parts,
+            ) in data[0]
+        ]
+        ruleset = RuleSet()
+        for severity, cls_name, message, file, line, column, item, kind, excerpt in data[1]:
+            cls = getattr(errs, cls_name)
+            if not (isinstance(cls, type) and issubclass(cls, errs.RuleError)):
+                return None
+            error = cls(
+                message,
+                file=None if file < 0 else names[file],
+                line=line,
+                column=column,
+                item=item,
+                kind=kind,
+                excerpt=excerpt,
+            )
+            ruleset.diagnostics.append(Diagnostic(error, severity))
+        for f in files:
+            ruleset.texts[str(f)] = f.read_text(encoding="utf-8")
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return None
+    return rules, ruleset
+
+
+def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:
+    """A tree as nested tuples; a subtree shared by several rules is encoded once (marshal keeps
+    the sharing, so `_decode_tree` rebuilds it shared, as `_resolve` made it)."""
+    found = memo.get(id(node))
+    if found is not None:
+        return found
+    out: tuple[Any, ...]
+    if isinstance(node, ast.And | ast.Or):
+        tag = _AND if isinstance(node, ast.And) else _OR
+        out = (tag, node.pos, tuple(_encode_tree(c, memo) for c in node.children))
+    elif isinstance(node, ast.Not):
+        out = (_NOT, node.pos, _encode_tree(node.child, memo))
+    elif isinstance(node, ast.Identifier):
+        out = (_IDENT, node.pos, node.name)
+    elif isinstance(node, ast.Field):
+        out = (_FIELD, node.pos, node.name, node.arg)
+    elif isinstance(node, ast.Transformer):
+        out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo))
+    elif isinstance(node, ast.Value):
+        out = (_VALUE, node.pos, node.text)
+    elif isinstance(node, ast.ListValue):
+        out = (_LIST, node.pos, node.values)
+    elif isinstance(node, ast.UnaryCheck):
+        out = (_UNARY, node.pos, _encode_tree(node.left, memo), node.op)
+    elif isinstance(node, ast.BinaryCheck):
+        left = _encode_tree(node.left, memo)
+        out = (_BINARY, node.pos, left, node.op, _encode_tree(node.right, memo))
+    elif isinstance(node, ast.Constant):
+        out = (_CONST, node.pos, node.value)
+    else:
+        raise ValueError(f"unknown node {node!r}")
+    memo[id(node)] = out
+    return out
+
+
+def _decode_tree(data: Any, memo: dict[int, Any]) -> Any:
+    """The inverse of `_encode_tree` (memo by id of the loaded tuples: they stay alive)."""
+    found = memo.get(id(data))
+    if found is not None:
+        return found
+    tag = data[0]
+    node: ast.Node
+    if tag == _AND:
+        node = ast.And(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
+    elif tag == _OR:
+        node = ast.Or(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
+    elif tag == _NOT:
+        node = ast.Not(data[1], _decode_tree(data[2], memo))
+    elif tag == _IDENT:
+        node = ast.Identifier(data[1], data[2])
+    elif tag == _FIELD:
+        node = ast.Field(data[1], data[2], data[3])
+    elif tag == _TRANSFORMER:
+        node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo))
+    elif tag == _VALUE:
+        node = ast.Value(data[1], data[2])
+    elif tag == _LIST:
+        node = ast.ListValue(data[1], data[2])
+    elif tag == _UNARY:
+        node = ast.UnaryCheck(data[1], _decode_tree(data[2], memo), data[3])
+    elif tag == _BINARY:
+        left = _decode_tree(data[2], memo)
+        node = ast.BinaryCheck(data[1], left, data[3], _decode_tree(data[4], memo))
+    elif tag == _CONST:
+        node = ast.Constant(data[1], data[2])
+    else:
+        raise ValueError(f"unknown node tag {tag!r}")
+    memo[id(data)] = node
+    return node
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
