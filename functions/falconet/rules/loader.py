@@ -26,10 +26,8 @@ from typing import TYPE_CHECKING, Any
 from falconet import errors as errs
 from falconet import fields
 from falconet.rules import ast
-from falconet.rules.lexer import caret, line_col
 from falconet.rules.model import PRIORITIES, Rule, Source, parse_priority
 from falconet.rules.output import FieldToken, OutputFormatError, parse_output
-from falconet.rules.parser import ParseError, parse_condition
 
 if TYPE_CHECKING:
     import yaml
@@ -308,6 +306,12 @@ class _Node:
         if self.node.id == "mapping":
             return {k: v.plain() for k, v in self.mapping("a value").items()}
         return self.scalar("a value")
+
+
+def _caret(text: str, offset: int) -> str:
+    from falconet.rules.lexer import caret  # noqa: PLC0415 - only for errors (see RuleSet._parse)
+
+    return caret(text, offset)
 
 
 def _located(
@@ -933,6 +937,10 @@ class RuleSet:
         return text
 
     def _parse(self, item: _Item, text: str) -> ast.Expr | None:
+        # The parser and its lexer (regexes compiled at import, ~1 ms) are imported on first use:
+        # a cold start served by the load cache never parses.
+        from falconet.rules.parser import ParseError, parse_condition  # noqa: PLC0415
+
         try:
             return parse_condition(text)
         except ParseError as exc:
@@ -959,7 +967,7 @@ class RuleSet:
             cls=cls,
             kind=item.kind,
             item=item.name,
-            excerpt=caret(text, min(offset, len(text))),
+            excerpt=_caret(text, min(offset, len(text))),
         )
 
     def _locate(self, item: _Item, token: str) -> Source | None:
@@ -968,6 +976,8 @@ class RuleSet:
             text = self.texts.get(span.file, "")
             found = _find_token(text, token, span.start, span.end)
             if found >= 0:
+                from falconet.rules.lexer import line_col  # noqa: PLC0415 - see _parse
+
                 line, col = line_col(text, found)
                 return Source(span.file, line, col)
         return None
@@ -1054,7 +1064,7 @@ class RuleSet:
                     cls=errs.UnknownFieldError,
                     kind="rule",
                     item=rule.name,
-                    excerpt=caret(rule.output, exc.offset),
+                    excerpt=_caret(rule.output, exc.offset),
                 )
             )
             return None
