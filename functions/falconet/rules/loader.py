@@ -301,9 +301,11 @@ class _Node:
         return self.node.id == "scalar" and tag.endswith(":null")
 
     def scalar(self, what: str) -> str:
-        if self.node.id != "scalar":
+        node = self.node
+        if node.id != "scalar":
             raise _located(f"{what} must be a scalar value", self.src)
-        return "" if self.is_null() else str(self.node.value)
+        tag: str = node.tag
+        return "" if tag.endswith(":null") else str(node.value)
 
     def boolean(self, what: str) -> bool:
         text = self.scalar(what).lower()
@@ -324,9 +326,12 @@ class _Node:
         if self.node.id != "mapping":
             raise _located(f"{what} must be a mapping", self.src)
         out: dict[str, _Node] = {}
+        file = self.file
         for k, v in self.node.value:
-            key = _Node(k, self.file).scalar("a key")
-            out[key] = _Node(v, self.file)
+            if k.id == "scalar" and not k.tag.endswith(":null"):  # scalar() inline: most keys
+                out[str(k.value)] = _Node(v, file)
+            else:
+                out[_Node(k, file).scalar("a key")] = _Node(v, file)
         return out
 
     def plain(self) -> Any:
