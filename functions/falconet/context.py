@@ -8,6 +8,11 @@ it to alerts. Frozen: the decoder derives a new one with `replace` when an envel
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
 _set = object.__setattr__  # how the constructor writes its slots past `__setattr__`
 _FIELDS = ("cluster", "account", "region", "origin")
 
@@ -39,9 +44,8 @@ class EventContext:
     def _key(self) -> tuple[str | None, str | None, str | None, str | None]:
         return (self.cluster, self.account, self.region, self.origin)
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if other.__class__ is EventContext:
-            assert isinstance(other, EventContext)
             return (self.cluster, self.account, self.region, self.origin) == (
                 other.cluster,
                 other.account,

@@ -91,9 +91,8 @@ class _Frozen:
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if other.__class__ is self.__class__:
-            assert isinstance(other, _Frozen)
             return self._values() == other._values()
         return NotImplemented
 

@@ -164,9 +164,8 @@ class Diagnostic:
     def __repr__(self) -> str:
         return f"Diagnostic(error={self.error!r}, severity={self.severity!r})"
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if other.__class__ is Diagnostic:
-            assert isinstance(other, Diagnostic)
             return (self.error, self.severity) == (other.error, other.severity)
         return NotImplemented
 

@@ -50,9 +50,8 @@ class Source:
         _set(self, "line", line)
         _set(self, "column", column)
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if other.__class__ is Source:
-            assert isinstance(other, Source)
             return (self.file, self.line, self.column) == (other.file, other.line, other.column)
         return NotImplemented
 
@@ -121,9 +120,8 @@ class Rule:
     def _fields(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _RULE_FIELDS)
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if other.__class__ is Rule:
-            assert isinstance(other, Rule)
             return self._fields() == other._fields()
         return NotImplemented
 
