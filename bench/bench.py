@@ -19,6 +19,7 @@ import argparse
 import gc
 import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,24 +147,32 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
 
 
 def measure_build(paths: dict[str, list[Path]], rounds: int) -> dict[str, Engine]:
-    """Build time (YAML + resolve + compile + index), without and with the code cache."""
+    """Build time (YAML + resolve + compile + index), without and with the code cache, and the
+    loader's share of the uncached build ('load ms': load_rules alone, YAML to checked rules),
+    so that a change is attributed to the loader or to the index. Interleaved; best of rounds."""
+    from falconet.rules.loader import load_rules  # noqa: PLC0415 - the loader alone
+
     engines = {}
     print(
-        f"\n{'ruleset':10} {'rules':>5} {'build ms':>9} {'cached ms':>10} {'buckets':>8} "
-        f"{'rules/bucket':>13} {'wildcard':>9}"
+        f"\n{'ruleset':10} {'rules':>5} {'build ms':>9} {'load ms':>8} {'cached ms':>10} "
+        f"{'buckets':>8} {'rules/bucket':>13} {'wildcard':>9}"
     )
     with tempfile.TemporaryDirectory() as cache:
         for name, rule_paths in paths.items():
             best = {None: float("inf"), cache: float("inf")}
+            load = float("inf")
             for _ in range(rounds):
                 for code_cache, fastest in list(best.items()):
                     start = time.perf_counter()
                     engine = Engine.from_paths(rule_paths, code_cache=code_cache)
                     best[code_cache] = min(fastest, time.perf_counter() - start)
+                start = time.perf_counter()
+                load_rules(rule_paths)
+                load = min(load, time.perf_counter() - start)
             stats = engine.index_stats()
             engines[name] = engine
             print(
-                f"{name:10} {stats['active_rules']:5} {best[None] * 1000:9.1f} "
+                f"{name:10} {stats['active_rules']:5} {best[None] * 1000:9.1f} {load * 1000:8.1f} "
                 f"{best[cache] * 1000:10.1f} {stats['buckets']:8} "
                 f"{stats['min_rules']:>6}-{stats['max_rules']:<6} {stats['wildcard_rules']:9}"
             )
@@ -185,25 +194,44 @@ print((t1 - t0) * 1000, (t2 - t0) * 1000)
 
 def measure_import(rounds: int) -> None:
     """import falconet, then import + build the bundled engine, in fresh processes; the first
-    process fills the code cache as `sam build` does, the others read it like a cold start."""
-    results = []
+    process fills the code cache as `sam build` does, the others read it like a cold start.
+
+    Two bytecode states, interleaved: "with .pyc", every module from bytecode written by the first
+    process (what `make build` ships: precompiled .pyc); "falconet .py", the same but falconet's
+    own modules compiled from source at each start (what a checkout run with
+    PYTHONDONTWRITEBYTECODE=1 costs, about 40 ms more). The pycache prefix is private to this
+    measure, so the figures do not depend on the caller's environment or on stale __pycache__."""
+    figures: dict[str, list[tuple[float, float]]] = {"with .pyc": [], "falconet .py": []}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
-    with tempfile.TemporaryDirectory() as cache:
-        for _ in range(rounds + 1):
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD_IMPORT, str(ROOT / "rules"), cache],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-            ).stdout.split()
-            results.append((float(out[0]), float(out[1])))
-    results = results[1:]
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as pyc:
+        warm, cold = Path(pyc, "warm"), Path(pyc, "cold")
+        for i in range(rounds + 1):
+            for label, values in figures.items():
+                extra = {"PYTHONPYCACHEPREFIX": str(warm)}
+                if label == "falconet .py":
+                    if i == 0:  # the warm prefix minus falconet's own bytecode, never written
+                        shutil.copytree(warm, cold)
+                        shutil.rmtree(Path(str(cold) + str(ROOT / "functions")))
+                    extra = {"PYTHONPYCACHEPREFIX": str(cold), "PYTHONDONTWRITEBYTECODE": "1"}
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD_IMPORT, str(ROOT / "rules"), cache],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**env, **extra},
+                ).stdout.split()
+                if i:  # the first round fills the code cache and the bytecode
+                    values.append((float(out[0]), float(out[1])))
     print(
-        f"\nimport falconet: {statistics.median(r[0] for r in results):.1f} ms; import + bundled "
-        f"engine build from the code cache (no boto3): "
-        f"{statistics.median(r[1] for r in results):.1f} ms (median of {rounds} fresh processes)"
+        f"\nimport falconet, then + bundled engine build from the code cache (no boto3), "
+        f"median of {rounds} fresh processes:"
     )
+    for label, values in figures.items():
+        print(
+            f"  {label:13} import {statistics.median(r[0] for r in values):6.1f} ms   "
+            f"import + build {statistics.median(r[1] for r in values):6.1f} ms"
+        )
 
 
 CHILD_COLD = """

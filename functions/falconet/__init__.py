@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from falconet.alerts import Alert
 from falconet.context import EventContext
 from falconet.errors import ConfigError, DecodeError, FalconetError, RuleError, SinkError
 
 if TYPE_CHECKING:
+    from falconet.alerts import Alert
     from falconet.engine import Engine
 
 __version__ = "0.1.0"
@@ -34,9 +34,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Engine is imported on first use so `import falconet` stays cheap for the CLI's help path.
+    # Engine and Alert are imported on first use so `import falconet` stays cheap for the CLI's
+    # help path: alerts.py pulls in dataclasses (and inspect), hashlib and orjson, ~15 ms.
     if name == "Engine":
         from falconet.engine import Engine  # noqa: PLC0415 - lazy on purpose (see above)
 
         return Engine
+    if name == "Alert":
+        from falconet.alerts import Alert  # noqa: PLC0415 - lazy on purpose (see above)
+
+        return Alert
     raise AttributeError(f"module 'falconet' has no attribute {name!r}")

@@ -8,15 +8,19 @@ batch share it, and the rest is a few slices and an `int()`.
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
-from collections.abc import Callable
+from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\Z")
 _ZONE = re.compile(r"([+-])(\d{2}):(\d{2})\Z")
 _cache: dict[str, int] = {}
 _CACHE_MAX = 4096
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 def _seconds(prefix: str) -> int | None:
@@ -24,11 +28,16 @@ def _seconds(prefix: str) -> int | None:
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups())
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
-        return None
     if hour > 23 or minute > 59 or second > 59:
         return None
-    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    # `date` rejects a month or day out of range, as the calendar check did; it is also what
+    # calendar.timegm used, without importing calendar (and locale: ~2 ms at a cold start).
+    # Year 0000 is outside `date`'s range: not a timestamp (timegm raised ValueError for it).
+    try:
+        days = date(year, month, day).toordinal() - _EPOCH_DAY
+    except ValueError:
+        return None
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
 
 
 def parse_rfc3339_ns(value: object) -> int | None:

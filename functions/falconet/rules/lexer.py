@@ -39,6 +39,32 @@ WORD_OPS = frozenset(op for op in STR_OPS if op.isalpha())
 LIST_OPS = ("intersects", "in", "pmatch")
 TRANSFORMERS = ("tolower", "toupper", "b64", "basename")
 ALL_OPS = UNARY_OPS + NUM_OPS + STR_OPS + LIST_OPS
+# "Which operator is at the cursor" in one match: the operators in the order the parser tries
+# them (unary, numeric, string, list; the first alternative that matches wins, as in a loop), a
+# word operator only when a blank follows it. OPERATOR_KINDS gives the form of its value.
+OPERATOR = re.compile(
+    "|".join(
+        re.escape(op) + (r"(?=[ \t\b\r\n])" if op in WORD_OPS else "")
+        for op in (*UNARY_OPS, *NUM_OPS, *STR_OPS, *LIST_OPS)
+    )
+)
+# A list of plain items, the common case, read in one match (`parse_list_value`): bare strings
+# and quoted strings without a backslash (whose value is their body), comma-separated, blanks
+# allowed. Backspace, a blank for the parser but a character of a bare string, is left to the
+# general path, as is anything else (which then parses or fails exactly as before).
+_PLAIN_ITEM = r"""(?:[^()"'\s=,\x08]+|"[^"\\]*"|'[^'\\]*')"""
+_LIST_BLANKS = r"[ \t\r\n]*"
+PLAIN_LIST = re.compile(
+    rf"\({_LIST_BLANKS}(?:{_PLAIN_ITEM}(?:{_LIST_BLANKS},{_LIST_BLANKS}{_PLAIN_ITEM})*)?"
+    rf"{_LIST_BLANKS}\)"
+)
+PLAIN_ITEM = re.compile(_PLAIN_ITEM)
+OPERATOR_KINDS = {
+    **dict.fromkeys(UNARY_OPS, "unary"),
+    **dict.fromkeys(NUM_OPS, "num"),
+    **dict.fromkeys(STR_OPS, "str"),
+    **dict.fromkeys(LIST_OPS, "list"),
+}
 
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "\\": "\\", "/": "/"}
 _HEX = frozenset("0123456789abcdefABCDEF")

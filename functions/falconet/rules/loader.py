@@ -20,24 +20,59 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from falconet import errors as errs
 from falconet import fields
 from falconet.rules import ast
-from falconet.rules.lexer import caret, line_col
 from falconet.rules.model import PRIORITIES, Rule, Source, parse_priority
-from falconet.rules.output import OutputFormatError, parse_output
-from falconet.rules.parser import ParseError, parse_condition
+from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 
-try:  # libyaml's loader is ~9x faster (reference/performance.md finding 12)
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _YamlLoader = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
+
+
+_YAML_NULLS = frozenset(("", "~", "null", "Null", "NULL"))  # YAML 1.1's plain nulls
+_yaml_loader_class: Any = None
+
+
+def _yaml_loader() -> Any:
+    """The PyYAML loader class that composes rules files, made on first use: `import yaml` costs
+    ~10 ms, which a cold start that finds its rules in the load cache (`load_rules`' `cache_dir`)
+    never pays.
+
+    It is libyaml's safe loader (~9x faster than the pure-Python one, reference/performance.md
+    finding 12) with a smaller resolver, called back from C for every node: the loader reads
+    every scalar as its text (as yaml-cpp does) and asks a tag only whether a value is null, so
+    a plain scalar resolves to `null` or `str`, and the path resolvers (unused) are skipped.
+    Explicit tags are kept as written. ~20% of the compose time of the bundled rules.
+    """
+    global _yaml_loader_class  # noqa: PLW0603 - a lazily built, then constant, class
+    if _yaml_loader_class is not None:
+        return _yaml_loader_class
+    import yaml  # noqa: PLC0415
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # CSafeLoader unless no libyaml
+    scalar, sequence = yaml.ScalarNode, yaml.SequenceNode
+
+    class _Loader(base):  # type: ignore[misc]
+        def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+            if kind is scalar:
+                if implicit[0] and value in _YAML_NULLS:
+                    return "tag:yaml.org,2002:null"
+                return "tag:yaml.org,2002:str"
+            return "tag:yaml.org,2002:seq" if kind is sequence else "tag:yaml.org,2002:map"
+
+        def descend_resolver(self, current_node: object, current_index: object) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
+    _yaml_loader_class = _Loader
+    return _Loader
+
 
 ENGINE_VERSION = (0, 63, 0)
 # The plugins falconet emulates, for `required_plugin_versions`: k8saudit and json, and the
@@ -53,9 +88,11 @@ SOURCE = "k8s_audit"
 
 _TRUE = {"true", "yes", "on", "y"}
 _FALSE = {"false", "no", "off", "n"}
-_MACRO_NAME = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*\Z")
-_LIST_NAME = re.compile(r"[^()\"'\s=,]+\Z")
-_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?\Z")
+# Patterns as text, compiled by `re` on first use and kept in its cache: compiling the three at
+# import cost ~0.65 ms, which a cold start served by the load cache never needs.
+_MACRO_NAME = r"[a-zA-Z]+[a-zA-Z0-9_]*\Z"
+_LIST_NAME = r"[^()\"'\s=,]+\Z"
+_SEMVER = r"(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?\Z"
 _BLANKS = " \t\n\r"
 _LIST_DELIMS = _BLANKS + "(),="
 
@@ -110,67 +147,134 @@ _EXCEPTION_OPS = {
 _PAREN_OPS = {"in", "intersects", "pmatch"}
 
 
-@dataclass(slots=True)
+# The item records below are plain slotted classes, not dataclasses: seven dataclasses cost ~3 ms
+# of `exec` at every import (a cold start), and nothing here compares or prints the private ones.
+
+
 class Diagnostic:
     """An error or warning with its place: rendered as `FILE:LINE:COL: severity: message`."""
 
-    error: errs.RuleError
-    severity: str = "error"
+    __slots__ = ("error", "severity")
+
+    def __init__(self, error: errs.RuleError, severity: str = "error") -> None:
+        self.error = error
+        self.severity = severity
 
     def __str__(self) -> str:
         return self.error.render(self.severity)
 
+    def __repr__(self) -> str:
+        return f"Diagnostic(error={self.error!r}, severity={self.severity!r})"
 
-@dataclass(slots=True)
+    def __eq__(self, other: Any) -> bool:
+        if other.__class__ is Diagnostic:
+            return (self.error, self.severity) == (other.error, other.severity)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+
 class _Span:
     """The YAML scalar a piece of condition text came from, to locate tokens inside it."""
 
-    file: str
-    start: int  # character offsets in the file's text
-    end: int
-    line: int  # 1-based position of the scalar
-    column: int
+    __slots__ = ("column", "end", "file", "line", "start")
+
+    def __init__(self, file: str, start: int, end: int, line: int, column: int) -> None:
+        self.file = file
+        self.start = start  # character offsets in the file's text
+        self.end = end
+        self.line = line  # 1-based position of the scalar
+        self.column = column
 
 
-@dataclass(slots=True)
 class _Item:
-    kind: str  # "list", "macro", "rule"
-    name: str
-    index: int
-    visibility: int
-    src: Source
-    spans: list[_Span] = field(default_factory=list)
+    __slots__ = ("index", "kind", "name", "spans", "src", "visibility")
+
+    def __init__(
+        self,
+        kind: str,  # "list", "macro", "rule"
+        name: str,
+        index: int,
+        visibility: int,
+        src: Source,
+        spans: list[_Span] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.index = index
+        self.visibility = visibility
+        self.src = src
+        self.spans = [] if spans is None else spans
 
 
-@dataclass(slots=True)
 class _List(_Item):
-    items: list[str] = field(default_factory=list)
+    __slots__ = ("items",)
+
+    def __init__(
+        self, kind: str, name: str, index: int, visibility: int, src: Source, *, items: list[str]
+    ) -> None:
+        super().__init__(kind, name, index, visibility, src)
+        self.items = items
 
 
-@dataclass(slots=True)
 class _Macro(_Item):
-    condition: str = ""
+    __slots__ = ("condition",)
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        index: int,
+        visibility: int,
+        src: Source,
+        spans: list[_Span],
+        *,
+        condition: str,
+    ) -> None:
+        super().__init__(kind, name, index, visibility, src, spans)
+        self.condition = condition
 
 
-@dataclass(slots=True)
 class _Exception:
-    name: str
-    fields: list[str] | str
-    comps: list[str] | str
-    values: list[Any]
-    src: Source
+    __slots__ = ("comps", "fields", "name", "src", "values")
+
+    def __init__(
+        self,
+        name: str,
+        fields: list[str] | str,
+        comps: list[str] | str,
+        values: list[Any],
+        src: Source,
+    ) -> None:
+        self.name = name
+        self.fields = fields
+        self.comps = comps
+        self.values = values
+        self.src = src
 
 
-@dataclass(slots=True)
 class _Rule(_Item):
-    condition: str = ""
-    output: str = ""
-    desc: str = ""
-    priority: int = 7
-    source: str = "syscall"
-    enabled: bool = True
-    tags: list[str] = field(default_factory=list)
-    exceptions: list[_Exception] = field(default_factory=list)
+    __slots__ = (
+        "condition",
+        "desc",
+        "enabled",
+        "exceptions",
+        "output",
+        "priority",
+        "source",
+        "tags",
+    )
+
+    def __init__(self, kind: str, name: str, index: int, visibility: int, src: Source) -> None:
+        super().__init__(kind, name, index, visibility, src)
+        self.condition = ""
+        self.output = ""
+        self.desc = ""
+        self.priority = 7
+        self.source = "syscall"
+        self.enabled = True
+        self.tags: list[str] = []
+        self.exceptions: list[_Exception] = []
 
 
 class _Node:
@@ -179,7 +283,9 @@ class _Node:
     __slots__ = ("file", "node")
 
     def __init__(self, node: yaml.Node, file: str) -> None:
-        self.node = node
+        # Typed Any: the kind is read from the class attribute `id` ("scalar", "sequence",
+        # "mapping"; not in the stubs) so that no yaml class is needed before the first parse.
+        self.node: Any = node
         self.file = file
 
     @property
@@ -192,12 +298,15 @@ class _Node:
         return _Span(self.file, start.index, end.index, start.line + 1, start.column + 1)
 
     def is_null(self) -> bool:
-        return isinstance(self.node, yaml.ScalarNode) and self.node.tag.endswith(":null")
+        tag: str = self.node.tag
+        return self.node.id == "scalar" and tag.endswith(":null")
 
     def scalar(self, what: str) -> str:
-        if not isinstance(self.node, yaml.ScalarNode):
+        node = self.node
+        if node.id != "scalar":
             raise _located(f"{what} must be a scalar value", self.src)
-        return "" if self.is_null() else str(self.node.value)
+        tag: str = node.tag
+        return "" if tag.endswith(":null") else str(node.value)
 
     def boolean(self, what: str) -> bool:
         text = self.scalar(what).lower()
@@ -210,26 +319,35 @@ class _Node:
     def sequence(self, what: str) -> list[_Node]:
         if self.is_null():
             return []
-        if not isinstance(self.node, yaml.SequenceNode):
+        if self.node.id != "sequence":
             raise _located(f"{what} must be a sequence", self.src)
         return [_Node(n, self.file) for n in self.node.value]
 
     def mapping(self, what: str) -> dict[str, _Node]:
-        if not isinstance(self.node, yaml.MappingNode):
+        if self.node.id != "mapping":
             raise _located(f"{what} must be a mapping", self.src)
         out: dict[str, _Node] = {}
+        file = self.file
         for k, v in self.node.value:
-            key = _Node(k, self.file).scalar("a key")
-            out[key] = _Node(v, self.file)
+            if k.id == "scalar" and not k.tag.endswith(":null"):  # scalar() inline: most keys
+                out[str(k.value)] = _Node(v, file)
+            else:
+                out[_Node(k, file).scalar("a key")] = _Node(v, file)
         return out
 
     def plain(self) -> Any:
         """Scalars as strings, sequences as lists (for exception values and tags)."""
-        if isinstance(self.node, yaml.SequenceNode):
+        if self.node.id == "sequence":
             return [_Node(n, self.file).plain() for n in self.node.value]
-        if isinstance(self.node, yaml.MappingNode):
+        if self.node.id == "mapping":
             return {k: v.plain() for k, v in self.mapping("a value").items()}
         return self.scalar("a value")
+
+
+def _caret(text: str, offset: int) -> str:
+    from falconet.rules.lexer import caret  # noqa: PLC0415 - only for errors (see RuleSet._parse)
+
+    return caret(text, offset)
 
 
 def _located(
@@ -256,7 +374,7 @@ def _version(text: str, what: str, src: Source) -> tuple[int, int, int]:
     text = text.strip()
     if text.isdigit():
         return (0, int(text), 0)
-    m = _SEMVER.match(text)
+    m = re.match(_SEMVER, text)
     if m is None:
         raise _located(f"{what} '{text}' is not a valid version", src, cls=errs.RequirementError)
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
@@ -314,8 +432,11 @@ class RuleSet:
 
     def load_text(self, text: str, name: str = "<rules>") -> None:
         self.texts[name] = text
+        loader = _yaml_loader()
+        import yaml  # noqa: PLC0415 - imported by _yaml_loader: a dictionary look-up here
+
         try:
-            documents = list(yaml.compose_all(text, Loader=_YamlLoader))
+            documents = list(yaml.compose_all(text, Loader=loader))
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             src = Source(name, mark.line + 1, mark.column + 1) if mark else Source(name, 1, 1)
@@ -333,7 +454,7 @@ class RuleSet:
             root = _Node(document, name)
             if root.is_null():
                 continue
-            if not isinstance(document, yaml.SequenceNode):
+            if root.node.id != "sequence":
                 self._error(
                     _located(
                         "rules content is not a sequence of items",
@@ -351,7 +472,7 @@ class RuleSet:
                     self._error(exc)
 
     def _read_item(self, entry: _Node) -> None:
-        if not isinstance(entry.node, yaml.MappingNode):
+        if entry.node.id != "mapping":
             raise _located("unexpected value: each item must be a mapping", entry.src)
         item = entry.mapping("an item")
         self._counter += 1
@@ -504,7 +625,7 @@ class RuleSet:
         kind: str,
         key: str,
         allowed: set[str],
-        name_pattern: re.Pattern[str],
+        name_pattern: str,
         name_warning: str,
         existing: dict[str, Any],
     ) -> tuple[str, _Node, str | None, Any]:
@@ -513,7 +634,7 @@ class RuleSet:
         Returns (name, the `key` node, mode or None for a definition, the existing item)."""
         name = item[kind].scalar(f"{kind} name")
         self._check_keys(item, allowed, kind, name, src)
-        if not name_pattern.match(name):
+        if not re.match(name_pattern, name):
             self._warn(name_warning, src, kind=kind, item=name)
         ops = self._override_ops(item, kind, name, src, {key}, {key})
         append = self._append_flag(item, kind, name)
@@ -764,7 +885,7 @@ class RuleSet:
                 )
             fields_node = ex["fields"]
             ex_fields: list[str] | str
-            if isinstance(fields_node.node, yaml.SequenceNode):
+            if fields_node.node.id == "sequence":
                 ex_fields = [f.scalar("exception field") for f in fields_node.sequence("fields")]
                 comps: list[str] | str = (
                     [c.scalar("comp") for c in ex["comps"].sequence("comps")]
@@ -823,9 +944,10 @@ class RuleSet:
         """
         lists = self._expanded_lists()
         resolved_macros = self._compile_macros(lists)
+        memo = _Memo({id(t): t for t in resolved_macros.values()})
         out: list[Rule] = []
         for rule in sorted(self.rules.values(), key=lambda r: r.index):
-            compiled = self._compile_rule(rule, lists, resolved_macros)
+            compiled = self._compile_rule(rule, lists, resolved_macros, memo)
             if compiled is not None:
                 out.append(compiled)
         return out
@@ -851,6 +973,10 @@ class RuleSet:
         return text
 
     def _parse(self, item: _Item, text: str) -> ast.Expr | None:
+        # The parser and its lexer (regexes compiled at import, ~1 ms) are imported on first use:
+        # a cold start served by the load cache never parses.
+        from falconet.rules.parser import ParseError, parse_condition  # noqa: PLC0415
+
         try:
             return parse_condition(text)
         except ParseError as exc:
@@ -877,7 +1003,7 @@ class RuleSet:
             cls=cls,
             kind=item.kind,
             item=item.name,
-            excerpt=caret(text, min(offset, len(text))),
+            excerpt=_caret(text, min(offset, len(text))),
         )
 
     def _locate(self, item: _Item, token: str) -> Source | None:
@@ -886,6 +1012,8 @@ class RuleSet:
             text = self.texts.get(span.file, "")
             found = _find_token(text, token, span.start, span.end)
             if found >= 0:
+                from falconet.rules.lexer import line_col  # noqa: PLC0415 - see _parse
+
                 line, col = line_col(text, found)
                 return Source(span.file, line, col)
         return None
@@ -904,6 +1032,7 @@ class RuleSet:
 
     def _compile_macros(self, lists: list[tuple[str, list[str]]]) -> dict[str, ast.Expr]:
         parsed: dict[str, ast.Expr] = {}
+        resolved: dict[int, ast.Expr] = {}  # id -> the macro trees resolved so far
         ordered = sorted(self.macros.values(), key=lambda m: m.index)
         texts: dict[str, str] = {}
         for macro in ordered:
@@ -922,7 +1051,8 @@ class RuleSet:
                 return parsed.get(name) if name in visible else None
 
             try:
-                parsed[macro.name] = _resolve(tree, lookup, [macro.name])
+                tree = parsed[macro.name] = _resolve(tree, lookup, [macro.name], resolved)
+                resolved[id(tree)] = tree
             except _ResolveError as exc:
                 self._error(
                     self._condition_error(
@@ -933,7 +1063,11 @@ class RuleSet:
         return parsed
 
     def _compile_rule(
-        self, rule: _Rule, lists: list[tuple[str, list[str]]], macros: dict[str, ast.Expr]
+        self,
+        rule: _Rule,
+        lists: list[tuple[str, list[str]]],
+        macros: dict[str, ast.Expr],
+        memo: _Memo,
     ) -> Rule | None:
         text = self._substitute(build_exception_condition(rule.condition, rule.exceptions), lists)
         tree = self._parse(rule, text)
@@ -945,13 +1079,13 @@ class RuleSet:
             )
             return None
         try:
-            tree = _resolve(tree, macros.get, [])
+            tree = _resolve(tree, macros.get, [], memo.macros)
         except _ResolveError as exc:
             self._error(
                 self._condition_error(rule, exc.message, text, exc.pos, exc.cls, token=exc.token)
             )
             return None
-        problem = check_fields(tree)
+        problem = check_fields(tree, memo.checked)
         if problem is not None:
             message, node, cls, token = problem
             self._error(self._condition_error(rule, message, text, node.pos, cls, token=token))
@@ -966,11 +1100,11 @@ class RuleSet:
                     cls=errs.UnknownFieldError,
                     kind="rule",
                     item=rule.name,
-                    excerpt=caret(rule.output, exc.offset),
+                    excerpt=_caret(rule.output, exc.offset),
                 )
             )
             return None
-        used = {n.name for n in _walk_fields(tree)}
+        used = set(_field_names(tree, memo.names))
         used.update(p.name for p in parts if not isinstance(p, str))
         return Rule(
             rule.name,
@@ -1127,9 +1261,18 @@ class _ResolveError(Exception):
 
 
 def _resolve(
-    node: ast.Expr, lookup: Callable[[str], ast.Expr | None], stack: list[str]
+    node: ast.Expr,
+    lookup: Callable[[str], ast.Expr | None],
+    stack: list[str],
+    resolved: dict[int, ast.Expr] | None = None,
 ) -> ast.Expr:
-    """Replace macro identifiers by their trees (recursively), detecting loops."""
+    """Replace macro identifiers by their trees (recursively), detecting loops.
+
+    `resolved` maps id() to the macro trees already resolved (they hold no identifier): such a
+    tree is used as it is instead of being walked and copied again, so the macros a rule uses
+    cost one walk in all, and the rules share them. A subtree with nothing to replace is returned
+    unchanged, not copied. Neither changes the result's value (the nodes are immutable).
+    """
     if isinstance(node, ast.Identifier):
         if node.name in stack:
             chain = " -> ".join([*stack[stack.index(node.name) :], node.name])
@@ -1149,32 +1292,61 @@ def _resolve(
                 errs.UndefinedMacroError,
                 node.name,
             )
-        return _resolve(target, lookup, [*stack, node.name])
-    if isinstance(node, ast.And):
-        return ast.And(node.pos, tuple(_resolve(c, lookup, stack) for c in node.children))
-    if isinstance(node, ast.Or):
-        return ast.Or(node.pos, tuple(_resolve(c, lookup, stack) for c in node.children))
+        if resolved is not None and resolved.get(id(target)) is target:
+            return target
+        return _resolve(target, lookup, [*stack, node.name], resolved)
+    if isinstance(node, ast.And | ast.Or):
+        children = tuple(_resolve(c, lookup, stack, resolved) for c in node.children)
+        if all(new is old for new, old in zip(children, node.children, strict=True)):
+            return node
+        return type(node)(node.pos, children)
     if isinstance(node, ast.Not):
-        return ast.Not(node.pos, _resolve(node.child, lookup, stack))
+        child = _resolve(node.child, lookup, stack, resolved)
+        return node if child is node.child else ast.Not(node.pos, child)
     return node
 
 
-def _walk_fields(node: ast.Expr) -> Iterable[ast.Field]:
+class _Memo:
+    """What one `RuleSet.compile` remembers per subtree, by id (with the node itself, so that a
+    recycled id never matches): rules share their macros' resolved trees (see `_resolve`), so a
+    macro used by twenty rules is resolved, checked and scanned for field names once, not twenty
+    times. The entries keep their nodes alive for the whole compile."""
+
+    __slots__ = ("checked", "macros", "names")
+
+    def __init__(self, macros: dict[int, ast.Expr]) -> None:
+        self.macros = macros  # the resolved macro trees
+        self.checked: dict[int, tuple[ast.Expr, Problem | None]] = {}
+        self.names: dict[int, tuple[ast.Expr, frozenset[str]]] = {}
+
+
+def _field_names(
+    node: ast.Expr, memo: dict[int, tuple[ast.Expr, frozenset[str]]]
+) -> frozenset[str]:
+    """The names of the fields a resolved condition reads."""
+    hit = memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    names: frozenset[str]
     if isinstance(node, ast.And | ast.Or):
-        for c in node.children:
-            yield from _walk_fields(c)
+        names = frozenset().union(*(_field_names(c, memo) for c in node.children))
     elif isinstance(node, ast.Not):
-        yield from _walk_fields(node.child)
+        names = _field_names(node.child, memo)
     elif isinstance(node, ast.UnaryCheck | ast.BinaryCheck):
-        yield from _operand_fields(node.left)
-        if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer):
-            yield from _operand_fields(node.right)
-
-
-def _operand_fields(node: ast.Field | ast.Transformer) -> Iterable[ast.Field]:
-    while isinstance(node, ast.Transformer):
-        node = node.child
-    yield node
+        names = frozenset(
+            [
+                _field_name(node.left),
+                *(
+                    [_field_name(node.right)]
+                    if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer)
+                    else []
+                ),
+            ]
+        )
+    else:
+        names = frozenset()
+    memo[id(node)] = (node, names)
+    return names
 
 
 _LIST_FIELD_OPS = {"in", "intersects", "exists"}
@@ -1218,15 +1390,37 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
     return None, definition.is_list, definition.type
 
 
-def check_fields(tree: ast.Expr) -> Problem | None:
-    """The first field, argument or operator problem of a resolved condition, or None."""
+def check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]] | None = None
+) -> Problem | None:
+    """The first field, argument or operator problem of a resolved condition, or None.
+
+    `memo` (see `_Memo`) remembers the answer for each subtree, so shared macro trees are checked
+    once per compile; the answer depends on the subtree alone."""
+    if memo is None:
+        return _check_fields(tree, {})
+    return _check_fields(tree, memo)
+
+
+def _check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
+) -> Problem | None:
+    hit = memo.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    problem = _check_node(tree, memo)
+    memo[id(tree)] = (tree, problem)
+    return problem
+
+
+def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]) -> Problem | None:
     if isinstance(tree, ast.And | ast.Or):
         for c in tree.children:
-            if (p := check_fields(c)) is not None:
+            if (p := _check_fields(c, memo)) is not None:
                 return p
         return None
     if isinstance(tree, ast.Not):
-        return check_fields(tree.child)
+        return _check_fields(tree.child, memo)
     if isinstance(tree, ast.UnaryCheck | ast.BinaryCheck):
         problem, is_list, type_ = _check_operand(tree.left)
         if problem is not None:
@@ -1305,18 +1499,273 @@ def _field_name(node: ast.Field | ast.Transformer) -> str:
     return node.name
 
 
-def load_rules(paths: Iterable[str | Path]) -> tuple[list[Rule], RuleSet]:
+def load_rules(
+    paths: Iterable[str | Path], *, cache_dir: str | Path | None = None
+) -> tuple[list[Rule], RuleSet]:
     """Load rules files and directories in order; directories load their `*.yaml` by name.
 
     Returns the compiled rules and the RuleSet holding every diagnostic. Does not raise for rule
     problems: callers check `ruleset.errors`.
+
+    `cache_dir` (the engine's code cache, filled by `make build`) holds the result of loading
+    files with exactly these contents, in this order, with this loader: a cold start then skips
+    YAML (and its import), parsing, resolution and checks. Only error-free loads are stored; a
+    RuleSet read from the cache holds the diagnostics (warnings) and file texts, not the
+    list/macro/rule items. See `_cache_key` for what the key covers.
     """
+    files = expand_paths(paths)
+    key = _cache_key(files) if cache_dir is not None else None
+    if key is not None and cache_dir is not None:
+        cached = _read_cache(Path(cache_dir), key, files)
+        if cached is not None:
+            return cached
     ruleset = RuleSet()
-    for path in expand_paths(paths):
+    for path in files:
         ruleset.load_file(path)
     rules = ruleset.compile()
     ruleset.finish_warnings()
+    if key is not None and cache_dir is not None and not ruleset.errors:
+        _write_cache(Path(cache_dir), key, files, rules, ruleset)
     return rules, ruleset
+
+
+# -- the load cache ------------------------------------------------------------------------------
+
+_CACHE_FORMAT = b"falconet rules load cache 1\0"
+# The modules whose code decides what `load_rules` returns: their source is part of the key, so a
+# cache written by other code is never read (as the compiler keys its code cache on the source it
+# generates).
+_KEY_MODULES = (
+    "rules/loader.py",
+    "rules/parser.py",
+    "rules/lexer.py",
+    "rules/ast.py",
+    "rules/model.py",
+    "rules/output.py",
+    "fields.py",
+    "errors.py",
+)
+# Tree node tags in the cached form: (tag, pos, fields...), children encoded the same way.
+_AND, _OR, _NOT, _IDENT, _FIELD, _TRANSFORMER, _VALUE, _LIST, _UNARY, _BINARY, _CONST = range(11)
+
+
+def _cache_key(files: Sequence[Path]) -> str | None:
+    """A hash of the rules files' bytes in order and of the loader's own source; None when one
+    of them cannot be read (the normal load then reports what it must). File names are not in
+    the key: the cache stores positions in `files` instead, so a cache filled under the build
+    directory is read under /var/task, with the run-time names in every Source."""
+    import hashlib  # noqa: PLC0415 - only with a cache (the engine imports it anyway)
+    import marshal  # noqa: PLC0415
+
+    digest = hashlib.sha256(_CACHE_FORMAT + str(marshal.version).encode())
+    package = Path(__file__).resolve().parents[1]
+    try:
+        for data in [*((package / m).read_bytes() for m in _KEY_MODULES), b"\0"] + [
+            f.read_bytes() for f in files
+        ]:
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"loaded-{key}.marshal"
+
+
+def _write_cache(
+    cache_dir: Path, key: str, files: Sequence[Path], rules: Sequence[Rule], ruleset: RuleSet
+) -> None:
+    """Store the load (best effort and atomic, like the compiler's code cache)."""
+    import marshal  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    index = {str(f): i for i, f in enumerate(files)}
+    memo: dict[int, Any] = {}
+    try:
+        data = (
+            tuple(
+                (
+                    r.name,
+                    r.position,
+                    r.condition_text,
+                    _encode_tree(r.condition, memo),
+                    r.output,
+                    r.desc,
+                    r.priority,
+                    r.enabled,
+                    r.tags,
+                    (index[r.source.file], r.source.line, r.source.column),
+                    r.fields_used,
+                    tuple(
+                        p if isinstance(p, str) else (p.name, p.arg, p.width)
+                        for p in r.output_parts
+                    ),
+                )
+                for r in rules
+            ),
+            tuple(
+                (
+                    d.severity,
+                    type(d.error).__name__,
+                    d.error.message,
+                    -1 if d.error.file is None else index[d.error.file],
+                    d.error.line,
+                    d.error.column,
+                    d.error.item,
+                    d.error.kind,
+                    d.error.excerpt,
+                )
+                for d in ruleset.diagnostics
+            ),
+        )
+        blob = marshal.dumps(data)
+    except (KeyError, ValueError):  # a name outside `files`: nothing to remap it to, no cache
+        return
+    path = _cache_path(cache_dir, key)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _read_cache(
+    cache_dir: Path, key: str, files: Sequence[Path]
+) -> tuple[list[Rule], RuleSet] | None:
+    """The stored load for `key`, with today's file names, or None (absent or unreadable)."""
+    import marshal  # noqa: PLC0415
+
+    try:
+        # Our own cache, trusted like the compiler's code cache (and .pyc): part of the
+        # deployment, never writable by others. Only tuples of plain values are accepted below.
+        data = marshal.loads(_cache_path(cache_dir, key).read_bytes())  # noqa: S302
+        names = [str(f) for f in files]
+        memo: dict[int, ast.Expr] = {}
+        rules = [
+            Rule(
+                name,
+                position,
+                condition_text,
+                _decode_tree(tree, memo),
+                output,
+                desc,
+                priority,
+                enabled,
+                tags,
+                Source(names[src[0]], src[1], src[2]),
+                fields_used,
+                tuple(p if isinstance(p, str) else FieldToken(*p) for p in parts),
+            )
+            for (
+                name,
+                position,
+                condition_text,
+                tree,
+                output,
+                desc,
+                priority,
+                enabled,
+                tags,
+                src,
+                fields_used,
+                parts,
+            ) in data[0]
+        ]
+        ruleset = RuleSet()
+        for severity, cls_name, message, file, line, column, item, kind, excerpt in data[1]:
+            cls = getattr(errs, cls_name)
+            if not (isinstance(cls, type) and issubclass(cls, errs.RuleError)):
+                return None
+            error = cls(
+                message,
+                file=None if file < 0 else names[file],
+                line=line,
+                column=column,
+                item=item,
+                kind=kind,
+                excerpt=excerpt,
+            )
+            ruleset.diagnostics.append(Diagnostic(error, severity))
+        for f in files:
+            ruleset.texts[str(f)] = f.read_text(encoding="utf-8")
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return None
+    return rules, ruleset
+
+
+def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:
+    """A tree as nested tuples; a subtree shared by several rules is encoded once (marshal keeps
+    the sharing, so `_decode_tree` rebuilds it shared, as `_resolve` made it)."""
+    found = memo.get(id(node))
+    if found is not None:
+        return found
+    out: tuple[Any, ...]
+    if isinstance(node, ast.And | ast.Or):
+        tag = _AND if isinstance(node, ast.And) else _OR
+        out = (tag, node.pos, tuple(_encode_tree(c, memo) for c in node.children))
+    elif isinstance(node, ast.Not):
+        out = (_NOT, node.pos, _encode_tree(node.child, memo))
+    elif isinstance(node, ast.Identifier):
+        out = (_IDENT, node.pos, node.name)
+    elif isinstance(node, ast.Field):
+        out = (_FIELD, node.pos, node.name, node.arg)
+    elif isinstance(node, ast.Transformer):
+        out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo))
+    elif isinstance(node, ast.Value):
+        out = (_VALUE, node.pos, node.text)
+    elif isinstance(node, ast.ListValue):
+        out = (_LIST, node.pos, node.values)
+    elif isinstance(node, ast.UnaryCheck):
+        out = (_UNARY, node.pos, _encode_tree(node.left, memo), node.op)
+    elif isinstance(node, ast.BinaryCheck):
+        left = _encode_tree(node.left, memo)
+        out = (_BINARY, node.pos, left, node.op, _encode_tree(node.right, memo))
+    elif isinstance(node, ast.Constant):
+        out = (_CONST, node.pos, node.value)
+    else:
+        raise ValueError(f"unknown node {node!r}")
+    memo[id(node)] = out
+    return out
+
+
+def _decode_tree(data: Any, memo: dict[int, Any]) -> Any:
+    """The inverse of `_encode_tree` (memo by id of the loaded tuples: they stay alive)."""
+    found = memo.get(id(data))
+    if found is not None:
+        return found
+    tag = data[0]
+    node: ast.Node
+    if tag == _AND:
+        node = ast.And(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
+    elif tag == _OR:
+        node = ast.Or(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
+    elif tag == _NOT:
+        node = ast.Not(data[1], _decode_tree(data[2], memo))
+    elif tag == _IDENT:
+        node = ast.Identifier(data[1], data[2])
+    elif tag == _FIELD:
+        node = ast.Field(data[1], data[2], data[3])
+    elif tag == _TRANSFORMER:
+        node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo))
+    elif tag == _VALUE:
+        node = ast.Value(data[1], data[2])
+    elif tag == _LIST:
+        node = ast.ListValue(data[1], data[2])
+    elif tag == _UNARY:
+        node = ast.UnaryCheck(data[1], _decode_tree(data[2], memo), data[3])
+    elif tag == _BINARY:
+        left = _decode_tree(data[2], memo)
+        node = ast.BinaryCheck(data[1], left, data[3], _decode_tree(data[4], memo))
+    elif tag == _CONST:
+        node = ast.Constant(data[1], data[2])
+    else:
+        raise ValueError(f"unknown node tag {tag!r}")
+    memo[id(data)] = node
+    return node
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:

@@ -1,0 +1,121 @@
+"""The loader's cache (`load_rules(..., cache_dir=)`): a hit returns what a fresh load returns."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from falconet.rules.loader import RuleSet, load_rules
+from falconet.rules.model import Rule
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "rules"
+
+WARNINGS = """
+- list: l1
+  items: [a, "b c"]
+  bogus: 1
+- macro: m1
+  condition: ka.verb in (l1)
+- rule: r1
+  desc: d
+  condition: m1 and ka.user.name=x and not m1
+  output: "%ka.user.name %20ka.uri.param[x] %ka.target.name"
+  priority: INFO
+  source: k8s_audit
+  exceptions:
+    - name: e1
+      fields: [ka.target.namespace, ka.target.name]
+      values: [[kube-system, a]]
+- rule: r1
+  append: true
+  condition: or ka.verb=get
+- rule: s1
+  desc: d
+  condition: evt.type=open
+  output: o
+  priority: INFO
+"""
+
+
+def _view(rules: list[Rule], ruleset: RuleSet) -> list[str]:
+    out = [
+        repr(
+            (
+                r.name,
+                r.position,
+                r.condition_text,
+                r.condition,
+                r.output,
+                r.desc,
+                r.priority,
+                r.enabled,
+                r.tags,
+                r.source,
+                sorted(r.fields_used),
+                r.output_parts,
+            )
+        )
+        for r in rules
+    ]
+    out += [f"{type(d.error).__name__} {d} {d.error.args}" for d in ruleset.diagnostics]
+    return out
+
+
+def _is_hit(ruleset: RuleSet) -> bool:
+    return not ruleset.rules  # a RuleSet read from the cache holds no items
+
+
+def test_hit_equals_fresh_load(tmp_path: Path) -> None:
+    fresh = load_rules([RULES])
+    stored = load_rules([RULES], cache_dir=tmp_path)
+    hit = load_rules([RULES], cache_dir=tmp_path)
+    assert not _is_hit(stored[1])
+    assert _is_hit(hit[1])
+    assert _view(*hit) == _view(*fresh) == _view(*stored)
+    assert [r.condition for r in hit[0]] == [r.condition for r in fresh[0]]
+
+
+def test_warnings_and_skipped_sources_come_back(tmp_path: Path) -> None:
+    rules_file = tmp_path / "w.yaml"
+    rules_file.write_text(WARNINGS)
+    fresh = load_rules([rules_file])
+    assert fresh[1].warnings and not fresh[1].errors
+    load_rules([rules_file], cache_dir=tmp_path / "cache")
+    hit = load_rules([rules_file], cache_dir=tmp_path / "cache")
+    assert _is_hit(hit[1])
+    assert _view(*hit) == _view(*fresh)
+
+
+def test_moved_files_read_the_cache_with_their_new_names(tmp_path: Path) -> None:
+    shutil.copytree(RULES, tmp_path / "build" / "rules")
+    shutil.copytree(RULES, tmp_path / "task" / "rules")
+    load_rules([tmp_path / "build" / "rules"], cache_dir=tmp_path / "cache")
+    hit = load_rules([tmp_path / "task" / "rules"], cache_dir=tmp_path / "cache")
+    assert _is_hit(hit[1])
+    assert _view(*hit) == _view(*load_rules([tmp_path / "task" / "rules"]))
+    assert all(r.source.file.startswith(str(tmp_path / "task")) for r in hit[0])
+
+
+def test_changed_file_misses(tmp_path: Path) -> None:
+    rules_file = tmp_path / "w.yaml"
+    rules_file.write_text(WARNINGS)
+    load_rules([rules_file], cache_dir=tmp_path / "cache")
+    rules_file.write_text(WARNINGS.replace("desc: d", "desc: changed", 1))
+    again = load_rules([rules_file], cache_dir=tmp_path / "cache")
+    assert not _is_hit(again[1])
+    assert again[0][0].desc == "changed"
+
+
+def test_errors_are_not_cached_and_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(WARNINGS.replace("ka.user.name=x", "ka.nope=x"))
+    cache = tmp_path / "cache"
+    assert load_rules([bad], cache_dir=cache)[1].errors
+    assert not cache.exists() or not list(cache.iterdir())
+    load_rules([RULES], cache_dir=cache)
+    for stored in cache.iterdir():
+        stored.write_bytes(b"not marshal data")
+    again = load_rules([RULES], cache_dir=cache)
+    assert not _is_hit(again[1])
+    assert _view(*again) == _view(*load_rules([RULES]))
