@@ -353,3 +353,32 @@ def test_timestamp_checks_of_the_hot_loops_agree_with_the_parser(wrap: str) -> N
     valid = [e["auditID"] for e in events if parse_rfc3339_ns(e["stageTimestamp"]) is not None]
     assert [e["auditID"] for e in got] == valid
     assert stats.rejected == {BAD_TIMESTAMP: len(events) - len(valid)}
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_one_document_in_memory_past_the_head_limit_is_parsed_once(monkeypatch, pretty) -> None:
+    # A webhook body over HEAD_LIMIT (DOCUMENTS framing) or a pretty-printed file, whole in
+    # memory: one parse, no boundary scan (which cost 1.5x the parse). Strings full of `} {`
+    # would each have been a boundary to try.
+    from falconet.decode import detect, stream
+
+    monkeypatch.setattr(detect, "HEAD_LIMIT", 64)
+
+    def no_splitting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("split into documents")
+
+    items = [_event(n, requestURI="/x?q=" + "} {" * 20) for n in range(30)]
+    items.insert(7, {"kind": "Event", "auditID": "no-timestamp"})
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    data = orjson.dumps({"kind": "EventList", "items": items}, option=option)
+    with monkeypatch.context() as patch:
+        patch.setattr(stream, "_documents", no_splitting)
+        events, _, stats = run(data)
+    assert [e["auditID"] for e in events] == [f"id-{n}" for n in range(30)]
+    assert stats.rejected == {BAD_TIMESTAMP: 1}
+    assert stats.problems[0].position == "t:document 1"
+    # Two documents: the single parse fails and the splitter takes over, as before.
+    data = orjson.dumps({"kind": "EventList", "items": [_event(1), _event(2)]}, option=option)
+    events, _, stats = run(data + b"\n" + orjson.dumps(_event(3), option=option))
+    assert [e["auditID"] for e in events] == ["id-1", "id-2", "id-3"]
+    assert stats.rejected_total == 0

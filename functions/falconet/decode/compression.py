@@ -41,14 +41,28 @@ _MAX_LAYERS = 3  # gzip inside gzip inside gzip: more is an attack, not a pipeli
 Input = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 
 
+def whole_input(data: Input) -> bytes | None:
+    """`data` as one `bytes` if it is in memory, not gzip and at most `WHOLE` bytes, else None.
+
+    `iter_chunks` then yields it as its only chunk, so the decoder holds the entire input.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return None
+    view = memoryview(data)
+    if view.nbytes > WHOLE or view[:2] == GZIP_MAGIC:
+        return None
+    return data if type(data) is bytes else view.tobytes()
+
+
 def iter_chunks(data: Input) -> Iterator[bytes]:
     """Chunks of `data`, read lazily from a file object or passed through from an iterable."""
     if isinstance(data, bytes | bytearray | memoryview):
-        view = memoryview(data)
-        if view.nbytes <= WHOLE and view[:2] != GZIP_MAGIC:
-            if view.nbytes:
-                yield data if type(data) is bytes else view.tobytes()
+        whole = whole_input(data)
+        if whole is not None:
+            if whole:
+                yield whole
             return
+        view = memoryview(data)
         for start in range(0, len(view), CHUNK):
             yield bytes(view[start : start + CHUNK])
         return
