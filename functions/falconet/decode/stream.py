@@ -4,11 +4,14 @@ The pipeline per input: `compression.iter_chunks` -> `compression.gunzip` (multi
 -> `detect` (framing, once per input, from the first line) -> split into lines or documents ->
 `orjson.loads` -> `records.Reader` (envelopes, per-event checks, accounting).
 
-Hot path (the S3 function reading gzip JSON lines of Events): inflate 64 KiB chunks, `bytes.split`
-per chunk, `orjson.loads` per line, `kind == "Event"` and `records.valid_timestamp` per event,
-no re-serialisation unless the line is over the size limit. Every other shape goes through
+Two hot paths, with their per-event checks inlined. The S3 function reading gzip JSON lines of
+Events (`_lines_of_events`): inflate 256 KiB pieces (with isal when installed), iterate a `BytesIO`
+of each piece, `orjson.loads` per line, `kind == "Event"` and the stageTimestamp check per event,
+no re-serialisation unless the line is over the size limit. The webhook's EventList body: one
+in-memory chunk, one line, one parse, then `Reader.items`. Every other shape goes through
 `Reader.value`. A line or document longer than `MAX_RECORD_BYTES` is counted and dropped while it
-is read, so one huge line cannot exhaust memory.
+is read, so one huge line cannot exhaust memory; an in-memory input is held whole, up to
+`compression.WHOLE`.
 """
 
 from __future__ import annotations
