@@ -188,7 +188,7 @@ def _lines_of_events(
                 continue
             if type(value) is dict and value.get("kind") == "Event" and size <= limit:
                 ts = value.get("stageTimestamp")
-                # records.is_micro_timestamp inlined (a call costs as much as the check)
+                # valid_timestamp's fast path for the MicroTime form, inlined (see there)
                 if not (
                     type(ts) is str
                     and len(ts) == 27
