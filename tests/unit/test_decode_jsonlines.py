@@ -262,3 +262,123 @@ def test_utf8_byte_order_mark_is_ignored(chunk: int, pretty: bool) -> None:
     data = b"\xef\xbb\xbf" + body
     got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
     assert got == EVENTS and stats.rejected_total == 0
+
+
+@pytest.mark.parametrize("where", [0, 200, 399])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_large_eventlist_with_one_oversized_item(where: int, chunked: bool) -> None:
+    # A 400-event webhook body well over the limit: items are measured only while the bytes not
+    # yet accounted for could hold an event over it, which must still catch the one that is.
+    items = [_event(n, requestURI="/api/v1/" + "p" * 1500) for n in range(400)]
+    items[where] = _big_event(where, MAX_EVENT_BYTES)
+    body = orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})
+    assert len(body) > 3 * MAX_EVENT_BYTES
+    data = [body[i : i + 65536] for i in range(0, len(body), 65536)] if chunked else body
+    events, _, stats = run(data)
+    assert [e["auditID"] for e in events] == [f"id-{n}" for n in range(400) if n != where]
+    assert stats.rejected == {TOO_LARGE: 1}
+    assert stats.problems[0].detail.startswith(f"{len(orjson.dumps(items[where]))} bytes")
+    check_accounting(stats)
+
+
+@pytest.mark.parametrize("size", [MAX_EVENT_BYTES - 1, MAX_EVENT_BYTES, MAX_EVENT_BYTES + 1])
+@pytest.mark.parametrize("newline", [b"", b"\n", b"\r\n"])
+def test_size_limit_is_exact_at_the_boundary(size: int, newline: bytes) -> None:
+    # Lines keep their newline while decoded: the limit is still on the compact event alone.
+    event = _event(1)
+    event["requestObject"] = {"data": ""}
+    event["requestObject"]["data"] = "x" * (size - len(orjson.dumps(event)))
+    assert len(orjson.dumps(event)) == size
+    events, _, stats = run(orjson.dumps(event) + newline)
+    assert len(events) == (size <= MAX_EVENT_BYTES)
+    assert stats.rejected == ({} if size <= MAX_EVENT_BYTES else {TOO_LARGE: 1})
+
+
+def test_lines_are_read_the_same_whatever_the_chunking() -> None:
+    lines = [
+        orjson.dumps(_event(1)),
+        b"",
+        b"{bad",
+        b"  ",
+        orjson.dumps(_event(2)) + b"\r",
+        orjson.dumps({"kind": "EventList", "items": [_event(3), _event(4)]}),
+        orjson.dumps(_event(5)) + orjson.dumps(_event(6)),  # two documents on one line
+        orjson.dumps(_event(7, stageTimestamp="2024-02-30T12:00:00.000001Z")),
+        orjson.dumps(_event(8)),
+    ]
+    data = b"\n".join(lines)  # the last line has no newline
+    expected = ["id-1", "id-2", "id-3", "id-4", "id-5", "id-6", "id-8"]
+    for chunk in (1, 2, 7, 100, 4096, len(data)):
+        for shape in ("chunks", "bytes", "gzip"):
+            if shape == "bytes" and chunk != len(data):
+                continue
+            pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+            events, _, stats = run(
+                data if shape == "bytes" else gz(data) if shape == "gzip" else pieces
+            )
+            assert [e["auditID"] for e in events] == expected, (chunk, shape)
+            assert stats.rejected == {NOT_JSON: 1, BAD_TIMESTAMP: 1}
+            assert [p.position for p in stats.problems] == ["t:3", "t:8"]
+            check_accounting(stats)
+
+
+_TIMESTAMPS = [
+    "2024-06-01T12:00:00.000001Z",
+    "2024-06-01T12:00:00.123456789Z",
+    "2024-06-01T12:00:00Z",
+    "2024-06-01T12:00:00.5+02:00",
+    "2024-02-30T12:00:00.000001Z",  # no such day
+    "2024-06-01T24:00:00.000001Z",
+    "2024-06-01T12:00:00.00000aZ",
+    "2024-06-01T12:00:00.١٢٣٤٥٦Z",  # non-ASCII digits: 27 characters, not a timestamp
+    "2024-06-01T12:00:00,000001Z",
+    "2024-06-01T12:00:00.000001z",
+    "2024-06-01 12:00:00.000001Z",
+    "",
+    None,
+    20240601,
+]
+
+
+@pytest.mark.parametrize("wrap", ["lines", "eventlist"])
+def test_timestamp_checks_of_the_hot_loops_agree_with_the_parser(wrap: str) -> None:
+    from falconet.timestamps import parse_rfc3339_ns
+
+    events = [_event(n, stageTimestamp=ts) for n, ts in enumerate(_TIMESTAMPS * 2)]
+    if wrap == "lines":
+        data = jsonl(events)
+    else:
+        data = orjson.dumps({"kind": "EventList", "items": events})
+    got, _, stats = run(data)
+    valid = [e["auditID"] for e in events if parse_rfc3339_ns(e["stageTimestamp"]) is not None]
+    assert [e["auditID"] for e in got] == valid
+    assert stats.rejected == {BAD_TIMESTAMP: len(events) - len(valid)}
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_one_document_in_memory_past_the_head_limit_is_parsed_once(monkeypatch, pretty) -> None:
+    # A webhook body over HEAD_LIMIT (DOCUMENTS framing) or a pretty-printed file, whole in
+    # memory: one parse, no boundary scan (which cost 1.5x the parse). Strings full of `} {`
+    # would each have been a boundary to try.
+    from falconet.decode import detect, stream
+
+    monkeypatch.setattr(detect, "HEAD_LIMIT", 64)
+
+    def no_splitting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("split into documents")
+
+    items = [_event(n, requestURI="/x?q=" + "} {" * 20) for n in range(30)]
+    items.insert(7, {"kind": "Event", "auditID": "no-timestamp"})
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    data = orjson.dumps({"kind": "EventList", "items": items}, option=option)
+    with monkeypatch.context() as patch:
+        patch.setattr(stream, "_documents", no_splitting)
+        events, _, stats = run(data)
+    assert [e["auditID"] for e in events] == [f"id-{n}" for n in range(30)]
+    assert stats.rejected == {BAD_TIMESTAMP: 1}
+    assert stats.problems[0].position == "t:document 1"
+    # Two documents: the single parse fails and the splitter takes over, as before.
+    data = orjson.dumps({"kind": "EventList", "items": [_event(1), _event(2)]}, option=option)
+    events, _, stats = run(data + b"\n" + orjson.dumps(_event(3), option=option))
+    assert [e["auditID"] for e in events] == ["id-1", "id-2", "id-3"]
+    assert stats.rejected_total == 0
