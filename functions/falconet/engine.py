@@ -16,7 +16,6 @@ between threads.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +106,11 @@ class Engine:
         self.rule_matching = rule_matching
         self.min_priority = PRIORITIES[threshold]
         self.diagnostics = tuple(diagnostics)
-        self._hostname = hostname if hostname is not None else socket.gethostname()
+        if hostname is None:
+            import socket  # only for the host name: ~2 ms of a cold start otherwise
+
+            hostname = socket.gethostname()
+        self._hostname = hostname
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         self._env = fields.BindEnv(geoip=geoip)
         located = geoip is not None and getattr(geoip, "enabled", False)
@@ -165,7 +168,7 @@ class Engine:
         for p in paths:
             if not Path(p).exists():
                 raise ConfigError(f"rules path '{p}' does not exist")
-        rules, ruleset = load_rules(paths)
+        rules, ruleset = load_rules(paths, cache_dir=code_cache)
         _raise_first(ruleset)
         return cls(
             rules,
