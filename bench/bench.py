@@ -420,9 +420,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.events, args.rounds = 20_000, 5
+    from falconet.decode import compression
+
+    inflater = "zlib" if compression.backend() is compression.ZLIB else "isal"
     print(
         f"falconet bench: python {sys.version.split()[0]}, orjson {orjson.__version__}, "
-        f"{os.cpu_count()} cpus"
+        f"gunzip {inflater}, {os.cpu_count()} cpus"
     )
     paths = {"bundled": [ROOT / "rules"]}
     if UPSTREAM.is_file():

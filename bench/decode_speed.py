@@ -5,7 +5,7 @@
 Variants, interleaved round-robin, median of the rounds (the machines are shared and noisy):
 * `orjson.loads`: every line of the uncompressed JSON lines, already split (the unit).
 * `decode jsonl.gz`: gunzip + split + parse + checks: the S3 function's hot path. Target <= 1.8x
-  (the inflater in use, isal from the `fast` extra or zlib, is printed: it is worth ~0.35x).
+  (the inflater in use, isal, a dependency, or zlib without it, is printed: it is worth ~0.35x).
 * `decode jsonl`: the same without gzip.
 * `decode firehose`: concatenated gzip members of CloudWatch envelopes (EKS via Firehose).
 * `decode eventlist`: webhook bodies of 400 events (the apiserver's default batch), one

@@ -11,9 +11,10 @@ the compression ratio. Corrupt or truncated compressed data is counted as one re
 in-memory variant for small base64 payloads (`awslogs.data`, Pub/Sub `data`), refusing to grow
 past a limit so a compression bomb costs nothing.
 
-Streams are inflated with python-isal (`pip install 'falconet[fast]'`) when it is installed: its
-`isal_zlib.decompressobj` is a drop-in for zlib's and inflated the benchmark's gzip JSON lines
-2.5x faster (0.2x an `orjson.loads` of the same events instead of 0.6x). Without it, zlib.
+Streams are inflated with python-isal (a dependency; vendored into the Lambda zips) when it can be
+imported: its `isal_zlib.decompressobj` is a drop-in for zlib's and inflated the benchmark's gzip
+JSON lines 2.5x faster (0.2x an `orjson.loads` of the same events instead of 0.6x). Where it
+cannot be imported (a platform without its wheel), zlib.
 """
 
 from __future__ import annotations
