@@ -13,6 +13,7 @@ so the trigger retries or dead-letters it (alert uuids make the retry deduplicab
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -115,27 +116,46 @@ class Pipeline:
         events = decode(
             data, stats=result.stats, context=context, name=name or context.origin or "<input>"
         )
-        for event, ctx in events:
-            alerts = evaluate(event, ctx)
-            if alerts:
-                for alert in alerts:
-                    by_rule[alert.rule] += 1
-                pending.extend(alerts)
-                if len(pending) >= EMIT_CHUNK:
-                    self._emit(pending)
-                    result.alerts += len(pending)
-                    pending = []
+        # The cyclic garbage collector is paused while events are decoded and evaluated, and runs
+        # while sinks work. Parsed audit events hold no reference cycles (refcounting frees them),
+        # but a parsed webhook body keeps ~25,000 young objects alive, which every generation-0/1
+        # collection walked again: measured +0.3x an orjson.loads per event on 400-event bodies.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for event, ctx in events:
+                alerts = evaluate(event, ctx)
+                if alerts:
+                    for alert in alerts:
+                        by_rule[alert.rule] += 1
+                    pending.extend(alerts)
+                    if len(pending) >= EMIT_CHUNK:
+                        self._emit(pending, collecting)
+                        result.alerts += len(pending)
+                        pending = []
+        finally:
+            if collecting:
+                gc.enable()
         if pending:
-            self._emit(pending)
+            self._emit(pending, collecting)
             result.alerts += len(pending)
         for sink in self.sinks:
             sink.flush()
         result.duration_ms = (time.perf_counter() - started) * 1000
         return result
 
-    def _emit(self, alerts: Sequence[Alert]) -> None:
-        for sink in self.sinks:
-            sink.emit(alerts)
+    def _emit(self, alerts: Sequence[Alert], collecting: bool) -> None:
+        """Hand `alerts` to every sink, with the collector running if it was on (sinks and boto3
+        may make reference cycles)."""
+        paused = collecting and not gc.isenabled()
+        if paused:
+            gc.enable()
+        try:
+            for sink in self.sinks:
+                sink.emit(alerts)
+        finally:
+            if paused:
+                gc.disable()
 
 
 _PIPELINE: Pipeline | None = None
