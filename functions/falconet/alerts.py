@@ -13,12 +13,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from falconet.context import EventContext
 from falconet.timestamps import format_iso8601_ns, format_local_time_ns
+
+if TYPE_CHECKING:
+    from falconet.fields import InlineRead
 
 SOURCE = "k8s_audit"
 
@@ -152,29 +155,20 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 Getter = Callable[[Mapping[str, Any], EventContext], Any]
 
 _TIME = object()  # marks the evt.time entry among the output fields
-_ABSENT = object()
 _NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """One `output_fields` entry: its key, its getter (without the auditID gate) and flags.
-
-    `steps` and `context` say how the generated alert code may read the field in place instead
-    of calling `getter` (same value): `steps` is a JSON path, each step a key and, for a
-    pointer's decimal part, an array index (`jevt.value[/sourceIPs/0]`); the value is a string,
-    the JSON text of a non-string, or None when absent. `list_steps`: a JSON array of scalars
-    as a non-empty list of strings (`ka.user.groups`). `context`: an `EventContext` attribute,
-    tried before `steps` (`falconet.cluster` falls back to the cluster annotation).
-    """
+    """One `output_fields` entry: its key, its getter (without the auditID gate) and flags;
+    `inline` is the registry's in-place read of the field (`FieldDef.inline_read`), which the
+    generated alert code uses instead of calling `getter` (same value)."""
 
     key: str
     getter: Getter
     gated: bool  # a ka.* field: absent when the event has no auditID
     optional: bool = False  # an extra field: left out when absent
-    steps: tuple[tuple[str, int | None], ...] | None = None
-    list_steps: bool = False
-    context: str | None = None
+    inline: InlineRead | None = None
 
 
 Filler = Callable[[Mapping[str, Any], EventContext, int], tuple[str, dict[str, Any]]]
@@ -197,10 +191,7 @@ def compile_filler(
     rule compiler: keys, getters and the template travel in the namespace; the source holds only
     compiler-made names. Events without auditID never come here (the k8saudit gate).
     """
-    from falconet.fields import _string_list, stringify  # noqa: PLC2701 - one registry
-
-    def string_or_none(value: Any) -> str | None:
-        return None if value is _ABSENT else stringify(value)
+    from falconet import fields  # the registry is not needed to import the alert model
 
     namespace: dict[str, Any] = {
         "__builtins__": {},
@@ -210,10 +201,10 @@ def compile_filler(
         "dict": dict,
         "list": list,
         "len": len,
-        "M": _ABSENT,
+        "M": fields._MISSING,  # noqa: SLF001 - the registry's own "absent" marker
         "E": _NO_FIELDS,
-        "S": string_or_none,
-        "L": _string_list,
+        "S": fields.stringify_or_none,
+        "L": fields._string_list,  # noqa: SLF001
         "R": render_value,
         "T": template,
     }
@@ -238,38 +229,34 @@ def compile_filler(
         key, index = item
         if obj == "ev":  # the event itself is a mapping
             return f"ev.get({const(key)}, M)"
-        got = f"{obj}.get({const(key)}, M) if type({obj}) is dict else M"
+        got = f"{obj}.get({const(key)}, M) if type({obj}) is dict else "
         if index is None:
-            return got
-        return (
-            f"{obj}.get({const(key)}, M) if type({obj}) is dict else "
-            f"({obj}[{index}] if type({obj}) is list and len({obj}) > {index} else M)"
-        )
+            return got + "M"
+        return got + f"({obj}[{index}] if type({obj}) is list and len({obj}) > {index} else M)"
 
     values: list[str] = []
     for n, spec in enumerate(specs):
         local = f"v{n}"
         values.append(local)
-        if spec.steps:
-            obj = holder(spec.steps[:-1])
-            read = step(obj, spec.steps[-1])
-            if spec.list_steps:
-                expr = f"L(_v) if type(_v := ({read})) is list else None"
-            else:
-                expr = (
-                    f"_v if type(_v := ({read})) is str else "
-                    "(str(_v) if type(_v) is int else (None if _v is M else S(_v)))"
-                )
-            if spec.context:
-                lines.append(f"    {local} = ctx.{spec.context}")
+        read = spec.inline
+        if read is None:
+            lines.append(f"    {local} = {const(spec.getter)}(ev, ctx)")
+            continue
+        expr = None
+        if read.steps:
+            raw = f"({step(holder(read.steps[:-1]), read.steps[-1])})"
+            expr = (
+                f"L(_v) if type(_v := {raw}) is list else None"
+                if read.as_list
+                else fields.value_expr(raw)
+            )
+        if read.context:
+            lines.append(f"    {local} = ctx.{read.context}")
+            if expr is not None:
                 lines.append(f"    if {local} is None:")
                 lines.append(f"        {local} = {expr}")
-            else:
-                lines.append(f"    {local} = {expr}")
-        elif spec.context:
-            lines.append(f"    {local} = ctx.{spec.context}")
         else:
-            lines.append(f"    {local} = {const(spec.getter)}(ev, ctx)")
+            lines.append(f"    {local} = {expr}")
     args = ", ".join(
         f"({values[i]} if type({values[i]}) is str else R({values[i]}))" for i in parts
     )

@@ -294,39 +294,8 @@ def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
         definition.raw_getter(token.arg, env),
         definition.gated,
         optional=True,
-        **_inline(definition, token.arg),
+        inline=definition.inline_read(token.arg),
     )
-
-
-# Extension and list fields the generated alert code reads in place (see alerts.FieldSpec); each
-# entry gives the same value as the field's getter in fields.py.
-_CONTEXT_FIELDS = {
-    "falconet.account": ("account", None),
-    "falconet.region": ("region", None),
-    "falconet.origin": ("origin", None),
-    "falconet.cluster": ("cluster", (("annotations", None), ("cluster_name", None))),
-}
-_LIST_FIELDS = {"ka.user.groups": (("user", None), ("groups", None))}
-
-
-def _inline(definition: fields.FieldDef, arg: str | None) -> dict[str, Any]:
-    """How the generated alert code may read a field in place (FieldSpec's `steps`,
-    `list_steps`, `context`); empty when only the getter knows."""
-    if definition.path is not None:
-        return {"steps": tuple((key, None) for key in definition.path)}
-    if definition.name in ("jevt.value", "json.value"):
-        parts = fields._pointer_parts(arg)  # noqa: SLF001
-        if parts:
-            return {
-                "steps": tuple((p, int(p) if p.isdigit() and p.isascii() else None) for p in parts)
-            }
-        return {}
-    if definition.name in _CONTEXT_FIELDS:
-        attr, steps = _CONTEXT_FIELDS[definition.name]
-        return {"context": attr, "steps": steps}
-    if definition.name in _LIST_FIELDS:
-        return {"steps": _LIST_FIELDS[definition.name], "list_steps": True}
-    return {}
 
 
 def _factory(
@@ -345,7 +314,7 @@ def _factory(
                 part.key,
                 definition.raw_getter(part.arg, env),
                 definition.gated,
-                **_inline(definition, part.arg),
+                inline=definition.inline_read(part.arg),
             )
         parts.append((part.key, part.width))
     return AlertFactory(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -80,6 +80,46 @@ def _walk(obj: Any, path: tuple[str, ...]) -> Any:
 # ~1.8 ms of `exec` at every import (a cold start). Same constructors, immutability, value
 # equality, hashing and repr.
 _set = object.__setattr__  # how the constructors write their slots past `__setattr__`
+
+
+def stringify_or_none(value: Any) -> str | None:
+    """`stringify`, with the registry's missing marker as None (absent)."""
+    return None if value is _MISSING else stringify(value)
+
+
+Step = tuple[str, int | None]  # a key; with an int, also an array index (a JSON pointer's digits)
+
+
+class InlineRead(NamedTuple):
+    """How generated code may read a field in place, giving exactly what its getter gives.
+
+    `steps` walk the event from the top (each through an object key, or for a pointer's decimal
+    part an array index); the value found is a string, the JSON text of a non-string, or None
+    when absent. `context`: an `EventContext` attribute tried first (the steps are the fallback,
+    possibly none). `as_list`: a JSON array of scalars read as a non-empty list of strings.
+    """
+
+    steps: tuple[Step, ...]
+    context: str | None = None
+    as_list: bool = False
+
+    @property
+    def plain(self) -> tuple[str, ...] | None:
+        """The path, when this is a plain scalar read through object keys only."""
+        if self.context or self.as_list or any(i is not None for _, i in self.steps):
+            return None
+        return tuple(k for k, _ in self.steps) or None
+
+
+def value_expr(read: str) -> str:
+    """Python expression text for a field's value from `read`, the expression reading the raw JSON
+    value (the missing marker when absent). For generated code whose namespace binds `M` (the
+    marker), `S` (`stringify_or_none`), `type`, `str` and `int`: a string as it is, an int
+    `str()`-ed in C (response codes), anything else through `stringify`."""
+    return (
+        f"(_v if type(_v := {read}) is str else "
+        "(str(_v) if type(_v) is int else (None if _v is M else S(_v))))"
+    )
 
 
 class _Frozen:
@@ -143,6 +183,7 @@ class FieldDef(_Frozen):
         "gated",
         "extension",
         "env_binder",
+        "inline",
     )
     _FIELDS = __slots__
 
@@ -156,6 +197,7 @@ class FieldDef(_Frozen):
     gated: bool  # absent unless the event has `auditID` (all ka.* fields)
     extension: bool  # a falconet field, not a Falco one
     env_binder: Callable[[str | None, BindEnv], Getter] | None
+    inline: InlineRead | None  # an in-place read for extension and list fields (`inline_read`)
 
     def __init__(
         self,
@@ -169,6 +211,7 @@ class FieldDef(_Frozen):
         gated: bool = True,
         extension: bool = False,
         env_binder: Callable[[str | None, BindEnv], Getter] | None = None,
+        inline: InlineRead | None = None,
     ) -> None:
         _set(self, "name", name)
         _set(self, "desc", desc)
@@ -180,12 +223,28 @@ class FieldDef(_Frozen):
         _set(self, "gated", gated)
         _set(self, "extension", extension)
         _set(self, "env_binder", env_binder)
+        _set(self, "inline", inline)
 
     def raw_getter(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
         """The getter without the auditID gate (for callers that checked the gate already)."""
         if self.env_binder is not None:
             return self.env_binder(arg, env)
         return self.binder(arg)
+
+    def inline_read(self, arg: str | None) -> InlineRead | None:
+        """How generated code may read this field (with `arg`) in place, or None when only the
+        getter knows (the compiler and the alert code both ask here)."""
+        if self.inline is not None:
+            return self.inline
+        if self.path is not None:
+            return InlineRead(tuple((key, None) for key in self.path))
+        if self.name in ("jevt.value", "json.value"):
+            parts = _pointer_parts(arg)
+            if parts:  # the empty pointer is the whole event: the getter's job
+                return InlineRead(
+                    tuple((p, int(p) if p.isdigit() and p.isascii() else None) for p in parts)
+                )
+        return None
 
     def bind(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
         """A getter for this field with `arg` parsed once. Raises ArgumentError."""
@@ -254,6 +313,7 @@ def _custom(
     type_: str = "string",
     extension: bool = False,
     ctx_fn: Callable[[Event, EventContext, str | None], Value] | None = None,
+    inline: InlineRead | None = None,
 ) -> None:
     def binder(a: str | None) -> Getter:
         if ctx_fn is not None:
@@ -271,6 +331,7 @@ def _custom(
             type=type_,
             gated=gated,
             extension=extension,
+            inline=inline,
         )
     )
 
@@ -386,6 +447,7 @@ _custom(
     "The groups to which the user belongs",
     lambda ev, _a: _string_list(_walk(ev, ("user", "groups"))),
     is_list=True,
+    inline=InlineRead((("user", None), ("groups", None)), as_list=True),
 )
 _custom(
     "ka.req.pod.supplemental_groups",
@@ -1159,6 +1221,10 @@ for _attr, _desc in (
         gated=False,
         extension=True,
         ctx_fn=_ctx_attr,
+        inline=InlineRead(
+            ((_ANNOTATION, None), ("cluster_name", None)) if _attr == "cluster" else (),
+            context=_attr,
+        ),
     )
 
 

@@ -49,10 +49,6 @@ _UNSET = object()
 OTHER = object()  # the index key for a verb/resource no rule requires
 
 
-def _stringify_or_none(value: Any) -> str | None:
-    return None if value is _MISSING else fields.stringify(value)
-
-
 Bucket = Callable[[Any, Any, Any, Any, Any, Any], Any]
 
 
@@ -404,7 +400,7 @@ class _ModuleGen:
             "list": list,
             "U": _UNSET,
             "M": _MISSING,
-            "S": _stringify_or_none,
+            "S": fields.stringify_or_none,
             "len": len,
         }
         namespace.update(self.namespace)
@@ -495,8 +491,8 @@ class _BucketGen:
     def _inline_path(self, path: tuple[str, ...]) -> str:
         """A plain scalar read written in place (`path_getter`'s semantics: the value, its JSON
         text when not a string, None when absent), so reading a field costs no Python call:
-        `(_v if type(_v := (_o.get(k2, M) if type(_o := ev.get(k1)) is dict else M)) is str
-        else (None if _v is M else S(_v)))`. Keys travel in the namespace."""
+        `(_o.get(k2, M) if type(_o := ev.get(k1)) is dict else M)` wrapped in
+        `fields.value_expr`. Keys travel in the namespace."""
         const = self.module.const
         last = len(path) - 1
         expr = f"ev.get({const(path[0])}{', M' if last == 0 else ''})"
@@ -505,11 +501,7 @@ class _BucketGen:
                 expr = f"(_o.get({const(key)}, M) if type(_o := {expr}) is dict else M)"
             else:
                 expr = f"(_o.get({const(key)}) if type(_o := {expr}) is dict else None)"
-        # An int (a response code) is str()-ed in C; other values go through stringify.
-        return (
-            f"(_v if type(_v := {expr}) is str else "
-            "(str(_v) if type(_v) is int else (None if _v is M else S(_v))))"
-        )
+        return fields.value_expr(expr)
 
     def _getter(self, node: ast.Field) -> fields.Getter:
         definition = fields.lookup(node.name)
@@ -762,18 +754,10 @@ def _checks(node: ast.Expr) -> int:
 
 
 def _plain_path(node: ast.Field) -> tuple[str, ...] | None:
-    """The path of a field that is a plain scalar read (a ka.* path field, or a `jevt.value`
-    pointer without array indexes), or None."""
+    """The path of a field the registry says is a plain scalar read through object keys."""
     definition = fields.lookup(node.name)
-    if definition is None:
-        return None
-    if definition.path is not None:
-        return definition.path
-    if node.name in ("jevt.value", "json.value"):
-        parts = fields._pointer_parts(node.arg)  # noqa: SLF001
-        if parts and not any(p.isdigit() for p in parts):
-            return parts
-    return None
+    read = definition.inline_read(node.arg) if definition is not None else None
+    return read.plain if read is not None else None
 
 
 def _lowered_search(search: Callable[[str], object]) -> Callable[[str], object]:
