@@ -293,8 +293,6 @@ class AlertFactory:
     """
 
     __slots__ = (
-        "gated",
-        "getters",
         "hostname",
         "iso_prefix",
         "keys",
@@ -332,8 +330,6 @@ class AlertFactory:
         self.specs = tuple(specs)
         self.filler: Filler | None = None
         self.uuid_base = _uuid_base(rule)
-        self.getters = tuple(f.getter for f in specs)
-        self.gated = tuple(f.gated for f in specs)
         index = {f.key: i for i, f in enumerate(specs)}
         time_key = "evt.time.iso8601" if iso_prefix else "evt.time"
         self.time_index = sum(1 for f in specs if f.key < time_key)
@@ -390,10 +386,7 @@ class AlertFactory:
         """Message and output fields from the field getters, one call each: for an event without
         auditID (`gate`: every gated field absent), and the reference the generated code is
         tested against."""
-        values = [
-            None if gated and gate else get(event, ctx)
-            for get, gated in zip(self.getters, self.gated, strict=True)
-        ]
+        values = [None if gate and spec.gated else spec.getter(event, ctx) for spec in self.specs]
         message = self.template.format(
             *[v if type(v) is str else render_value(v) for v in map(values.__getitem__, self.parts)]
         )
