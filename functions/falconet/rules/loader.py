@@ -1532,36 +1532,33 @@ def load_rules(
 # -- the load cache ------------------------------------------------------------------------------
 
 _CACHE_FORMAT = b"falconet rules load cache 1\0"
-# The modules whose code decides what `load_rules` returns: their source is part of the key, so a
-# cache written by other code is never read (as the compiler keys its code cache on the source it
-# generates).
-_KEY_MODULES = (
-    "rules/loader.py",
-    "rules/parser.py",
-    "rules/lexer.py",
-    "rules/ast.py",
-    "rules/model.py",
-    "rules/output.py",
-    "fields.py",
-    "errors.py",
-)
+# The package whose code decides what `load_rules` returns: the source of every one of its modules
+# is part of the key, so a cache written by other code is never read (as the compiler keys its code
+# cache on the source it generates). Every module, not a list of them: a module split, moved or
+# added can neither turn the cache off nor leave a stale one in use.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Tree node tags in the cached form: (tag, pos, fields...), children encoded the same way.
 _AND, _OR, _NOT, _IDENT, _FIELD, _TRANSFORMER, _VALUE, _LIST, _UNARY, _BINARY, _CONST = range(11)
 
 
-def _cache_key(files: Sequence[Path]) -> str | None:
-    """A hash of the rules files' bytes in order and of the loader's own source; None when one
-    of them cannot be read (the normal load then reports what it must). File names are not in
-    the key: the cache stores positions in `files` instead, so a cache filled under the build
-    directory is read under /var/task, with the run-time names in every Source."""
+def _cache_key(files: Sequence[Path], package: Path = PACKAGE_DIR) -> str | None:
+    """A hash of the rules files' bytes in order and of the source of every module of `package`
+    (~0.8 ms for ~50 modules); None when one of them cannot be read (the normal load then reports
+    what it must). File names are not in the key: the cache stores positions in `files` instead,
+    so a cache filled under the build directory is read under /var/task, with the run-time names
+    in every Source."""
     import hashlib  # noqa: PLC0415 - only with a cache (the engine imports it anyway)
     import marshal  # noqa: PLC0415
 
     digest = hashlib.sha256(_CACHE_FORMAT + str(marshal.version).encode())
-    package = Path(__file__).resolve().parents[1]
     try:
-        for data in [*((package / m).read_bytes() for m in _KEY_MODULES), b"\0"] + [
-            f.read_bytes() for f in files
+        modules = sorted(package.rglob("*.py"))
+        if not modules:
+            return None
+        for data in [
+            *(m.relative_to(package).as_posix().encode() + b"\0" + m.read_bytes() for m in modules),
+            b"\0",
+            *(f.read_bytes() for f in files),
         ]:
             digest.update(len(data).to_bytes(8, "little"))
             digest.update(data)
