@@ -85,6 +85,7 @@ def _traces(*options: str) -> Callable[[], Runs]:
 
 CASES = (
     Case("explain-bundled", lambda: (("explain",),)),
+    Case("fields", lambda: (("fields",), ("fields", "--json"))),
     Case(
         "validate-bundled",
         lambda: (("validate", "rules/"), ("validate", *_glob("tests/data/*.yaml"))),
