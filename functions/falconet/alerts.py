@@ -201,10 +201,10 @@ def compile_filler(
         "dict": dict,
         "list": list,
         "len": len,
-        "M": fields._MISSING,  # noqa: SLF001 - the registry's own "absent" marker
+        "M": fields.MISSING,  # the registry's own "absent" marker
         "E": _NO_FIELDS,
         "S": fields.stringify_or_none,
-        "L": fields._string_list,  # noqa: SLF001
+        "L": fields.string_list,
         "R": render_value,
         "T": template,
     }

@@ -44,7 +44,7 @@ from falconet.rules.operators import (
 )
 from falconet.rules.reference import ReferenceEvaluator
 
-_MISSING = fields._MISSING  # noqa: SLF001 - the registry's own "absent" marker
+_MISSING = fields.MISSING  # the registry's own "absent" marker
 _UNSET = object()
 OTHER = object()  # the index key for a verb/resource no rule requires
 

@@ -1,0 +1,84 @@
+"""Falco's generic event fields, `evt.*`, for the k8s_audit source: the event time in every form
+Falco prints it, the source and the plugin name. Not gated on `auditID`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from falconet.fields.registry import Event, Value, custom_field
+from falconet.timestamps import format_iso8601_ns, format_local_time_ns, parse_rfc3339_ns
+
+
+def _event_ns(ev: Event) -> int | None:
+    return parse_rfc3339_ns(ev.get("stageTimestamp"))
+
+
+def _time_field(render: Callable[[int], str | int]) -> Callable[[Event, Any], Value]:
+    def get(ev: Event, _a: str | None) -> Value:
+        ns = _event_ns(ev)
+        return None if ns is None else render(ns)
+
+    return get
+
+
+def _local_datetime(ns: int, *, with_ns: bool) -> str:
+    import time
+
+    secs, nanos = divmod(ns, 1_000_000_000)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(secs))
+    return f"{text}.{nanos:09d}" if with_ns else text
+
+
+_EVT_TIME_FIELDS: tuple[tuple[str, str, Callable[[int], str | int], str], ...] = (
+    ("evt.time", "The event time, local HH:MM:SS.nnnnnnnnn", format_local_time_ns, "string"),
+    (
+        "evt.time.s",
+        "The event time, local HH:MM:SS",
+        lambda ns: format_local_time_ns(ns)[:8],
+        "string",
+    ),
+    (
+        "evt.time.iso8601",
+        "The event time, UTC ISO 8601 with nanoseconds",
+        format_iso8601_ns,
+        "string",
+    ),
+    (
+        "evt.datetime",
+        "The event date and time, local, with nanoseconds",
+        lambda ns: _local_datetime(ns, with_ns=True),
+        "string",
+    ),
+    (
+        "evt.datetime.s",
+        "The event date and time, local, to the second",
+        lambda ns: _local_datetime(ns, with_ns=False),
+        "string",
+    ),
+    ("evt.rawtime", "The event time in nanoseconds since the epoch", lambda ns: ns, "number"),
+    (
+        "evt.rawtime.s",
+        "The integer seconds of evt.rawtime",
+        lambda ns: ns // 1_000_000_000,
+        "number",
+    ),
+    (
+        "evt.rawtime.ns",
+        "The fractional nanoseconds of evt.rawtime",
+        lambda ns: ns % 1_000_000_000,
+        "number",
+    ),
+)
+for _name, _desc, _render, _type in _EVT_TIME_FIELDS:
+    custom_field(_name, _desc, _time_field(_render), gated=False, type_=_type)
+custom_field("evt.source", "The event source (k8s_audit)", lambda _e, _a: "k8s_audit", gated=False)
+custom_field(
+    "evt.pluginname",
+    "The plugin that produced the event (k8saudit)",
+    lambda _e, _a: "k8saudit",
+    gated=False,
+)
+custom_field(
+    "evt.is_async", "Whether the event is asynchronous (false)", lambda _e, _a: "false", gated=False
+)

@@ -1,0 +1,110 @@
+"""falconet's own fields, `falconet.*` (Falco has none of these): where an event came from.
+
+The client address and its scope and location (`falconet.src.*`, the location from a GeoIP
+database bound once per engine through `BindEnv`), and the cluster, account, region and origin of
+the batch (`falconet.cluster`, ... from the `EventContext` the decoder built)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from falconet.context import EventContext
+from falconet.fields.k8saudit import ANNOTATIONS
+from falconet.fields.registry import (
+    MISSING,
+    BindEnv,
+    Event,
+    FieldDef,
+    Getter,
+    InlineRead,
+    Value,
+    custom_field,
+    register,
+    stringify,
+    walk,
+)
+
+
+def _src_ip(ev: Event, _a: str | None) -> str | None:
+    ips = ev.get("sourceIPs")
+    if type(ips) is not list or not ips:
+        return None
+    return stringify(ips[0])
+
+
+custom_field(
+    "falconet.src.ip",
+    "The client address: the first entry of the event's sourceIPs",
+    _src_ip,
+    gated=False,
+    extension=True,
+)
+for _attr, _desc in (
+    ("cluster", "The cluster the event came from (envelope, annotation or caller)"),
+    ("account", "The cloud account (AWS account, GCP project, Azure subscription)"),
+    ("region", "The cloud region, when the envelope or trigger says it"),
+    ("origin", "Where the batch came from: bucket and key, webhook, CloudEvent source"),
+):
+
+    def _ctx_attr(ev: Event, ctx: EventContext, _a: str | None, attr: str = _attr) -> Value:
+        value = getattr(ctx, attr)
+        if value is None and attr == "cluster":
+            cluster = walk(ev, (ANNOTATIONS, "cluster_name"))
+            return None if cluster is MISSING else stringify(cluster)
+        return value  # type: ignore[no-any-return]
+
+    custom_field(
+        f"falconet.{_attr}",
+        _desc,
+        lambda _e, _a: None,
+        gated=False,
+        extension=True,
+        ctx_fn=_ctx_attr,
+        inline=InlineRead(
+            ((ANNOTATIONS, None), ("cluster_name", None)) if _attr == "cluster" else (),
+            context=_attr,
+        ),
+    )
+
+
+def _geo_binder(attr: str) -> Callable[[str | None, BindEnv], Getter]:
+    def binder(_arg: str | None, env: BindEnv) -> Getter:
+        geo = env.geoip
+        if attr == "scope":
+            from falconet.ipscope import ip_scope  # not geoip: see ipscope
+
+            cached = functools.lru_cache(maxsize=4096)(ip_scope)  # one parse per address
+            return lambda ev, _ctx: cached(_src_ip(ev, None))
+        if geo is None or not geo.enabled:
+            return lambda _ev, _ctx: None
+
+        def get(ev: Event, _ctx: EventContext) -> str | None:
+            source = geo.resolve(_src_ip(ev, None))
+            location = source.location if source is not None else None
+            if location is None:
+                return None
+            value = getattr(location, attr)
+            return None if value is None else str(value)
+
+        return get
+
+    return binder
+
+
+for _attr, _desc in (
+    ("scope", "The scope of falconet.src.ip: public, private, loopback, link-local, shared, ..."),
+    ("country", "The ISO country code of falconet.src.ip (needs a GeoIP database)"),
+    ("city", "The city of falconet.src.ip (needs a GeoIP City database)"),
+    ("asn", "The autonomous system number of falconet.src.ip (needs a GeoIP ASN database)"),
+):
+    register(
+        FieldDef(
+            f"falconet.src.{_attr}",
+            _desc,
+            lambda _a: lambda _e, _c: None,
+            gated=False,
+            extension=True,
+            env_binder=_geo_binder(_attr),
+        )
+    )
