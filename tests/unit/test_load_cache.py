@@ -124,22 +124,22 @@ def test_errors_are_not_cached_and_a_corrupt_cache_is_ignored(tmp_path: Path) ->
 def test_the_key_covers_every_module_of_the_package(tmp_path: Path) -> None:
     """A module changed, added or moved anywhere in the package gives a new key: a split can
     neither turn the cache off (no key) nor leave a stale cache in use (same key)."""
-    from falconet.rules.loader import PACKAGE_DIR, _cache_key
+    from falconet.rules.loadcache import PACKAGE_DIR, cache_key
 
     files = sorted(RULES.glob("*.yaml"))
     copy = tmp_path / "falconet"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    key = _cache_key(files, copy)
+    key = cache_key(files, copy)
     assert key is not None
-    assert key == _cache_key(files, PACKAGE_DIR)  # names relative to the package, not absolute
+    assert key == cache_key(files, PACKAGE_DIR)  # names relative to the package, not absolute
 
     keys = {key}
     module = copy / "sinks" / "stdout.py"  # far from the loader: still part of the key
     module.write_text(module.read_text() + "\n# changed\n")
-    keys.add(_cache_key(files, copy))
+    keys.add(cache_key(files, copy))
     (copy / "rules" / "new_stage.py").write_text('"""A new loading stage."""\n')
-    keys.add(_cache_key(files, copy))
+    keys.add(cache_key(files, copy))
     (copy / "rules" / "new_stage.py").rename(copy / "rules" / "renamed_stage.py")
-    keys.add(_cache_key(files, copy))
+    keys.add(cache_key(files, copy))
     assert None not in keys
     assert len(keys) == 4

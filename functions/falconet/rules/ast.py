@@ -287,3 +287,10 @@ class Constant(Node):
 
 Operand = Field | Transformer
 Expr = And | Or | Not | Identifier | UnaryCheck | BinaryCheck | Constant
+
+
+def base_field(node: Operand) -> Field:
+    """The field under an operand's transformers (`tolower(ka.user.name)` -> `ka.user.name`)."""
+    while isinstance(node, Transformer):
+        node = node.child
+    return node

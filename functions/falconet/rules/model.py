@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 _set = object.__setattr__  # how Source's constructor writes its slots past `__setattr__`
 
+SOURCE = "k8s_audit"  # the one Falco event source falconet evaluates
+
 PRIORITIES: tuple[str, ...] = (
     "Emergency",
     "Alert",

@@ -1,0 +1,186 @@
+"""Checking conditions, the fifth loading stage: fields, arguments, operators and values.
+
+A resolved condition is checked against the field registry as Falco's compiler checks it: every
+field exists (with a did-you-mean hint), takes the argument it is given, supports the operator
+(list fields accept only `in`, `intersects` and `exists`; numeric fields take numbers), and every
+regular expression compiles. The first problem of a condition is reported, located by the caller.
+`field_names` says which fields a rule reads (for its alerts and the `falconet rules` listing).
+"""
+
+from __future__ import annotations
+
+import re
+
+from falconet import errors as errs
+from falconet import fields
+from falconet.rules import ast
+
+_LIST_FIELD_OPS = {"in", "intersects", "exists"}
+_NUMBER_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "in", "exists"}
+_STRING_REJECTED = {"bcontains", "bstartswith"}
+
+Problem = tuple[str, ast.Node, type[errs.RuleError], str | None]
+
+
+def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, bool, str]:
+    """(problem, is_list, type) of an operand, after checking its field and argument."""
+    if isinstance(node, ast.Transformer):
+        problem, is_list, type_ = _check_operand(node.child)
+        if problem is not None:
+            return problem, is_list, type_
+        if is_list:
+            return (
+                (
+                    f"transformer '{node.name}' cannot be applied to a list field",
+                    node,
+                    errs.OperatorError,
+                    node.name,
+                ),
+                is_list,
+                type_,
+            )
+        return None, False, "string"
+    definition = fields.lookup(node.name)
+    if definition is None:
+        hint = fields.suggest(node.name)
+        extra = f" (did you mean '{hint}'?)" if hint else ""
+        return (
+            (f"unknown field '{node.name}'{extra}", node, errs.UnknownFieldError, node.name),
+            False,
+            "string",
+        )
+    try:
+        definition.bind(node.arg)
+    except fields.ArgumentError as exc:
+        return (str(exc), node, errs.FieldArgumentError, node.name), False, "string"
+    return None, definition.is_list, definition.type
+
+
+def check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]] | None = None
+) -> Problem | None:
+    """The first field, argument or operator problem of a resolved condition, or None.
+
+    `memo` (see `loader.Memo`) remembers the answer for each subtree, so shared macro trees are
+    checked once per compile; the answer depends on the subtree alone."""
+    if memo is None:
+        return _check_fields(tree, {})
+    return _check_fields(tree, memo)
+
+
+def _check_fields(
+    tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
+) -> Problem | None:
+    hit = memo.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    problem = _check_node(tree, memo)
+    memo[id(tree)] = (tree, problem)
+    return problem
+
+
+def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]) -> Problem | None:
+    if isinstance(tree, ast.And | ast.Or):
+        for c in tree.children:
+            if (p := _check_fields(c, memo)) is not None:
+                return p
+        return None
+    if isinstance(tree, ast.Not):
+        return _check_fields(tree.child, memo)
+    if isinstance(tree, ast.UnaryCheck | ast.BinaryCheck):
+        problem, is_list, type_ = _check_operand(tree.left)
+        if problem is not None:
+            return problem
+        name = ast.base_field(tree.left).name
+        if is_list and tree.op not in _LIST_FIELD_OPS:
+            return (
+                f"operator '{tree.op}' not supported on list field '{name}' (list fields "
+                "accept only 'in', 'intersects' and 'exists')",
+                tree,
+                errs.OperatorError,
+                name,
+            )
+        if type_ == "string" and tree.op in _STRING_REJECTED:
+            return (
+                f"operator '{tree.op}' not supported on string field '{name}'",
+                tree,
+                errs.OperatorError,
+                name,
+            )
+        if type_ == "number" and tree.op not in _NUMBER_OPS:
+            return (
+                f"operator '{tree.op}' not supported on numeric field '{name}'",
+                tree,
+                errs.OperatorError,
+                name,
+            )
+        if isinstance(tree, ast.BinaryCheck):
+            return _check_right(tree, type_, name)
+    return None
+
+
+def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None:
+    right = tree.right
+    if isinstance(right, ast.Transformer):
+        problem, is_list, _ = _check_operand(right)
+        if problem is not None:
+            return problem
+        if is_list:
+            return (
+                "a list field cannot be the right side of a comparison",
+                right,
+                errs.OperatorError,
+                None,
+            )
+        return None
+    if type_ == "number":
+        values = right.values if isinstance(right, ast.ListValue) else (right.text,)
+        for v in values:
+            try:
+                int(v, 0)
+            except ValueError:
+                return (
+                    f"'{v}' is not a number (field '{name}' is numeric)",
+                    right,
+                    errs.OperatorError,
+                    None,
+                )
+    if tree.op == "regex":
+        text = right.text if isinstance(right, ast.Value) else ""
+        try:
+            re.compile(text)
+        except re.error as exc:
+            return (
+                f"invalid regular expression '{text}': {exc}",
+                right,
+                errs.RuleSyntaxError,
+                None,
+            )
+    return None
+
+
+def field_names(node: ast.Expr, memo: dict[int, tuple[ast.Expr, frozenset[str]]]) -> frozenset[str]:
+    """The names of the fields a resolved condition reads."""
+    hit = memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    names: frozenset[str]
+    if isinstance(node, ast.And | ast.Or):
+        names = frozenset().union(*(field_names(c, memo) for c in node.children))
+    elif isinstance(node, ast.Not):
+        names = field_names(node.child, memo)
+    elif isinstance(node, ast.UnaryCheck | ast.BinaryCheck):
+        names = frozenset(
+            [
+                ast.base_field(node.left).name,
+                *(
+                    [ast.base_field(node.right).name]
+                    if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer)
+                    else []
+                ),
+            ]
+        )
+    else:
+        names = frozenset()
+    memo[id(node)] = (node, names)
+    return names

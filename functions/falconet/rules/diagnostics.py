@@ -1,0 +1,66 @@
+"""Rule problems with their place: the errors and warnings every loading stage reports.
+
+A `Diagnostic` is a `RuleError` with a severity; it renders as `FILE:LINE:COL: severity: message`,
+with the condition and a caret line under the place when there is one. The stages never stop at
+the first problem: they record each one, and `falconet validate` prints them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from falconet import errors as errs
+
+if TYPE_CHECKING:
+    from falconet.rules.model import Source
+
+
+class Diagnostic:
+    """An error or warning with its place: rendered as `FILE:LINE:COL: severity: message`."""
+
+    __slots__ = ("error", "severity")
+
+    def __init__(self, error: errs.RuleError, severity: str = "error") -> None:
+        self.error = error
+        self.severity = severity
+
+    def __str__(self) -> str:
+        return self.error.render(self.severity)
+
+    def __repr__(self) -> str:
+        return f"Diagnostic(error={self.error!r}, severity={self.severity!r})"
+
+    def __eq__(self, other: Any) -> bool:
+        if other.__class__ is Diagnostic:
+            return (self.error, self.severity) == (other.error, other.severity)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+
+def caret(text: str, offset: int) -> str:
+    """`text` with a caret line under `offset` (the lexer, imported only when there is an error)."""
+    from falconet.rules import lexer
+
+    return lexer.caret(text, offset)
+
+
+def located(
+    message: str,
+    src: Source | None,
+    *,
+    cls: type[errs.RuleError] = errs.RuleDefinitionError,
+    kind: str | None = None,
+    item: str | None = None,
+    excerpt: str | None = None,
+) -> errs.RuleError:
+    """A rule error of class `cls` placed at `src` (a `RuleDefinitionError` by default)."""
+    return cls(
+        message,
+        file=src.file if src else None,
+        line=src.line if src else None,
+        column=src.column if src else None,
+        kind=kind,
+        item=item,
+        excerpt=excerpt,
+    )

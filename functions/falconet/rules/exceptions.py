@@ -1,0 +1,193 @@
+"""A rule's `exceptions`, as the collector reads them: Falco's two forms, checked as Falco checks.
+
+`fields` is a list (with `comps`, one per field, `=` by default, and `values` that are tuples of
+one value per field) or a single field (with `comps` `in`, `pmatch` or `intersects`, and `values`
+that are plain values). `expand.build_exception_condition` turns them into condition text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from falconet import errors as errs
+from falconet import fields
+from falconet.rules.diagnostics import located
+from falconet.rules.model import SOURCE, Source
+from falconet.rules.reader import YamlNode
+
+# How a reader reports a warning: (message, place, kind=..., item=...).
+Warn = Callable[..., None]
+
+_EXCEPTION_OPS = {
+    "=",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "contains",
+    "icontains",
+    "startswith",
+    "endswith",
+    "glob",
+    "iglob",
+    "in",
+    "intersects",
+    "pmatch",
+    "regex",
+    "exists",
+}
+
+
+class ExceptionItem:
+    __slots__ = ("comps", "fields", "name", "src", "values")
+
+    def __init__(
+        self,
+        name: str,
+        fields: list[str] | str,
+        comps: list[str] | str,
+        values: list[Any],
+        src: Source,
+    ) -> None:
+        self.name = name
+        self.fields = fields
+        self.comps = comps
+        self.values = values
+        self.src = src
+
+
+def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
+    node: YamlNode | None,
+    name: str,
+    source: str,
+    warn: Warn,
+    *,
+    define: bool,
+    only: str | None = None,
+) -> list[ExceptionItem]:
+    """A rule's `exceptions` (`only`: just the one of that name). Raises RuleError; duplicate
+    names are reported through `warn`."""
+    if node is None:
+        return []
+    out: list[ExceptionItem] = []
+    seen: set[str] = set()
+    for entry in node.sequence("exceptions"):
+        ex = entry.mapping("an exception")
+        if "name" not in ex:
+            raise located("Item has no mapping for key 'name'", entry.src, kind="rule", item=name)
+        ex_name = ex["name"].scalar("exception name")
+        if only is not None and ex_name != only:
+            continue
+        if ex_name in seen:
+            warn(f"duplicate exception name '{ex_name}'", entry.src, kind="rule", item=name)
+        seen.add(ex_name)
+        if "fields" not in ex:
+            raise located(
+                f"exception '{ex_name}': Item has no mapping for key 'fields'",
+                entry.src,
+                kind="rule",
+                item=name,
+            )
+        fields_node = ex["fields"]
+        ex_fields: list[str] | str
+        if fields_node.node.id == "sequence":
+            ex_fields = [f.scalar("exception field") for f in fields_node.sequence("fields")]
+            comps: list[str] | str = (
+                [c.scalar("comp") for c in ex["comps"].sequence("comps")]
+                if "comps" in ex
+                else (["="] * len(ex_fields) if define else [])
+            )
+            if isinstance(comps, list) and comps and len(comps) != len(ex_fields):
+                raise located(
+                    f"exception '{ex_name}': fields and comps lists must have equal length",
+                    entry.src,
+                    kind="rule",
+                    item=name,
+                )
+        else:
+            ex_fields = fields_node.scalar("exception field")
+            comps = ex["comps"].scalar("comp") if "comps" in ex else "in"
+            if comps not in ("in", "pmatch", "intersects"):
+                raise located(
+                    f"exception '{ex_name}': when fields is a single value, comps "
+                    "must be one of (in, pmatch, intersects)",
+                    entry.src,
+                    kind="rule",
+                    item=name,
+                )
+        for comp in comps if isinstance(comps, list) else [comps]:
+            base = comp.split()[0] if comp.split() else comp
+            if base not in _EXCEPTION_OPS:
+                raise located(
+                    f"exception '{ex_name}': '{comp}' is not a supported comparison operator",
+                    entry.src,
+                    kind="rule",
+                    item=name,
+                )
+        if source == SOURCE:
+            for f in ex_fields if isinstance(ex_fields, list) else [ex_fields]:
+                if fields.lookup(f) is None:
+                    raise located(
+                        f"exception '{ex_name}': '{f}' is not a supported filter field",
+                        entry.src,
+                        cls=errs.UnknownFieldError,
+                        kind="rule",
+                        item=name,
+                    )
+        exc = ExceptionItem(ex_name, ex_fields, comps, [], entry.src)
+        if "values" in ex:
+            exc.values = _exception_values(ex["values"], exc)
+        out.append(exc)
+    return out
+
+
+def merge_exceptions(
+    exceptions: list[ExceptionItem], node: YamlNode, name: str, source: str, warn: Warn
+) -> None:
+    """Falco's `exceptions: append`: new exceptions are added, existing ones get more values."""
+    by_name = {e.name: e for e in exceptions}
+    for entry in node.sequence("exceptions"):
+        ex = entry.mapping("an exception")
+        if "name" not in ex:
+            raise located("Item has no mapping for key 'name'", entry.src, kind="rule", item=name)
+        ex_name = ex["name"].scalar("exception name")
+        current = by_name.get(ex_name)
+        if current is None:
+            if "fields" not in ex or "values" not in ex:
+                raise located(
+                    f"exception '{ex_name}': a new exception must have 'fields' and 'values'",
+                    entry.src,
+                    kind="rule",
+                    item=name,
+                )
+            new = read_exceptions(node, name, source, warn, define=True, only=ex_name)
+            exceptions.extend(new)
+            by_name[ex_name] = new[0]
+            continue
+        if "fields" in ex or "comps" in ex:
+            raise located(
+                f"exception '{ex_name}': appending to an existing exception may only add 'values'",
+                entry.src,
+                kind="rule",
+                item=name,
+            )
+        if "values" in ex:
+            current.values = current.values + _exception_values(ex["values"], current)
+
+
+def _exception_values(node: YamlNode, exc: ExceptionItem) -> list[Any]:
+    values = node.plain()
+    if not isinstance(values, list):
+        raise located(f"exception '{exc.name}': values must be a sequence", node.src)
+    if isinstance(exc.fields, list):
+        for v in values:
+            if not isinstance(v, list) or len(v) != len(exc.fields):
+                raise located(
+                    f"exception '{exc.name}': each value must be a list of "
+                    f"{len(exc.fields)} item(s), one per field",
+                    node.src,
+                )
+    return values
