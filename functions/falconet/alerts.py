@@ -12,7 +12,6 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -124,11 +123,6 @@ def render_value(value: Any) -> str:
     return str(value)
 
 
-def alert_uuid(rule: str, event: Mapping[str, Any], cluster: str | None) -> str:
-    """Deterministic id: same rule + same audit event (+ cluster) -> same id (uuid5 layout)."""
-    return _uuid_of(_uuid_base(rule), event, cluster)
-
-
 def _uuid_base(rule: str) -> Any:
     """The sha1 state after the namespace and the rule name: a factory hashes it once and copies
     it per alert (the id hashes `namespace + rule + NUL + event identity`)."""
@@ -153,9 +147,6 @@ def _uuid_of(base: Any, event: Mapping[str, Any], cluster: str | None) -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 Getter = Callable[[Mapping[str, Any], EventContext], Any]
-
-_TIME = object()  # marks the evt.time entry among the output fields
-_NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,72 +182,25 @@ def compile_filler(
     rule compiler: keys, getters and the template travel in the namespace; the source holds only
     compiler-made names. Events without auditID never come here (the k8saudit gate).
     """
-    from falconet import fields  # the registry is not needed to import the alert model
+    from falconet.codegen import StatementReads, compile_module  # at a rule's first alert
 
-    namespace: dict[str, Any] = {
-        "__builtins__": {},
-        "type": type,
-        "str": str,
-        "int": int,
-        "dict": dict,
-        "list": list,
-        "len": len,
-        "M": fields.MISSING,  # the registry's own "absent" marker
-        "E": _NO_FIELDS,
-        "S": fields.stringify_or_none,
-        "L": fields.string_list,
-        "R": render_value,
-        "T": template,
-    }
+    constants: dict[str, Any] = {"R": render_value, "T": template}
     lines = ["def fill(ev, ctx, t):"]
-    holders: dict[tuple[tuple[str, int | None], ...], str] = {(): "ev"}
 
     def const(value: Any) -> str:
-        name = f"k{len(namespace)}"
-        namespace[name] = value
+        name = f"k{len(constants)}"
+        constants[name] = value
         return name
 
-    def holder(steps: tuple[tuple[str, int | None], ...]) -> str:
-        """A local holding the object at `steps`: a dict, a list or M (never fails)."""
-        name = holders.get(steps)
-        if name is None:
-            parent = holder(steps[:-1])
-            name = holders[steps] = f"o{len(holders)}"
-            lines.append(f"    {name} = {step(parent, steps[-1])}")
-        return name
-
-    def step(obj: str, item: tuple[str, int | None]) -> str:
-        key, index = item
-        if obj == "ev":  # the event itself is a mapping
-            return f"ev.get({const(key)}, M)"
-        got = f"{obj}.get({const(key)}, M) if type({obj}) is dict else "
-        if index is None:
-            return got + "M"
-        return got + f"({obj}[{index}] if type({obj}) is list and len({obj}) > {index} else M)"
-
+    reads = StatementReads(lines, const)
     values: list[str] = []
     for n, spec in enumerate(specs):
         local = f"v{n}"
         values.append(local)
-        read = spec.inline
-        if read is None:
+        if spec.inline is None:
             lines.append(f"    {local} = {const(spec.getter)}(ev, ctx)")
-            continue
-        expr = None
-        if read.steps:
-            raw = f"({step(holder(read.steps[:-1]), read.steps[-1])})"
-            expr = (
-                f"L(_v) if type(_v := {raw}) is list else None"
-                if read.as_list
-                else fields.value_expr(raw)
-            )
-        if read.context:
-            lines.append(f"    {local} = ctx.{read.context}")
-            if expr is not None:
-                lines.append(f"    if {local} is None:")
-                lines.append(f"        {local} = {expr}")
         else:
-            lines.append(f"    {local} = {expr}")
+            reads.assign(local, spec.inline)
     args = ", ".join(
         f"({values[i]} if type({values[i]}) is str else R({values[i]}))" for i in parts
     )
@@ -276,9 +220,8 @@ def compile_filler(
         else:
             lines.append(f"    d[{const(key)}] = {value}")
     lines.append("    return m, d")
-    code = compile("\n".join(lines), "<falconet-alert>", "exec")
-    exec(code, namespace)  # noqa: S102 - compiler-made source; keys and getters in the namespace
-    return namespace["fill"]  # type: ignore[no-any-return]
+    module, _ = compile_module("\n".join(lines), constants, filename="<falconet-alert>")
+    return module["fill"]  # type: ignore[no-any-return]
 
 
 class AlertFactory:

@@ -131,7 +131,7 @@ class Engine:
             _factory(r, extra_specs, self._hostname, time_format_iso8601, self._env) for r in active
         )
         self._index: Index = build_index(
-            [CompiledRule(slot, r.condition) for slot, r in enumerate(active)],
+            [CompiledRule(slot, r.condition, r.name) for slot, r in enumerate(active)],
             match_all=rule_matching == "all",
             env=self._env,
             cache_dir=Path(code_cache) if code_cache else None,
@@ -192,6 +192,8 @@ class Engine:
         k8saudit plugin drops such events)."""
         if "auditID" not in event:
             return self._evaluate_reference(event, context)
+        # The four hot fields every bucket function takes (codegen.HOT_PATHS), read in place:
+        # this runs for every event.
         verb = event.get("verb", _MISSING)
         if type(verb) is not str:
             verb = _key(verb)
@@ -206,7 +208,7 @@ class Engine:
         name = user.get("username", _MISSING) if type(user) is dict else _MISSING
         if type(name) is not str:
             name = _key(name)
-        row = self._table.get(verb)  # Index.lookup, inlined: this runs for every event
+        row = self._table.get(verb)
         if row is None:
             row = self._table_other
         bucket = row.get(resource)
@@ -250,8 +252,9 @@ class Engine:
         return tuple(str(d) for d in self.diagnostics if d.severity == "warning")
 
     def explain(self) -> str:
-        """The generated source of the bucket functions (for debugging; never rule text)."""
-        return self._index.source
+        """The generated code of the bucket functions, with the rule names beside their code and
+        the events each bucket serves (for debugging: the names are notes, never compiled)."""
+        return self._index.listing.render()
 
     def index_stats(self) -> dict[str, int]:
         """Rules per distinct bucket (min/max), buckets, wildcard rules, and whether the compiled

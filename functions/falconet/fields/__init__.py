@@ -37,6 +37,7 @@ from falconet.fields.registry import (
     FieldDef,
     Getter,
     InlineRead,
+    Step,
     Value,
     iter_fields,
     lookup,
@@ -44,7 +45,6 @@ from falconet.fields.registry import (
     stringify,
     stringify_or_none,
     suggest,
-    value_expr,
 )
 
 __all__ = [
@@ -66,5 +66,5 @@ __all__ = [
     "stringify",
     "stringify_or_none",
     "suggest",
-    "value_expr",
+    "Step",
 ]

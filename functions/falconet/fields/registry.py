@@ -112,17 +112,6 @@ class InlineRead(NamedTuple):
 Inline = InlineRead | Callable[[str | None], InlineRead | None]
 
 
-def value_expr(read: str) -> str:
-    """Python expression text for a field's value from `read`, the expression reading the raw JSON
-    value (the missing marker when absent). For generated code whose namespace binds `M` (the
-    marker), `S` (`stringify_or_none`), `type`, `str` and `int`: a string as it is, an int
-    `str()`-ed in C (response codes), anything else through `stringify`."""
-    return (
-        f"(_v if type(_v := {read}) is str else "
-        "(str(_v) if type(_v) is int else (None if _v is M else S(_v))))"
-    )
-
-
 class _Frozen:
     """Value semantics over `_FIELDS`, and no assignment after construction."""
 

@@ -1,51 +1,33 @@
 """Compiling resolved conditions into fused Python functions, one per index bucket.
 
 For every distinct bucket (the rules an event of a given verb and resource can match, in position
-order) the compiler writes one Python function that evaluates those rules in order and returns the
-matching rule slot(s). Fields used in the bucket are read at most once per event, lazily, into
-locals; checks are specialised at compile time (frozensets for `in`, pre-lowered needles,
-precompiled glob/regex matchers). Measured in reference/performance.md: fused generated code per
-bucket evaluates ~40 rules in ~0.6 parses of the event, against ~19 for a naive tree walk.
+order; `rules.index`) the compiler writes one Python function that evaluates those rules in order
+and returns the matching rule slot(s). Rules shared by buckets are functions of their own; runs of
+rules every bucket holds are fused into one function; a bucket identical to another is the same
+function. The expressions of the checks are `rules.expressions`'. Fused generated code evaluates a
+bucket of ~40 rules in ~0.6 parses of the event, against ~19 for a naive tree walk.
 
-Safety rules for the generated source (STYLE.md): rule text never enters it. Every literal, value
-set, path key and matcher travels in the namespace under a compiler-made name (`k12`, `g3`, ...);
-identifiers are compiler-made; field access comes from the field registry; the namespace has no
-builtins but `type`. `explain()` returns the source for debugging (`falconet explain`).
-
-The fast path assumes the event has `auditID` (the k8saudit gate); the engine sends other events to
-the reference evaluator.
+The generated code follows `falconet.codegen`'s contract (no rule or event text in the source,
+data in the namespace); `Index.listing` is the module with the rule names beside their code
+(`falconet explain`). The fast path assumes the event has `auditID` (the k8saudit gate); the
+engine sends other events to the reference evaluator.
 """
 
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.util import MAGIC_NUMBER
 from pathlib import Path
-from types import CodeType
 from typing import Any
 
 from falconet import fields
+from falconet.codegen import BUCKET_ARGS, Listing, compile_module
 from falconet.rules import ast
+from falconet.rules.expressions import ExpressionGen, field_uses
 from falconet.rules.index import RESOURCE, VERB, fold, key_of, required, specialize
-from falconet.rules.operators import (
-    MEMO_SIZE,
-    TRANSFORMS,
-    ascii_lower,
-    glob_matcher,
-    icontains,
-    memoized,
-    pmatch_matcher,
-    regex_matcher,
-)
+from falconet.rules.operators import MEMO_SIZE
 from falconet.rules.reference import ReferenceEvaluator
 
-_MISSING = fields.MISSING  # the registry's own "absent" marker
-_UNSET = object()
 OTHER = object()  # the index key for a verb/resource no rule requires
 
 
@@ -58,6 +40,7 @@ class CompiledRule:
 
     slot: int  # index into the engine's rule table
     condition: ast.Expr
+    name: str = ""  # shown beside its code by `falconet explain`, never compiled
 
 
 @dataclass(slots=True)
@@ -68,29 +51,11 @@ class Index:
     buckets: dict[tuple[int, ...], Bucket]  # distinct rule-slot tuples -> function
     sizes: list[int]  # rules per distinct bucket
     wildcard: int  # rules that run for every event
-    source: str  # the generated module source
+    listing: Listing  # the generated module, with the rule names beside their code
     cache_hit: bool = False  # the compiled code came from the code cache
-
-    def lookup(self, verb: Any, resource: Any) -> Bucket:
-        row = self.table.get(verb)
-        if row is None:
-            row = self.table[OTHER]
-        fn = row.get(resource)
-        return fn if fn is not None else row[OTHER]
 
 
 _ANY = object()
-# Fields the engine reads once per event and passes to every generated function (as `verb` and
-# `res` are): the stage and the user name are checked by nearly every rule. The fast path runs
-# only for events with auditID, so the gated ka.* and ungated jevt.* forms have the same value.
-_HOT_FIELDS = {
-    ("ka.stage", None): "stage",
-    ("jevt.value", "/stage"): "stage",
-    ("json.value", "/stage"): "stage",
-    ("ka.user.name", None): "user",
-    ("jevt.value", "/user/username"): "user",
-    ("json.value", "/user/username"): "user",
-}
 
 
 class _Interner:
@@ -193,8 +158,12 @@ def build_index(
     spec_cache: dict[tuple[int, Any, Any], ast.Expr] = {}
     interner = _Interner()
     wild_slots = frozenset(s for s, (vs, rs) in reqs.items() if vs is None and rs is None)
-    gen = _ModuleGen(
-        match_all=match_all, wildcard=wild_slots, env=env, _reference=ReferenceEvaluator(env)
+    gen = ModuleGen(
+        match_all=match_all,
+        wildcard=wild_slots,
+        env=env,
+        reference=ReferenceEvaluator(env),
+        names={r.slot: r.name for r in rules},
     )
     cache: dict[tuple[tuple[int, int], ...], str] = {}
     table: dict[Any, dict[Any, str]] = {}
@@ -236,33 +205,39 @@ def build_index(
                 cache[signature] = name
             row[resource] = name
         table[verb] = row
-    namespace = gen.compile(cache_dir)
+    gen.note_buckets(table)
+    namespace, hit = compile_module(
+        gen.listing.source(), gen.namespace, filename="<falconet-rules>", cache_dir=cache_dir
+    )
     fn_table = {v: {r: namespace[n] for r, n in row.items()} for v, row in table.items()}
     by_slots: dict[tuple[int, ...], Bucket] = {}
     sizes = []
     for name in gen.bucket_names:
         by_slots[gen.bucket_slots[name]] = namespace[name]
         sizes.append(len(gen.bucket_slots[name]))
-    return Index(fn_table, by_slots, sizes, wildcard, gen.source(), gen.cache_hit)
+    return Index(fn_table, by_slots, sizes, wildcard, gen.listing, hit)
 
 
 @dataclass(slots=True)
-class _ModuleGen:
+class ModuleGen:
+    """The generated module: its functions (`listing`) and the constants they use (`namespace`)."""
+
     match_all: bool
     env: fields.BindEnv = fields.EMPTY_ENV
     wildcard: frozenset[int] = frozenset()  # slots of rules present in every bucket
+    reference: ReferenceEvaluator = field(default_factory=ReferenceEvaluator)
+    names: dict[int, str] = field(default_factory=dict)  # slot -> rule name, for the listing
     _runs: dict[tuple[tuple[int, int], ...], str] = field(default_factory=dict)
     namespace: dict[str, Any] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
+    listing: Listing = field(default_factory=Listing)
     bucket_names: list[str] = field(default_factory=list)
     bucket_slots: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    bucket_lines: dict[str, int] = field(default_factory=dict)  # name -> line in the listing
     _consts: dict[tuple[str, Any], str] = field(default_factory=dict)
     _rules: dict[int, str] = field(default_factory=dict)  # id(condition) -> function name
     _predicates: dict[int, str] = field(default_factory=dict)  # id(subtree) -> predicate name
     _keep: list[ast.Expr] = field(default_factory=list)
     getters: dict[tuple[str, str | None], str] = field(default_factory=dict)
-    cache_hit: bool = False
-    _reference: ReferenceEvaluator = field(default_factory=ReferenceEvaluator)
 
     def const(self, value: Any, kind: str = "k") -> str:
         key = (kind, value)
@@ -273,21 +248,22 @@ class _ModuleGen:
             self._consts[key] = name
         return name
 
-    def rule(self, cond: ast.Expr) -> str:
+    def rule(self, cond: ast.Expr, slot: int) -> str:
         """The function evaluating one (specialised) rule condition, generated once per distinct
-        condition: a rule shared by many buckets with the same specialisation is compiled once."""
+        condition: a rule shared by many buckets with the same specialisation is compiled once.
+        The listing names the rule of `slot` beside it (the first, when conditions are shared)."""
         name = self._rules.get(id(cond))
         if name is None:
             name = f"rule{len(self._rules)}"
             self._rules[id(cond)] = name
             self._keep.append(cond)  # ids stay unique while the tree is alive
-            body = _BucketGen(self, _field_uses(cond))
+            body = ExpressionGen(self, field_uses(cond))
             code = body.expr(cond)
-            self.lines.append(f"def {name}(ev, ctx, verb, res, stage, user):")
+            self.listing.append(f"def {name}{BUCKET_ARGS}:", self._note(slot))
             if body.locals:
-                self.lines.append("    " + " = ".join(body.locals) + " = U")
-            self.lines.append(f"    return {code}")
-            self.lines.append("")
+                self.listing.append("    " + " = ".join(body.locals) + " = U")
+            self.listing.append(f"    return {code}")
+            self.listing.append("")
         return name
 
     def predicate(self, node: ast.Expr, key: tuple[str, str | None]) -> str:
@@ -301,7 +277,7 @@ class _ModuleGen:
         name = self._predicates[id(node)] = f"p{n}"
         self._keep.append(node)
         self.namespace[f"c{n}"] = {}
-        body = _BucketGen(self, {}, value_of=key)
+        body = ExpressionGen(self, {}, value_of=key)
         code = body.expr(node)
         lines = [f"def {name}(v):"]
         if body.locals:
@@ -312,7 +288,7 @@ class _ModuleGen:
         lines.append(f"    c{n}[v] = r")
         lines.append("    return r")
         lines.append("")
-        self.lines.extend(lines)
+        self.listing.extend(lines)
         return name
 
     def run(self, rules: list[tuple[int, ast.Expr]]) -> str:
@@ -326,44 +302,44 @@ class _ModuleGen:
         name = self._runs[key] = f"run{len(self._runs)}"
         uses: dict[tuple[str, str | None], int] = {}
         for _, cond in rules:
-            for field_key, count in _field_uses(cond).items():
+            for field_key, count in field_uses(cond).items():
                 uses[field_key] = uses.get(field_key, 0) + count
-        body = _BucketGen(self, uses)
+        body = ExpressionGen(self, uses)
         checks = [(slot, body.expr(cond)) for slot, cond in rules]
-        self.lines.append(f"def {name}(ev, ctx, verb, res, stage, user):")
+        self.listing.append(f"def {name}{BUCKET_ARGS}:")
         if body.locals:
-            self.lines.append("    " + " = ".join(body.locals) + " = U")
+            self.listing.append("    " + " = ".join(body.locals) + " = U")
         self._emit_checks(checks)
         return name
 
     def _emit_checks(self, checks: Sequence[tuple[int | str, str]]) -> None:
         """The body of a bucket or run: int slots are rules, str slots are runs to call."""
         if self.match_all:
-            self.lines.append("    m = []")
+            self.listing.append("    m = []")
             for slot, code in checks:
                 if isinstance(slot, str):
-                    self.lines.append(f"    m.extend({code})")
+                    self.listing.append(f"    m.extend({code})")
                 else:
-                    self.lines.append(f"    if {code}:")
-                    self.lines.append(f"        m.append({slot})")
-            self.lines.append("    return m")
+                    self.listing.append(f"    if {code}:")
+                    self.listing.append(f"        m.append({slot})", self._note(slot))
+            self.listing.append("    return m")
         else:
             for slot, code in checks:
                 if isinstance(slot, str):
-                    self.lines.append(f"    if (h := {code}) >= 0:")
-                    self.lines.append("        return h")
+                    self.listing.append(f"    if (h := {code}) >= 0:")
+                    self.listing.append("        return h")
                 else:
-                    self.lines.append(f"    if {code}:")
-                    self.lines.append(f"        return {slot}")
-            self.lines.append("    return -1")
-        self.lines.append("")
+                    self.listing.append(f"    if {code}:")
+                    self.listing.append(f"        return {slot}", self._note(slot))
+            self.listing.append("    return -1")
+        self.listing.append("")
 
     def bucket(self, rules: list[tuple[int, ast.Expr]]) -> str:
         """The function running a bucket's rules in position order (first match or all)."""
         name = f"bucket{len(self.bucket_names)}"
         self.bucket_names.append(name)
         self.bucket_slots[name] = tuple(s for s, _ in rules)
-        args = "(ev, ctx, verb, res, stage, user)"
+        args = BUCKET_ARGS
         checks: list[tuple[int | str, str]] = []
         i = 0
         while i < len(rules):
@@ -375,405 +351,31 @@ class _ModuleGen:
                 i = j
                 continue
             slot, cond = rules[i]
-            code = "True" if isinstance(cond, ast.Constant) else f"{self.rule(cond)}{args}"
+            code = "True" if isinstance(cond, ast.Constant) else f"{self.rule(cond, slot)}{args}"
             checks.append((slot, code))
             i += 1
+        self.bucket_lines[name] = len(self.listing.lines)
         if len(checks) == 1 and checks[0][0] == "run":
             # Only the always-run rules (most reads): the bucket is the run, one call less.
-            self.lines.append(f"{name} = {checks[0][1].removesuffix(args)}")
-            self.lines.append("")
+            self.listing.append(f"{name} = {checks[0][1].removesuffix(args)}")
+            self.listing.append("")
             return name
-        self.lines.append(f"def {name}{args}:")
+        self.listing.append(f"def {name}{args}:")
         self._emit_checks(checks)
         return name
 
-    def source(self) -> str:
-        return "\n".join(self.lines)
+    def _note(self, slot: int) -> str | None:
+        name = self.names.get(slot)
+        return None if name is None else f"rule {name!r}"
 
-    def compile(self, cache_dir: Path | None = None) -> dict[str, Any]:
-        namespace: dict[str, Any] = {
-            "__builtins__": {},
-            "type": type,
-            "str": str,
-            "int": int,
-            "dict": dict,
-            "list": list,
-            "U": _UNSET,
-            "M": _MISSING,
-            "S": fields.stringify_or_none,
-            "len": len,
-        }
-        namespace.update(self.namespace)
-        code, self.cache_hit = _compile_cached(self.source(), cache_dir)
-        exec(code, namespace)  # noqa: S102 - source built by the compiler; literals in namespace
-        return namespace
-
-
-def _field_uses(node: ast.Expr) -> dict[tuple[str, str | None], int]:
-    """How many times each (field, argument) is read by a condition."""
-    uses: dict[tuple[str, str | None], int] = {}
-
-    def operand(n: ast.Field | ast.Transformer) -> None:
-        while isinstance(n, ast.Transformer):
-            n = n.child
-        uses[(n.name, n.arg)] = uses.get((n.name, n.arg), 0) + 1
-
-    def walk(n: ast.Expr) -> None:
-        if isinstance(n, ast.And | ast.Or):
-            for c in n.children:
-                walk(c)
-        elif isinstance(n, ast.Not):
-            walk(n.child)
-        elif isinstance(n, ast.UnaryCheck | ast.BinaryCheck):
-            operand(n.left)
-            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
-                operand(n.right)
-
-    walk(node)
-    return uses
-
-
-class _BucketGen:
-    """Generates the expression of one rule function. A field read more than once goes to a
-    local, computed lazily on first use; a field read once is read in place."""
-
-    def __init__(
-        self,
-        module: _ModuleGen,
-        uses: dict[tuple[str, str | None], int],
-        *,
-        value_of: tuple[str, str | None] | None = None,
-    ) -> None:
-        self.module = module
-        self.uses = uses
-        self.locals: list[str] = []
-        self._field_locals: dict[tuple[str, str | None], str] = {}
-        self._lowered: dict[tuple[str, str, str | None], str] = {}
-        # Generating a memoized predicate: this field is its parameter `v`, and nothing inside
-        # is memoized again.
-        self.value_of = value_of
-
-    # -- fields --------------------------------------------------------------------------------
-
-    def field(self, node: ast.Field) -> str:
-        if self.value_of is not None and (node.name, node.arg) == self.value_of:
-            return "v"
-        which = key_of(node)
-        if which == VERB and node.name == "ka.verb":
-            return "verb"
-        if which == RESOURCE and node.name == "ka.target.resource":
-            return "res"
-        # Read by nearly every rule: the engine reads them once per event (see Engine.evaluate).
-        hot = _HOT_FIELDS.get((node.name, node.arg))
-        if hot is not None:
-            return hot
-        key = (node.name, node.arg)
-        compute = self._compute(node)
-        if self.uses.get(key, 0) <= 1:
-            return compute
-        local = self._field_locals.get(key)
-        if local is None:
-            local = f"f{len(self._field_locals)}"
-            self._field_locals[key] = local
-            self.locals.append(local)
-        return f"({local} if {local} is not U else ({local} := {compute}))"
-
-    def _compute(self, node: ast.Field) -> str:
-        key = (node.name, node.arg)
-        path = _plain_path(node)
-        if path is not None:
-            return self._inline_path(path)
-        name = self.module.getters.get(key)
-        if name is None:
-            name = self.module.getters[key] = self.module.const(self._getter(node), "g")
-        return f"{name}(ev, ctx)"
-
-    def _inline_path(self, path: tuple[str, ...]) -> str:
-        """A plain scalar read written in place (`path_getter`'s semantics: the value, its JSON
-        text when not a string, None when absent), so reading a field costs no Python call:
-        `(_o.get(k2, M) if type(_o := ev.get(k1)) is dict else M)` wrapped in
-        `fields.value_expr`. Keys travel in the namespace."""
-        const = self.module.const
-        last = len(path) - 1
-        expr = f"ev.get({const(path[0])}{', M' if last == 0 else ''})"
-        for i, key in enumerate(path[1:], 1):
-            if i == last:
-                expr = f"(_o.get({const(key)}, M) if type(_o := {expr}) is dict else M)"
-            else:
-                expr = f"(_o.get({const(key)}) if type(_o := {expr}) is dict else None)"
-        return fields.value_expr(expr)
-
-    def _getter(self, node: ast.Field) -> fields.Getter:
-        definition = fields.lookup(node.name)
-        assert definition is not None  # checked by the loader
-        # Ungated: the fast path only runs for events with auditID.
-        return definition.raw_getter(node.arg, self.module.env)
-
-    def lowered(self, node: ast.Field) -> str:
-        """The field's value ASCII-lower-cased, computed once per rule ("" when absent, so the
-        `in` test is false, as icontains on an absent field is)."""
-        key = ("\0lower", node.name, node.arg)
-        local = self._lowered.get(key)
-        if local is None:
-            local = f"lo{len(self._lowered)}"
-            self._lowered[key] = local
-            self.locals.append(local)
-        lower = self.module.const(_lower_or_empty, "h")
-        return f"({local} if {local} is not U else ({local} := {lower}({self.field(node)})))"
-
-    def operand(self, node: ast.Field | ast.Transformer) -> str:
-        if isinstance(node, ast.Field):
-            return self.field(node)
-        inner = self.operand(node.child)
-        if node.name == "val":
-            return inner
-        fn = TRANSFORMS[node.name]
-        wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
-        return f"{wrapped}({inner})"
-
-    # -- conditions ----------------------------------------------------------------------------
-
-    def expr(self, node: ast.Expr) -> str:
-        if self.value_of is None and isinstance(node, ast.And | ast.Or | ast.Not):
-            field_node = _single_field(node)
-            if field_node is not None and _checks(node) >= _MEMO_MIN_CHECKS:
-                return self._memoized(node, field_node)
-        if isinstance(node, ast.And):
-            return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
-        if isinstance(node, ast.Or):
-            return "(" + " or ".join(self._or_terms(node.children)) + ")"
-        if isinstance(node, ast.Not):
-            return f"(not {self.expr(node.child)})"
-        if isinstance(node, ast.Constant):
-            return "True" if node.value else "False"
-        if isinstance(node, ast.UnaryCheck):
-            return f"({self.operand(node.left)} is not None)"
-        if isinstance(node, ast.BinaryCheck):
-            return self.check(node)
-        raise TypeError(f"unresolved node {node!r}")
-
-    def _memoized(self, node: ast.Expr, field_node: ast.Field) -> str:
-        """A subtree that checks one scalar field only (a macro such as "a platform identity":
-        15 prefix and list tests on the user name) as a predicate of that field's value,
-        remembered per distinct value: one dict hit instead of the checks, for values that
-        repeat from event to event. Pure, so caching cannot change a result."""
-        name = self.module.predicate(node, (field_node.name, field_node.arg))
-        cache = f"c{name[1:]}"
-        value = self.field(field_node)
-        return f"(_r if (_r := {cache}.get(_k := {value})) is not None else {name}(_k))"
-
-    def _or_terms(self, children: tuple[ast.Expr, ...]) -> list[str]:
-        """The terms of an `or`, with same-field substring/prefix/suffix checks grouped.
-
-        `ua icontains nmap or ua icontains sqlmap or ...` becomes one precompiled regex search
-        of the lower-cased value, and `x startswith a or x startswith b` one startswith with a
-        tuple: one C call instead of one Python check per needle. Checks have no side effects, so
-        the order of the terms of an `or` does not matter.
-        """
-        groups: dict[tuple[str, str, str | None], list[str]] = {}
-        first: dict[tuple[str, str, str | None], int] = {}
-        terms: list[str | None] = []
-        for child in children:
-            key = _groupable(child)
-            if key is None:
-                terms.append(self.expr(child))
-                continue
-            assert isinstance(child, ast.BinaryCheck) and isinstance(child.right, ast.Value)
-            if key not in groups:
-                groups[key] = []
-                first[key] = len(terms)
-                terms.append(None)
-            groups[key].append(child.right.text)
-        for key, needles in groups.items():
-            terms[first[key]] = self._grouped(key, needles)
-        return [t for t in terms if t is not None]
-
-    def _grouped(self, key: tuple[str, str, str | None], needles: list[str]) -> str:
-        op, name, arg = key
-        field_node = ast.Field(0, name, arg)
-        a = self.operand(field_node)
-        const = self.module.const
-        if op in ("startswith", "endswith"):
-            return f"((_t := {a}) is not None and _t.{op}({const(tuple(needles))}))"
-        if op == "icontains":
-            if "" in needles:  # an empty needle matches any present value: no lowering needed
-                return f"({a} is not None)"
-            # Lower the value (ASCII, like strcasestr) and search all needles in one pass
-            # (measured faster than a re.IGNORECASE pattern), remembered per distinct value.
-            search = re.compile("|".join(re.escape(ascii_lower(n)) for n in needles)).search
-            check = const(memoized(_lowered_search(search)), "m")
-            return f"((_t := {a}) is not None and {check}(_t))"
-        search = re.compile("|".join(re.escape(n) for n in needles)).search
-        return f"((_t := {a}) is not None and {const(memoized(search), 'm')}(_t))"
-
-    def _reference_check(self, node: ast.BinaryCheck) -> str:
-        ref = self.module._reference  # noqa: SLF001
-        fn = self.module.const(lambda ev, ctx, n=node: ref.check(n, ev, ctx), "r")
-        return f"{fn}(ev, ctx)"
-
-    def check(self, node: ast.BinaryCheck) -> str:  # noqa: C901, PLR0911, PLR0912
-        right = node.right
-        if isinstance(right, ast.Transformer):
-            return self._reference_check(node)  # field-to-field comparisons are rare
-        values = right.values if isinstance(right, ast.ListValue) else (right.text,)
-        definition = fields.lookup(_base_field(node.left).name)
-        assert definition is not None
-        is_list = definition.is_list and isinstance(node.left, ast.Field)
-        number = definition.type == "number" and isinstance(node.left, ast.Field)
-        if number:
-            values = tuple(int(v, 0) for v in values)  # type: ignore[misc]
-        a = self.operand(node.left)
-        op = node.op
-        const = self.module.const
-        if is_list:
-            members = const(frozenset(values))
-            if op == "in":
-                return f"((_t := {a}) is not None and {members}.issuperset(_t))"
-            return f"((_t := {a}) is not None and not {members}.isdisjoint(_t))"
-        if op in ("in", "intersects"):
-            return f"({a} in {const(frozenset(values))})"
-        if op == "pmatch":
-            check = const(memoized(pmatch_matcher(values)), "m")
-            return f"((_t := {a}) is not None and {check}(_t))"
-        value = values[0] if values else ""
-        c = const(value)
-        if op in ("=", "=="):
-            return f"({a} == {c})"
-        if op in ("!=", "<", "<=", ">", ">="):
-            return f"((_t := {a}) is not None and _t {op} {c})"
-        if op == "contains":
-            return f"((_t := {a}) is not None and {c} in _t)"
-        if op == "icontains":
-            needle = const(ascii_lower(str(value)))
-            if isinstance(node.left, ast.Field) and value != "":
-                # Several icontains on one field (user-agent lists) lower it once per rule.
-                return f"({needle} in {self.lowered(node.left)})"
-            return f"((_t := {a}) is not None and {const(icontains, 'h')}(_t, {needle}))"
-        if op in ("startswith", "endswith"):
-            return f"((_t := {a}) is not None and _t.{op}({c}))"
-        if op in ("glob", "iglob"):
-            check = const(memoized(glob_matcher(str(value), ignore_case=op == "iglob")), "m")
-            return f"((_t := {a}) is not None and {check}(_t))"
-        if op == "regex":
-            check = const(memoized(regex_matcher(str(value))), "m")
-            return f"((_t := {a}) is not None and {check}(_t))"
-        return self._reference_check(node)
-
-
-def _compile_cached(source: str, cache_dir: Path | None) -> tuple[CodeType, bool]:
-    """compile() the generated module, or load it from `cache_dir` (like a .pyc for rules).
-
-    The cache key is a hash of the generated source and of the Python version, so a cached code
-    object is only ever used for the exact source it was compiled from. Writes are atomic and
-    best-effort (a read-only deployment package just reads). The cache directory is trusted like
-    a .pyc directory: it must be part of the deployment, never writable by others.
-    """
-    if cache_dir is None:
-        return compile(source, "<falconet-rules>", "exec"), False
-    # The bytecode magic number says which interpreters can run the code object (like a .pyc).
-    key = hashlib.sha256(MAGIC_NUMBER + f"\0{marshal.version}\0{source}".encode()).hexdigest()
-    path = cache_dir / f"rules-{key[:32]}.marshal"
-    try:
-        code = marshal.loads(path.read_bytes())  # noqa: S302 - our own cache, trusted like .pyc
-        if isinstance(code, CodeType):
-            return code, True
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
-    code = compile(source, "<falconet-rules>", "exec")
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(marshal.dumps(code))
-        tmp.replace(path)
-    except OSError:
-        pass
-    return code, False
-
-
-_GROUPABLE = ("contains", "icontains", "startswith", "endswith")
-
-
-def _groupable(node: ast.Expr) -> tuple[str, str, str | None] | None:
-    """(op, field, arg) when `node` is a substring/prefix/suffix check of a scalar string field
-    against a literal, which `_or_terms` may merge with its siblings."""
-    if not (
-        isinstance(node, ast.BinaryCheck)
-        and node.op in _GROUPABLE
-        and isinstance(node.left, ast.Field)
-        and isinstance(node.right, ast.Value)
-    ):
-        return None
-    definition = fields.lookup(node.left.name)
-    if definition is None or definition.is_list or definition.type != "string":
-        return None
-    if key_of(node.left) is not None or (node.left.name, node.left.arg) in _HOT_FIELDS:
-        return None  # verb/resource/stage/user are locals already; keep their checks plain
-    return (node.op, node.left.name, node.left.arg)
-
-
-_MEMO_MIN_CHECKS = 3  # fewer checks cost less than the memo's dict hit
-
-
-def _single_field(node: ast.Expr) -> ast.Field | None:
-    """The one scalar field every check of `node` tests directly (no transformer, no
-    field-to-field comparison), or None."""
-    found: ast.Field | None = None
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.And | ast.Or):
-            stack.extend(n.children)
-        elif isinstance(n, ast.Not):
-            stack.append(n.child)
-        elif isinstance(n, ast.Constant):
-            continue
-        elif isinstance(n, ast.UnaryCheck | ast.BinaryCheck):
-            left = n.left
-            if not isinstance(left, ast.Field):
-                return None
-            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
-                return None
-            if found is None:
-                definition = fields.lookup(left.name)
-                if definition is None or definition.is_list:
-                    return None
-                found = left
-            elif (left.name, left.arg) != (found.name, found.arg):
-                return None
-        else:
-            return None
-    return found
-
-
-def _checks(node: ast.Expr) -> int:
-    if isinstance(node, ast.And | ast.Or):
-        return sum(_checks(c) for c in node.children)
-    if isinstance(node, ast.Not):
-        return _checks(node.child)
-    return 0 if isinstance(node, ast.Constant) else 1
-
-
-def _plain_path(node: ast.Field) -> tuple[str, ...] | None:
-    """The path of a field the registry says is a plain scalar read through object keys."""
-    definition = fields.lookup(node.name)
-    read = definition.inline_read(node.arg) if definition is not None else None
-    return read.plain if read is not None else None
-
-
-def _lowered_search(search: Callable[[str], object]) -> Callable[[str], object]:
-    return lambda value: search(ascii_lower(value))
-
-
-def _lower_or_empty(value: str | None) -> str:
-    return "" if value is None else ascii_lower(value)
-
-
-def _base_field(node: ast.Field | ast.Transformer) -> ast.Field:
-    while isinstance(node, ast.Transformer):
-        node = node.child
-    return node
-
-
-def iter_slots(index: Index) -> Iterable[int]:
-    for slots in index.buckets:
-        yield from slots
+    def note_buckets(self, table: dict[Any, dict[Any, str]]) -> None:
+        """Note beside each bucket which (verb, resource) events it serves."""
+        served: dict[str, list[str]] = {}
+        for verb, row in table.items():
+            for resource, name in row.items():
+                v = "<other>" if verb is OTHER else verb
+                r = "<other>" if resource is OTHER else resource
+                served.setdefault(name, []).append(f"{v}/{r}")
+        for name, keys in served.items():
+            shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+            self.listing.notes[self.bucket_lines[name]] = f"events: {shown}"

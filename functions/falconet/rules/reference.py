@@ -8,7 +8,7 @@ beyond bound getters, no specialisation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from falconet import fields
@@ -137,9 +137,3 @@ def compare(op: str, left: Any, values: tuple[Any, ...]) -> bool:  # noqa: C901,
     if op == "regex":
         return regex_matcher(value)(left) is not None
     raise ValueError(f"unsupported operator {op}")
-
-
-def make_predicate(tree: ast.Expr) -> Callable[[Event, EventContext], bool]:
-    """A callable evaluating `tree` with a fresh reference evaluator."""
-    evaluator = ReferenceEvaluator()
-    return lambda ev, ctx: evaluator.evaluate(tree, ev, ctx)
