@@ -247,8 +247,8 @@ start = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 import lambda_handlers
 imported = time.perf_counter()
-from falconet.pipeline import get_pipeline
-get_pipeline()
+from falconet import get_runtime
+get_runtime().pipeline
 built = time.perf_counter()
 lambda_handlers.handle_s3({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
     "awsRegion": "us-east-1", "s3": {"bucket": {"name": "bench"}, "object": {"key": "a.log.gz"}}}]})

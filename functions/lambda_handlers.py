@@ -7,11 +7,11 @@
   (payload v2) event, base64 bodies included.
 - `handle_notify`: the notification function (below).
 
-Module-level state stays minimal: each handler reads its
-configuration once per cold start, on its first invocation (not at import, so one handler's missing
-settings never break the others sharing this module), and a bad value fails that invocation with a
-`ConfigError` naming the variable. Neither Flask nor functions-framework is imported here (they
-cost ~200 ms of cold start, reference/serverless-ecosystem.md §6.4).
+No module-level state: the process's settings, pipeline and notifier come from
+`falconet.get_runtime()`, built once per cold start on the first invocation that needs each (not at
+import, so one handler's missing settings never break the others sharing this module); a bad value
+fails that invocation with a `ConfigError` naming the variable. Only `falconet`'s public API is
+used. Neither Flask nor functions-framework is imported here (they cost ~200 ms of cold start).
 
 `handle_notify(event, context)` accepts:
 - an SQS event (`{"Records": [{"messageId", "body", ...}]}`) from the alert queue, whose bodies are
@@ -28,36 +28,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import logging
-import os
 from typing import Any
 
-from falconet.context import EventContext
-from falconet.errors import FalconetError, SinkError
-from falconet.notify import NotifyConfig, alerts_from_message, deliver
-from falconet.pipeline import Result, get_pipeline, log_invocation
-from falconet.triggers import Ignored, objects_in_event, sqs_records
-from falconet.webhook import WebhookSettings, handle_request, scan_object
+import falconet
 
 log = logging.getLogger("falconet.lambda")
 
 
-@functools.cache
-def _notify_config() -> NotifyConfig:
-    return NotifyConfig.from_env(os.environ)
-
-
 def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Deliver alerts to `FALCONET_NOTIFY_URL`; see the module docstring for inputs and outputs."""
-    config = _notify_config()
+    config = falconet.get_runtime().notify
     if "Records" not in event and "alerts" in event:
-        alerts = alerts_from_message(json.dumps(event))
-        failed = deliver(config, [("invoke", alerts)])
+        alerts = falconet.alerts_from_message(json.dumps(event))
+        failed = falconet.deliver(config, [("invoke", alerts)])
         _log_summary(records=1, alerts=len(alerts), failed=len(failed))
         if failed:
-            raise SinkError(f"notify: {len(alerts)} alert(s) from an invoke were not delivered")
+            raise falconet.SinkError(
+                f"notify: {len(alerts)} alert(s) from an invoke were not delivered"
+            )
         return {"batchItemFailures": []}
 
     failures: list[str] = []
@@ -68,11 +58,11 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             if not isinstance(body, str):
                 raise ValueError("record has no SQS body")
-            messages.append((message_id, alerts_from_message(body)))
+            messages.append((message_id, falconet.alerts_from_message(body)))
         except ValueError as error:
             log.warning("notify: message %s is not an alert: %s", message_id, error)
             failures.append(message_id)
-    failures += deliver(config, messages)
+    failures += falconet.deliver(config, messages)
     _log_summary(
         records=len(event.get("Records") or []),
         alerts=sum(len(alerts) for _, alerts in messages),
@@ -83,64 +73,48 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _log_summary(**counters: int) -> None:
     # One structured line per invocation, in the same shape as every entry point's.
-    log_invocation("handle_notify", None, **counters)
+    falconet.log_invocation("handle_notify", None, **counters)
 
 
-_SETTINGS: WebhookSettings | None = None
-
-
-def _missing_object(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return code in ("NoSuchKey", "404", "NotFound")
-
-
-def _scan_records(event: Any, result: Result, ignored: list[str]) -> None:
-    pipeline = get_pipeline()
-    for item in objects_in_event(event):
-        if isinstance(item, Ignored):
-            ignored.append(item.reason)
+def _scan_records(event: Any, result: falconet.Result) -> None:
+    pipeline = falconet.get_runtime().pipeline
+    for item in falconet.objects_in_event(event):
+        if isinstance(item, falconet.Ignored):
+            result.ignored.append(item.reason)
             continue
         try:
-            result.merge(scan_object(pipeline, item, EventContext()))
-        except Exception as exc:
-            if _missing_object(exc):
-                ignored.append(f"{item.url} no longer exists")
-                continue
-            raise
+            result.merge(pipeline.scan(item))
+        except falconet.ObjectGone as exc:  # deleted since the notification: nothing to retry
+            result.ignored.append(str(exc))
 
 
 def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Scan the objects an S3 notification names; see the module docstring."""
-    result = Result()
-    ignored: list[str] = []
-    records = sqs_records(event)
+    result = falconet.Result()
+    records = falconet.sqs_records(event)
     if records is None:
         try:
-            _scan_records(event, result, ignored)
+            _scan_records(event, result)
         except Exception as exc:
-            log_invocation("handle_s3", result, error=f"{type(exc).__name__}: {exc}")
+            falconet.log_invocation("handle_s3", result, error=f"{type(exc).__name__}: {exc}")
             raise  # the async invocation is retried, then sent to the on-failure destination
-        log_invocation("handle_s3", result, ignored=ignored or None)
+        falconet.log_invocation("handle_s3", result)
         return {"status": "ok", **result.to_dict()}
     failures = []
     errors = []
     for record in records:
         try:
-            _scan_records({"Records": [record]}, result, ignored)
+            _scan_records({"Records": [record]}, result)
         except Exception as exc:  # one bad message must not return the whole batch
             failures.append({"itemIdentifier": record.get("messageId", "")})
             errors.append(f"{record.get('messageId')}: {type(exc).__name__}: {exc}")
-    log_invocation(
-        "handle_s3", result, ignored=ignored or None, error="; ".join(errors) if errors else None
-    )
+    falconet.log_invocation("handle_s3", result, error="; ".join(errors) if errors else None)
     return {"batchItemFailures": failures}
 
 
 def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """A Function URL / API Gateway v2 request, answered as `main.audit_http` answers."""
-    global _SETTINGS  # noqa: PLW0603 - read once per container
-    if _SETTINGS is None:
-        _SETTINGS = WebhookSettings.from_env()
+    runtime = falconet.get_runtime()
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     http = (event.get("requestContext") or {}).get("http") or {}
     method = str(http.get("method") or event.get("httpMethod") or "POST")
@@ -157,13 +131,18 @@ def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return _http_answer(400, {"error": "the body is not valid base64"}, {})
     query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
     try:
-        response = handle_request(
-            get_pipeline(), _SETTINGS, method=method, headers=headers, body=body, query=query
+        response = falconet.handle_request(
+            runtime.pipeline,
+            runtime.settings.http,
+            method=method,
+            headers=headers,
+            body=body,
+            query=query,
         )
-    except FalconetError as exc:
-        log_invocation("handle_http", None, error=str(exc))
+    except falconet.FalconetError as exc:
+        falconet.log_invocation("handle_http", None, error=str(exc))
         raise
-    log_invocation(
+    falconet.log_invocation(
         "handle_http",
         response.result,
         status=response.status,

@@ -1,25 +1,83 @@
 """falconet: Falco-compatible detection of threats in Kubernetes audit logs.
 
-Public API (kept small and stable)::
+The public API, what the entry points (`functions/main.py`, `functions/lambda_handlers.py`) and
+other programs use; everything else is internal and may change::
 
     from falconet import Engine
     engine = Engine.from_paths(["rules/"], rule_matching="first", min_priority="debug")
     for alert in engine.evaluate(event):
         print(alert.to_dict())
+
+    from falconet import get_runtime, EventContext
+    result = get_runtime().pipeline.run(body, context=EventContext(cluster="prod"))
+
+- the engine: `Engine`, `Alert`, `load_rules`, `EventContext`;
+- the process (`falconet.runtime`): `get_runtime`, `start_runtime`, `reset_runtime`, `Settings`;
+- the pipeline (`falconet.pipeline`): `Pipeline`, `Result`, `log_invocation`;
+- triggers and storage: `objects_in_event`, `sqs_records`, `Ignored`, `ObjectRef`;
+- the HTTP contract (`falconet.webhook`): `handle_request`, `handle_cloudevent`, `authorized`,
+  `too_large`, `Response`;
+- notifications (`falconet.notify`): `alerts_from_message`, `deliver`;
+- the errors: `FalconetError` and its branches.
+
+Names are imported on first use, so `import falconet` stays cheap (the CLI's help, a cold start
+that needs only part of it).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from falconet.context import EventContext
-from falconet.errors import ConfigError, DecodeError, FalconetError, RuleError, SinkError
+from falconet.errors import (
+    ConfigError,
+    DecodeError,
+    FalconetError,
+    ObjectGone,
+    RuleError,
+    SinkError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from falconet.alerts import Alert
+    from falconet.config import Settings
     from falconet.engine import Engine
+    from falconet.notify import alerts_from_message, deliver
+    from falconet.pipeline import Pipeline, Result, log_invocation
+    from falconet.rules.loader import load_rules
+    from falconet.runtime import get_runtime, reset_runtime, start_runtime
+    from falconet.storage import ObjectRef
+    from falconet.triggers import Ignored, objects_in_event, sqs_records
+    from falconet.webhook import Response, authorized, handle_cloudevent, handle_request, too_large
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Alert": "falconet.alerts",
+    "Engine": "falconet.engine",
+    "Ignored": "falconet.triggers",
+    "ObjectRef": "falconet.storage",
+    "Pipeline": "falconet.pipeline",
+    "Response": "falconet.webhook",
+    "Result": "falconet.pipeline",
+    "Settings": "falconet.config",
+    "alerts_from_message": "falconet.notify",
+    "authorized": "falconet.webhook",
+    "deliver": "falconet.notify",
+    "get_runtime": "falconet.runtime",
+    "handle_cloudevent": "falconet.webhook",
+    "handle_request": "falconet.webhook",
+    "load_rules": "falconet.rules.loader",
+    "log_invocation": "falconet.pipeline",
+    "objects_in_event": "falconet.triggers",
+    "reset_runtime": "falconet.runtime",
+    "sqs_records": "falconet.triggers",
+    "start_runtime": "falconet.runtime",
+    "too_large": "falconet.webhook",
+}
+
 __all__ = [
     "Alert",
     "ConfigError",
@@ -27,21 +85,39 @@ __all__ = [
     "Engine",
     "EventContext",
     "FalconetError",
+    "Ignored",
+    "ObjectGone",
+    "ObjectRef",
+    "Pipeline",
+    "Response",
+    "Result",
     "RuleError",
+    "Settings",
     "SinkError",
+    "StorageError",
     "__version__",
+    "alerts_from_message",
+    "authorized",
+    "deliver",
+    "get_runtime",
+    "handle_cloudevent",
+    "handle_request",
+    "load_rules",
+    "log_invocation",
+    "objects_in_event",
+    "reset_runtime",
+    "sqs_records",
+    "start_runtime",
+    "too_large",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # Engine and Alert are imported on first use so `import falconet` stays cheap for the CLI's
-    # help path: alerts.py pulls in dataclasses (and inspect), hashlib and orjson, ~15 ms.
-    if name == "Engine":
-        from falconet.engine import Engine  # noqa: PLC0415 - lazy on purpose (see above)
-
-        return Engine
-    if name == "Alert":
-        from falconet.alerts import Alert  # noqa: PLC0415 - lazy on purpose (see above)
-
-        return Alert
-    raise AttributeError(f"module 'falconet' has no attribute {name!r}")
+    # Imported on first use: `import falconet` stays cheap (alerts.py alone pulls in hashlib and
+    # orjson; the pipeline, the engine and the rule compiler much more).
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'falconet' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

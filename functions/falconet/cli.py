@@ -1,7 +1,7 @@
 """The `falconet` command: the same engine and decoders from a shell.
 
     falconet scan [--rules PATH]... [--rule-matching first|all] [--min-priority P] [--json]
-                  [INPUT]...
+                  [--summary] [INPUT]...
     falconet validate PATH...
     falconet fields [--json]
     falconet rules [--rules PATH]... [--markdown]
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from falconet import fields
-from falconet.config import rules_paths, split_list
+from falconet.config import GEOIP_DB, RULES, Settings, rules_paths, split_list
 from falconet.context import EventContext
 from falconet.errors import FalconetError, RuleError
 
@@ -34,10 +34,10 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _rules_paths(values: Sequence[str] | None) -> list[str]:
+def _rules_paths(values: Sequence[str] | None, settings: Settings) -> list[str]:
     if values:
         return [p for v in values for p in split_list(v)]
-    return rules_paths()
+    return rules_paths(settings.get(RULES))
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -84,7 +84,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="MaxMind-format database for falconet.src.* location fields",
     )
     scan.add_argument(
-        "--explain", action="store_true", help="after each alert, a who/what/when/where line"
+        "--summary",
+        "--explain",  # the old name
+        dest="summary",
+        action="store_true",
+        help="after each alert, its who/what/when/where summary line",
     )
     scan.add_argument(
         "inputs",
@@ -118,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": _rules,
         "explain": _explain,
     }
+    args.settings = Settings.from_env()
     try:
         return handlers[args.command](args)
     except RuleError as exc:
@@ -136,7 +141,7 @@ def _engine(
     from falconet.engine import Engine
 
     return Engine.from_paths(
-        _rules_paths(args.rules),
+        _rules_paths(args.rules, args.settings),
         rule_matching=args.rule_matching,
         min_priority=args.min_priority,
         extra_fields=extra_fields,
@@ -145,13 +150,11 @@ def _engine(
 
 
 def _geoip(args: argparse.Namespace) -> Any:
-    import os
-
-    from falconet.geoip import ENV_VAR, GeoIP
+    from falconet.geoip import GeoIP
 
     if args.geoip_db:
         return GeoIP.from_setting(args.geoip_db, origin="--geoip-db")
-    return GeoIP.from_setting(os.environ.get(ENV_VAR) or None)
+    return GeoIP.from_setting(args.settings.get(GEOIP_DB) or None)
 
 
 def _scan(args: argparse.Namespace) -> int:
@@ -167,23 +170,19 @@ def _scan(args: argparse.Namespace) -> int:
     by_rule: Counter[str] = Counter()
     out = sys.stdout.buffer
     started = time.perf_counter()
-    from falconet.config import cluster_key_pattern
-    from falconet.sources import open_inputs
+    from falconet.storage import open_inputs
+    from falconet.summary import alert_summary
 
     base_context = EventContext(cluster=args.cluster)
-    for source in open_inputs(
-        args.inputs or ["-"], context=base_context, key_pattern=cluster_key_pattern()
+    for item in open_inputs(
+        args.inputs or ["-"], context=base_context, key_pattern=args.settings.key_pattern
     ):
-        for event, ctx in decode(
-            source.chunks, stats=stats, context=source.context, name=source.name
-        ):
+        for event, ctx in decode(item.chunks, stats=stats, context=item.context, name=item.name):
             for alert in engine.evaluate(event, ctx):
                 by_rule[alert.rule] += 1
                 out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")
-                if args.explain:
-                    from falconet.explain import explain_line
-
-                    out.write(b"  " + explain_line(alert, event).encode() + b"\n")
+                if args.summary:
+                    out.write(b"  " + alert_summary(alert, event).encode() + b"\n")
     out.flush()
     _summary(stats, by_rule, time.perf_counter() - started)
     return EXIT_OK

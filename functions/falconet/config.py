@@ -1,22 +1,244 @@
-"""Configuration: read once per cold start from the environment, validated, with clear errors.
+"""Settings: every environment variable falconet reads, read in this module only, once.
 
-Every setting is a `FALCONET_*` environment variable; a bad value raises `ConfigError` naming the
-variable, so a misconfigured function fails its cold start instead of running half-configured.
+    settings = Settings.from_env()          # a snapshot of the environment (the cold start)
+    settings.engine                         # EngineSettings: rules, matching, priority, ...
+    settings.http                           # HttpSettings: the webhook token, the body limit
+    settings.sinks                          # SinkSettings: where alerts go
+    settings.notify                         # NotifySettings: the notification function
+    settings.key_pattern                    # how object keys name their cluster
+
+Each section is checked the first time it is read and then kept: a bad value raises `ConfigError`
+naming the variable (and never echoing a secret), so a misconfigured function fails its cold start
+instead of running half-configured, while a function that never reads a section (the notifier
+never reads the engine's) is not failed by it. An empty value counts as unset: SAM and
+CloudFormation pass "" for parameters left blank. `falconet.runtime` builds the process's objects
+from these settings; nothing else reads the environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from falconet.errors import ConfigError
 from falconet.rules.model import PRIORITIES, parse_priority
 
+# -- the variables ---------------------------------------------------------------------------------
+RULES = "FALCONET_RULES"
+RULE_MATCHING = "FALCONET_RULE_MATCHING"
+MIN_PRIORITY = "FALCONET_MIN_PRIORITY"
+EXTRA_FIELDS = "FALCONET_EXTRA_FIELDS"
+TIME_FORMAT_ISO8601 = "FALCONET_TIME_FORMAT_ISO8601"
+HOSTNAME = "FALCONET_HOSTNAME"
+FALCO_HOSTNAME = "FALCO_HOSTNAME"  # Falco's own name for it, also honoured
+GEOIP_DB = "FALCONET_GEOIP_DB"
+CODE_CACHE = "FALCONET_CODE_CACHE"
+CLUSTER_KEY_PATTERN = "FALCONET_CLUSTER_KEY_PATTERN"
+WEBHOOK_TOKEN = "FALCONET_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, not a secret
+MAX_BODY_BYTES = "FALCONET_MAX_BODY_BYTES"
+SQS_QUEUE_URL = "FALCONET_SQS_QUEUE_URL"
+SNS_TOPIC_ARN = "FALCONET_SNS_TOPIC_ARN"
+NOTIFY_FUNCTION = "FALCONET_NOTIFY_FUNCTION"
+HTTP_SINK_URL = "FALCONET_HTTP_SINK_URL"
+HTTP_SINK_FORMAT = "FALCONET_HTTP_SINK_FORMAT"
+HTTP_SINK_HEADERS = "FALCONET_HTTP_SINK_HEADERS"
+NOTIFY_URL = "FALCONET_NOTIFY_URL"
+NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
+NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
+NOTIFY_SUMMARY = "FALCONET_NOTIFY_SUMMARY"  # add the who/what/when/where line to each alert
+NOTIFY_EXPLAIN = "FALCONET_NOTIFY_EXPLAIN"  # the old name of NOTIFY_SUMMARY, still read
+# boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_KEY_PATTERN = r"cluster=(?P<cluster>[^/]+)"
+RULE_MATCHINGS = ("first", "all")
+HttpFormat = Literal["cloudevent", "falco"]
+HTTP_FORMATS: tuple[HttpFormat, ...] = ("cloudevent", "falco")
+NotifyFormat = Literal["slack", "text", "falco"]
+NOTIFY_FORMATS: tuple[NotifyFormat, ...] = ("slack", "text", "falco")
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_TRUE = ("true", "1", "yes")
+_BOOLEANS = ("", "true", "false", "1", "0", "yes", "no")
 
 
+# -- the sections ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What `Engine.from_paths` is built with."""
+
+    rules: tuple[str, ...]
+    rule_matching: str = "first"
+    min_priority: str = "debug"
+    extra_fields: tuple[str, ...] | None = None  # None: the engine's defaults
+    time_format_iso8601: bool = False
+    hostname: str | None = None
+    geoip_db: str | None = None
+    code_cache: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP function's contract: the bearer token it requires and its body limit."""
+
+    token: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    """Where alerts go (every one set is used; none: stdout)."""
+
+    sqs_queue_url: str | None = None
+    sns_topic_arn: str | None = None
+    notify_function: str | None = None
+    http_url: str | None = None
+    http_format: HttpFormat = "cloudevent"
+    http_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Where and how the notification function delivers alerts to people."""
+
+    url: str
+    fmt: NotifyFormat = "slack"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    summary: bool = False
+
+
+class Settings:
+    """A snapshot of the environment, read section by section (see the module docstring)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = dict(environ)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `environ`, or of the process environment now."""
+        return cls(os.environ if environ is None else environ)
+
+    def get(self, name: str) -> str:
+        """A variable's value, stripped ("" when unset)."""
+        return self._env.get(name, "").strip()
+
+    @cached_property
+    def engine(self) -> EngineSettings:
+        """Raises ConfigError naming the variable."""
+        rules = tuple(rules_paths(self.get(RULES)))
+        for path in rules:
+            if not Path(path).exists():
+                raise ConfigError(f"{RULES}: '{path}' does not exist")
+        matching = self.get(RULE_MATCHING).lower() or "first"
+        if matching not in RULE_MATCHINGS:
+            raise ConfigError(f"{RULE_MATCHING} must be 'first' or 'all', got '{matching}'")
+        priority = self.get(MIN_PRIORITY) or "debug"
+        if parse_priority(priority) is None:
+            raise ConfigError(f"{MIN_PRIORITY} '{priority}' is not one of {', '.join(PRIORITIES)}")
+        extra = tuple(split_list(self._env[EXTRA_FIELDS])) if EXTRA_FIELDS in self._env else None
+        iso = self.get(TIME_FORMAT_ISO8601).lower() or "false"
+        if iso not in _BOOLEANS:
+            raise ConfigError(f"{TIME_FORMAT_ISO8601} must be true or false, got '{iso}'")
+        return EngineSettings(
+            rules=rules,
+            rule_matching=matching,
+            min_priority=priority,
+            extra_fields=extra,
+            time_format_iso8601=iso in _TRUE,
+            hostname=self._env.get(HOSTNAME) or self._env.get(FALCO_HOSTNAME) or None,
+            geoip_db=self.get(GEOIP_DB) or None,
+            code_cache=self.get(CODE_CACHE) or None,
+        )
+
+    @cached_property
+    def http(self) -> HttpSettings:
+        """Raises ConfigError naming the variable."""
+        raw = self.get(MAX_BODY_BYTES)
+        try:
+            max_body = int(raw) if raw else DEFAULT_MAX_BODY
+        except ValueError:
+            raise ConfigError(f"{MAX_BODY_BYTES} must be a number of bytes, got '{raw}'") from None
+        if max_body <= 0:
+            raise ConfigError(f"{MAX_BODY_BYTES} must be positive")
+        return HttpSettings(token=self._env.get(WEBHOOK_TOKEN) or None, max_body=max_body)
+
+    @cached_property
+    def sinks(self) -> SinkSettings:
+        """Raises ConfigError naming the variable whose value is invalid (values holding secrets,
+        such as URLs and headers, are not echoed)."""
+        queue, topic, function = (
+            self.get(SQS_QUEUE_URL),
+            self.get(SNS_TOPIC_ARN),
+            self.get(NOTIFY_FUNCTION),
+        )
+        queue_url = sqs_queue_url(queue) if queue else None
+        topic_arn = sns_topic_arn(topic) if topic else None
+        function = function_name(function) if function else ""
+        url = self.get(HTTP_SINK_URL)
+        fmt = http_format(self.get(HTTP_SINK_FORMAT))
+        headers = http_headers(HTTP_SINK_HEADERS, self.get(HTTP_SINK_HEADERS))
+        if url:
+            url = http_url(HTTP_SINK_URL, url)
+        else:
+            for name in (HTTP_SINK_FORMAT, HTTP_SINK_HEADERS):
+                if self.get(name):
+                    raise ConfigError(f"{name} is set but {HTTP_SINK_URL} is not")
+        return SinkSettings(
+            sqs_queue_url=queue_url,
+            sns_topic_arn=topic_arn,
+            notify_function=function or None,
+            http_url=url or None,
+            http_format=fmt,
+            http_headers=headers,
+        )
+
+    @cached_property
+    def notify(self) -> NotifySettings:
+        """`FALCONET_NOTIFY_URL` is required. Raises ConfigError naming the variable."""
+        url = self.get(NOTIFY_URL)
+        if not url:
+            raise ConfigError(f"{NOTIFY_URL} is not set: the notify function needs a webhook URL")
+        fmt = self.get(NOTIFY_FORMAT).lower() or "slack"
+        if fmt not in NOTIFY_FORMATS:
+            raise ConfigError(f"{NOTIFY_FORMAT}: {fmt!r} is not one of {', '.join(NOTIFY_FORMATS)}")
+        headers = http_headers(NOTIFY_HEADERS, self.get(NOTIFY_HEADERS))
+        name = NOTIFY_SUMMARY if self.get(NOTIFY_SUMMARY) else NOTIFY_EXPLAIN
+        summary = self.get(name).lower()
+        if summary not in _BOOLEANS:
+            raise ConfigError(f"{name}: {summary!r} is not true or false")
+        return NotifySettings(
+            url=http_url(NOTIFY_URL, url),
+            fmt=fmt,
+            headers=headers,
+            summary=summary in _TRUE,
+        )
+
+    @cached_property
+    def key_pattern(self) -> re.Pattern[str]:
+        """FALCONET_CLUSTER_KEY_PATTERN compiled (default: `cluster=<name>` path segments)."""
+        pattern = self.get(CLUSTER_KEY_PATTERN) or DEFAULT_KEY_PATTERN
+        try:
+            return compile_key_pattern(pattern)
+        except ConfigError as exc:
+            raise ConfigError(f"{CLUSTER_KEY_PATTERN}: {exc}") from None
+
+
+def aws_client_settings() -> tuple[str | None, str | None]:
+    """The endpoint and region an AWS client is made for now (boto3 reads them itself): the key
+    that keeps one client per endpoint in a process."""
+    return os.environ.get(AWS_ENDPOINT_URL), os.environ.get(AWS_DEFAULT_REGION)
+
+
+# -- values ----------------------------------------------------------------------------------------
 def bundled_rules_dir() -> Path:
     """The bundled `rules/` directory: beside the package when deployed, else at the repo top.
 
@@ -28,15 +250,13 @@ def bundled_rules_dir() -> Path:
             return candidate
     raise ConfigError(
         "the bundled rules directory was not found beside the falconet package; "
-        "set FALCONET_RULES to a rules file or directory"
+        f"set {RULES} to a rules file or directory"
     )
 
 
-def rules_paths(environ: Mapping[str, str] | None = None) -> list[str]:
-    """FALCONET_RULES (comma-separated files or directories), else the bundled rules."""
-    env = os.environ if environ is None else environ
-    setting = env.get("FALCONET_RULES", "").strip()
-    return split_list(setting) if setting else [str(bundled_rules_dir())]
+def rules_paths(setting: str) -> list[str]:
+    """A FALCONET_RULES value (comma-separated files or directories), else the bundled rules."""
+    return split_list(setting) if setting.strip() else [str(bundled_rules_dir())]
 
 
 def split_list(value: str) -> list[str]:
@@ -44,68 +264,109 @@ def split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    rules: tuple[str, ...]
-    rule_matching: str = "first"
-    min_priority: str = "debug"
-    extra_fields: tuple[str, ...] | None = None
-    time_format_iso8601: bool = False
-    hostname: str | None = None
-    geoip_db: str | None = None
-    code_cache: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineConfig:
-        """Read FALCONET_RULES, FALCONET_RULE_MATCHING, FALCONET_MIN_PRIORITY,
-        FALCONET_EXTRA_FIELDS, FALCONET_TIME_FORMAT_ISO8601, FALCONET_HOSTNAME (or
-        FALCO_HOSTNAME), FALCONET_GEOIP_DB and FALCONET_CODE_CACHE. Raises ConfigError naming
-        the variable."""
-        env = os.environ if environ is None else environ
-        rules = tuple(rules_paths(env))
-        for path in rules:
-            if not Path(path).exists():
-                raise ConfigError(f"FALCONET_RULES: '{path}' does not exist")
-        matching = env.get("FALCONET_RULE_MATCHING", "first").strip().lower() or "first"
-        if matching not in ("first", "all"):
-            raise ConfigError(f"FALCONET_RULE_MATCHING must be 'first' or 'all', got '{matching}'")
-        priority = env.get("FALCONET_MIN_PRIORITY", "debug").strip() or "debug"
-        if parse_priority(priority) is None:
-            raise ConfigError(
-                f"FALCONET_MIN_PRIORITY '{priority}' is not one of {', '.join(PRIORITIES)}"
-            )
-        extra_setting = env.get("FALCONET_EXTRA_FIELDS")
-        extra = tuple(split_list(extra_setting)) if extra_setting is not None else None
-        iso = env.get("FALCONET_TIME_FORMAT_ISO8601", "false").strip().lower()
-        if iso not in ("true", "false", "1", "0", "yes", "no", ""):
-            raise ConfigError(f"FALCONET_TIME_FORMAT_ISO8601 must be true or false, got '{iso}'")
-        hostname = env.get("FALCONET_HOSTNAME") or env.get("FALCO_HOSTNAME") or None
-        geoip = env.get("FALCONET_GEOIP_DB", "").strip() or None
-        code_cache = env.get("FALCONET_CODE_CACHE", "").strip() or None
-        return cls(
-            rules=rules,
-            rule_matching=matching,
-            min_priority=priority,
-            extra_fields=extra,
-            time_format_iso8601=iso in ("true", "1", "yes"),
-            hostname=hostname,
-            geoip_db=geoip,
-            code_cache=code_cache,
-        )
-
-
-def cluster_key_pattern(environ: Mapping[str, str] | None = None) -> str:
-    """FALCONET_CLUSTER_KEY_PATTERN: a regex with a `cluster` group matched against object keys.
-
-    Default: `cluster=<name>` as a path segment (`s3://bucket/cluster=prod/2026/...`).
-    """
-    from falconet.sources import DEFAULT_KEY_PATTERN, compile_key_pattern
-
-    env = os.environ if environ is None else environ
-    pattern = env.get("FALCONET_CLUSTER_KEY_PATTERN", "").strip() or DEFAULT_KEY_PATTERN
+def compile_key_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    """A cluster key pattern compiled; `ConfigError` unless it is a regex with a `cluster` group."""
     try:
-        compile_key_pattern(pattern)
-    except ConfigError as exc:
-        raise ConfigError(f"FALCONET_CLUSTER_KEY_PATTERN: {exc}") from None
-    return pattern
+        compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+    except re.error as exc:
+        raise ConfigError(f"key pattern {pattern!r} is not a regular expression: {exc}") from exc
+    if "cluster" not in compiled.groupindex:
+        raise ConfigError(
+            f"key pattern {compiled.pattern!r} needs a named group 'cluster', "
+            "e.g. 'cluster=(?P<cluster>[^/]+)'"
+        )
+    return compiled
+
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+_FUNCTION = re.compile(
+    r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
+    r"[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
+def http_url(name: str, value: str) -> str:
+    """`value` if it is an absolute http(s) URL with a host; `ConfigError` naming `name` if not.
+
+    The value is not echoed: webhook URLs often embed their secret (e.g. Slack's).
+    """
+    parts = urlsplit(value)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name}: not an http:// or https:// URL with a host (value not shown)")
+    return value
+
+
+def sqs_queue_url(value: str) -> str:
+    """`value` if it looks like an SQS queue URL (`ConfigError` naming the variable otherwise)."""
+    parts = urlsplit(value)
+    segments = [s for s in parts.path.split("/") if s]
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or len(segments) != 2
+        or not _QUEUE_NAME.fullmatch(segments[1])
+    ):
+        raise ConfigError(
+            f"{SQS_QUEUE_URL}: {value!r} is not an SQS queue URL; expected "
+            "https://sqs.<region>.amazonaws.com/<account-id>/<queue-name>"
+        )
+    return value
+
+
+def sns_topic_arn(value: str) -> str:
+    """`value` if it is an SNS topic ARN (`ConfigError` naming the variable otherwise)."""
+    if not _TOPIC_ARN.fullmatch(value):
+        raise ConfigError(
+            f"{SNS_TOPIC_ARN}: {value!r} is not an SNS topic ARN; expected "
+            "arn:aws:sns:<region>:<account-id>:<topic-name>"
+        )
+    return value
+
+
+def function_name(value: str) -> str:
+    """`value` if it names a Lambda function (`ConfigError` naming the variable otherwise)."""
+    if not _FUNCTION.fullmatch(value):
+        raise ConfigError(
+            f"{NOTIFY_FUNCTION}: {value!r} is not a Lambda function name or ARN; expected e.g. "
+            "falconet-notify or arn:aws:lambda:<region>:<account-id>:function:<name>"
+        )
+    return value
+
+
+def http_format(value: str) -> HttpFormat:
+    """An HTTP sink format (`ConfigError` naming the variable otherwise)."""
+    fmt = value.lower() or "cloudevent"
+    if fmt not in HTTP_FORMATS:
+        raise ConfigError(f"{HTTP_SINK_FORMAT}: {value!r} is not one of {', '.join(HTTP_FORMATS)}")
+    return fmt
+
+
+def http_headers(name: str, value: str) -> dict[str, str]:
+    """Parse a JSON object of header names to string values (`ConfigError` naming `name`).
+
+    The values are never echoed in errors: they usually hold a token.
+    """
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ConfigError(
+            f'{name}: not a JSON object (expected e.g. {{"Authorization": "Bearer ..."}})'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{name}: expected a JSON object of header names to values")
+    headers: dict[str, str] = {}
+    for key, item in parsed.items():
+        if not _HEADER_NAME.fullmatch(key):
+            raise ConfigError(f"{name}: {key!r} is not a valid HTTP header name")
+        if not isinstance(item, str) or "\r" in item or "\n" in item:
+            raise ConfigError(f"{name}: the value of {key!r} must be a one-line string")
+        headers[key] = item
+    return headers

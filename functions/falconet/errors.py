@@ -98,3 +98,17 @@ class ConfigError(FalconetError):
 
 class SinkError(FalconetError):
     """A sink could not deliver alerts after its retries."""
+
+
+class StorageError(FalconetError):
+    """An object or file could not be listed or read."""
+
+
+class ObjectGone(StorageError):
+    """The object a trigger names no longer exists (deleted, or its bucket is gone).
+
+    Entry points acknowledge it with this reason instead of failing: a retry cannot succeed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"{url} no longer exists")

@@ -39,6 +39,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from falconet.config import GEOIP_DB
 from falconet.errors import ConfigError
 from falconet.ipscope import (  # re-exported: the scope half of this module's API
     DOCUMENTATION,
@@ -69,7 +70,6 @@ def _log() -> logging.Logger:
     return logging.getLogger(__name__)
 
 
-ENV_VAR: Final = "FALCONET_GEOIP_DB"
 INSTALL_HINT: Final = "pip install 'falconet[geoip]'"
 DOCS: Final = "docs/geoip.md"
 
@@ -288,7 +288,7 @@ class GeoIP:
         cls,
         path: str | Sequence[str],
         *,
-        origin: str = ENV_VAR,
+        origin: str = GEOIP_DB,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> GeoIP:
         """Open the database(s) at `path`: one path, an `os.pathsep`-separated list, or a sequence.
@@ -317,7 +317,7 @@ class GeoIP:
 
     @classmethod
     def from_setting(
-        cls, setting: str | None, *, origin: str = ENV_VAR, cache_size: int = DEFAULT_CACHE_SIZE
+        cls, setting: str | None, *, origin: str = GEOIP_DB, cache_size: int = DEFAULT_CACHE_SIZE
     ) -> GeoIP:
         """`open(setting)`, or, when the setting is unset or blank, `disabled()` and one warning
         saying how to enable geolocation. Call it once per cold start. Raises as `open` does."""
@@ -327,7 +327,7 @@ class GeoIP:
                 "will be absent. To enable it, %s and set %s (or --geoip-db) to a GeoLite2 or "
                 "DB-IP lite .mmdb file; see %s",
                 INSTALL_HINT,
-                ENV_VAR,
+                GEOIP_DB,
                 DOCS,
             )
             return cls.disabled(cache_size=cache_size)
@@ -444,7 +444,6 @@ __all__ = [
     "DEFAULT_CACHE_SIZE",
     "DOCS",
     "DOCUMENTATION",
-    "ENV_VAR",
     "INSTALL_HINT",
     "LINK_LOCAL",
     "LOOPBACK",

@@ -13,8 +13,8 @@ Contract:
   incoming webhooks accept), `text` (the lines as `text/plain`), both one POST per message or per
   `MAX_TEXT_CHARS` of lines; `falco` (each alert's Falco JSON, one POST per alert, as
   Falcosidekick's `POST /` expects).
-- Reads no environment except in `NotifyConfig.from_env`, which raises `ConfigError` naming the
-  variable.
+- Reads no environment: `NotifyConfig.from_settings` takes the `FALCONET_NOTIFY_*` settings
+  `falconet.config` read and checked.
 """
 
 from __future__ import annotations
@@ -23,25 +23,16 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from falconet.alerts import Alert
-from falconet.errors import ConfigError
-from falconet.explain import explain_line
-from falconet.sinks import http_headers, http_url
+from falconet.config import NotifyFormat, NotifySettings
 from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, send
+from falconet.summary import alert_summary
 
 log = logging.getLogger(__name__)
-
-NotifyFormat = Literal["slack", "text", "falco"]
-FORMATS: tuple[NotifyFormat, ...] = ("slack", "text", "falco")
-
-NOTIFY_URL = "FALCONET_NOTIFY_URL"
-NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
-NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
-NOTIFY_EXPLAIN = "FALCONET_NOTIFY_EXPLAIN"  # add the who/what/when/where line to each alert
 
 # Slack shows at most 40,000 characters of `text` and recommends keeping messages under 4,000
 # (chat.postMessage docs); a batch of alerts is split into posts of at most this many characters.
@@ -55,9 +46,9 @@ def short_time(text: str) -> str:
     return _FRACTION.sub(r"\1", text, count=1)
 
 
-def format_alert(alert: Alert, *, explain: bool = False) -> str:
+def format_alert(alert: Alert, *, summary: bool = False) -> str:
     """One line for people: `[Warning] K8s Namespace Deleted: <message> (cluster=prod, <time>)`,
-    followed by the who/what/when/where line when `explain` is set."""
+    followed by the who/what/when/where line when `summary` is set."""
     message = alert.message or alert.output
     where = [f"cluster={alert.cluster}"] if alert.cluster else []
     if alert.time:
@@ -65,8 +56,8 @@ def format_alert(alert: Alert, *, explain: bool = False) -> str:
     suffix = f" ({', '.join(where)})" if where else ""
     # Audit data can hold newlines; one alert must stay one line.
     line = " ".join(f"[{alert.priority}] {alert.rule}: {message}{suffix}".splitlines())
-    if explain:
-        line += "\n    " + " ".join(explain_line(alert).splitlines())
+    if summary:
+        line += "\n    " + " ".join(alert_summary(alert).splitlines())
     return line
 
 
@@ -109,27 +100,13 @@ class NotifyConfig:
     timeout: float = DEFAULT_TIMEOUT_S
     max_attempts: int = 4
     backoff_base: float = 0.2
-    explain: bool = False
+    summary: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> NotifyConfig:
-        """Read `FALCONET_NOTIFY_URL` (required), `FALCONET_NOTIFY_FORMAT` and
-        `FALCONET_NOTIFY_HEADERS` (a JSON object). Raises `ConfigError` naming the variable."""
-        url = environ.get(NOTIFY_URL, "").strip()
-        if not url:
-            raise ConfigError(f"{NOTIFY_URL} is not set: the notify function needs a webhook URL")
-        fmt = environ.get(NOTIFY_FORMAT, "").strip().lower() or "slack"
-        if fmt not in FORMATS:
-            raise ConfigError(f"{NOTIFY_FORMAT}: {fmt!r} is not one of {', '.join(FORMATS)}")
-        headers = http_headers(NOTIFY_HEADERS, environ.get(NOTIFY_HEADERS, "").strip())
-        explain = environ.get(NOTIFY_EXPLAIN, "").strip().lower()
-        if explain not in ("", "true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"{NOTIFY_EXPLAIN}: {explain!r} is not true or false")
+    def from_settings(cls, settings: NotifySettings) -> NotifyConfig:
+        """The delivery configuration of the `FALCONET_NOTIFY_*` settings."""
         return cls(
-            url=http_url(NOTIFY_URL, url),
-            fmt=fmt,
-            headers=headers,
-            explain=explain in ("true", "1", "yes"),
+            url=settings.url, fmt=settings.fmt, headers=settings.headers, summary=settings.summary
         )
 
 
@@ -158,15 +135,15 @@ def _texts(lines: Sequence[str]) -> list[str]:
 
 
 def requests_for(
-    alerts: Sequence[Alert], fmt: NotifyFormat, *, explain: bool = False
+    alerts: Sequence[Alert], fmt: NotifyFormat, *, summary: bool = False
 ) -> list[tuple[bytes, str]]:
     """The POST bodies (and Content-Types) that deliver `alerts` in format `fmt`."""
     if fmt == "falco":
         return [(alert.to_json(), "application/json; charset=utf-8") for alert in alerts]
     if fmt == "text":
-        texts = _texts([format_alert(alert, explain=explain) for alert in alerts])
+        texts = _texts([format_alert(alert, summary=summary) for alert in alerts])
         return [(text.encode(), "text/plain; charset=utf-8") for text in texts]
-    texts = _texts([slack_escape(format_alert(alert, explain=explain)) for alert in alerts])
+    texts = _texts([slack_escape(format_alert(alert, summary=summary)) for alert in alerts])
     return [(orjson.dumps({"text": text}), "application/json; charset=utf-8") for text in texts]
 
 
@@ -183,7 +160,7 @@ def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]
         if down:
             failed.append(message_id)
             continue
-        for body, content_type in requests_for(alerts, config.fmt, explain=config.explain):
+        for body, content_type in requests_for(alerts, config.fmt, summary=config.summary):
             headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": content_type}
             outcome = send(
                 config.url,

@@ -1,35 +1,39 @@
 """decode -> evaluate -> emit, with the counters every entry point logs as one JSON line.
 
-    pipeline = Pipeline.from_env()                   # once per cold start (ConfigError if bad)
-    result = pipeline.run(stream, context=EventContext(cluster="prod", origin="s3://b/k"))
+    pipeline = runtime().pipeline                    # built once per cold start (falconet.runtime)
+    result = pipeline.run(body, context=EventContext(cluster="prod", origin="webhook"))
+    result = pipeline.scan(ObjectRef("s3", "bucket", "key"))   # an object a trigger names
     log_invocation("handle_s3", result)
 
 `run` takes bytes, a binary stream or an iterable of byte chunks (decoded by `falconet.decode`,
-so new input formats plug in there without touching any entry point). Alerts are handed to the
-sinks in chunks as they come, so memory stays bounded on large objects, and flushed before `run`
-returns; a sink that still fails after its retries raises `SinkError`, which fails the invocation
-so the trigger retries or dead-letters it (alert uuids make the retry deduplicable).
+so new input formats plug in there without touching any entry point); `run_value` a JSON value
+already parsed; `scan` opens a bucket object (`falconet.storage`), names its cluster (the
+caller's, the object's `cluster` metadata, else the key pattern) and runs it. Alerts are handed to
+the sinks in chunks as they come, so memory stays bounded on large objects, and flushed before the
+call returns; a sink that still fails after its retries raises `SinkError`, which fails the
+invocation so the trigger retries or dead-letters it (alert uuids make the retry deduplicable).
+An object that no longer exists raises `ObjectGone`, for the entry point to acknowledge.
 """
 
 from __future__ import annotations
 
 import gc
-import os
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
 
 from falconet.alerts import Alert
-from falconet.config import EngineConfig
 from falconet.context import EMPTY_CONTEXT, EventContext
-from falconet.decode import DecodeStats, decode
+from falconet.decode import DecodeStats, decode, decode_value
 from falconet.engine import Engine
 from falconet.sinks import Sink
+from falconet.storage import ObjectRef, cluster_from_key, open_object
 
 EMIT_CHUNK = 500  # alerts handed to the sinks at a time
 
@@ -43,6 +47,7 @@ class Result:
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     duration_ms: float = 0.0
     origins: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # inputs acknowledged unread, with why
 
     @property
     def events(self) -> int:
@@ -54,6 +59,7 @@ class Result:
         self.alerts_by_rule.update(other.alerts_by_rule)
         self.duration_ms += other.duration_ms
         self.origins.extend(other.origins)
+        self.ignored.extend(other.ignored)
 
     def to_dict(self) -> dict[str, Any]:
         data = self.stats.to_dict()
@@ -64,39 +70,55 @@ class Result:
         )
         if self.origins:
             data["origins"] = self.origins[:20]
+        if self.ignored:
+            data["ignored"] = self.ignored[:20]
         return data
 
 
 class Pipeline:
-    """An engine and its sinks, built once per process and reused by every invocation."""
+    """An engine and its sinks, built once per process and reused by every invocation.
 
-    def __init__(self, engine: Engine, sinks: Sequence[Sink]) -> None:
+    `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sinks: Sequence[Sink],
+        *,
+        key_pattern: re.Pattern[str] | None = None,
+    ) -> None:
         self.engine = engine
         self.sinks = tuple(sinks)
+        self.key_pattern = key_pattern
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Pipeline:
-        """Engine and sinks from FALCONET_* variables. Raises ConfigError / RuleError."""
-        env = os.environ if environ is None else environ
-        config = EngineConfig.from_env(env)
-        geoip = None
-        if config.geoip_db:
-            from falconet.geoip import GeoIP
+    def scan(self, ref: ObjectRef, *, context: EventContext = EMPTY_CONTEXT) -> Result:
+        """Stream one bucket object through the pipeline. Raises ObjectGone, SinkError."""
+        opened = open_object(ref)
+        try:
+            cluster = (
+                context.cluster
+                or opened.metadata.get("cluster")
+                or opened.metadata.get("falconet-cluster")
+                or cluster_from_key(ref.key, self.key_pattern)
+            )
+            ctx = context.updated(
+                cluster=cluster, origin=ref.url, region=ref.region, account=ref.account
+            )
+            return self.run(opened.stream, context=ctx, name=ref.url)
+        finally:
+            close = getattr(opened.stream, "close", None)
+            if close is not None:
+                close()
 
-            geoip = GeoIP.from_setting(config.geoip_db)
-        engine = Engine.from_paths(
-            config.rules,
-            rule_matching=config.rule_matching,
-            min_priority=config.min_priority,
-            extra_fields=config.extra_fields,
-            hostname=config.hostname,
-            time_format_iso8601=config.time_format_iso8601,
-            geoip=geoip,
-            code_cache=config.code_cache,
-        )
-        from falconet.sinks import sinks_from_env
-
-        return cls(engine, sinks_from_env(env))
+    def run_value(
+        self, value: Any, *, context: EventContext = EMPTY_CONTEXT, name: str, size: int | None
+    ) -> Result:
+        """`run` for a JSON value already parsed (`size`: the length it was parsed from, if
+        known). Raises SinkError."""
+        stats = DecodeStats()
+        events = decode_value(value, stats=stats, context=context, name=name, size=size)
+        return self._process(events, stats, context, time.perf_counter())
 
     def run(
         self,
@@ -107,15 +129,25 @@ class Pipeline:
     ) -> Result:
         """Decode `data`, evaluate every event, emit the alerts. Raises SinkError."""
         started = time.perf_counter()
-        result = Result()
+        stats = DecodeStats()
+        events = decode(
+            data, stats=stats, context=context, name=name or context.origin or "<input>"
+        )
+        return self._process(events, stats, context, started)
+
+    def _process(
+        self,
+        events: Iterable[tuple[Any, EventContext]],
+        stats: DecodeStats,
+        context: EventContext,
+        started: float,
+    ) -> Result:
+        result = Result(stats)
         if context.origin:
             result.origins.append(context.origin)
         evaluate = self.engine.evaluate
         pending: list[Alert] = []
         by_rule = result.alerts_by_rule
-        events = decode(
-            data, stats=result.stats, context=context, name=name or context.origin or "<input>"
-        )
         # The cyclic garbage collector is paused while events are decoded and evaluated, and runs
         # while sinks work. Parsed audit events hold no reference cycles (refcounting frees them),
         # but a parsed webhook body keeps ~25,000 young objects alive, which every generation-0/1
@@ -158,17 +190,6 @@ class Pipeline:
                 gc.disable()
 
 
-_PIPELINE: Pipeline | None = None
-
-
-def get_pipeline() -> Pipeline:
-    """The process-wide pipeline, built on first use from the environment (the cold start)."""
-    global _PIPELINE  # noqa: PLW0603 - one compiled engine per process is the design
-    if _PIPELINE is None:
-        _PIPELINE = Pipeline.from_env()
-    return _PIPELINE
-
-
 def log_invocation(
     entry: str, result: Result | None, *, error: str | None = None, **extra: Any
 ) -> None:
@@ -181,9 +202,3 @@ def log_invocation(
     record.update({k: v for k, v in extra.items() if v is not None})
     sys.stderr.write(orjson.dumps(record).decode() + "\n")
     sys.stderr.flush()
-
-
-def reset() -> None:
-    """Forget the process-wide pipeline (the next `get_pipeline` rebuilds it from the env)."""
-    global _PIPELINE  # noqa: PLW0603
-    _PIPELINE = None

@@ -18,10 +18,11 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from falconet.objects import ObjectRef
+from falconet.storage.objects import ObjectRef
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
+S3_SOURCE = "aws.s3"  # the EventBridge source (and CloudEvent source) of S3 events
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def _from_notification(note: Any) -> Iterator[ObjectRef | Ignored]:
         yield Ignored("s3:TestEvent")
         return
     if note.get("detail-type") in S3_OBJECT_CREATED or (
-        note.get("source") == "aws.s3" and isinstance(note.get("detail"), Mapping)
+        note.get("source") == S3_SOURCE and isinstance(note.get("detail"), Mapping)
     ):
         yield _from_eventbridge(note)
         return
@@ -89,12 +90,6 @@ def s3_object(data: Any) -> ObjectRef | None:
     detail), as JSON text or decoded; None when it names none."""
     value = parse_json_text(data)
     return _eventbridge_object(value) if isinstance(value, Mapping) else None
-
-
-def is_s3_event(data: Any) -> bool:
-    """Whether a CloudEvent's data is an EventBridge event from S3."""
-    value = parse_json_text(data)
-    return isinstance(value, Mapping) and value.get("source") == "aws.s3"
 
 
 def _from_record(record: Any) -> Iterator[ObjectRef | Ignored]:

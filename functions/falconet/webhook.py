@@ -2,12 +2,16 @@
 
 One target serves the kube-apiserver audit webhook and CloudEvents:
 - plain JSON: an `EventList` (what the webhook backend POSTs), a single `Event`, a JSON array or
-  JSON lines, gzip allowed;
+  JSON lines, gzip allowed, and the envelopes `falconet.decode` reads (Pub/Sub push bodies, ...);
 - CloudEvents in binary mode (`ce-specversion` header; the body is the data), structured mode
   (`application/cloudevents+json`) and batch mode (`application/cloudevents-batch+json`), detected
   here because functions-framework's `cloud_event` signature rejects plain JSON and batches.
-  A CloudEvent whose data names a bucket object (GCS object finalized, S3 Object Created) has the
-  object read and scanned.
+
+What a CloudEvent carries is decided from its attributes (`classify`), never by parsing its data to
+look: a GCS "object finalized" or an S3 "Object Created" event names a bucket object, which is
+read and scanned (one that no longer exists is acknowledged, with the reason); any other event
+carries audit data. A body is parsed once: a binary-mode body goes to the decoder as it came, a
+structured envelope is parsed once and its data read from the parsed value.
 
 Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
@@ -21,51 +25,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from falconet.config import HttpSettings
 from falconet.context import EventContext
 from falconet.decode import NOT_JSON
-from falconet.errors import ConfigError, SinkError
-from falconet.objects import ObjectRef, open_object
+from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
-from falconet.triggers import (
-    GCS_FINALIZED,
-    S3_OBJECT_CREATED,
-    gcs_object,
-    is_s3_event,
-    s3_object,
-)
+from falconet.triggers import GCS_FINALIZED, S3_OBJECT_CREATED, S3_SOURCE, gcs_object, s3_object
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    token: str | None = None
-    max_body: int = DEFAULT_MAX_BODY
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
-        """FALCONET_WEBHOOK_TOKEN and FALCONET_MAX_BODY_BYTES. Raises ConfigError."""
-        env = os.environ if environ is None else environ
-        token = env.get("FALCONET_WEBHOOK_TOKEN") or None
-        raw = env.get("FALCONET_MAX_BODY_BYTES", "").strip()
-        try:
-            max_body = int(raw) if raw else DEFAULT_MAX_BODY
-        except ValueError:
-            raise ConfigError(
-                f"FALCONET_MAX_BODY_BYTES must be a number of bytes, got '{raw}'"
-            ) from None
-        if max_body <= 0:
-            raise ConfigError("FALCONET_MAX_BODY_BYTES must be positive")
-        return cls(token=token, max_body=max_body)
 
 
 @dataclass(slots=True)
@@ -87,7 +61,8 @@ class _BadRequest(Exception):
     pass
 
 
-def authorized(settings: WebhookSettings, headers: Mapping[str, str]) -> bool:
+def authorized(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
+    """Whether the request carries the configured bearer token (always, when none is set)."""
     if not settings.token:
         return True
     supplied = headers.get("authorization") or headers.get("Authorization") or ""
@@ -95,7 +70,8 @@ def authorized(settings: WebhookSettings, headers: Mapping[str, str]) -> bool:
     return hmac.compare_digest(supplied.encode(), expected.encode())
 
 
-def too_large(settings: WebhookSettings, headers: Mapping[str, str]) -> bool:
+def too_large(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
+    """Whether the declared Content-Length is over the body limit."""
     length = headers.get("content-length") or headers.get("Content-Length")
     try:
         return length is not None and int(length) > settings.max_body
@@ -105,13 +81,12 @@ def too_large(settings: WebhookSettings, headers: Mapping[str, str]) -> bool:
 
 def handle_request(
     pipeline: Pipeline,
-    settings: WebhookSettings,
+    settings: HttpSettings,
     *,
     method: str,
     headers: Mapping[str, str],
     body: bytes,
     query: Mapping[str, str],
-    opener: Callable[[ObjectRef], Any] = open_object,
 ) -> Response:
     """Serve one request. `headers` must be case-insensitive or lower-cased."""
     if not authorized(settings, headers):
@@ -125,12 +100,12 @@ def handle_request(
         return _error(400, "invalid cluster name in the 'cluster' parameter")
     context = EventContext(cluster=cluster or None, origin="webhook")
     try:
-        result = _dispatch(pipeline, headers, body, context, opener)
+        result = _dispatch(pipeline, headers, body, context)
     except _BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
         return _error(503, f"alerts could not be delivered: {exc}")
-    if result.events == 0:
+    if result.events == 0 and not result.ignored:
         return Response(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
         )
@@ -152,32 +127,28 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _dispatch(
-    pipeline: Pipeline,
-    headers: Mapping[str, str],
-    body: bytes,
-    context: EventContext,
-    opener: Callable[[ObjectRef], Any],
+    pipeline: Pipeline, headers: Mapping[str, str], body: bytes, context: EventContext
 ) -> Result:
     ctype = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
     if _header(headers, "ce-specversion"):
         attributes = {
             name: _header(headers, f"ce-{name}") or "" for name in ("type", "source", "id")
         }
-        return handle_cloudevent(pipeline, attributes, body, context, opener)
+        return handle_cloudevent(pipeline, attributes, body, context)
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
             raise _BadRequest("a CloudEvents batch must be a JSON array")
         result = Result()
         for envelope in envelopes:
-            result.merge(_structured(pipeline, envelope, context, opener))
+            result.merge(_structured(pipeline, envelope, context, size=None))
         return result
     if ctype.startswith("application/cloudevents"):
-        return _structured(pipeline, _parse_json(body), context, opener)
+        return _structured(pipeline, _parse_json(body), context, size=len(body))
     return pipeline.run(body, context=context, name="request")
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes | bytearray | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -185,12 +156,14 @@ def _parse_json(body: bytes) -> Any:
 
 
 def _structured(
-    pipeline: Pipeline, envelope: Any, context: EventContext, opener: Callable[[ObjectRef], Any]
+    pipeline: Pipeline, envelope: Any, context: EventContext, *, size: int | None
 ) -> Result:
+    """One structured-mode CloudEvent, parsed: its data is read from the parsed envelope."""
     if not isinstance(envelope, dict) or not all(
         isinstance(envelope.get(k), str) for k in ("specversion", "type", "source", "id")
     ):
         raise _BadRequest("a structured CloudEvent needs specversion, type, source and id")
+    attributes = {k: envelope[k] for k in ("type", "source", "id")}
     if "data_base64" in envelope:
         try:
             data: Any = base64.b64decode(envelope["data_base64"], validate=True)
@@ -198,8 +171,25 @@ def _structured(
             raise _BadRequest("data_base64 is not valid base64") from None
     else:
         data = envelope.get("data")
-    attributes = {k: str(envelope.get(k, "")) for k in ("type", "source", "id")}
-    return handle_cloudevent(pipeline, attributes, data, context, opener)
+    return handle_cloudevent(pipeline, attributes, data, context, size=size)
+
+
+DATA = "data"  # the event carries audit data
+GCS = "gs"  # the event names a GCS object
+S3 = "s3"  # the event names an S3 object
+
+
+def classify(attributes: Mapping[str, str]) -> str:
+    """What a CloudEvent carries, from its attributes alone: `GCS`, `S3`, an ignored storage
+    event (`ignored: <why>`), or `DATA`."""
+    ce_type = attributes.get("type", "")
+    if ce_type == GCS_FINALIZED:
+        return GCS
+    if ce_type in S3_OBJECT_CREATED:
+        return S3
+    if attributes.get("source") == S3_SOURCE:
+        return f"ignored: S3 {ce_type or 'event'} is not an object creation"
+    return DATA
 
 
 def handle_cloudevent(
@@ -207,44 +197,40 @@ def handle_cloudevent(
     attributes: Mapping[str, str],
     data: Any,
     context: EventContext,
-    opener: Callable[[ObjectRef], Any] = open_object,
+    *,
+    size: int | None = None,
 ) -> Result:
-    """Scan a CloudEvent's data: audit events inline, or the bucket object it names."""
-    ce_type = attributes.get("type", "")
-    origin = attributes.get("source") or context.origin
-    if ce_type == GCS_FINALIZED or ce_type in S3_OBJECT_CREATED or is_s3_event(data):
-        ref = gcs_object(data) if ce_type == GCS_FINALIZED else s3_object(data)
-        if ref is None:
-            raise _BadRequest(f"the {ce_type or 'storage'} event does not name a bucket object")
-        return scan_object(pipeline, ref, context, opener)
-    context = context.updated(origin=origin)
+    """Scan a CloudEvent: the bucket object it names, or the audit events in its data.
+
+    `data` is the body of a binary-mode event (bytes, decoded as it came) or a JSON value already
+    parsed (a structured envelope's data, what the functions framework parsed), read without
+    being parsed again; `size` bounds the length it was parsed from, when known.
+    Raises SinkError."""
+    kind = classify(attributes)
+    if kind != DATA:
+        return _object_event(pipeline, kind, attributes, data, context)
     if data is None:
         raise _BadRequest("the CloudEvent has no data")
-    payload = data if isinstance(data, bytes | bytearray) else orjson.dumps(data)
-    return pipeline.run(bytes(payload), context=context, name=attributes.get("id") or "cloudevent")
+    context = context.updated(origin=attributes.get("source") or None)
+    name = attributes.get("id") or "cloudevent"
+    if isinstance(data, bytes | bytearray):
+        return pipeline.run(bytes(data), context=context, name=name)
+    if isinstance(data, str):
+        return pipeline.run(data.encode(), context=context, name=name)
+    return pipeline.run_value(data, context=context, name=name, size=size)
 
 
-def scan_object(
-    pipeline: Pipeline,
-    ref: ObjectRef,
-    context: EventContext,
-    opener: Callable[[ObjectRef], Any] = open_object,
+def _object_event(
+    pipeline: Pipeline, kind: str, attributes: Mapping[str, str], data: Any, context: EventContext
 ) -> Result:
-    """Stream one bucket object through the pipeline."""
-    from falconet.config import cluster_key_pattern
-    from falconet.sources import cluster_from_key
-
-    opened = opener(ref)
-    cluster = (
-        context.cluster
-        or opened.metadata.get("cluster")
-        or opened.metadata.get("falconet-cluster")
-        or cluster_from_key(ref.key, cluster_key_pattern())
-    )
-    ctx = context.updated(cluster=cluster, origin=ref.url, region=ref.region, account=ref.account)
+    if kind.startswith("ignored: "):
+        return Result(ignored=[kind.removeprefix("ignored: ")])
+    value = _parse_json(data) if isinstance(data, bytes | bytearray | str) else data
+    ref = gcs_object(value) if kind == GCS else s3_object(value)
+    if ref is None:
+        what = attributes.get("type") or "storage"
+        raise _BadRequest(f"the {what} event does not name a bucket object")
     try:
-        return pipeline.run(opened.stream, context=ctx, name=ref.url)
-    finally:
-        close = getattr(opened.stream, "close", None)
-        if close is not None:
-            close()
+        return pipeline.scan(ref, context=context)
+    except ObjectGone as exc:
+        return Result(ignored=[str(exc)])

@@ -88,6 +88,43 @@ def test_s3_object_created_is_read_from_the_bucket(
     assert logs[0]["origins"] == [f"s3://{audit_bucket}/{key}"]
 
 
+@pytest.mark.parametrize(
+    ("ce_type", "key", "ignored"),
+    [
+        (
+            "Object Created",
+            "cluster=x/gone.log.gz",
+            "s3://{bucket}/cluster=x/gone.log.gz no longer exists",
+        ),
+        ("Object Deleted", "cluster=x/a.log.gz", "S3 Object Deleted is not an object creation"),
+    ],
+    ids=["deleted-since", "not-a-creation"],
+)
+def test_s3_events_without_an_object_to_read_are_acknowledged(
+    client: Any,
+    aws: Aws,
+    audit_bucket: str,
+    capfd: pytest.CaptureFixture[str],
+    ce_type: str,
+    key: str,
+    ignored: str,
+) -> None:
+    detail = {
+        "detail-type": ce_type,
+        "source": "aws.s3",
+        "detail": {"bucket": {"name": audit_bucket}, "object": {"key": key}},
+    }
+    event = CloudEvent(
+        {"type": ce_type, "source": "aws.s3", "datacontenttype": "application/json"}, detail
+    )
+    headers, body = to_binary(event)
+    capfd.readouterr()
+    assert client.post("/", headers=headers, data=body).status_code == 200  # no retry
+    _, logs = printed(capfd)
+    assert logs[0]["ignored"] == [ignored.format(bucket=audit_bucket)]
+    assert "error" not in logs[0]
+
+
 def test_gcs_object_without_the_optional_extra_says_what_to_install(
     client: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 import lambda_handlers
 from falconet.errors import SinkError
 from falconet.notify import format_alert
+from falconet.runtime import reset_runtime
 from falconet.sinks.sns import SnsSink
 from falconet.sinks.sqs import SqsSink
 
@@ -20,9 +21,9 @@ from falconet.sinks.sqs import SqsSink
 def notify_env(http_receiver, monkeypatch) -> Iterator[None]:
     monkeypatch.setenv("FALCONET_NOTIFY_URL", http_receiver.url)
     monkeypatch.delenv("FALCONET_NOTIFY_FORMAT", raising=False)
-    lambda_handlers._notify_config.cache_clear()  # a new cold start reads the new settings
+    reset_runtime()  # a new cold start reads the new settings
     yield
-    lambda_handlers._notify_config.cache_clear()
+    reset_runtime()
 
 
 def _sqs_event(messages: list[dict]) -> dict:
@@ -130,10 +131,10 @@ def test_one_structured_log_line_per_invocation(
     http_receiver: Any, make_alert: Any, capfd: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("FALCONET_NOTIFY_URL", http_receiver.url)
-    lambda_handlers._notify_config.cache_clear()
+    reset_runtime()
     capfd.readouterr()
     event = {"Records": [{"messageId": "m1", "body": make_alert(1).to_json().decode()}]}
     assert lambda_handlers.handle_notify(event, None) == {"batchItemFailures": []}
     lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
     assert [line["falconet"] for line in lines] == ["handle_notify"]
-    lambda_handlers._notify_config.cache_clear()
+    reset_runtime()

@@ -26,7 +26,7 @@ from functions_framework import create_app
 from tests.conftest import ROOT
 
 import lambda_handlers
-from falconet import pipeline as pipeline_module
+from falconet.runtime import reset_runtime
 
 RULES = ROOT / "tests" / "data" / "functional_rules.yaml"
 BATCH = (ROOT / "examples" / "audit-batch.json").read_bytes()
@@ -296,10 +296,9 @@ def test_real_functions_framework_server(tmp_path: Path) -> None:
 def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("FALCONET_RULES", str(RULES))
     monkeypatch.setenv("FALCONET_WEBHOOK_TOKEN", TOKEN)
-    pipeline_module.reset()
-    monkeypatch.setattr(lambda_handlers, "_SETTINGS", None)
+    reset_runtime()
     yield
-    pipeline_module.reset()
+    reset_runtime()
 
 
 def _v2(

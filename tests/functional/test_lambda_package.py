@@ -126,8 +126,8 @@ def test_the_packaged_detector_loads_its_compiled_rules_from_the_cache(artifacts
     try:
         script = (
             "import json, sys\n"
-            "from falconet.pipeline import get_pipeline\n"
-            "engine = get_pipeline().engine\n"
+            "from falconet import get_runtime\n"
+            "engine = get_runtime().pipeline.engine\n"
             "print(json.dumps({'hit': engine.index_stats()['code_cache_hit'],"
             " 'rules': len(engine.rules), 'yaml': 'yaml' in sys.modules}))\n"
         )

@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 from tests.functional.conftest import REGION, Aws
 
 import lambda_handlers
-from falconet import pipeline as pipeline_module
+from falconet.runtime import reset_runtime
 
 RULES = ROOT / "tests" / "data" / "functional_rules.yaml"
 ITEMS = json.loads((ROOT / "examples" / "audit-batch.json").read_text())["items"]
@@ -37,10 +37,10 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
         monkeypatch.setenv("FALCONET_RULES", str(RULES))
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        pipeline_module.reset()
+        reset_runtime()
 
     yield apply
-    pipeline_module.reset()
+    reset_runtime()
 
 
 def s3_notification(bucket: str, key: str) -> dict[str, Any]:
@@ -239,3 +239,30 @@ def test_cluster_from_object_metadata(
     alerts = [json.loads(m["Body"]) for m in receive_all(aws.client("sqs"), sqs_queue)]
     assert sorted(a["rule"] for a in alerts) == EXPECTED
     assert {a["output_fields"]["falconet.cluster"] for a in alerts} == {"meta-cluster"}
+
+
+@pytest.mark.parametrize("trigger", ["direct", "sqs"])
+def test_an_object_deleted_since_its_notification_is_acknowledged(
+    trigger: str,
+    aws: Aws,
+    audit_bucket: str,
+    configure: Callable[..., None],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A retry could never succeed: the object is named as gone and nothing is failed."""
+    configure()
+    capfd.readouterr()
+    answer = lambda_handlers.handle_s3(TRIGGERS[trigger](audit_bucket, "cluster=x/gone.log.gz"))
+    if trigger == "sqs":
+        assert answer == {"batchItemFailures": []}
+    else:
+        assert answer["status"] == "ok" and answer["events"] == 0
+    (log,) = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    assert log["ignored"] == [f"s3://{audit_bucket}/cluster=x/gone.log.gz no longer exists"]
+    assert "error" not in log
+
+
+def test_a_missing_bucket_is_gone_too(configure: Callable[..., None], aws: Aws) -> None:
+    configure()
+    answer = lambda_handlers.handle_s3(s3_notification("no-such-bucket-falconet", "a.log"))
+    assert answer["ignored"] == ["s3://no-such-bucket-falconet/a.log no longer exists"]

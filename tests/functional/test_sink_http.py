@@ -8,9 +8,15 @@ import json
 import pytest
 from cloudevents.http import from_http
 
+from falconet.config import Settings
 from falconet.errors import SinkError
-from falconet.sinks import sinks_from_env
+from falconet.sinks import sinks_from_settings
 from falconet.sinks.http import HttpSink
+
+
+def sinks_from_env(environ: dict[str, str]) -> list:  # type: ignore[type-arg]
+    """The sinks a function with `environ` builds at its cold start."""
+    return sinks_from_settings(Settings(environ).sinks)
 
 
 def test_cloudevent_structured_mode(http_receiver, make_alert) -> None:

@@ -20,9 +20,10 @@ from functions_framework import create_app
 from tests.conftest import ROOT
 from tests.mmdb import asn, build_db, city
 
+from falconet.config import Settings
 from falconet.errors import ConfigError
 from falconet.notify import NotifyConfig, alerts_from_message, deliver
-from falconet.pipeline import Pipeline
+from falconet.runtime import build_pipeline
 
 SAMPLE = ROOT / "examples" / "audit-batch.json"
 RULE = "K8s Namespace Deleted"
@@ -77,8 +78,8 @@ def test_scan_json_carries_who_and_where(geoip_db: str) -> None:
     assert "warning: geolocation is off" not in done.stderr
 
 
-def test_explain_line(geoip_db: str) -> None:
-    done = scan("--explain", "--geoip-db", geoip_db, "--cluster", "prod-eu", str(SAMPLE))
+def test_summary_line(geoip_db: str) -> None:
+    done = scan("--summary", "--geoip-db", geoip_db, "--cluster", "prod-eu", str(SAMPLE))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     index = next(i for i, line in enumerate(lines) if RULE in line)
@@ -115,7 +116,7 @@ def test_a_corrupt_database_fails_the_cold_start(tmp_path: Path) -> None:
     bad = tmp_path / "broken.mmdb"
     bad.write_bytes(os.urandom(4096))
     with pytest.raises(ConfigError, match="broken.mmdb"):
-        Pipeline.from_env({"FALCONET_GEOIP_DB": str(bad)})
+        build_pipeline(Settings({"FALCONET_GEOIP_DB": str(bad)}))
     done = scan("--geoip-db", str(bad), str(SAMPLE))
     assert done.returncode == 1
     assert "broken.mmdb" in done.stderr and "Traceback" not in done.stderr
@@ -150,16 +151,18 @@ def test_http_function_alert_carries_who_and_where(
     assert fields["falconet.origin"] == "webhook"
 
 
-def test_notify_function_explains_a_queued_alert(geoip_db: str, http_receiver: Any) -> None:
+def test_notify_function_summarizes_a_queued_alert(geoip_db: str, http_receiver: Any) -> None:
     """The alert as the notify function reads it back from the queue: Falco JSON only."""
     done = scan("--json", "--geoip-db", geoip_db, "--cluster", "prod-eu", str(SAMPLE))
     queued = json.dumps(deletion([json.loads(x) for x in done.stdout.splitlines()]))
-    config = NotifyConfig.from_env(
-        {
-            "FALCONET_NOTIFY_URL": http_receiver.url,
-            "FALCONET_NOTIFY_FORMAT": "text",
-            "FALCONET_NOTIFY_EXPLAIN": "true",
-        }
+    config = NotifyConfig.from_settings(
+        Settings(
+            {
+                "FALCONET_NOTIFY_URL": http_receiver.url,
+                "FALCONET_NOTIFY_FORMAT": "text",
+                "FALCONET_NOTIFY_SUMMARY": "true",
+            }
+        ).notify
     )
     assert deliver(config, [("m-1", alerts_from_message(queued))]) == []
     (request,) = http_receiver.requests

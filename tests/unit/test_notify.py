@@ -7,10 +7,10 @@ import json
 import pytest
 
 from falconet.alerts import Alert
+from falconet.config import Settings
 from falconet.errors import ConfigError
 from falconet.notify import (
     MAX_TEXT_CHARS,
-    NotifyConfig,
     alerts_from_message,
     format_alert,
     requests_for,
@@ -137,5 +137,5 @@ def test_large_batches_are_split_into_readable_posts() -> None:
 )
 def test_notify_config_errors_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        NotifyConfig.from_env(environ)
+        _ = Settings(environ).notify
     assert str(caught.value) == message

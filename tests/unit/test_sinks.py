@@ -1,4 +1,4 @@
-"""`sinks_from_env` (choice and validation, golden error messages) and the stdout sink."""
+"""The sinks chosen by the settings (choice and validation, golden error messages), stdout."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import pytest
 
 from falconet.alerts import Alert
+from falconet.config import Settings
 from falconet.errors import ConfigError
-from falconet.sinks import sinks_from_env
+from falconet.sinks import sinks_from_settings
 from falconet.sinks.http import HttpSink
 from falconet.sinks.lambda_invoke import LambdaSink, payloads
 from falconet.sinks.sns import SnsSink
@@ -18,6 +19,11 @@ from falconet.sinks.stdout import StdoutSink
 
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/falconet-alerts"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:falconet-alerts"
+
+
+def sinks_from_env(environ: dict[str, str]) -> list:  # type: ignore[type-arg]
+    """The sinks a function with `environ` builds at its cold start."""
+    return sinks_from_settings(Settings(environ).sinks)
 
 
 def _alert(n: int, output: str = "Namespace deleted") -> Alert:

@@ -1,4 +1,4 @@
-"""`falconet.sources`: local paths, stdin, and S3 through a real moto server on loopback."""
+"""`falconet.storage`: local paths, stdin, and S3 through a real moto server on loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from falconet.context import EventContext
 from falconet.decode import DecodeStats, decode
 from falconet.decode.compression import CHUNK
 from falconet.errors import ConfigError
-from falconet.sources import cluster_from_key, open_inputs
+from falconet.storage import cluster_from_key, open_inputs
 from tests.unit.decode_envelopes import firehose_object, gz, jsonl, load_events
 
 EVENTS = load_events()

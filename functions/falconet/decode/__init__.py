@@ -40,7 +40,13 @@ from falconet.decode.stats import (
     DecodeStats,
     Problem,
 )
-from falconet.decode.stream import MAX_EVENT_BYTES, MAX_RECORD_BYTES, Decoder, decode
+from falconet.decode.stream import (
+    MAX_EVENT_BYTES,
+    MAX_RECORD_BYTES,
+    Decoder,
+    decode,
+    decode_value,
+)
 
 __all__ = [
     "BAD_COMPRESSION",
@@ -60,4 +66,5 @@ __all__ = [
     "Decoder",
     "Problem",
     "decode",
+    "decode_value",
 ]

@@ -42,7 +42,7 @@ from falconet.decode.records import (
 )
 from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode"]
+__all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode", "decode_value"]
 
 # Where a document may end in DOCUMENTS framing: a closing bracket followed (after blanks) by the
 # next document's opening one. A match inside a string is caught because the candidate then fails
@@ -105,6 +105,25 @@ def decode(
                 yield from reader.value(value, 1, len(head), reader.context)
                 return
         yield from _documents(chunks, reader, compact=b"}{" in head)
+
+
+def decode_value(
+    value: object,
+    *,
+    stats: DecodeStats,
+    context: EventContext = EMPTY_CONTEXT,
+    name: str = "<input>",
+    size: int | None = None,
+) -> Iterator[tuple[Event, EventContext]]:
+    """Yield the audit events in one JSON value already parsed (a structured CloudEvent, the data
+    the functions framework parsed): read as a document of `decode`'s input would be, without
+    serialising it again to parse it a second time.
+
+    `size` is the length of the text it was parsed from; when it is not known, every event is
+    measured against `MAX_EVENT_BYTES` (one serialisation each)."""
+    reader = Reader(stats, context, name)
+    reader.unit = "document "
+    yield from reader.value(value, 1, MAX_RECORD_BYTES if size is None else size, context)
 
 
 def _line_batches(chunks: Iterator[bytes]) -> Iterator[Iterable[bytes] | None]:

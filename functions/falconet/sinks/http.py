@@ -26,19 +26,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from falconet.alerts import Alert
+from falconet.config import HttpFormat
 from falconet.errors import SinkError
 from falconet.sinks._retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
-HttpFormat = Literal["cloudevent", "falco"]
-FORMATS: tuple[HttpFormat, ...] = ("cloudevent", "falco")
 CLOUDEVENT_TYPE = "falco.rule.output.v1"
 CLOUDEVENT_SOURCE = "falconet"
 USER_AGENT = "falconet"
@@ -122,25 +121,6 @@ def send(
             problem, status = f"connection failed ({reason})", None
         log.debug("POST %s attempt %d: %s", redact(url), attempt, problem)
     return PostOutcome(url, attempt, status, problem)
-
-
-def post(
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    max_attempts: int = 4,
-    backoff_base: float = 0.2,
-) -> int:
-    """`send`, returning the final 2xx status or raising `SinkError` (never echoing headers,
-    body or URL path)."""
-    outcome = send(
-        url, body, headers, timeout=timeout, max_attempts=max_attempts, backoff_base=backoff_base
-    )
-    if not outcome.ok:
-        raise SinkError(outcome.describe())
-    return outcome.status or 0
 
 
 def cloudevent(alert: Alert) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""A short who / what / when / where line for an alert, for people reading a terminal or chat.
+"""An alert's summary: a who / what / when / where line for people reading a terminal or chat.
 
     who=alice@example.com (groups: dev,system:authenticated) what=delete namespaces/demo -> 200
     when=2026-03-11T15:45:00.123456Z where=81.2.69.160 (Paris, FR) cluster=prod-eu
 
 Built from the alert's `output_fields` (the engine adds the who/what fields to every alert by
 default, see `engine.DEFAULT_EXTRA_FIELDS`), so the notify function can print it from a queued
-alert; with the audit event at hand (`falconet scan --explain`), the event fills any gap.
+alert; with the audit event at hand (`falconet scan --summary`), the event fills any gap.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _facts(alert: Alert, event: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def explain_line(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
+def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
     """Who did what, when and from where (see the module docstring)."""
     f = _facts(alert, event)
     who = str(f["user"] or "<unknown>")

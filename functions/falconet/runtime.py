@@ -1,0 +1,107 @@
+"""The process-wide objects, built in one place, once per cold start.
+
+    from falconet import get_runtime
+    pipeline = get_runtime().pipeline     # engine (rules loaded and compiled) + sinks + key pattern
+    http = get_runtime().settings.http    # the webhook token and body limit
+    notify = get_runtime().notify         # the notification function's delivery configuration
+
+`get_runtime()` reads the environment once (`falconet.config.Settings`) and builds each object
+the first time it is asked for, then keeps it for every later invocation of the process (a warm
+function): the Lambda handlers use it lazily, so a handler that never asks for the pipeline (the
+notifier) never loads rules, and one whose settings are wrong fails with the `ConfigError` naming
+the variable. `start_runtime()` is the eager form for an entry point whose import is its cold
+start (functions-framework's `main.py`): a bad setting stops the server from starting.
+`build_engine` and `build_pipeline` are the same recipe for callers with their own settings.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from falconet.config import EngineSettings, Settings
+from falconet.engine import Engine
+from falconet.pipeline import Pipeline
+from falconet.sinks import sinks_from_settings
+
+if TYPE_CHECKING:
+    from falconet.notify import NotifyConfig
+
+
+def build_engine(settings: EngineSettings) -> Engine:
+    """The engine `settings` describe, with its GeoIP database when one is set.
+
+    Raises ConfigError (a bad setting or database) or RuleError (the first rule problem)."""
+    geoip = None
+    if settings.geoip_db:
+        from falconet.geoip import GeoIP
+
+        geoip = GeoIP.from_setting(settings.geoip_db)
+    return Engine.from_paths(
+        settings.rules,
+        rule_matching=settings.rule_matching,
+        min_priority=settings.min_priority,
+        extra_fields=settings.extra_fields,
+        hostname=settings.hostname,
+        time_format_iso8601=settings.time_format_iso8601,
+        geoip=geoip,
+        code_cache=settings.code_cache,
+    )
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Engine, sinks and key pattern from `settings`. Raises ConfigError / RuleError."""
+    return Pipeline(
+        build_engine(settings.engine),
+        sinks_from_settings(settings.sinks),
+        key_pattern=settings.key_pattern,
+    )
+
+
+class Runtime:
+    """One process's settings and the objects built from them (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        return build_pipeline(self.settings)
+
+    @cached_property
+    def notify(self) -> NotifyConfig:
+        from falconet.notify import NotifyConfig
+
+        return NotifyConfig.from_settings(self.settings.notify)
+
+
+_lock = threading.Lock()
+_RUNTIME: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, made from the environment on first use (the cold start)."""
+    global _RUNTIME  # noqa: PLW0603 - one runtime per process is the design
+    if _RUNTIME is None:
+        with _lock:
+            if _RUNTIME is None:
+                _RUNTIME = Runtime(Settings.from_env())
+    return _RUNTIME
+
+
+def start_runtime() -> Runtime:
+    """A new runtime from the environment as it is now, made the process's, with its pipeline
+    built at once. Raises ConfigError / RuleError."""
+    global _RUNTIME  # noqa: PLW0603
+    started = Runtime(Settings.from_env())
+    started.pipeline  # noqa: B018 - built now: a bad setting or rule fails the start
+    with _lock:
+        _RUNTIME = started
+    return started
+
+
+def reset_runtime() -> None:
+    """Forget the process's runtime: the next `get_runtime()` reads the environment again."""
+    global _RUNTIME  # noqa: PLW0603
+    _RUNTIME = None
