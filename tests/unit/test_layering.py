@@ -53,20 +53,6 @@ ROOMS["runtime"] = (("falconet.runtime",), _BELOW_ENTRY)
 ROOMS["cli"] = (("falconet.cli", "falconet.__main__"), _BELOW_ENTRY)
 ROOMS["api"] = (("falconet",), _BELOW_ENTRY | {"runtime"})  # the package's own __init__
 
-# Imports that break the layering today, each removed by a step of the architecture issue. The test
-# also fails when one of these no longer occurs, so the list can only shrink.
-KNOWN: set[tuple[str, str]] = set()
-KNOWN_CIRCLES: list[list[str]] = [
-    # the envelope readers and the record reader: the envelope table passed in
-    [
-        "falconet.decode.aks",
-        "falconet.decode.cloudwatch",
-        "falconet.decode.gke",
-        "falconet.decode.records",
-    ],
-]
-
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -128,20 +114,14 @@ def test_every_import_points_downstream() -> None:
         for target in targets:
             if room_of(target) not in allowed:
                 violations.add((module, target))
-    new = sorted(violations - KNOWN)
-    assert not new, "upward imports (room -> room not allowed in ROOMS):\n" + "\n".join(
-        f"  {a} ({room_of(a)}) imports {b} ({room_of(b)})" for a, b in new
+    assert not violations, "upward imports (room -> room not allowed in ROOMS):\n" + "\n".join(
+        f"  {a} ({room_of(a)}) imports {b} ({room_of(b)})" for a, b in sorted(violations)
     )
-    gone = sorted(KNOWN - violations)
-    assert not gone, f"fixed, remove from KNOWN: {gone}"
 
 
 def test_no_import_circles() -> None:
     edges = graph()
     cycles = [c for c in strongly_connected(edges) if len(c) > 1]
-    gone = [c for c in KNOWN_CIRCLES if c not in cycles]
-    assert not gone, f"fixed, remove from KNOWN_CIRCLES: {gone}"
-    cycles = [c for c in cycles if c not in KNOWN_CIRCLES]
     assert not cycles, "import circles:\n" + "\n".join("  " + " <-> ".join(c) for c in cycles)
 
 

@@ -1,22 +1,10 @@
 """From one parsed JSON value to audit events: envelope recognition and the per-event checks.
 
-A `Reader` is made per input. Framing (lines, documents, export lines) hands it parsed values;
-`Reader.value` recognises what the value is from its keys and peels it:
-
-====================================  =============================================================
-value                                 what happens
-====================================  =============================================================
-`{"kind": "Event", ...}`              the event itself (`accept`)
-`{"kind": "EventList", "items": []}`  each item (webhook body)
-a JSON array                          each element
-`{"messageType", "logEvents"}`        CloudWatch Logs subscription envelope (`cloudwatch`)
-`{"awslogs": {"data": ...}}`          Lambda subscription event: base64 gzip envelope
-`{"records": [...]}`                  AKS diagnostic settings via Event Hub (`aks`)
-`{"category", "properties"}`          one AKS record (a `PT1H.json` line)
-`{"protoPayload": {...}}`             GKE Cloud Logging LogEntry (`gke`)
-`{"message": {"data": ...}}`          Pub/Sub push body or Eventarc `MessagePublishedData`
-`{"specversion", "data"}`             a structured-mode CloudEvent: its data
-====================================  =============================================================
+A `Reader` is made per input, with the table of envelopes it peels (`falconet.decode.envelopes`,
+passed in, so the envelope readers depend on this module and never the other way). Framing (lines,
+documents, export lines) hands it parsed values; `Reader.value` recognises what a value is: an
+`Event` (`accept`), an `EventList` or an array (each item), else the first envelope of the table
+whose test matches, which peels it and hands what is inside back to `Reader.value`.
 
 Every leaf record ends in exactly one place: an event handed on, or a count in `DecodeStats`.
 Deliberate difference from Falco: an array or EventList with one bad element loses that element
@@ -30,13 +18,12 @@ import base64
 import binascii
 import gc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from falconet.context import EventContext
-from falconet.decode import aks, cloudwatch, gke
 from falconet.decode.compression import inflate_bounded
 from falconet.decode.stats import (
     BAD_ENVELOPE,
@@ -50,6 +37,12 @@ from falconet.timestamps import parse_rfc3339_ns
 
 Event = dict[str, Any]
 Decoded = Iterator[tuple[Event, EventContext]]
+# An envelope: a test of a JSON object, and the reader of what it holds
+# (reader, value, where, raw_len, ctx, depth) -> events.
+Envelope = tuple[
+    Callable[[dict[str, Any]], bool],
+    Callable[["Reader", dict[str, Any], int, int, EventContext, int], Decoded],
+]
 
 MAX_EVENT_BYTES = 262_144  # the k8saudit plugin's maxEventSize: larger (compact) events are dropped
 MAX_RECORD_BYTES = 64 << 20  # one line or document (an envelope of many events) held in memory
@@ -122,10 +115,17 @@ def annotate_cluster(event: dict[str, Any], cluster: str) -> None:
 class Reader:
     """Decoding state of one input: its name, the caller's context, the counters."""
 
-    __slots__ = ("_contexts", "context", "name", "stats", "unit")
+    __slots__ = ("_contexts", "context", "envelopes", "name", "stats", "unit")
 
-    def __init__(self, stats: DecodeStats, context: EventContext, name: str) -> None:
+    def __init__(
+        self,
+        stats: DecodeStats,
+        context: EventContext,
+        name: str,
+        envelopes: Sequence[Envelope] = (),
+    ) -> None:
         self.stats = stats
+        self.envelopes = envelopes
         self.context = context
         self.name = name
         self.unit = ""  # "" for line numbers, "document " in DOCUMENTS framing
@@ -269,34 +269,25 @@ class Reader:
     def _envelope(
         self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
     ) -> Decoded:
-        if "logEvents" in value and "messageType" in value:
-            yield from cloudwatch.read_envelope(self, value, where, depth)
-        elif "awslogs" in value:
-            yield from cloudwatch.read_awslogs(self, value, where, depth)
-        elif "protoPayload" in value:
-            yield from gke.read_log_entry(self, value, where, raw_len)
-        elif type(value.get("records")) is list:
-            yield from aks.read_records(self, value["records"], where, depth)
-        elif "category" in value and "properties" in value:
-            yield from aks.read_record(self, value, where, depth, "")
-        elif type(value.get("message")) is dict and "data" in value["message"]:
-            yield from self._pubsub(value["message"], where, ctx, depth)
-        elif "specversion" in value and ("data" in value or "data_base64" in value):
-            yield from self._cloudevent(value, where, raw_len, ctx, depth)
-        else:
-            self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+        for matches, read in self.envelopes:
+            if matches(value):
+                yield from read(self, value, where, raw_len, ctx, depth)
+                return
+        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
 
-    def _pubsub(
-        self, message: dict[str, Any], where: int, ctx: EventContext, depth: int
+    def pubsub(
+        self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
     ) -> Decoded:
-        # Pub/Sub push body or Eventarc MessagePublishedData: `data` is base64 of a LogEntry.
-        payload = self.unbase64(message.get("data"), where, "message.data")
+        """A Pub/Sub push body or Eventarc MessagePublishedData: `message.data` is base64 text
+        (of a LogEntry, usually)."""
+        payload = self.unbase64(value["message"].get("data"), where, "message.data")
         if payload is not None:
             yield from self.document(payload, where, ctx, depth + 1)
 
-    def _cloudevent(
+    def cloudevent(
         self, event: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
     ) -> Decoded:
+        """A structured-mode CloudEvent: its `data` (JSON, JSON text) or `data_base64`."""
         if "data_base64" in event:
             payload = self.unbase64(event["data_base64"], where, "data_base64")
             if payload is not None:

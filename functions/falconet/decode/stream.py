@@ -28,6 +28,7 @@ from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks, whole_input
 from falconet.decode.detect import Framing, detect, read_head
+from falconet.decode.envelopes import ENVELOPES
 from falconet.decode.records import (
     GC_PAUSE_BYTES,
     MAX_EVENT_BYTES,
@@ -81,7 +82,7 @@ def decode(
     if not head or head.isspace():
         return
     framing = detect(head)
-    reader = Reader(stats, context, name)
+    reader = Reader(stats, context, name, ENVELOPES)
     chunks = chain((head,), chunks)
     if framing is Framing.LINES:
         yield from _lines_of_events(_line_batches(chunks), reader, blank_lines)
@@ -121,7 +122,7 @@ def decode_value(
 
     `size` is the length of the text it was parsed from; when it is not known, every event is
     measured against `MAX_EVENT_BYTES` (one serialisation each)."""
-    reader = Reader(stats, context, name)
+    reader = Reader(stats, context, name, ENVELOPES)
     reader.unit = "document "
     yield from reader.value(value, 1, MAX_RECORD_BYTES if size is None else size, context)
 
