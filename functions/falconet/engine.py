@@ -71,7 +71,7 @@ class RuleInfo:
     tags: tuple[str, ...]
     desc: str
     enabled: bool
-    position: int
+    order: int  # evaluation order: the rule's first definition
 
 
 def _key(value: Any) -> Any:
@@ -124,7 +124,7 @@ class Engine:
         # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
         active = [r for r in rules if r.priority <= threshold and r.enabled]
         self.rules = tuple(
-            RuleInfo(r.name, r.priority_name, r.tags, r.desc, r.enabled, r.position) for r in rules
+            RuleInfo(r.name, r.priority_name, r.tags, r.desc, r.enabled, r.order) for r in rules
         )
         self._active = tuple(active)
         self._factories = tuple(

@@ -2,7 +2,7 @@
 
 In: the text of a client address as an audit event carries it (the first entry of `sourceIPs`), and,
 once per cold start, the path(s) of MaxMind-format databases from configuration (`FALCONET_GEOIP_DB`
-or `--geoip-db`). Out: a `Source` (canonical address, scope, optional `Location`) that the field
+or `--geoip-db`). Out: a `Address` (canonical address, scope, optional `Location`) that the field
 registry turns into `falconet.src.scope`, `falconet.src.country`, `falconet.src.city`,
 `falconet.src.asn`, and the short "where" text of `--explain` (`describe`).
 
@@ -25,7 +25,7 @@ memory-mapped database that `maxminddb` does; execute or interpret event text (i
 `ipaddress` and used as a cache key, nothing else).
 
 Threads: `maxminddb` readers are safe for concurrent reads, `functools.lru_cache` is thread-safe,
-and `Location`/`Source` are immutable, so one `GeoIP` is shared by every thread of a process.
+and `Location`/`Address` are immutable, so one `GeoIP` is shared by every thread of a process.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
+class Address:
     """A client address: canonical text, scope, and location (None unless public and known)."""
 
     ip: str  # canonical: "81.2.69.160", "2a01:e0a::1"; IPv4-mapped IPv6 as IPv4, no zone
@@ -343,8 +343,8 @@ class GeoIP:
         """`path (database type)` of each open database, for the cold-start log line."""
         return tuple(f"{db.path} ({db.database_type})" for db in self._databases)
 
-    def resolve(self, text: object) -> Source | None:
-        """The `Source` of the address in `text`, or None when it is not an address.
+    def resolve(self, text: object) -> Address | None:
+        """The `Address` of the address in `text`, or None when it is not an address.
 
         Public addresses are looked up in the database(s) on the first request for a given text and
         answered from the cache after that; other scopes are never looked up. Never raises.
@@ -373,13 +373,13 @@ class GeoIP:
         for database in self._databases:
             database.reader.close()
 
-    def _resolve(self, text: str) -> Source | None:
+    def _resolve(self, text: str) -> Address | None:
         address = parse_ip(text)
         if address is None:
             return None
         scope = scope_of(address)
         location = self._locate_cached(address) if scope == PUBLIC and self._databases else None
-        return Source(ip=str(address), scope=scope, location=location)
+        return Address(ip=str(address), scope=scope, location=location)
 
     def _locate(self, address: IPv4Address | IPv6Address) -> Location | None:
         with self._lock:
@@ -424,7 +424,7 @@ def describe(ip: str | None, location: Location | None, scope: str | None = None
     """The short "where" of an alert: `81.2.69.160 (Paris, FR)`, `10.23.2.45 (private)`, or just
     the address when nothing is known. `<NA>` (Falco's word for missing) when there is no address.
 
-    Pass `scope` when it is known (`Source.scope`) to spare parsing `ip` again: with a resolved
+    Pass `scope` when it is known (`Address.scope`) to spare parsing `ip` again: with a resolved
     source that is `describe(source.ip, source.location, source.scope)`.
     """
     if not ip:
@@ -457,7 +457,7 @@ __all__ = [
     "GeoIP",
     "GeoIPStats",
     "Location",
-    "Source",
+    "Address",
     "describe",
     "ip_scope",
     "location_from_record",

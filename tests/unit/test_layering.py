@@ -53,6 +53,7 @@ ROOMS["runtime"] = (("falconet.runtime",), _BELOW_ENTRY)
 ROOMS["cli"] = (("falconet.cli", "falconet.__main__"), _BELOW_ENTRY)
 ROOMS["api"] = (("falconet",), _BELOW_ENTRY | {"runtime"})  # the package's own __init__
 
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

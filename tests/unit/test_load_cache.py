@@ -43,7 +43,7 @@ def _view(rules: list[Rule], ruleset: RuleSet) -> list[str]:
         repr(
             (
                 r.name,
-                r.position,
+                r.order,
                 r.condition_text,
                 r.condition,
                 r.output,
@@ -51,7 +51,7 @@ def _view(rules: list[Rule], ruleset: RuleSet) -> list[str]:
                 r.priority,
                 r.enabled,
                 r.tags,
-                r.source,
+                r.defined_at,
                 sorted(r.fields_used),
                 r.output_parts,
             )
@@ -94,7 +94,7 @@ def test_moved_files_read_the_cache_with_their_new_names(tmp_path: Path) -> None
     hit = load_rules([tmp_path / "task" / "rules"], cache_dir=tmp_path / "cache")
     assert _is_hit(hit[1])
     assert _view(*hit) == _view(*load_rules([tmp_path / "task" / "rules"]))
-    assert all(r.source.file.startswith(str(tmp_path / "task")) for r in hit[0])
+    assert all(r.defined_at.file.startswith(str(tmp_path / "task")) for r in hit[0])
 
 
 def test_changed_file_misses(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from falconet.rules.diagnostics import Diagnostic, located
 from falconet.rules.exceptions import ExceptionItem, merge_exceptions, read_exceptions
-from falconet.rules.model import PRIORITIES, Source, parse_priority
+from falconet.rules.model import PRIORITIES, Position, parse_priority
 from falconet.rules.reader import Span, YamlNode
 from falconet.rules.requirements import check_engine_version, check_plugin_versions
 
@@ -59,7 +59,7 @@ _RULE_REPLACEABLE = _RULE_APPENDABLE | {
 
 
 class Item:
-    __slots__ = ("index", "kind", "name", "spans", "src", "visibility")
+    __slots__ = ("index", "kind", "name", "spans", "position", "visibility")
 
     def __init__(
         self,
@@ -67,14 +67,14 @@ class Item:
         name: str,
         index: int,
         visibility: int,
-        src: Source,
+        position: Position,
         spans: list[Span] | None = None,
     ) -> None:
         self.kind = kind
         self.name = name
         self.index = index
         self.visibility = visibility
-        self.src = src
+        self.position = position
         self.spans = [] if spans is None else spans
 
 
@@ -82,9 +82,16 @@ class ListItem(Item):
     __slots__ = ("items",)
 
     def __init__(
-        self, kind: str, name: str, index: int, visibility: int, src: Source, *, items: list[str]
+        self,
+        kind: str,
+        name: str,
+        index: int,
+        visibility: int,
+        position: Position,
+        *,
+        items: list[str],
     ) -> None:
-        super().__init__(kind, name, index, visibility, src)
+        super().__init__(kind, name, index, visibility, position)
         self.items = items
 
 
@@ -97,12 +104,12 @@ class MacroItem(Item):
         name: str,
         index: int,
         visibility: int,
-        src: Source,
+        position: Position,
         spans: list[Span],
         *,
         condition: str,
     ) -> None:
-        super().__init__(kind, name, index, visibility, src, spans)
+        super().__init__(kind, name, index, visibility, position, spans)
         self.condition = condition
 
 
@@ -118,8 +125,10 @@ class RuleItem(Item):
         "tags",
     )
 
-    def __init__(self, kind: str, name: str, index: int, visibility: int, src: Source) -> None:
-        super().__init__(kind, name, index, visibility, src)
+    def __init__(
+        self, kind: str, name: str, index: int, visibility: int, position: Position
+    ) -> None:
+        super().__init__(kind, name, index, visibility, position)
         self.condition = ""
         self.output = ""
         self.desc = ""
@@ -145,15 +154,22 @@ class Collector:
         self._counter = 0
 
     def _warn(
-        self, message: str, src: Source | None, *, kind: str | None = None, item: str | None = None
+        self,
+        message: str,
+        position: Position | None,
+        *,
+        kind: str | None = None,
+        item: str | None = None,
     ) -> None:
-        self.diagnostics.append(Diagnostic(located(message, src, kind=kind, item=item), "warning"))
+        self.diagnostics.append(
+            Diagnostic(located(message, position, kind=kind, item=item), "warning")
+        )
 
     def collect(self, entry: YamlNode) -> None:
         """Add one item of a rules file (raises the item's first RuleError; warnings are
         recorded)."""
         if entry.node.id != "mapping":
-            raise located("unexpected value: each item must be a mapping", entry.src)
+            raise located("unexpected value: each item must be a mapping", entry.position)
         item = entry.mapping("an item")
         self._counter += 1
         if "required_engine_version" in item:
@@ -161,27 +177,27 @@ class Collector:
         elif "required_plugin_versions" in item:
             check_plugin_versions(item["required_plugin_versions"])
         elif "list" in item:
-            self._read_list(item, entry.src)
+            self._read_list(item, entry.position)
         elif "macro" in item:
-            self._read_macro(item, entry.src)
+            self._read_macro(item, entry.position)
         elif "rule" in item:
-            self._read_rule(item, entry.src)
+            self._read_rule(item, entry.position)
         else:
-            self._warn("Unknown top level item", entry.src)
+            self._warn("Unknown top level item", entry.position)
 
     def _check_keys(
-        self, item: dict[str, YamlNode], allowed: set[str], kind: str, name: str, src: Source
+        self, item: dict[str, YamlNode], allowed: set[str], kind: str, name: str, position: Position
     ) -> None:
         for key, node in item.items():
             if key not in allowed:
-                self._warn(f"unknown key '{key}' ignored", node.src, kind=kind, item=name)
+                self._warn(f"unknown key '{key}' ignored", node.position, kind=kind, item=name)
 
     def _override_ops(
         self,
         item: dict[str, YamlNode],
         kind: str,
         name: str,
-        src: Source,
+        position: Position,
         appendable: set[str],
         replaceable: set[str],
     ) -> dict[str, str]:
@@ -189,7 +205,10 @@ class Collector:
             return {}
         if "append" in item:
             raise located(
-                "keys 'override' and 'append' cannot be used together", src, kind=kind, item=name
+                "keys 'override' and 'append' cannot be used together",
+                position,
+                kind=kind,
+                item=name,
             )
         ops: dict[str, str] = {}
         for key, op_node in item["override"].mapping("override").items():
@@ -198,7 +217,7 @@ class Collector:
                 raise located(
                     f"invalid override operation for key '{key}': '{op}' (use "
                     "'append' or 'replace')",
-                    op_node.src,
+                    op_node.position,
                     kind=kind,
                     item=name,
                 )
@@ -206,21 +225,21 @@ class Collector:
                 if key in replaceable:
                     raise located(
                         f"Key '{key}' cannot be appended to, use 'replace' instead",
-                        op_node.src,
+                        op_node.position,
                         kind=kind,
                         item=name,
                     )
                 raise located(
-                    f"Key '{key}' cannot be overridden", op_node.src, kind=kind, item=name
+                    f"Key '{key}' cannot be overridden", op_node.position, kind=kind, item=name
                 )
             if op == "replace" and key not in replaceable:
                 raise located(
-                    f"Key '{key}' cannot be overridden", op_node.src, kind=kind, item=name
+                    f"Key '{key}' cannot be overridden", op_node.position, kind=kind, item=name
                 )
             if key not in item:
                 raise located(
                     f"An override is defined for '{key}' but the item does not define it",
-                    op_node.src,
+                    op_node.position,
                     kind=kind,
                     item=name,
                 )
@@ -229,7 +248,7 @@ class Collector:
             if key not in (kind, "override") and key not in ops:
                 raise located(
                     f"Unexpected key '{key}': an override must list every key it changes",
-                    node.src,
+                    node.position,
                     kind=kind,
                     item=name,
                 )
@@ -241,14 +260,17 @@ class Collector:
         value = item["append"].boolean("append")
         if value:
             self._warn(
-                "'append' is deprecated, use 'override'", item["append"].src, kind=kind, item=name
+                "'append' is deprecated, use 'override'",
+                item["append"].position,
+                kind=kind,
+                item=name,
             )
         return value
 
     def _read_named(
         self,
         item: dict[str, YamlNode],
-        src: Source,
+        position: Position,
         kind: str,
         key: str,
         allowed: set[str],
@@ -260,29 +282,29 @@ class Collector:
         override mode of `key`, and Falco's errors for a missing key or a missing item to amend.
         Returns (name, the `key` node, mode or None for a definition, the existing item)."""
         name = item[kind].scalar(f"{kind} name")
-        self._check_keys(item, allowed, kind, name, src)
+        self._check_keys(item, allowed, kind, name, position)
         if not re.match(name_pattern, name):
-            self._warn(name_warning, src, kind=kind, item=name)
-        ops = self._override_ops(item, kind, name, src, {key}, {key})
+            self._warn(name_warning, position, kind=kind, item=name)
+        ops = self._override_ops(item, kind, name, position, {key}, {key})
         append = self._append_flag(item, kind, name)
         if key not in item:
-            raise located(f"Item has no mapping for key '{key}'", src, kind=kind, item=name)
+            raise located(f"Item has no mapping for key '{key}'", position, kind=kind, item=name)
         mode = ops.get(key) or ("append" if append else None)
         current = existing.get(name)
         if mode is not None and current is None:
             raise located(
                 f"{kind.title()} has '{'override' if ops else 'append'}' key but no {kind} by "
                 "that name already exists",
-                src,
+                position,
                 kind=kind,
                 item=name,
             )
         return name, item[key], mode, current
 
-    def _read_list(self, item: dict[str, YamlNode], src: Source) -> None:
+    def _read_list(self, item: dict[str, YamlNode], position: Position) -> None:
         name, node, mode, existing = self._read_named(
             item,
-            src,
+            position,
             "list",
             "items",
             _LIST_KEYS,
@@ -295,12 +317,14 @@ class Collector:
             existing.items = existing.items + items if mode == "append" else items
             existing.visibility = self._counter
             return
-        self.lists[name] = ListItem("list", name, self._counter, self._counter, src, items=items)
+        self.lists[name] = ListItem(
+            "list", name, self._counter, self._counter, position, items=items
+        )
 
-    def _read_macro(self, item: dict[str, YamlNode], src: Source) -> None:
+    def _read_macro(self, item: dict[str, YamlNode], position: Position) -> None:
         name, node, mode, existing = self._read_named(
             item,
-            src,
+            position,
             "macro",
             "condition",
             _MACRO_KEYS,
@@ -316,17 +340,23 @@ class Collector:
             else:
                 existing.condition = condition
                 existing.spans = [node.span()]
-                existing.src = src
+                existing.position = position
             existing.visibility = self._counter
             return
         self.macros[name] = MacroItem(
-            "macro", name, self._counter, self._counter, src, [node.span()], condition=condition
+            "macro",
+            name,
+            self._counter,
+            self._counter,
+            position,
+            [node.span()],
+            condition=condition,
         )
 
-    def _read_rule(self, item: dict[str, YamlNode], src: Source) -> None:  # noqa: C901, PLR0912
+    def _read_rule(self, item: dict[str, YamlNode], position: Position) -> None:  # noqa: C901, PLR0912
         name = item["rule"].scalar("rule name")
-        self._check_keys(item, _RULE_KEYS, "rule", name, src)
-        ops = self._override_ops(item, "rule", name, src, _RULE_APPENDABLE, _RULE_REPLACEABLE)
+        self._check_keys(item, _RULE_KEYS, "rule", name, position)
+        ops = self._override_ops(item, "rule", name, position, _RULE_APPENDABLE, _RULE_REPLACEABLE)
         append = self._append_flag(item, "rule", name)
         existing = self.rules.get(name)
         if ops or append:
@@ -334,7 +364,7 @@ class Collector:
                 raise located(
                     f"Rule has '{'override' if ops else 'append'}' key but no rule by "
                     "that name already exists",
-                    src,
+                    position,
                     kind="rule",
                     item=name,
                 )
@@ -342,7 +372,7 @@ class Collector:
                 if "condition" not in item and "exceptions" not in item:
                     raise located(
                         "Appended rule must have exceptions or condition property",
-                        src,
+                        position,
                         kind="rule",
                         item=name,
                     )
@@ -356,21 +386,21 @@ class Collector:
                 raise located(
                     "Rule must have 'condition', 'output', 'desc' and 'priority' "
                     "(or only 'enabled' to switch an existing rule)",
-                    src,
+                    position,
                     kind="rule",
                     item=name,
                 )
             if existing is None:
                 raise located(
                     "Rule has 'enabled' key but no rule by that name already exists",
-                    src,
+                    position,
                     kind="rule",
                     item=name,
                 )
             self._warn(
                 "a rule entry with only 'enabled' is deprecated, use 'override: "
                 "{enabled: replace}'",
-                src,
+                position,
                 kind="rule",
                 item=name,
             )
@@ -379,14 +409,16 @@ class Collector:
             return
         for key in ("condition", "output", "desc", "priority"):
             if key not in item:
-                raise located(f"Item has no mapping for key '{key}'", src, kind="rule", item=name)
+                raise located(
+                    f"Item has no mapping for key '{key}'", position, kind="rule", item=name
+                )
         source = item["source"].scalar("source") if "source" in item else "syscall"
         if existing is not None and existing.source != source:
             raise located(
-                "Rule has been re-defined with a different source", src, kind="rule", item=name
+                "Rule has been re-defined with a different source", position, kind="rule", item=name
             )
         rule = RuleItem(
-            "rule", name, existing.index if existing else self._counter, self._counter, src
+            "rule", name, existing.index if existing else self._counter, self._counter, position
         )
         rule.source = source
         node = item["condition"]
@@ -408,7 +440,7 @@ class Collector:
         if value is None:
             raise located(
                 f"Invalid priority '{text}' (expected one of {', '.join(PRIORITIES)})",
-                node.src,
+                node.position,
                 kind="rule",
                 item=name,
             )
@@ -455,9 +487,9 @@ class Collector:
 def _flatten_scalar(node: YamlNode) -> str:
     value = node.plain()
     if isinstance(value, list):  # a nested sequence in items: Falco takes scalars only
-        raise located("list items must be scalars", node.src)
+        raise located("list items must be scalars", node.position)
     if isinstance(value, dict):
-        raise located("list items must be scalars", node.src)
+        raise located("list items must be scalars", node.position)
     return str(value)
 
 

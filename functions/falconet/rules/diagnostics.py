@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from falconet import errors as errs
 
 if TYPE_CHECKING:
-    from falconet.rules.model import Source
+    from falconet.rules.model import Position
 
 
 class Diagnostic:
@@ -47,19 +47,19 @@ def caret(text: str, offset: int) -> str:
 
 def located(
     message: str,
-    src: Source | None,
+    position: Position | None,
     *,
     cls: type[errs.RuleError] = errs.RuleDefinitionError,
     kind: str | None = None,
     item: str | None = None,
     excerpt: str | None = None,
 ) -> errs.RuleError:
-    """A rule error of class `cls` placed at `src` (a `RuleDefinitionError` by default)."""
+    """A rule error of class `cls` placed at `position` (a `RuleDefinitionError` by default)."""
     return cls(
         message,
-        file=src.file if src else None,
-        line=src.line if src else None,
-        column=src.column if src else None,
+        file=position.file if position else None,
+        line=position.line if position else None,
+        column=position.column if position else None,
         kind=kind,
         item=item,
         excerpt=excerpt,

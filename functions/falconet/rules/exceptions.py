@@ -13,7 +13,7 @@ from typing import Any
 from falconet import errors as errs
 from falconet import fields
 from falconet.rules.diagnostics import located
-from falconet.rules.model import SOURCE, Source
+from falconet.rules.model import SOURCE, Position
 from falconet.rules.reader import YamlNode
 
 # How a reader reports a warning: (message, place, kind=..., item=...).
@@ -42,7 +42,7 @@ _EXCEPTION_OPS = {
 
 
 class ExceptionItem:
-    __slots__ = ("comps", "fields", "name", "src", "values")
+    __slots__ = ("comps", "fields", "name", "position", "values")
 
     def __init__(
         self,
@@ -50,13 +50,13 @@ class ExceptionItem:
         fields: list[str] | str,
         comps: list[str] | str,
         values: list[Any],
-        src: Source,
+        position: Position,
     ) -> None:
         self.name = name
         self.fields = fields
         self.comps = comps
         self.values = values
-        self.src = src
+        self.position = position
 
 
 def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
@@ -77,17 +77,19 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
     for entry in node.sequence("exceptions"):
         ex = entry.mapping("an exception")
         if "name" not in ex:
-            raise located("Item has no mapping for key 'name'", entry.src, kind="rule", item=name)
+            raise located(
+                "Item has no mapping for key 'name'", entry.position, kind="rule", item=name
+            )
         ex_name = ex["name"].scalar("exception name")
         if only is not None and ex_name != only:
             continue
         if ex_name in seen:
-            warn(f"duplicate exception name '{ex_name}'", entry.src, kind="rule", item=name)
+            warn(f"duplicate exception name '{ex_name}'", entry.position, kind="rule", item=name)
         seen.add(ex_name)
         if "fields" not in ex:
             raise located(
                 f"exception '{ex_name}': Item has no mapping for key 'fields'",
-                entry.src,
+                entry.position,
                 kind="rule",
                 item=name,
             )
@@ -103,7 +105,7 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
             if isinstance(comps, list) and comps and len(comps) != len(ex_fields):
                 raise located(
                     f"exception '{ex_name}': fields and comps lists must have equal length",
-                    entry.src,
+                    entry.position,
                     kind="rule",
                     item=name,
                 )
@@ -114,7 +116,7 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
                 raise located(
                     f"exception '{ex_name}': when fields is a single value, comps "
                     "must be one of (in, pmatch, intersects)",
-                    entry.src,
+                    entry.position,
                     kind="rule",
                     item=name,
                 )
@@ -123,7 +125,7 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
             if base not in _EXCEPTION_OPS:
                 raise located(
                     f"exception '{ex_name}': '{comp}' is not a supported comparison operator",
-                    entry.src,
+                    entry.position,
                     kind="rule",
                     item=name,
                 )
@@ -132,12 +134,12 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
                 if fields.lookup(f) is None:
                     raise located(
                         f"exception '{ex_name}': '{f}' is not a supported filter field",
-                        entry.src,
+                        entry.position,
                         cls=errs.UnknownFieldError,
                         kind="rule",
                         item=name,
                     )
-        exc = ExceptionItem(ex_name, ex_fields, comps, [], entry.src)
+        exc = ExceptionItem(ex_name, ex_fields, comps, [], entry.position)
         if "values" in ex:
             exc.values = _exception_values(ex["values"], exc)
         out.append(exc)
@@ -152,14 +154,16 @@ def merge_exceptions(
     for entry in node.sequence("exceptions"):
         ex = entry.mapping("an exception")
         if "name" not in ex:
-            raise located("Item has no mapping for key 'name'", entry.src, kind="rule", item=name)
+            raise located(
+                "Item has no mapping for key 'name'", entry.position, kind="rule", item=name
+            )
         ex_name = ex["name"].scalar("exception name")
         current = by_name.get(ex_name)
         if current is None:
             if "fields" not in ex or "values" not in ex:
                 raise located(
                     f"exception '{ex_name}': a new exception must have 'fields' and 'values'",
-                    entry.src,
+                    entry.position,
                     kind="rule",
                     item=name,
                 )
@@ -170,7 +174,7 @@ def merge_exceptions(
         if "fields" in ex or "comps" in ex:
             raise located(
                 f"exception '{ex_name}': appending to an existing exception may only add 'values'",
-                entry.src,
+                entry.position,
                 kind="rule",
                 item=name,
             )
@@ -181,13 +185,13 @@ def merge_exceptions(
 def _exception_values(node: YamlNode, exc: ExceptionItem) -> list[Any]:
     values = node.plain()
     if not isinstance(values, list):
-        raise located(f"exception '{exc.name}': values must be a sequence", node.src)
+        raise located(f"exception '{exc.name}': values must be a sequence", node.position)
     if isinstance(exc.fields, list):
         for v in values:
             if not isinstance(v, list) or len(v) != len(exc.fields):
                 raise located(
                     f"exception '{exc.name}': each value must be a list of "
                     f"{len(exc.fields)} item(s), one per field",
-                    node.src,
+                    node.position,
                 )
     return values

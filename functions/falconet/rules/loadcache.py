@@ -15,7 +15,7 @@ from typing import Any
 from falconet import errors as errs
 from falconet.rules import ast
 from falconet.rules.diagnostics import Diagnostic
-from falconet.rules.model import Rule, Source
+from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
 
 _CACHE_FORMAT = b"falconet rules load cache 1\0"
@@ -33,7 +33,7 @@ def cache_key(files: Sequence[Path], package: Path = PACKAGE_DIR) -> str | None:
     (~0.8 ms for ~50 modules); None when one of them cannot be read (the normal load then reports
     what it must). File names are not in the key: the cache stores positions in `files` instead,
     so a cache filled under the build directory is read under /var/task, with the run-time names
-    in every Source."""
+    in every Position."""
     import hashlib  # noqa: PLC0415 - only with a cache (the engine imports it anyway)
     import marshal  # noqa: PLC0415
 
@@ -76,7 +76,7 @@ def write_cache(
             tuple(
                 (
                     r.name,
-                    r.position,
+                    r.order,
                     r.condition_text,
                     _encode_tree(r.condition, memo),
                     r.output,
@@ -84,7 +84,7 @@ def write_cache(
                     r.priority,
                     r.enabled,
                     r.tags,
-                    (index[r.source.file], r.source.line, r.source.column),
+                    (index[r.defined_at.file], r.defined_at.line, r.defined_at.column),
                     r.fields_used,
                     tuple(
                         p if isinstance(p, str) else (p.name, p.arg, p.width)
@@ -137,7 +137,7 @@ def read_cache(
         rules = [
             Rule(
                 name,
-                position,
+                order,
                 condition_text,
                 _decode_tree(tree, memo),
                 output,
@@ -145,13 +145,13 @@ def read_cache(
                 priority,
                 enabled,
                 tags,
-                Source(names[src[0]], src[1], src[2]),
+                Position(names[where[0]], where[1], where[2]),
                 fields_used,
                 tuple(p if isinstance(p, str) else FieldToken(*p) for p in parts),
             )
             for (
                 name,
-                position,
+                order,
                 condition_text,
                 tree,
                 output,
@@ -159,7 +159,7 @@ def read_cache(
                 priority,
                 enabled,
                 tags,
-                src,
+                where,
                 fields_used,
                 parts,
             ) in data[0]

@@ -29,7 +29,7 @@ from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleI
 from falconet.rules.diagnostics import Diagnostic, caret, located
 from falconet.rules.expand import Lists, build_exception_condition, expand_lists, substitute_lists
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
-from falconet.rules.model import SOURCE, Rule, Source
+from falconet.rules.model import SOURCE, Position, Rule
 from falconet.rules.output import OutputFormatError, parse_output
 from falconet.rules.reader import items_of, read_documents
 from falconet.rules.resolver import ResolveError, resolve
@@ -71,8 +71,8 @@ class RuleSet:
     def _error(self, error: errs.RuleError) -> None:
         self.diagnostics.append(Diagnostic(error, "error"))
 
-    def _warn(self, message: str, src: Source | None) -> None:
-        self.diagnostics.append(Diagnostic(located(message, src), "warning"))
+    def _warn(self, message: str, position: Position | None) -> None:
+        self.diagnostics.append(Diagnostic(located(message, position), "warning"))
 
     # -- reading and collecting ---------------------------------------------------------------
 
@@ -82,7 +82,7 @@ class RuleSet:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            self._error(located(f"cannot read rules file: {exc}", Source(name, 1, 1)))
+            self._error(located(f"cannot read rules file: {exc}", Position(name, 1, 1)))
             return
         self.load_text(text, name)
 
@@ -145,19 +145,19 @@ class RuleSet:
         cls: type[errs.RuleError],
         token: str | None = None,
     ) -> errs.RuleError:
-        src = self._locate(item, token) if token else None
-        if src is None:
-            src = self._locate_offset(item, text, offset)
+        position = self._locate(item, token) if token else None
+        if position is None:
+            position = self._locate_offset(item, text, offset)
         return located(
             message,
-            src,
+            position,
             cls=cls,
             kind=item.kind,
             item=item.name,
             excerpt=caret(text, min(offset, len(text))),
         )
 
-    def _locate(self, item: Item, token: str) -> Source | None:
+    def _locate(self, item: Item, token: str) -> Position | None:
         """The file position of `token` inside the item's condition scalar(s), if found."""
         for span in item.spans:
             text = self.texts.get(span.file, "")
@@ -166,10 +166,10 @@ class RuleSet:
                 from falconet.rules.lexer import line_col  # on first use: see _parse
 
                 line, col = line_col(text, found)
-                return Source(span.file, line, col)
+                return Position(span.file, line, col)
         return None
 
-    def _locate_offset(self, item: Item, text: str, offset: int) -> Source:
+    def _locate_offset(self, item: Item, text: str, offset: int) -> Position:
         """Best effort: the word at `offset` located in the file, else the condition's start."""
         m = re.compile(r"[^\s()]+").search(text, min(offset, len(text)))
         if m is not None and m.start() == offset:
@@ -178,8 +178,8 @@ class RuleSet:
                 return found
         if item.spans:
             span = item.spans[0]
-            return Source(span.file, span.line, span.column)
-        return item.src
+            return Position(span.file, span.line, span.column)
+        return item.position
 
     def _compile_macros(self, lists: Lists) -> dict[str, ast.Expr]:
         parsed: dict[str, ast.Expr] = {}
@@ -225,8 +225,8 @@ class RuleSet:
         if tree is None:
             return None
         if rule.source != SOURCE:
-            self._skipped_sources[(rule.src.file, rule.source)] = (
-                self._skipped_sources.get((rule.src.file, rule.source), 0) + 1
+            self._skipped_sources[(rule.position.file, rule.source)] = (
+                self._skipped_sources.get((rule.position.file, rule.source), 0) + 1
             )
             return None
         try:
@@ -247,7 +247,7 @@ class RuleSet:
             self._error(
                 located(
                     exc.message,
-                    self._locate(rule, "") or rule.src,
+                    self._locate(rule, "") or rule.position,
                     cls=errs.UnknownFieldError,
                     kind="rule",
                     item=rule.name,
@@ -267,7 +267,7 @@ class RuleSet:
             rule.priority,
             rule.enabled,
             tuple(sorted(rule.tags)),
-            rule.src,
+            rule.position,
             frozenset(used),
             tuple(parts),
         )
@@ -278,7 +278,7 @@ class RuleSet:
             self._warn(
                 f"skipped {count} rule(s) of source '{source}': falconet evaluates "
                 f"'{SOURCE}' rules only (their conditions were parsed)",
-                Source(file, 1, 1),
+                Position(file, 1, 1),
             )
 
 

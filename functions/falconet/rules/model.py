@@ -1,6 +1,6 @@
 """What the loader produces: compiled-ready rules with their resolved condition trees.
 
-Plain slotted classes rather than dataclasses: see `Source`."""
+Plain slotted classes rather than dataclasses: see `Position`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
     from falconet.rules import ast
 
-_set = object.__setattr__  # how Source's constructor writes its slots past `__setattr__`
+_set = object.__setattr__  # how Position's constructor writes its slots past `__setattr__`
 
 SOURCE = "k8s_audit"  # the one Falco event source falconet evaluates
 
@@ -34,7 +34,7 @@ def parse_priority(text: str) -> int | None:
     return _PRIORITY_BY_NAME.get(text.strip().lower())
 
 
-class Source:
+class Position:
     """Where an item or a piece of condition text came from, for error messages.
 
     Immutable, with value equality and hashing, like the frozen dataclass it replaces (written by
@@ -53,7 +53,7 @@ class Source:
         _set(self, "column", column)
 
     def __eq__(self, other: Any) -> bool:
-        if other.__class__ is Source:
+        if other.__class__ is Position:
             return (self.file, self.line, self.column) == (other.file, other.line, other.column)
         return NotImplemented
 
@@ -61,16 +61,16 @@ class Source:
         return hash((self.file, self.line, self.column))
 
     def __repr__(self) -> str:
-        return f"Source(file={self.file!r}, line={self.line!r}, column={self.column!r})"
+        return f"Position(file={self.file!r}, line={self.line!r}, column={self.column!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle, past `__setattr__`
-        return (Source, (self.file, self.line, self.column))
+        return (Position, (self.file, self.line, self.column))
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field '{name}': Source is frozen")
+        raise AttributeError(f"cannot assign to field '{name}': Position is frozen")
 
     def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field '{name}': Source is frozen")
+        raise AttributeError(f"cannot delete field '{name}': Position is frozen")
 
 
 class Rule:
@@ -85,16 +85,16 @@ class Rule:
         "name",
         "output",
         "output_parts",
-        "position",
+        "order",
         "priority",
-        "source",
+        "defined_at",
         "tags",
     )
 
     def __init__(
         self,
         name: str,
-        position: int,  # first-definition order: evaluation order under rule_matching
+        order: int,  # first-definition order: evaluation order under rule_matching
         condition_text: str,  # after exceptions and list substitution
         condition: ast.Expr,  # macros resolved
         output: str,
@@ -102,12 +102,12 @@ class Rule:
         priority: int,
         enabled: bool,
         tags: tuple[str, ...],
-        source: Source,
+        defined_at: Position,
         fields_used: frozenset[str] = frozenset(),
         output_parts: tuple[Any, ...] = (),  # the output parsed by rules.output.parse_output
     ) -> None:
         self.name = name
-        self.position = position
+        self.order = order
         self.condition_text = condition_text
         self.condition = condition
         self.output = output
@@ -115,7 +115,7 @@ class Rule:
         self.priority = priority
         self.enabled = enabled
         self.tags = tags
-        self.source = source
+        self.defined_at = defined_at
         self.fields_used = fields_used
         self.output_parts = output_parts
 
@@ -140,7 +140,7 @@ class Rule:
 
 _RULE_FIELDS = (
     "name",
-    "position",
+    "order",
     "condition_text",
     "condition",
     "output",
@@ -148,7 +148,7 @@ _RULE_FIELDS = (
     "priority",
     "enabled",
     "tags",
-    "source",
+    "defined_at",
     "fields_used",
     "output_parts",
 )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from falconet import errors as errs
 from falconet.rules.diagnostics import located
-from falconet.rules.model import Source
+from falconet.rules.model import Position
 
 if TYPE_CHECKING:
     import yaml
@@ -91,9 +91,9 @@ class YamlNode:
         self.file = file
 
     @property
-    def src(self) -> Source:
+    def position(self) -> Position:
         mark = self.node.start_mark
-        return Source(self.file, mark.line + 1, mark.column + 1)
+        return Position(self.file, mark.line + 1, mark.column + 1)
 
     def span(self) -> Span:
         start, end = self.node.start_mark, self.node.end_mark
@@ -106,7 +106,7 @@ class YamlNode:
     def scalar(self, what: str) -> str:
         node = self.node
         if node.id != "scalar":
-            raise located(f"{what} must be a scalar value", self.src)
+            raise located(f"{what} must be a scalar value", self.position)
         tag: str = node.tag
         return "" if tag.endswith(":null") else str(node.value)
 
@@ -116,18 +116,18 @@ class YamlNode:
             return True
         if text in _FALSE:
             return False
-        raise located(f"{what} must be a boolean, got '{self.scalar(what)}'", self.src)
+        raise located(f"{what} must be a boolean, got '{self.scalar(what)}'", self.position)
 
     def sequence(self, what: str) -> list[YamlNode]:
         if self.is_null():
             return []
         if self.node.id != "sequence":
-            raise located(f"{what} must be a sequence", self.src)
+            raise located(f"{what} must be a sequence", self.position)
         return [YamlNode(n, self.file) for n in self.node.value]
 
     def mapping(self, what: str) -> dict[str, YamlNode]:
         if self.node.id != "mapping":
-            raise located(f"{what} must be a mapping", self.src)
+            raise located(f"{what} must be a mapping", self.position)
         out: dict[str, YamlNode] = {}
         file = self.file
         for k, v in self.node.value:
@@ -155,11 +155,13 @@ def read_documents(text: str, name: str) -> list[YamlNode]:
         documents = list(yaml.compose_all(text, Loader=loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        src = Source(name, mark.line + 1, mark.column + 1) if mark else Source(name, 1, 1)
+        position = Position(name, mark.line + 1, mark.column + 1) if mark else Position(name, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise located(f"YAML syntax error: {problem}", src, cls=errs.RuleSyntaxError) from None
+        raise located(f"YAML syntax error: {problem}", position, cls=errs.RuleSyntaxError) from None
     except yaml.YAMLError as exc:
-        raise located(f"YAML error: {exc}", Source(name, 1, 1), cls=errs.RuleSyntaxError) from None
+        raise located(
+            f"YAML error: {exc}", Position(name, 1, 1), cls=errs.RuleSyntaxError
+        ) from None
     roots = (YamlNode(document, name) for document in documents if document is not None)
     return [root for root in roots if not root.is_null()]
 
@@ -170,6 +172,6 @@ def items_of(root: YamlNode) -> list[YamlNode]:
     Raises RuleSyntaxError when the document is not a sequence."""
     if root.node.id != "sequence":
         raise located(
-            "rules content is not a sequence of items", root.src, cls=errs.RuleSyntaxError
+            "rules content is not a sequence of items", root.position, cls=errs.RuleSyntaxError
         )
     return [entry for entry in root.sequence("rules content") if not entry.is_null()]

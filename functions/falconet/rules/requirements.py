@@ -10,7 +10,7 @@ import re
 
 from falconet import errors as errs
 from falconet.rules.diagnostics import located
-from falconet.rules.model import Source
+from falconet.rules.model import Position
 from falconet.rules.reader import YamlNode
 
 ENGINE_VERSION = (0, 63, 0)
@@ -26,13 +26,15 @@ PLUGIN_VERSIONS = {
 _SEMVER = r"(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?\Z"  # compiled by `re` on first use
 
 
-def _version(text: str, what: str, src: Source) -> tuple[int, int, int]:
+def _version(text: str, what: str, position: Position) -> tuple[int, int, int]:
     text = text.strip()
     if text.isdigit():
         return (0, int(text), 0)
     m = re.match(_SEMVER, text)
     if m is None:
-        raise located(f"{what} '{text}' is not a valid version", src, cls=errs.RequirementError)
+        raise located(
+            f"{what} '{text}' is not a valid version", position, cls=errs.RequirementError
+        )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
@@ -46,12 +48,14 @@ def _fmt(v: tuple[int, int, int]) -> str:
 
 def check_engine_version(node: YamlNode) -> None:
     """`required_engine_version`: RequirementError unless falconet's engine satisfies it."""
-    need = _version(node.scalar("required_engine_version"), "required_engine_version", node.src)
+    need = _version(
+        node.scalar("required_engine_version"), "required_engine_version", node.position
+    )
     if not _compatible(ENGINE_VERSION, need):
         raise located(
             f"Rules require engine version {_fmt(need)}, but engine version is "
             f"{_fmt(ENGINE_VERSION)}",
-            node.src,
+            node.position,
             cls=errs.RequirementError,
         )
 
@@ -72,18 +76,18 @@ def check_plugin_versions(node: YamlNode) -> None:
             if "name" not in alt or "version" not in alt:
                 raise located(
                     "required plugin must have 'name' and 'version'",
-                    entry.src,
+                    entry.position,
                     cls=errs.RequirementError,
                 )
             plugin = alt["name"].scalar("name")
             if plugin in names:
                 raise located(
                     f"duplicate plugin alternative '{plugin}'",
-                    entry.src,
+                    entry.position,
                     cls=errs.RequirementError,
                 )
             names.append(plugin)
-            need = _version(alt["version"].scalar("version"), "plugin version", entry.src)
+            need = _version(alt["version"].scalar("version"), "plugin version", entry.position)
             have = PLUGIN_VERSIONS.get(plugin)
             if have is not None and _compatible(have, need):
                 satisfied = True
@@ -96,6 +100,6 @@ def check_plugin_versions(node: YamlNode) -> None:
             raise located(
                 f"Plugin requirement not satisfied, must load one of: {wanted} "
                 f"(falconet emulates {have_text})",
-                entry.src,
+                entry.position,
                 cls=errs.RequirementError,
             )
