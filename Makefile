@@ -64,7 +64,7 @@ clean:
 # for the Lambda platform, the falconet package, lambda_handlers.py and the bundled rules/ beside
 # them (FALCONET_RULES=/var/task/rules), then hash-based .pyc: SAM zips carry 1980 timestamps, so
 # ordinary .pyc never validate and /var/task is read-only; unchecked-hash .pyc cut a cold
-# `import boto3, yaml` from ~1 s to ~0.34 s (reference/serverless-ecosystem.md §6.3).
+# `import boto3, yaml` from ~1 s to ~0.34 s.
 # LAMBDA_PY must be the runtime's minor version (template.yaml: Runtime python3.11), .pyc are per
 # version. Never add functions-framework, Flask or cloudevents here (functions/requirements.txt).
 LAMBDA_PY             ?= python3.11

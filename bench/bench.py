@@ -157,7 +157,7 @@ def measure_build(paths: dict[str, list[Path]], rounds: int) -> dict[str, Engine
     """Build time (YAML + resolve + compile + index), without and with the code cache, and the
     loader's share of the uncached build ('load ms': load_rules alone, YAML to checked rules),
     so that a change is attributed to the loader or to the index. Interleaved; best of rounds."""
-    from falconet.rules.loader import load_rules  # noqa: PLC0415 - the loader alone
+    from falconet.rules.loader import load_rules
 
     engines = {}
     print(
@@ -294,7 +294,7 @@ def measure_cold_start(rounds: int) -> None:
             try:
                 s3.create_bucket(Bucket="bench")
                 break
-            except Exception:  # noqa: BLE001 - the server is still starting
+            except Exception:  # the server is still starting
                 time.sleep(0.1)
         s3.put_object(
             Bucket="bench",

@@ -1,6 +1,6 @@
 """A seeded corpus of realistic audit events for `make bench`.
 
-The mix follows ../shared/reference/performance.md B2: about 34 % get, 16 % list/watch, 32 %
+The mix (docs/benchmark.md) is about 34 % get, 16 % list/watch, 32 %
 update/patch, 14 % create, 4 % delete; users 45 % service accounts, 25 % nodes, 15 % system
 components, 2 % anonymous, 13 % humans (EKS-style IAM identities with `user.extra`). Reads are
 Metadata level; writes carry request objects (pods with security contexts, leases, RBAC,

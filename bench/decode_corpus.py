@@ -1,6 +1,6 @@
 """Seeded synthetic audit events and the object shapes the decode benchmarks read.
 
-Events imitate the corpus of ../shared/reference/performance.md B2: Metadata-level reads,
+Events imitate the corpus of `bench/corpus.py` (docs/benchmark.md): Metadata-level reads,
 Request-level writes with request objects, EKS-style `user.extra`, 0.7-3.3 KB each.
 Writers stream to a file: nothing the size of the object is held in memory.
 """

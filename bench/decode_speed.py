@@ -1,4 +1,4 @@
-"""Cost of decoding as a ratio to bare `orjson.loads` of the same lines (performance.md B3).
+"""Cost of decoding as a ratio to bare `orjson.loads` of the same lines.
 
     python bench/decode_speed.py [--events 100000] [--rounds 5]
 

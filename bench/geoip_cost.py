@@ -9,7 +9,7 @@ interleaved rounds (median and best of `--rounds`):
 - per event, warm: the same batch again (a warm function's next batch);
 - per alert: resolve + `describe` (the `--explain` text) for an event that raised an alert;
 - per distinct lookup: the 200 public addresses resolved once each from an empty cache;
-- `orjson.loads` of a 1.7 KB audit event, the project's yardstick (reference/performance.md).
+- `orjson.loads` of a 1.7 KB audit event, the project's yardstick.
 
 Usage: .venv/bin/python bench/geoip_cost.py [--events N] [--rounds N] [--db PATH]
 `measure()` returns the figures as a dict so that `bench/bench.py` can fold them in.

@@ -4,7 +4,7 @@
 
 Why: `sam validate --lint` and cfn-lint >= 1.54 check SAM resources against SAM's schema but no
 longer lint the *transformed* template, so circular dependencies, a wrong `!GetAtt`, a bad
-runtime or a bad property inside an `Events:` entry pass unnoticed (reference §4.2). Running
+runtime or a bad property inside an `Events:` entry pass unnoticed. Running
 SAM's own translator (`aws-sam-translator`, installed with aws-sam-cli) first closes that gap.
 
 Runs in the tools venv (.venv-tools), needs no AWS credentials and no network: local code paths
@@ -22,9 +22,9 @@ from typing import Any
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the translator reads a region
 
-import yaml  # noqa: E402 - after the region default, which botocore-based imports read
-from samtranslator.model.exceptions import InvalidDocumentException  # noqa: E402
-from samtranslator.translator.transform import transform  # noqa: E402
+import yaml  # after the region default above, which botocore-based imports read
+from samtranslator.model.exceptions import InvalidDocumentException
+from samtranslator.translator.transform import transform
 
 PSEUDO_PARAMETERS = {
     "AWS::AccountId": "123456789012",
@@ -80,7 +80,7 @@ def _placeholder_code(template: dict[str, Any]) -> None:
 
 def translate(source: Path) -> dict[str, Any]:
     """The CloudFormation for the SAM template at `source`. Raises InvalidDocumentException."""
-    template = yaml.load(source.read_text(), Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    template = yaml.load(source.read_text(), Loader=CloudFormationLoader)
     if not isinstance(template, dict) or "Resources" not in template:
         raise SystemExit(f"{source}: not a CloudFormation/SAM template (no Resources)")
     _placeholder_code(template)

@@ -126,10 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except RuleError as exc:
-        print(str(exc), file=sys.stderr)  # noqa: T201
+        print(str(exc), file=sys.stderr)
         return EXIT_ERROR
     except FalconetError as exc:
-        print(f"falconet: error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"falconet: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
@@ -201,19 +201,19 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
             f"{problem.position}: {problem.reason}"
             + (f" ({problem.detail})" if problem.detail else ""),
             file=err,
-        )  # noqa: T201
+        )
     rejected = stats.rejected_total
     print(
-        f"falconet: {stats.events} events evaluated, {rejected} records rejected, "  # noqa: T201
+        f"falconet: {stats.events} events evaluated, {rejected} records rejected, "
         f"{sum(by_rule.values())} alerts in {seconds:.2f}s",
         file=err,
     )
     for reason, count in sorted(stats.rejected.items()):
-        print(f"  rejected: {reason}: {count}", file=err)  # noqa: T201
+        print(f"  rejected: {reason}: {count}", file=err)
     for reason, count in sorted(stats.skipped.items()):
-        print(f"  skipped: {reason}: {count}", file=err)  # noqa: T201
+        print(f"  skipped: {reason}: {count}", file=err)
     for rule, count in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])):
-        print(f"  {count:6d}  {rule}", file=err)  # noqa: T201
+        print(f"  {count:6d}  {rule}", file=err)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -221,14 +221,14 @@ def _validate(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.paths if not Path(p).exists()]
     for p in missing:
-        print(f"{p}: error: no such file or directory", file=sys.stderr)  # noqa: T201
+        print(f"{p}: error: no such file or directory", file=sys.stderr)
     rules, ruleset = load_rules([p for p in args.paths if p not in missing])
     for diagnostic in ruleset.diagnostics:
-        print(str(diagnostic), file=sys.stderr)  # noqa: T201
+        print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
     status = "error" if errors else "ok"
     print(
-        f"{status}: {len(rules)} k8s_audit rules, {errors} error(s), "  # noqa: T201
+        f"{status}: {len(rules)} k8s_audit rules, {errors} error(s), "
         f"{len(ruleset.warnings)} warning(s)"
     )
     return EXIT_ERROR if errors else EXIT_OK
@@ -255,28 +255,28 @@ def _fields(args: argparse.Namespace) -> int:
         kind = f.type + ("[]" if f.is_list else "")
         arg = {"none": "", "index": "[n]", "key": "[key]"}[f.arg]
         ext = " (falconet extension)" if f.extension else ""
-        print(f"{f.name + arg:<{width + 5}} {kind:<9} {f.desc}{ext}")  # noqa: T201
+        print(f"{f.name + arg:<{width + 5}} {kind:<9} {f.desc}{ext}")
     return EXIT_OK
 
 
 def _rules(args: argparse.Namespace) -> int:
     engine = _engine(args)
     if args.markdown:
-        print("| rule | priority | tags | description |")  # noqa: T201
-        print("|---|---|---|---|")  # noqa: T201
+        print("| rule | priority | tags | description |")
+        print("|---|---|---|---|")
         for r in engine.rules:
             desc = " ".join(r.desc.split()).replace("|", "\\|")
-            print(f"| {r.name} | {r.priority} | {', '.join(r.tags)} | {desc} |")  # noqa: T201
+            print(f"| {r.name} | {r.priority} | {', '.join(r.tags)} | {desc} |")
         return EXIT_OK
     for r in engine.rules:
         state = "" if r.enabled else " (disabled)"
-        print(f"{r.priority:<13} {r.name}{state}  [{', '.join(r.tags)}]")  # noqa: T201
+        print(f"{r.priority:<13} {r.name}{state}  [{', '.join(r.tags)}]")
     return EXIT_OK
 
 
 def _explain(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    print(engine.explain())  # noqa: T201
+    print(engine.explain())
     return EXIT_OK
 
 

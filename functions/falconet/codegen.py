@@ -71,7 +71,7 @@ HOT_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def namespace(constants: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B006 - read only
+def namespace(constants: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A fresh namespace for generated code: no builtins but `BUILTINS`, the markers, and the
     generator's `constants` (its literals, sets, matchers and getters)."""
     out: dict[str, Any] = {
@@ -82,7 +82,7 @@ def namespace(constants: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B00
         "S": fields.stringify_or_none,
         "L": fields.string_list,
     }
-    out.update(constants)
+    out.update(constants or {})
     return out
 
 

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 def _log() -> logging.Logger:
     # logging (and the threading it pulls in) is ~4 ms of import: only for the rare warnings.
-    import logging  # noqa: PLC0415
+    import logging
 
     return logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ _USEFUL_TYPES: Final = ("city", "country", "asn", "isp", "enterprise", "location
 
 def _open_one(path: str, origin: str) -> _Database:
     try:
-        import maxminddb  # noqa: PLC0415  (the optional extra: imported only when a database is set)
+        import maxminddb  # the optional extra: imported only when a database is set
     except ImportError as error:
         raise ConfigError(
             f"{origin} is set but the maxminddb library is not installed ({error}); "
@@ -272,7 +272,7 @@ class GeoIP:
         if cache_size < 1:
             raise ConfigError(f"geoip cache size must be at least 1, got {cache_size}")
         self._databases = tuple(databases)
-        import threading  # noqa: PLC0415 - only with a GeoIP (see `_log`)
+        import threading  # only with a GeoIP (see `_log`)
 
         self._lock = threading.Lock()  # guards the counters and the warn-once set only
         self._db_lookups = 0

@@ -1,7 +1,7 @@
 """Test helpers: wrap audit events in every envelope falconet reads, the way each service does.
 
-Built here from the documented formats (../shared/reference/inputs-and-users.md §1), so the tests
-do not depend on ../shared being present.
+Built here from the formats as AWS, Google and Azure document them, so the tests do not depend
+on ../shared being present.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def test_generated_alert_fields_agree_with_getters(ruleset: str) -> None:
     for event in [*_corpus(300), *_fixtures()]:
         if "auditID" not in event:
             continue
-        for factory, ctx in itertools.product(e._factories, contexts):  # noqa: SLF001
+        for factory, ctx in itertools.product(e._factories, contexts):
             assert_same_fields(factory, event, ctx)
 
 
@@ -420,5 +420,5 @@ def test_random_events_alert_fields_agree(
     if isinstance(event.get("annotations"), dict):
         event["annotations"] = {**event["annotations"], "cluster_name": groups}
     e = engine(ruleset, "first")
-    for factory in e._factories:  # noqa: SLF001
+    for factory in e._factories:
         assert_same_fields(factory, event, EventContext(cluster=cluster))

@@ -196,7 +196,7 @@ class FieldDef(_Frozen):
         binder: Callable[[str | None], Getter],
         is_list: bool = False,
         arg: str = ARG_NONE,
-        type: str = "string",  # noqa: A002 - the field's public name
+        type: str = "string",
         path: tuple[str, ...] | None = None,
         gated: bool = True,
         extension: bool = False,

@@ -353,7 +353,7 @@ class Collector:
             condition=condition,
         )
 
-    def _read_rule(self, item: dict[str, YamlNode], position: Position) -> None:  # noqa: C901, PLR0912
+    def _read_rule(self, item: dict[str, YamlNode], position: Position) -> None:
         name = item["rule"].scalar("rule name")
         self._check_keys(item, _RULE_KEYS, "rule", name, position)
         ops = self._override_ops(item, "rule", name, position, _RULE_APPENDABLE, _RULE_REPLACEABLE)

@@ -226,7 +226,7 @@ class ExpressionGen:
         fn = self.module.const(lambda ev, ctx, n=node: ref.check(n, ev, ctx), "r")
         return f"{fn}(ev, ctx)"
 
-    def check(self, node: ast.BinaryCheck) -> str:  # noqa: C901, PLR0911, PLR0912
+    def check(self, node: ast.BinaryCheck) -> str:  # noqa: PLR0911
         right = node.right
         if isinstance(right, ast.Transformer):
             return self._reference_check(node)  # field-to-field comparisons are rare

@@ -5,7 +5,7 @@ Falco walks every k8s_audit rule for every event. falconet files each rule under
 `ka.target.resource in (pods, deployments)`, directly or through macros; an `or` requires the union
 of its branches when every branch requires something). An event then runs only the rules of its
 (verb, resource) bucket, in their original order, so `rule_matching` first/all stay exact
-(reference/performance.md finding 5: worth 2-7x). Rules requiring nothing go to every bucket.
+(measured 2-7x faster than running every rule). Rules requiring nothing go to every bucket.
 
 `specialize` then folds, inside one bucket, the checks the bucket already decides.
 """

@@ -34,8 +34,8 @@ def cache_key(files: Sequence[Path], package: Path = PACKAGE_DIR) -> str | None:
     what it must). File names are not in the key: the cache stores positions in `files` instead,
     so a cache filled under the build directory is read under /var/task, with the run-time names
     in every Position."""
-    import hashlib  # noqa: PLC0415 - only with a cache (the engine imports it anyway)
-    import marshal  # noqa: PLC0415
+    import hashlib  # only with a cache (the engine imports it anyway)
+    import marshal
 
     digest = hashlib.sha256(_CACHE_FORMAT + str(marshal.version).encode())
     try:
@@ -66,8 +66,8 @@ def write_cache(
     diagnostics: Sequence[Diagnostic],
 ) -> None:
     """Store the load (best effort and atomic, like the compiler's code cache)."""
-    import marshal  # noqa: PLC0415
-    import os  # noqa: PLC0415
+    import marshal
+    import os
 
     index = {str(f): i for i, f in enumerate(files)}
     memo: dict[int, Any] = {}
@@ -126,7 +126,7 @@ def read_cache(
 ) -> tuple[list[Rule], list[Diagnostic], dict[str, str]] | None:
     """The stored load for `key` (its rules, its diagnostics and the files' texts), with today's
     file names, or None (absent or unreadable)."""
-    import marshal  # noqa: PLC0415
+    import marshal
 
     try:
         # Our own cache, trusted like the compiler's code cache (and .pyc): part of the

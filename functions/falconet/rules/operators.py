@@ -1,6 +1,6 @@
 """The meaning of each comparison operator, shared by the reference evaluator and the compiler.
 
-Semantics follow libsinsp for string fields (reference/falco-semantics.md §B.8):
+Semantics follow libsinsp's comparisons of string fields (`flt_compare` in falcosecurity/libs):
 - `=`, `!=`, `<`... compare bytes (Python compares code points, which orders UTF-8 the same way);
 - `contains`/`icontains` are substring tests (`icontains` folds ASCII case only, like strcasestr);
 - `glob`/`iglob` are POSIX fnmatch with flags 0 / FNM_CASEFOLD: `*` also matches `/`, sets and

@@ -39,7 +39,7 @@ def _yaml_loader() -> Any:
     global _yaml_loader_class  # noqa: PLW0603 - a lazily built, then constant, class
     if _yaml_loader_class is not None:
         return _yaml_loader_class
-    import yaml  # noqa: PLC0415
+    import yaml
 
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # CSafeLoader unless no libyaml
     scalar, sequence = yaml.ScalarNode, yaml.SequenceNode

@@ -96,7 +96,7 @@ class ReferenceEvaluator:
         return compare(node.op, left, values)
 
 
-def compare(op: str, left: Any, values: tuple[Any, ...]) -> bool:  # noqa: C901, PLR0911, PLR0912
+def compare(op: str, left: Any, values: tuple[Any, ...]) -> bool:  # noqa: C901, PLR0911
     """Apply `op` to a present left value (a scalar or a non-empty list) and right values."""
     if isinstance(left, list):
         members = set(values)

@@ -2,7 +2,7 @@
 
 Contract:
 - `make_client(service, region)` imports boto3 on first call only (the import costs ~200 ms of cold
-  start, reference/serverless-ecosystem.md §1.3), and every client comes from one process-wide
+  start), and every client comes from one process-wide
   session (a new session per client costs ~50 ms more). Endpoints come only from botocore's own
   configuration (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`), never from a parameter here.
 - botocore's `standard` retry mode retries throttling and transient request errors; the sinks retry
@@ -21,7 +21,7 @@ from falconet.errors import SinkError
 from falconet.sinks._retry import sleep_before_retry
 
 if TYPE_CHECKING:
-    import boto3
+    import boto3  # lazy on purpose, see the module docstring
 
 T = TypeVar("T")
 
@@ -37,8 +37,8 @@ _session_lock = threading.Lock()
 def make_client(service: str, region: str | None = None) -> Any:
     """A boto3 client for `service` from the process-wide session (boto3 imported here, lazily)."""
     global _session  # noqa: PLW0603 - one session per process is the point (cold-start cost)
-    import boto3  # noqa: PLC0415 - lazy on purpose, see module docstring
-    from botocore.config import Config  # noqa: PLC0415
+    import boto3
+    from botocore.config import Config
 
     with _session_lock:
         if _session is None:
@@ -92,7 +92,7 @@ def deliver_batches(
     `label` (the alert uuid) names an entry in errors. Raises `SinkError` listing every entry that
     was not delivered; a request error (botocore already retried it) raises at once.
     """
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - lazy boto
+    from botocore.exceptions import BotoCoreError, ClientError
 
     failures: list[str] = []
     oversized = [label for label, entry in entries if size_of(entry) > max_bytes]

@@ -74,7 +74,7 @@ class LambdaSink:
         self._pending.extend(alerts)
 
     def flush(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - lazy boto
+        from botocore.exceptions import BotoCoreError, ClientError
 
         alerts, self._pending = self._pending, []
         if not alerts:

@@ -6,7 +6,7 @@ Contract:
 - Three `String` message attributes, for subscription filter policies: `priority` (Falco's
   capitalised name), `rule`, and `cluster` when known. Falcosidekick's non-raw mode sends one
   attribute per output field; we do not, because SNS drops messages with more than 10 attributes for
-  raw-delivery SQS subscribers (reference/inputs-and-users.md §3.3).
+  raw-delivery SQS subscribers.
 - FIFO topics (ARN ends in `.fifo`): `MessageGroupId` = cluster, `MessageDeduplicationId` = uuid.
 - Batching, retry of `Failed` entries and buffer handling are those of the SQS sink.
 """
