@@ -37,7 +37,7 @@ ARG_INDEX: Final = "index"  # optional [n], digits without a leading zero
 ARG_KEY: Final = "key"  # required [text]
 
 MISSING: Final = object()
-_INDEX_RE = re.compile(r"0|[1-9][0-9]*\Z")
+_INDEX_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 
 
 class ArgumentError(ValueError):
