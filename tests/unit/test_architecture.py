@@ -1,4 +1,4 @@
-"""The import layering of `falconet`: imports point downstream, and none runs in a circle.
+"""The architecture as tests: imports point downstream, no circles, one reader of the environment.
 
 The rooms and what each may import are written down here once (README's layout section describes
 the same rooms). Every import statement counts: at module level, inside functions (the lazy
@@ -217,3 +217,16 @@ def test_entry_points_use_only_the_public_api() -> None:
                 assert node.attr in public, f"{path.name}:{node.lineno}: falconet.{node.attr}"
     for name in public:
         assert getattr(falconet, name) is not None  # every exported name resolves
+
+
+LONG_MODULE = 600  # lines; a longer module says why at its top
+
+
+def test_modules_stay_small_or_say_why() -> None:
+    long = []
+    for name, path in modules().items():
+        lines = path.read_text(encoding="utf-8").count("\n")
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        if lines > LONG_MODULE and "Why this module is long:" not in docstring:
+            long.append(f"{name} ({lines} lines)")
+    assert not long, "split these, or say why they are long in their docstring: " + ", ".join(long)

@@ -17,7 +17,7 @@ from falconet.decode import DecodeStats, decode
 from falconet.decode.compression import CHUNK
 from falconet.errors import ConfigError
 from falconet.storage import cluster_from_key, open_inputs
-from tests.unit.decode_envelopes import firehose_object, gz, jsonl, load_events
+from tests.unit.decode.wrap import firehose_object, gz, jsonl, load_events
 
 EVENTS = load_events()
 

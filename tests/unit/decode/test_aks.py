@@ -8,7 +8,7 @@ import orjson
 
 from falconet.decode import BAD_ENVELOPE, NOT_JSON, SKIP_CATEGORY, TRUNCATED
 from falconet.decode.aks import AKS_LOG_LIMIT, ids_from_resource_id
-from tests.unit.decode_envelopes import aks_record, check_accounting, load_events, run
+from tests.unit.decode.wrap import aks_record, check_accounting, load_events, run
 
 EVENTS = load_events()
 

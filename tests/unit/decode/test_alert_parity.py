@@ -15,8 +15,9 @@ import pytest
 
 from falconet import Engine
 from falconet.context import EventContext
-from tests.unit.decode_envelopes import SHARED, jsonl, load_events, run
-from tests.unit.test_decode_envelopes import ENVELOPES
+from tests.conftest import SHARED
+from tests.unit.decode.test_envelopes import ENVELOPES
+from tests.unit.decode.wrap import jsonl, load_events, run
 
 RULES = SHARED / "conformance" / "falco-plugins-k8saudit" / "v0.18.0" / "k8s_audit_rules.yaml"
 TRACES = SHARED / "conformance" / "falco-legacy-tests" / "test" / "trace_files" / "k8s_audit"
@@ -84,7 +85,7 @@ def test_gke_denied_secret_read_raises_no_success_alert(
 ) -> None:
     import orjson
 
-    from tests.unit.test_decode_gke import log_entry
+    from tests.unit.decode.test_gke import log_entry
 
     status = None if rpc_code is None else {"code": rpc_code}
     entry = log_entry(

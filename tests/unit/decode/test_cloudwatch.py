@@ -15,7 +15,7 @@ from falconet.decode import (
     TRUNCATED,
 )
 from falconet.decode.cloudwatch import cluster_from_log_group
-from tests.unit.decode_envelopes import (
+from tests.unit.decode.wrap import (
     CONTROL,
     check_accounting,
     cwl_envelope,

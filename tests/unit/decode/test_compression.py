@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 from falconet.decode import BAD_COMPRESSION, compression
-from tests.unit.decode_envelopes import check_accounting, gz, jsonl, load_events, run
+from tests.unit.decode.wrap import check_accounting, gz, jsonl, load_events, run
 
 EVENTS = load_events()
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from falconet.context import EventContext
-from tests.unit.decode_envelopes import (
+from tests.unit.decode.wrap import (
     aks_eventhub,
     aks_pt1h,
     awslogs_event,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from falconet.decode import NOT_AUDIT_EVENT, NOT_JSON
-from tests.unit.decode_envelopes import (
+from tests.unit.decode.wrap import (
     aks_eventhub,
     awslogs_event,
     check_accounting,

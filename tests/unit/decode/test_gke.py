@@ -11,7 +11,7 @@ import pytest
 
 from falconet.decode import BAD_ENVELOPE, SKIP_NOT_K8S
 from falconet.decode.gke import object_ref_of, request_uri_of
-from tests.unit.decode_envelopes import check_accounting, gz, run
+from tests.unit.decode.wrap import check_accounting, gz, run
 
 
 def log_entry(

@@ -9,7 +9,8 @@ import pytest
 
 from falconet.context import EventContext
 from falconet.decode import NOT_AUDIT_EVENT
-from tests.unit.decode_envelopes import SHARED, check_accounting, run
+from tests.conftest import SHARED
+from tests.unit.decode.wrap import check_accounting, run
 
 SAMPLES = SHARED / "samples"
 TRACES = SHARED / "conformance" / "falco-legacy-tests" / "test" / "trace_files" / "k8s_audit"

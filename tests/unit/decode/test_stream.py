@@ -17,7 +17,7 @@ from falconet.decode import (
     TOO_LARGE,
     TRUNCATED,
 )
-from tests.unit.decode_envelopes import check_accounting, gz, jsonl, load_events, run
+from tests.unit.decode.wrap import check_accounting, gz, jsonl, load_events, run
 
 EVENTS = load_events()
 

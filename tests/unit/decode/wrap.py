@@ -9,16 +9,15 @@ from __future__ import annotations
 import base64
 import gzip
 import io
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.decode import DecodeStats, decode
+from tests.conftest import ROOT
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "decode"
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DATA = ROOT / "tests" / "data" / "decode"
 
 Event = dict[str, Any]
 

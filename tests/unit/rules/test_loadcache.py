@@ -7,8 +7,8 @@ from pathlib import Path
 
 from falconet.rules.loader import RuleSet, load_rules
 from falconet.rules.model import Rule
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 
 WARNINGS = """

@@ -1,0 +1,150 @@
+"""falconet.config: every setting read once, checked, and named in its error."""
+
+from __future__ import annotations
+
+import pytest
+
+from falconet.config import DEFAULT_MAX_BODY, Settings, bundled_rules_dir
+from falconet.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_defaults_run_locally_with_no_cloud() -> None:
+    settings = Settings({})
+    engine = settings.engine
+    assert engine.rules == (str(bundled_rules_dir()),)
+    assert bundled_rules_dir() == ROOT / "rules"
+    assert (engine.rule_matching, engine.min_priority) == ("first", "debug")
+    assert engine.extra_fields is None and engine.code_cache is None and engine.geoip_db is None
+    assert settings.http.token is None and settings.http.max_body == DEFAULT_MAX_BODY
+    assert settings.sinks.sqs_queue_url is None and settings.sinks.http_url is None
+    assert settings.key_pattern.pattern == "cluster=(?P<cluster>[^/]+)"
+
+
+def test_the_environment_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALCONET_RULE_MATCHING", "all")
+    settings = Settings.from_env()
+    monkeypatch.setenv("FALCONET_RULE_MATCHING", "first")
+    assert settings.engine.rule_matching == "all"  # the snapshot of the cold start
+
+
+def test_empty_values_count_as_unset() -> None:
+    # SAM and CloudFormation pass "" for parameters left blank.
+    settings = Settings(
+        {"FALCONET_MIN_PRIORITY": "", "FALCONET_SQS_QUEUE_URL": " ", "FALCONET_GEOIP_DB": ""}
+    )
+    assert settings.engine.min_priority == "debug"
+    assert settings.engine.geoip_db is None
+    assert settings.sinks.sqs_queue_url is None
+
+
+def test_an_empty_extra_fields_setting_means_none_and_unset_means_the_defaults() -> None:
+    assert Settings({"FALCONET_EXTRA_FIELDS": ""}).engine.extra_fields == ()
+    assert Settings({"FALCONET_EXTRA_FIELDS": "ka.uri, ka.verb"}).engine.extra_fields == (
+        "ka.uri",
+        "ka.verb",
+    )
+
+
+def test_hostname_from_falconet_then_falco() -> None:
+    assert Settings({"FALCO_HOSTNAME": "f"}).engine.hostname == "f"
+    assert Settings({"FALCO_HOSTNAME": "f", "FALCONET_HOSTNAME": "n"}).engine.hostname == "n"
+
+
+@pytest.mark.parametrize(
+    ("environ", "section", "message"),
+    [
+        (
+            {"FALCONET_RULE_MATCHING": "most"},
+            "engine",
+            "FALCONET_RULE_MATCHING must be 'first' or 'all', got 'most'",
+        ),
+        (
+            {"FALCONET_MIN_PRIORITY": "loud"},
+            "engine",
+            "FALCONET_MIN_PRIORITY 'loud' is not one of Emergency, Alert, Critical, Error, "
+            "Warning, Notice, Informational, Debug",
+        ),
+        (
+            {"FALCONET_RULES": "/nonexistent/rules.yaml"},
+            "engine",
+            "FALCONET_RULES: '/nonexistent/rules.yaml' does not exist",
+        ),
+        (
+            {"FALCONET_TIME_FORMAT_ISO8601": "sometimes"},
+            "engine",
+            "FALCONET_TIME_FORMAT_ISO8601 must be true or false, got 'sometimes'",
+        ),
+        (
+            {"FALCONET_MAX_BODY_BYTES": "16M"},
+            "http",
+            "FALCONET_MAX_BODY_BYTES must be a number of bytes, got '16M'",
+        ),
+        ({"FALCONET_MAX_BODY_BYTES": "-1"}, "http", "FALCONET_MAX_BODY_BYTES must be positive"),
+        (
+            {"FALCONET_CLUSTER_KEY_PATTERN": "cluster=([^/]+)"},
+            "key_pattern",
+            "FALCONET_CLUSTER_KEY_PATTERN: key pattern 'cluster=([^/]+)' needs a named group "
+            "'cluster', e.g. 'cluster=(?P<cluster>[^/]+)'",
+        ),
+        (
+            {"FALCONET_HTTP_SINK_FORMAT": "falco"},
+            "sinks",
+            "FALCONET_HTTP_SINK_FORMAT is set but FALCONET_HTTP_SINK_URL is not",
+        ),
+        (
+            {"FALCONET_NOTIFY_URL": "https://h/", "FALCONET_NOTIFY_EXPLAIN": "maybe"},
+            "notify",
+            "FALCONET_NOTIFY_EXPLAIN: 'maybe' is not true or false",
+        ),
+    ],
+    ids=[
+        "matching",
+        "priority",
+        "rules",
+        "iso8601",
+        "body",
+        "negative-body",
+        "key-pattern",
+        "format-without-url",
+        "summary",
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    environ: dict[str, str], section: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        getattr(Settings(environ), section)
+    assert str(caught.value) == message
+
+
+def test_a_section_is_checked_only_by_who_reads_it() -> None:
+    """The notifier's function must not fail on the engine's settings, nor the reverse."""
+    settings = Settings({"FALCONET_RULE_MATCHING": "most", "FALCONET_NOTIFY_URL": "https://h/"})
+    assert settings.notify.url == "https://h/"
+    with pytest.raises(ConfigError):
+        _ = settings.engine
+    assert Settings({}).engine.rule_matching == "first"  # while notify is unset there
+    with pytest.raises(ConfigError, match="FALCONET_NOTIFY_URL is not set"):
+        _ = Settings({}).notify
+
+
+def test_the_summary_setting_and_its_old_name() -> None:
+    url = {"FALCONET_NOTIFY_URL": "https://h/"}
+    assert Settings({**url, "FALCONET_NOTIFY_SUMMARY": "true"}).notify.summary
+    assert Settings({**url, "FALCONET_NOTIFY_EXPLAIN": "yes"}).notify.summary
+    assert not Settings(url).notify.summary
+
+
+def test_secrets_are_not_echoed() -> None:
+    secret = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+    with pytest.raises(ConfigError) as caught:
+        _ = Settings({"FALCONET_HTTP_SINK_URL": secret.replace("https", "hxxps")}).sinks
+    assert "SECRET" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        _ = Settings(
+            {"FALCONET_HTTP_SINK_URL": secret, "FALCONET_HTTP_SINK_HEADERS": '{"X": 7}'}
+        ).sinks
+    assert str(caught.value) == (
+        "FALCONET_HTTP_SINK_HEADERS: the value of 'X' must be a one-line string"
+    )
