@@ -48,7 +48,6 @@ class Index:
     """verb -> resource -> bucket function (OTHER keys hold the catch-all rows/columns)."""
 
     table: dict[Any, dict[Any, Bucket]]
-    buckets: dict[tuple[int, ...], Bucket]  # distinct rule-slot tuples -> function
     sizes: list[int]  # rules per distinct bucket
     wildcard: int  # rules that run for every event
     listing: Listing  # the generated module, with the rule names beside their code
@@ -210,12 +209,8 @@ def build_index(
         gen.listing.source(), gen.namespace, filename="<falconet-rules>", cache_dir=cache_dir
     )
     fn_table = {v: {r: namespace[n] for r, n in row.items()} for v, row in table.items()}
-    by_slots: dict[tuple[int, ...], Bucket] = {}
-    sizes = []
-    for name in gen.bucket_names:
-        by_slots[gen.bucket_slots[name]] = namespace[name]
-        sizes.append(len(gen.bucket_slots[name]))
-    return Index(fn_table, by_slots, sizes, wildcard, gen.listing, hit)
+    sizes = [len(gen.bucket_slots[name]) for name in gen.bucket_names]
+    return Index(fn_table, sizes, wildcard, gen.listing, hit)
 
 
 @dataclass(slots=True)

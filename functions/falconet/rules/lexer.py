@@ -38,7 +38,6 @@ STR_OPS = (
 WORD_OPS = frozenset(op for op in STR_OPS if op.isalpha())
 LIST_OPS = ("intersects", "in", "pmatch")
 TRANSFORMERS = ("tolower", "toupper", "b64", "basename")
-ALL_OPS = UNARY_OPS + NUM_OPS + STR_OPS + LIST_OPS
 # "Which operator is at the cursor" in one match: the operators in the order the parser tries
 # them (unary, numeric, string, list; the first alternative that matches wins, as in a loop), a
 # word operator only when a blank follows it. OPERATOR_KINDS gives the form of its value.
