@@ -121,12 +121,32 @@ def test_errors_are_not_cached_and_a_corrupt_cache_is_ignored(tmp_path: Path) ->
     assert _view(*again) == _view(*load_rules([RULES]))
 
 
-def test_the_key_covers_every_module_of_the_package(tmp_path: Path) -> None:
-    """A module changed, added or moved anywhere in the package gives a new key: a split can
-    neither turn the cache off (no key) nor leave a stale cache in use (same key)."""
-    from falconet.rules.loadcache import PACKAGE_DIR, cache_key
+def test_the_key_covers_every_module_a_load_imports(tmp_path: Path) -> None:
+    """A module changed, added or moved in the loader's rooms gives a new key, and a full load
+    imports nothing of falconet outside the key: a split can neither turn the cache off (no key)
+    nor leave a stale cache in use (same key)."""
+    import subprocess
+    import sys
+
+    from falconet.rules.loadcache import PACKAGE_DIR, cache_key, key_modules
 
     files = sorted(RULES.glob("*.yaml"))
+    script = (
+        "import sys; from falconet.rules.loader import load_rules; "
+        f"load_rules([{str(RULES)!r}]); "
+        "print('\\n'.join(sorted(str(getattr(m, '__file__', None)) "
+        "for n, m in sys.modules.items() if n.split('.')[0] == 'falconet')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PACKAGE_DIR.parent)},
+    )
+    imported = {Path(line).resolve() for line in done.stdout.split()}
+    assert imported and imported <= {m.resolve() for m in key_modules()}
+
     copy = tmp_path / "falconet"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     key = cache_key(files, copy)
@@ -134,12 +154,12 @@ def test_the_key_covers_every_module_of_the_package(tmp_path: Path) -> None:
     assert key == cache_key(files, PACKAGE_DIR)  # names relative to the package, not absolute
 
     keys = {key}
-    module = copy / "sinks" / "stdout.py"  # far from the loader: still part of the key
-    module.write_text(module.read_text() + "\n# changed\n")
-    keys.add(cache_key(files, copy))
+    for module in (copy / "fields" / "pods.py", copy / "context.py"):
+        module.write_text(module.read_text() + "\n# changed\n")
+        keys.add(cache_key(files, copy))
     (copy / "rules" / "new_stage.py").write_text('"""A new loading stage."""\n')
     keys.add(cache_key(files, copy))
     (copy / "rules" / "new_stage.py").rename(copy / "rules" / "renamed_stage.py")
     keys.add(cache_key(files, copy))
     assert None not in keys
-    assert len(keys) == 4
+    assert len(keys) == 5
