@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -45,8 +46,10 @@ class Case:
 
 def _glob(pattern: str, base: str = ".") -> tuple[str, ...]:
     """Paths relative to the repository root (so outputs name them the same on every machine)."""
-    root = (ROOT / base).resolve()
-    return tuple(os.path.relpath(p, ROOT) for p in sorted(root.glob(pattern)) if p.is_file())
+    root = ROOT / base  # not resolved: ../shared may be a symbolic link
+    return tuple(
+        str(Path(base) / p.relative_to(root)) for p in sorted(root.glob(pattern)) if p.is_file()
+    )
 
 
 def _repo_inputs() -> tuple[str, ...]:
