@@ -3,6 +3,7 @@
 #   make test    the whole test suite
 #   make lint    ruff + mypy --strict
 #   make bench   the benchmark (figures as ratios to orjson.loads, one process)
+#   make fuzz    every fuzz target in tests/fuzz for FUZZ_SECONDS each (coverage-guided with atheris)
 #   make validate  offline checks of template.yaml (sam validate, SAM -> CloudFormation -> cfn-lint)
 #   make tools   the separate tools venv .venv-tools (aws-sam-cli, cfn-lint), never imported by code
 #   make build   sam build: Lambda zips with vendored deps, bundled rules/ and hash-based .pyc
@@ -16,7 +17,7 @@ LINT_DIRS := functions tests $(wildcard bench tools)
 TOOLS       := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: venv tools run test lint bench validate build clean
+.PHONY: venv tools run test lint bench fuzz validate build clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python tools/fuzz.py --seconds $(FUZZ_SECONDS)
+
 validate: $(TOOLS_STAMP)
 	$(TOOLS)/bin/python tools/check_template.py template.yaml
 
@@ -57,7 +62,7 @@ build: $(TOOLS_STAMP)
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --template template.yaml
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build .aws-sam
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build .aws-sam .fuzz
 
 # ---- Lambda artifacts. `sam build` (Metadata: BuildMethod: makefile) runs `make build-<LogicalId>`
 # with ARTIFACTS_DIR set, in a copy of CodeUri (the repository root). Each zip gets the runtime deps
