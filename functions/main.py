@@ -79,7 +79,11 @@ def audit_cloudevent(cloud_event: CloudEvent) -> None:
     context = falconet.EventContext(origin=str(attributes.get("source") or "cloudevent"))
     try:
         result = falconet.handle_cloudevent(
-            RUNTIME.pipeline, {k: str(v) for k, v in attributes.items()}, cloud_event.data, context
+            RUNTIME.pipeline,
+            {k: str(v) for k, v in attributes.items()},
+            cloud_event.data,
+            context,
+            allowed=HTTP.allowed_objects,
         )
     except Exception as exc:
         falconet.log_invocation("audit_cloudevent", None, error=f"{type(exc).__name__}: {exc}")

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from falconet.errors import ConfigError
@@ -43,6 +43,7 @@ CODE_CACHE = "FALCONET_CODE_CACHE"
 CLUSTER_KEY_PATTERN = "FALCONET_CLUSTER_KEY_PATTERN"
 WEBHOOK_TOKEN = "FALCONET_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, not a secret
 MAX_BODY_BYTES = "FALCONET_MAX_BODY_BYTES"
+ALLOWED_OBJECTS = "FALCONET_ALLOWED_OBJECTS"  # bucket prefixes a CloudEvent may have read
 SQS_QUEUE_URL = "FALCONET_SQS_QUEUE_URL"
 SNS_TOPIC_ARN = "FALCONET_SNS_TOPIC_ARN"
 NOTIFY_FUNCTION = "FALCONET_NOTIFY_FUNCTION"
@@ -87,11 +88,30 @@ class EngineSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectPrefix:
+    """`s3://bucket/prefix` or `gs://bucket/prefix`: objects a CloudEvent may have read."""
+
+    provider: str
+    bucket: str
+    prefix: str = ""
+
+    def holds(self, ref: Any) -> bool:
+        """Whether the object `ref` (a storage.ObjectRef) lies under this prefix."""
+        return bool(
+            ref.provider == self.provider
+            and ref.bucket == self.bucket
+            and ref.key.startswith(self.prefix)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
-    """The HTTP function's contract: the bearer token it requires and its body limit."""
+    """The HTTP function's contract: the bearer token it requires, its body limit, and the
+    bucket prefixes a CloudEvent may name (none: no object is read for a CloudEvent)."""
 
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY
+    allowed_objects: tuple[ObjectPrefix, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +189,11 @@ class Settings:
             raise ConfigError(f"{MAX_BODY_BYTES} must be a number of bytes, got '{raw}'") from None
         if max_body <= 0:
             raise ConfigError(f"{MAX_BODY_BYTES} must be positive")
-        return HttpSettings(token=self._env.get(WEBHOOK_TOKEN) or None, max_body=max_body)
+        return HttpSettings(
+            token=self._env.get(WEBHOOK_TOKEN) or None,
+            max_body=max_body,
+            allowed_objects=tuple(object_prefix(p) for p in split_list(self.get(ALLOWED_OBJECTS))),
+        )
 
     @cached_property
     def sinks(self) -> SinkSettings:
@@ -262,6 +286,21 @@ def rules_paths(setting: str) -> list[str]:
 def split_list(value: str) -> list[str]:
     """A comma-separated setting as a list (blank items dropped)."""
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def object_prefix(text: str) -> ObjectPrefix:
+    """An entry of FALCONET_ALLOWED_OBJECTS (`s3://bucket[/prefix]`, `gs://...`)."""
+    scheme, sep, rest = text.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if (
+        not sep
+        or scheme not in ("s3", "gs")
+        or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}", bucket)
+    ):
+        raise ConfigError(
+            f"{ALLOWED_OBJECTS}: {text!r} is not s3://<bucket>[/<prefix>] or gs://<bucket>[/<prefix>]"
+        )
+    return ObjectPrefix(scheme, bucket, prefix)
 
 
 def compile_key_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:

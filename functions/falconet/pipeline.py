@@ -34,6 +34,7 @@ from falconet.decode import DecodeStats, decode, decode_value
 from falconet.engine import Engine
 from falconet.sinks import Sink
 from falconet.storage import ObjectRef, cluster_from_key, open_object
+from falconet.text import ECHO_LIMIT, echoable
 
 EMIT_CHUNK = 500  # alerts handed to the sinks at a time
 
@@ -62,16 +63,19 @@ class Result:
         self.ignored.extend(other.ignored)
 
     def to_dict(self) -> dict[str, Any]:
+        """The counters, with every text that came from the input made echoable (bounded,
+        unprintable characters escaped): this goes into HTTP answers and log lines."""
         data = self.stats.to_dict()
+        data["problems"] = [echoable(p, 2 * ECHO_LIMIT) for p in data["problems"]]
         data.update(
             alerts=self.alerts,
             alerts_by_rule=dict(self.alerts_by_rule),
             duration_ms=round(self.duration_ms, 3),
         )
         if self.origins:
-            data["origins"] = self.origins[:20]
+            data["origins"] = [echoable(o) for o in self.origins[:20]]
         if self.ignored:
-            data["ignored"] = self.ignored[:20]
+            data["ignored"] = [echoable(i, 2 * ECHO_LIMIT) for i in self.ignored[:20]]
         return data
 
 
@@ -198,7 +202,9 @@ def log_invocation(
     if result is not None:
         record.update(result.to_dict())
     if error:
-        record["error"] = error
-    record.update({k: v for k, v in extra.items() if v is not None})
+        record["error"] = echoable(error, 4 * ECHO_LIMIT)
+    record.update(
+        {k: echoable(v) if isinstance(v, str) else v for k, v in extra.items() if v is not None}
+    )
     sys.stderr.write(orjson.dumps(record).decode() + "\n")
     sys.stderr.flush()

@@ -9,9 +9,11 @@ One target serves the kube-apiserver audit webhook and CloudEvents:
 
 What a CloudEvent carries is decided from its attributes (`classify`), never by parsing its data to
 look: a GCS "object finalized" or an S3 "Object Created" event names a bucket object, which is
-read and scanned (one that no longer exists is acknowledged, with the reason); any other event
-carries audit data. A body is parsed once: a binary-mode body goes to the decoder as it came, a
-structured envelope is parsed once and its data read from the parsed value.
+read and scanned if it lies under a prefix of FALCONET_ALLOWED_OBJECTS (else, like one that no
+longer exists, it is acknowledged with the reason); any other event carries audit data. A batch
+is checked whole before any of its events is scanned. A body is parsed once: a binary-mode body
+goes to the decoder as it came, a structured envelope is parsed once and its data read from the
+parsed value.
 
 Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
@@ -26,17 +28,18 @@ import base64
 import binascii
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from falconet.config import HttpSettings
+from falconet.config import ALLOWED_OBJECTS, HttpSettings, ObjectPrefix
 from falconet.context import EventContext
 from falconet.decode import NOT_JSON
 from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
+from falconet.text import ECHO_LIMIT, echoable
 from falconet.triggers import GCS_FINALIZED, S3_OBJECT_CREATED, S3_SOURCE, gcs_object, s3_object
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
@@ -54,7 +57,12 @@ class Response:
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
-    return Response(status, {"error": message}, dict(headers))
+    return Response(status, {"error": echoable(message, 2 * ECHO_LIMIT)}, dict(headers))
+
+
+def _attributes(get: Any) -> dict[str, str]:
+    """A CloudEvent's type, source and id, as text safe to carry on (names, origins, logs)."""
+    return {name: echoable(get(name) or "") for name in ("type", "source", "id")}
 
 
 class _BadRequest(Exception):
@@ -100,7 +108,7 @@ def handle_request(
         return _error(400, "invalid cluster name in the 'cluster' parameter")
     context = EventContext(cluster=cluster or None, origin="webhook")
     try:
-        result = _dispatch(pipeline, headers, body, context)
+        result = _dispatch(pipeline, headers, body, context, settings.allowed_objects)
     except _BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
@@ -127,24 +135,34 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _dispatch(
-    pipeline: Pipeline, headers: Mapping[str, str], body: bytes, context: EventContext
+    pipeline: Pipeline,
+    headers: Mapping[str, str],
+    body: bytes,
+    context: EventContext,
+    allowed: Sequence[ObjectPrefix],
 ) -> Result:
     ctype = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
     if _header(headers, "ce-specversion"):
         attributes = {
             name: _header(headers, f"ce-{name}") or "" for name in ("type", "source", "id")
         }
-        return handle_cloudevent(pipeline, attributes, body, context)
+        return handle_cloudevent(pipeline, attributes, body, context, allowed=allowed)
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
             raise _BadRequest("a CloudEvents batch must be a JSON array")
+        # Every envelope is checked before any is scanned: a bad one refuses the whole batch
+        # (400, the sender fixes and resends it) before any alert of it was delivered.
+        events = [_structured(envelope) for envelope in envelopes]
         result = Result()
-        for envelope in envelopes:
-            result.merge(_structured(pipeline, envelope, context, size=None))
+        for attributes, data in events:
+            result.merge(handle_cloudevent(pipeline, attributes, data, context, allowed=allowed))
         return result
     if ctype.startswith("application/cloudevents"):
-        return _structured(pipeline, _parse_json(body), context, size=len(body))
+        attributes, data = _structured(_parse_json(body))
+        return handle_cloudevent(
+            pipeline, attributes, data, context, allowed=allowed, size=len(body)
+        )
     return pipeline.run(body, context=context, name="request")
 
 
@@ -155,10 +173,9 @@ def _parse_json(body: bytes | bytearray | str) -> Any:
         raise _BadRequest("the request body is not JSON") from None
 
 
-def _structured(
-    pipeline: Pipeline, envelope: Any, context: EventContext, *, size: int | None
-) -> Result:
-    """One structured-mode CloudEvent, parsed: its data is read from the parsed envelope."""
+def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
+    """The attributes and data of one structured-mode CloudEvent, parsed (its data read from the
+    parsed envelope, never parsed again). Raises _BadRequest."""
     if not isinstance(envelope, dict) or not all(
         isinstance(envelope.get(k), str) for k in ("specversion", "type", "source", "id")
     ):
@@ -171,7 +188,7 @@ def _structured(
             raise _BadRequest("data_base64 is not valid base64") from None
     else:
         data = envelope.get("data")
-    return handle_cloudevent(pipeline, attributes, data, context, size=size)
+    return attributes, data
 
 
 DATA = "data"  # the event carries audit data
@@ -198,17 +215,20 @@ def handle_cloudevent(
     data: Any,
     context: EventContext,
     *,
+    allowed: Sequence[ObjectPrefix] = (),
     size: int | None = None,
 ) -> Result:
     """Scan a CloudEvent: the bucket object it names, or the audit events in its data.
 
     `data` is the body of a binary-mode event (bytes, decoded as it came) or a JSON value already
     parsed (a structured envelope's data, what the functions framework parsed), read without
-    being parsed again; `size` bounds the length it was parsed from, when known.
-    Raises SinkError."""
+    being parsed again; `size` bounds the length it was parsed from, when known. An object is
+    read only under one of the `allowed` prefixes (FALCONET_ALLOWED_OBJECTS): anyone can send a
+    CloudEvent, and the function reads with its own rights. Raises SinkError."""
+    attributes = _attributes(attributes.get)  # bounded and printable from here on
     kind = classify(attributes)
     if kind != DATA:
-        return _object_event(pipeline, kind, attributes, data, context)
+        return _object_event(pipeline, kind, attributes, data, context, allowed)
     if data is None:
         raise _BadRequest("the CloudEvent has no data")
     context = context.updated(origin=attributes.get("source") or None)
@@ -221,7 +241,12 @@ def handle_cloudevent(
 
 
 def _object_event(
-    pipeline: Pipeline, kind: str, attributes: Mapping[str, str], data: Any, context: EventContext
+    pipeline: Pipeline,
+    kind: str,
+    attributes: Mapping[str, str],
+    data: Any,
+    context: EventContext,
+    allowed: Sequence[ObjectPrefix],
 ) -> Result:
     if kind.startswith("ignored: "):
         return Result(ignored=[kind.removeprefix("ignored: ")])
@@ -230,6 +255,8 @@ def _object_event(
     if ref is None:
         what = attributes.get("type") or "storage"
         raise _BadRequest(f"the {what} event does not name a bucket object")
+    if not any(prefix.holds(ref) for prefix in allowed):
+        return Result(ignored=[f"{ref.url} is not under {ALLOWED_OBJECTS}"])
     try:
         return pipeline.scan(ref, context=context)
     except ObjectGone as exc:

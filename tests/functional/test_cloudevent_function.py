@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,18 +19,12 @@ EXPECTED = ["Test Cluster Admin Binding", "Test Exec", "Test Namespace Deleted"]
 
 
 @pytest.fixture
-def client(moto_server: str) -> Iterator[Any]:
-    saved = os.environ.get("FALCONET_RULES")
-    os.environ["FALCONET_RULES"] = str(RULES)
-    try:
-        yield create_app(
-            "audit_cloudevent", str(ROOT / "functions" / "main.py"), "cloudevent"
-        ).test_client()
-    finally:
-        if saved is None:
-            os.environ.pop("FALCONET_RULES", None)
-        else:
-            os.environ["FALCONET_RULES"] = saved
+def client(audit_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("FALCONET_RULES", str(RULES))
+    monkeypatch.setenv("FALCONET_ALLOWED_OBJECTS", f"s3://{audit_bucket}/cluster=,gs://audit")
+    return create_app(
+        "audit_cloudevent", str(ROOT / "functions" / "main.py"), "cloudevent"
+    ).test_client()
 
 
 def printed(capfd: pytest.CaptureFixture[str]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -123,6 +115,30 @@ def test_s3_events_without_an_object_to_read_are_acknowledged(
     _, logs = printed(capfd)
     assert logs[0]["ignored"] == [ignored.format(bucket=audit_bucket)]
     assert "error" not in logs[0]
+
+
+@pytest.mark.parametrize("where", ["other-bucket", "other-prefix"])
+def test_only_objects_under_the_allowed_prefixes_are_read(
+    client: Any, aws: Aws, audit_bucket: str, capfd: pytest.CaptureFixture[str], where: str
+) -> None:
+    """Anyone can send a CloudEvent; the function must not read what it names with its rights."""
+    s3 = aws.client("s3")
+    bucket = audit_bucket
+    if where == "other-bucket":
+        bucket = f"{audit_bucket}-secrets"
+        s3.create_bucket(Bucket=bucket)
+    key = "secrets/cluster=prod/token.log" if where == "other-bucket" else "private/a.log"
+    lines = "\n".join(json.dumps(i) for i in BATCH["items"]).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=lines)
+    detail = {"detail": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    event = CloudEvent({"type": "Object Created", "source": "aws.s3"}, detail)
+    headers, body = to_binary(event)
+    capfd.readouterr()
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    rules, logs = printed(capfd)
+    assert rules == []
+    assert logs[0]["events"] == 0
+    assert logs[0]["ignored"] == [f"s3://{bucket}/{key} is not under FALCONET_ALLOWED_OBJECTS"]
 
 
 def test_gcs_object_without_the_optional_extra_says_what_to_install(

@@ -23,7 +23,13 @@ BASE = {"base"}
 # room -> (module prefixes, the rooms it may import besides itself)
 ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "base": (
-        ("falconet.errors", "falconet.context", "falconet.timestamps", "falconet.ipscope"),
+        (
+            "falconet.errors",
+            "falconet.context",
+            "falconet.timestamps",
+            "falconet.ipscope",
+            "falconet.text",
+        ),
         set(),
     ),
     "fields": (("falconet.fields",), BASE),
@@ -179,7 +185,12 @@ def _environment_reads(path: Path) -> list[int]:
     """Lines of `path` that read the process environment (os.environ, os.getenv, os.putenv)."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv", "environb")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
             lines.append(node.lineno)
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
             lines += [node.lineno for a in node.names if a.name in ("environ", "getenv")]

@@ -93,6 +93,12 @@ def test_hostname_from_falconet_then_falco() -> None:
             "FALCONET_HTTP_SINK_FORMAT is set but FALCONET_HTTP_SINK_URL is not",
         ),
         (
+            {"FALCONET_ALLOWED_OBJECTS": "s3://audit/logs/, https://evil/x"},
+            "http",
+            "FALCONET_ALLOWED_OBJECTS: 'https://evil/x' is not s3://<bucket>[/<prefix>] or "
+            "gs://<bucket>[/<prefix>]",
+        ),
+        (
             {"FALCONET_NOTIFY_URL": "https://h/", "FALCONET_NOTIFY_EXPLAIN": "maybe"},
             "notify",
             "FALCONET_NOTIFY_EXPLAIN: 'maybe' is not true or false",
@@ -107,6 +113,7 @@ def test_hostname_from_falconet_then_falco() -> None:
         "negative-body",
         "key-pattern",
         "format-without-url",
+        "allowed-objects",
         "summary",
     ],
 )
@@ -127,6 +134,15 @@ def test_a_section_is_checked_only_by_who_reads_it() -> None:
     assert Settings({}).engine.rule_matching == "first"  # while notify is unset there
     with pytest.raises(ConfigError, match="FALCONET_NOTIFY_URL is not set"):
         _ = Settings({}).notify
+
+
+def test_allowed_objects_are_bucket_prefixes() -> None:
+    (logs, everything) = Settings(
+        {"FALCONET_ALLOWED_OBJECTS": "s3://audit/logs/, gs://gke-audit"}
+    ).http.allowed_objects
+    assert (logs.provider, logs.bucket, logs.prefix) == ("s3", "audit", "logs/")
+    assert (everything.provider, everything.bucket, everything.prefix) == ("gs", "gke-audit", "")
+    assert Settings({}).http.allowed_objects == ()
 
 
 def test_the_summary_setting_and_its_old_name() -> None:

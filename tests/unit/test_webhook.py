@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from falconet.config import HttpSettings
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
+from falconet.sinks.stdout import StdoutSink
 from falconet.webhook import DATA, GCS, S3, classify, handle_request
 from tests.conftest import ROOT
 
@@ -101,3 +103,43 @@ def test_a_storage_event_without_an_object_is_400(pipeline: Pipeline) -> None:
     response = post(pipeline, b'{"detail": {}}', **headers)
     assert response.status == 400
     assert response.body["error"] == "the Object Created event does not name a bucket object"
+
+
+def test_a_batch_with_one_bad_envelope_is_refused_before_anything_is_delivered() -> None:
+    out = io.BytesIO()
+    engine = Engine.from_paths([ROOT / "tests" / "data" / "functional_rules.yaml"], hostname="h")
+    pipeline = Pipeline(engine, [StdoutSink(out)])
+    good = {"specversion": "1.0", "type": "t", "source": "s", "id": "1", "data": json.loads(BATCH)}
+    bad = {"specversion": "1.0", "type": "t", "id": "2", "data": {}}  # no source
+    body = json.dumps([good, bad]).encode()
+    response = post(pipeline, body, **{"content-type": "application/cloudevents-batch+json"})
+    assert response.status == 400
+    assert out.getvalue() == b""  # the good envelope's alerts were not sent either
+    response = post(
+        pipeline,
+        json.dumps([good]).encode(),
+        **{"content-type": "application/cloudevents-batch+json"},
+    )
+    assert response.status == 200 and out.getvalue().count(b"\n") == 3
+
+
+@pytest.mark.parametrize("length", [10, 100_000])
+def test_request_values_are_echoed_bounded_and_printable(pipeline: Pipeline, length: int) -> None:
+    attacker = "x" * length + "\n\x1b[31m FAKE"
+    headers = {"ce-specversion": "1.0", "ce-type": "t", "ce-source": attacker, "ce-id": attacker}
+    response = post(pipeline, b"not json", **headers)
+    assert response.status == 400
+    text = response.json().decode()
+    assert "\n" not in text and "\x1b" not in text  # nothing raw to forge a line or colour it
+    if length == 10:
+        assert response.body["origins"] == ["xxxxxxxxxx\\n\\x1b[31m FAKE"]  # escaped, readable
+    else:
+        assert len(text) < 2048  # a 100 KB id is not echoed whole
+
+
+def test_objects_outside_the_allowed_prefixes_are_not_read(pipeline: Pipeline) -> None:
+    headers = {"ce-specversion": "1.0", "ce-type": "Object Created", "ce-source": "aws.s3"}
+    data = b'{"detail": {"bucket": {"name": "secrets"}, "object": {"key": "k"}}}'
+    response = post(pipeline, data, **headers)  # no FALCONET_ALLOWED_OBJECTS: nothing is read
+    assert response.status == 200
+    assert response.body["ignored"] == ["s3://secrets/k is not under FALCONET_ALLOWED_OBJECTS"]
