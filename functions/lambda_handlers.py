@@ -133,7 +133,7 @@ def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     try:
         response = falconet.handle_request(
             runtime.pipeline,
-            runtime.settings.http,
+            runtime.http,
             method=method,
             headers=headers,
             body=body,

@@ -22,7 +22,6 @@ from cloudevents.http import CloudEvent
 import falconet
 
 RUNTIME = falconet.start_runtime()  # this module's import is the cold start
-HTTP = RUNTIME.settings.http
 
 
 @functions_framework.http
@@ -30,15 +29,16 @@ def audit_http(request: flask.Request) -> flask.Response:
     """kube-apiserver audit webhook (EventList), JSON/JSON lines, and CloudEvents (any mode)."""
     # Unauthenticated or declared-too-large requests are answered without reading the body;
     # otherwise read at most one byte past the limit, so a larger body is refused unbuffered.
+    http = RUNTIME.http  # the token re-read from its secret when that is due
     drained = False
-    if falconet.authorized(HTTP, request.headers) and not falconet.too_large(HTTP, request.headers):
-        body = request.stream.read(HTTP.max_body + 1)
-        drained = len(body) <= HTTP.max_body
+    if falconet.authorized(http, request.headers) and not falconet.too_large(http, request.headers):
+        body = request.stream.read(http.max_body + 1)
+        drained = len(body) <= http.max_body
     else:
         body = b""
     response = falconet.handle_request(
         RUNTIME.pipeline,
-        HTTP,
+        http,
         method=request.method,
         headers=request.headers,
         body=body,
@@ -83,7 +83,7 @@ def audit_cloudevent(cloud_event: CloudEvent) -> None:
             {k: str(v) for k, v in attributes.items()},
             cloud_event.data,
             context,
-            allowed=HTTP.allowed_objects,
+            allowed=RUNTIME.settings.http.allowed_objects,
         )
     except Exception as exc:
         falconet.log_invocation("audit_cloudevent", None, error=f"{type(exc).__name__}: {exc}")

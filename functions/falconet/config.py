@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from falconet.errors import ConfigError
 from falconet.rules.model import PRIORITIES, parse_priority
+from falconet.secrets import parse_reference
 
 # -- the variables ---------------------------------------------------------------------------------
 RULES = "FALCONET_RULES"
@@ -42,6 +43,7 @@ GEOIP_DB = "FALCONET_GEOIP_DB"
 CODE_CACHE = "FALCONET_CODE_CACHE"
 CLUSTER_KEY_PATTERN = "FALCONET_CLUSTER_KEY_PATTERN"
 WEBHOOK_TOKEN = "FALCONET_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, not a secret
+WEBHOOK_TOKEN_SECRET = "FALCONET_WEBHOOK_TOKEN_SECRET"  # noqa: S105 - where the token lives
 MAX_BODY_BYTES = "FALCONET_MAX_BODY_BYTES"
 ALLOWED_OBJECTS = "FALCONET_ALLOWED_OBJECTS"  # bucket prefixes a CloudEvent may have read
 SQS_QUEUE_URL = "FALCONET_SQS_QUEUE_URL"
@@ -51,6 +53,8 @@ HTTP_SINK_URL = "FALCONET_HTTP_SINK_URL"
 HTTP_SINK_FORMAT = "FALCONET_HTTP_SINK_FORMAT"
 HTTP_SINK_HEADERS = "FALCONET_HTTP_SINK_HEADERS"
 NOTIFY_URL = "FALCONET_NOTIFY_URL"
+NOTIFY_URL_SECRET = "FALCONET_NOTIFY_URL_SECRET"  # noqa: S105 - where the URL lives
+SECRET_TTL = "FALCONET_SECRET_TTL"  # noqa: S105 - seconds a secret read from AWS is kept
 NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
 NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
 NOTIFY_SUMMARY = "FALCONET_NOTIFY_SUMMARY"  # add the who/what/when/where line to each alert
@@ -112,6 +116,8 @@ class HttpSettings:
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     allowed_objects: tuple[ObjectPrefix, ...] = ()
+    token_secret: str | None = None  # where the token lives (secrets.py); the runtime reads it
+    secret_ttl: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +136,12 @@ class SinkSettings:
 class NotifySettings:
     """Where and how the notification function delivers alerts to people."""
 
-    url: str
+    url: str  # "" when it lives in `url_secret` (the runtime reads it)
     fmt: NotifyFormat = "slack"
     headers: Mapping[str, str] = field(default_factory=dict)
     summary: bool = False
+    url_secret: str | None = None
+    secret_ttl: float = 300.0
 
 
 class Settings:
@@ -189,11 +197,30 @@ class Settings:
             raise ConfigError(f"{MAX_BODY_BYTES} must be a number of bytes, got '{raw}'") from None
         if max_body <= 0:
             raise ConfigError(f"{MAX_BODY_BYTES} must be positive")
+        token, token_secret = self._env.get(WEBHOOK_TOKEN) or None, self.get(WEBHOOK_TOKEN_SECRET)
+        if token and token_secret:
+            raise ConfigError(f"set {WEBHOOK_TOKEN} or {WEBHOOK_TOKEN_SECRET}, not both")
+        if token_secret:
+            parse_reference(WEBHOOK_TOKEN_SECRET, token_secret)
         return HttpSettings(
-            token=self._env.get(WEBHOOK_TOKEN) or None,
+            token=token,
             max_body=max_body,
             allowed_objects=tuple(object_prefix(p) for p in split_list(self.get(ALLOWED_OBJECTS))),
+            token_secret=token_secret or None,
+            secret_ttl=self.secret_ttl,
         )
+
+    @cached_property
+    def secret_ttl(self) -> float:
+        """FALCONET_SECRET_TTL: seconds a secret read from AWS is kept (default 300)."""
+        raw = self.get(SECRET_TTL)
+        try:
+            ttl = float(raw) if raw else 300.0
+        except ValueError:
+            raise ConfigError(f"{SECRET_TTL} must be a number of seconds, got '{raw}'") from None
+        if not ttl > 0:
+            raise ConfigError(f"{SECRET_TTL} must be positive")
+        return ttl
 
     @cached_property
     def sinks(self) -> SinkSettings:
@@ -228,9 +255,13 @@ class Settings:
     @cached_property
     def notify(self) -> NotifySettings:
         """`FALCONET_NOTIFY_URL` is required. Raises ConfigError naming the variable."""
-        url = self.get(NOTIFY_URL)
-        if not url:
+        url, url_secret = self.get(NOTIFY_URL), self.get(NOTIFY_URL_SECRET)
+        if url and url_secret:
+            raise ConfigError(f"set {NOTIFY_URL} or {NOTIFY_URL_SECRET}, not both")
+        if not url and not url_secret:
             raise ConfigError(f"{NOTIFY_URL} is not set: the notify function needs a webhook URL")
+        if url_secret:
+            parse_reference(NOTIFY_URL_SECRET, url_secret)
         fmt = self.get(NOTIFY_FORMAT).lower() or "slack"
         if fmt not in NOTIFY_FORMATS:
             raise ConfigError(f"{NOTIFY_FORMAT}: {fmt!r} is not one of {', '.join(NOTIFY_FORMATS)}")
@@ -240,7 +271,9 @@ class Settings:
         if summary not in _BOOLEANS:
             raise ConfigError(f"{name}: {summary!r} is not true or false")
         return NotifySettings(
-            url=http_url(NOTIFY_URL, url),
+            url=http_url(NOTIFY_URL, url) if url else "",
+            url_secret=url_secret or None,
+            secret_ttl=self.secret_ttl,
             fmt=fmt,
             headers=headers,
             summary=summary in _TRUE,

@@ -2,7 +2,7 @@
 
     from falconet import get_runtime
     pipeline = get_runtime().pipeline     # engine (rules loaded and compiled) + sinks + key pattern
-    http = get_runtime().settings.http    # the webhook token and body limit
+    http = get_runtime().http             # the webhook token (from its secret) and body limit
     notify = get_runtime().notify         # the notification function's delivery configuration
 
 `get_runtime()` reads the environment once (`falconet.config.Settings`) and builds each object
@@ -17,12 +17,21 @@ start (functions-framework's `main.py`): a bad setting stops the server from sta
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from falconet.config import EngineSettings, Settings
+from falconet.config import (
+    NOTIFY_URL_SECRET,
+    WEBHOOK_TOKEN_SECRET,
+    EngineSettings,
+    HttpSettings,
+    Settings,
+    http_url,
+)
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
+from falconet.secrets import CachedSecret
 from falconet.sinks import sinks_from_settings
 
 if TYPE_CHECKING:
@@ -64,16 +73,44 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._secrets: dict[str, CachedSecret] = {}
+        self._notify: NotifyConfig | None = None
 
     @cached_property
     def pipeline(self) -> Pipeline:
         return build_pipeline(self.settings)
 
-    @cached_property
+    @property
+    def http(self) -> HttpSettings:
+        """The HTTP function's settings, with the token read from where
+        FALCONET_WEBHOOK_TOKEN_SECRET says (re-read every FALCONET_SECRET_TTL seconds, so a
+        rotated token is picked up). Raises ConfigError when the secret cannot be read."""
+        settings = self.settings.http
+        if settings.token_secret is None:
+            return settings
+        token = self._secret(WEBHOOK_TOKEN_SECRET, settings.token_secret, settings.secret_ttl)
+        return replace(settings, token=token.value() or None)
+
+    @property
     def notify(self) -> NotifyConfig:
+        """The notifier's delivery configuration, with its URL read from
+        FALCONET_NOTIFY_URL_SECRET when set (re-read like the token)."""
         from falconet.notify import NotifyConfig
 
-        return NotifyConfig.from_settings(self.settings.notify)
+        settings = self.settings.notify
+        if settings.url_secret is not None:
+            secret = self._secret(NOTIFY_URL_SECRET, settings.url_secret, settings.secret_ttl)
+            settings = replace(settings, url=http_url(NOTIFY_URL_SECRET, secret.value()))
+        config = self._notify
+        if config is None or config.url != settings.url:
+            config = self._notify = NotifyConfig.from_settings(settings)
+        return config
+
+    def _secret(self, setting: str, reference: str, ttl: float) -> CachedSecret:
+        secret = self._secrets.get(setting)
+        if secret is None:
+            secret = self._secrets[setting] = CachedSecret(setting, reference, ttl=ttl)
+        return secret
 
 
 _lock = threading.Lock()
@@ -96,6 +133,7 @@ def start_runtime() -> Runtime:
     global _RUNTIME  # noqa: PLW0603
     started = Runtime(Settings.from_env())
     started.pipeline  # noqa: B018 - built now: a bad setting or rule fails the start
+    started.http  # noqa: B018 - and the token read now, from its secret if it has one
     with _lock:
         _RUNTIME = started
     return started

@@ -82,8 +82,18 @@ def _default(parameter: str, old: str, new: str) -> Callable[[str], str]:
     [
         _default("FifoAlertsQueue", '"false"', '"true"'),
         _default("CreateAuditBucket", '"true"', '"false"'),
+        _replace(
+            '  WebhookTokenSecret:\n    Type: String\n    Default: ""\n',
+            '  WebhookTokenSecret:\n    Type: String\n    Default: "arn:aws:secretsmanager:'
+            'us-east-1:123456789012:secret:falconet-AbCdEf"\n',
+        ),
+        _replace(
+            '  NotifyUrl:\n    Type: String\n    NoEcho: true\n    Default: ""\n',
+            "  NotifyUrl:\n    Type: String\n    NoEcho: true\n"
+            '    Default: "https://hooks.example.com/x"\n',
+        ),
     ],
-    ids=["fifo-alerts-queue", "existing-bucket"],
+    ids=["fifo-alerts-queue", "existing-bucket", "existing-token-secret", "notify-function"],
 )
 def test_the_template_variants_pass(
     tools_python: Path, tmp_path: Path, mutate: Callable[[str], str]
@@ -151,6 +161,27 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def test_secrets_are_never_plain_environment_values(tools_python: Path, tmp_path: Path) -> None:
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    resources = json.loads(translated.read_text())["Resources"]
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    for name, function in functions.items():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        text = json.dumps(variables)
+        for secret in ('WebhookToken"', 'NotifyUrl"', "resolve:secretsmanager"):
+            assert secret not in text, f"{name} has {secret} in its environment"
+    http = functions["HttpDetectorFunction"]["Properties"]
+    assert "FALCONET_WEBHOOK_TOKEN_SECRET" in http["Environment"]["Variables"]
+    assert "FALCONET_WEBHOOK_TOKEN" not in http["Environment"]["Variables"]
+    assert http["ReservedConcurrentExecutions"] == {"Ref": "HttpReservedConcurrency"}
+    assert resources["AlertsTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    deny = resources["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
     translated = tmp_path / "cfn.json"
     returncode, output = check(tools_python, TEMPLATE, keep=translated)
@@ -181,14 +212,35 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
             "sns:Publish",
             "sqs:SendMessage",
         },  # the last: the on-failure destination
-        "HttpDetectorFunctionRole": {"sqs:SendMessage*", "sns:Publish"},
+        "HttpDetectorFunctionRole": {
+            "sqs:SendMessage*",
+            "sns:Publish",
+            "secretsmanager:GetSecretValue",  # its own token's secret only (below)
+        },
         "NotifyFunctionExecutionRole": {
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility",
+            "secretsmanager:GetSecretValue",
         },
     }
+    secret_reads = sorted(
+        json.dumps(s["Resource"], sort_keys=True)
+        for role in roles.values()
+        for s in _statements(role)
+        if s["Action"] == "secretsmanager:GetSecretValue"
+    )
+    token = {
+        "Fn::If": [
+            "TokenFromSecret",
+            {"Ref": "WebhookTokenSecret"},
+            {"Ref": "WebhookTokenSecretResource"},
+        ]
+    }
+    assert secret_reads == sorted(
+        json.dumps(r, sort_keys=True) for r in (token, {"Ref": "NotifyUrlSecret"})
+    )
     read = [
         s for s in _statements(roles["S3DetectorFunctionRole"]) if s["Action"] == "s3:GetObject"
     ]
