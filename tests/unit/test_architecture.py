@@ -23,7 +23,13 @@ BASE = {"base"}
 # room -> (module prefixes, the rooms it may import besides itself)
 ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "base": (
-        ("falconet.errors", "falconet.context", "falconet.timestamps", "falconet.ipscope"),
+        (
+            "falconet.errors",
+            "falconet.context",
+            "falconet.timestamps",
+            "falconet.ipscope",
+            "falconet.deadline",
+        ),
         set(),
     ),
     "fields": (("falconet.fields",), BASE),
