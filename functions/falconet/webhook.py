@@ -15,9 +15,10 @@ structured envelope is parsed once and its data read from the parsed value.
 
 Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
-503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable);
-200 with the invocation counters otherwise. Errors never echo the `Authorization` header or audit
-data.
+503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable),
+with the counters of what was done; 200 with the invocation counters otherwise. `deadline`
+(Lambda: `Deadline.for_lambda(context)`) bounds the sinks' retries, so the 503 comes before the
+function's timeout. Errors never echo the `Authorization` header or audit data.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import orjson
 
 from falconet.config import HttpSettings
 from falconet.context import EventContext
+from falconet.deadline import Deadline
 from falconet.decode import NOT_JSON
 from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
@@ -87,6 +89,7 @@ def handle_request(
     headers: Mapping[str, str],
     body: bytes,
     query: Mapping[str, str],
+    deadline: Deadline | None = None,
 ) -> Response:
     """Serve one request. `headers` must be case-insensitive or lower-cased."""
     if not authorized(settings, headers):
@@ -100,11 +103,13 @@ def handle_request(
         return _error(400, "invalid cluster name in the 'cluster' parameter")
     context = EventContext(cluster=cluster or None, origin="webhook")
     try:
-        result = _dispatch(pipeline, headers, body, context)
+        result = _dispatch(pipeline, headers, body, context, deadline)
     except _BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
-        return _error(503, f"alerts could not be delivered: {exc}")
+        done = exc.result.to_dict() if exc.result is not None else {}
+        error = f"alerts could not be delivered: {exc}"
+        return Response(503, {"error": error, **done}, result=exc.result)
     if result.events == 0 and not result.ignored:
         return Response(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
@@ -127,25 +132,35 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _dispatch(
-    pipeline: Pipeline, headers: Mapping[str, str], body: bytes, context: EventContext
+    pipeline: Pipeline,
+    headers: Mapping[str, str],
+    body: bytes,
+    context: EventContext,
+    deadline: Deadline | None = None,
 ) -> Result:
     ctype = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
     if _header(headers, "ce-specversion"):
         attributes = {
             name: _header(headers, f"ce-{name}") or "" for name in ("type", "source", "id")
         }
-        return handle_cloudevent(pipeline, attributes, body, context)
+        return handle_cloudevent(pipeline, attributes, body, context, deadline=deadline)
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
             raise _BadRequest("a CloudEvents batch must be a JSON array")
         result = Result()
         for envelope in envelopes:
-            result.merge(_structured(pipeline, envelope, context, size=None))
+            try:
+                result.merge(_structured(pipeline, envelope, context, None, deadline))
+            except SinkError as exc:
+                if exc.result is not None:
+                    result.merge(exc.result)
+                exc.result = result  # the whole batch's counters
+                raise
         return result
     if ctype.startswith("application/cloudevents"):
-        return _structured(pipeline, _parse_json(body), context, size=len(body))
-    return pipeline.run(body, context=context, name="request")
+        return _structured(pipeline, _parse_json(body), context, len(body), deadline)
+    return pipeline.run(body, context=context, name="request", deadline=deadline)
 
 
 def _parse_json(body: bytes | bytearray | str) -> Any:
@@ -156,7 +171,11 @@ def _parse_json(body: bytes | bytearray | str) -> Any:
 
 
 def _structured(
-    pipeline: Pipeline, envelope: Any, context: EventContext, *, size: int | None
+    pipeline: Pipeline,
+    envelope: Any,
+    context: EventContext,
+    size: int | None,
+    deadline: Deadline | None,
 ) -> Result:
     """One structured-mode CloudEvent, parsed: its data is read from the parsed envelope."""
     if not isinstance(envelope, dict) or not all(
@@ -171,7 +190,7 @@ def _structured(
             raise _BadRequest("data_base64 is not valid base64") from None
     else:
         data = envelope.get("data")
-    return handle_cloudevent(pipeline, attributes, data, context, size=size)
+    return handle_cloudevent(pipeline, attributes, data, context, size=size, deadline=deadline)
 
 
 DATA = "data"  # the event carries audit data
@@ -199,6 +218,7 @@ def handle_cloudevent(
     context: EventContext,
     *,
     size: int | None = None,
+    deadline: Deadline | None = None,
 ) -> Result:
     """Scan a CloudEvent: the bucket object it names, or the audit events in its data.
 
@@ -208,20 +228,25 @@ def handle_cloudevent(
     Raises SinkError."""
     kind = classify(attributes)
     if kind != DATA:
-        return _object_event(pipeline, kind, attributes, data, context)
+        return _object_event(pipeline, kind, attributes, data, context, deadline)
     if data is None:
         raise _BadRequest("the CloudEvent has no data")
     context = context.updated(origin=attributes.get("source") or None)
     name = attributes.get("id") or "cloudevent"
     if isinstance(data, bytes | bytearray):
-        return pipeline.run(bytes(data), context=context, name=name)
+        return pipeline.run(bytes(data), context=context, name=name, deadline=deadline)
     if isinstance(data, str):
-        return pipeline.run(data.encode(), context=context, name=name)
-    return pipeline.run_value(data, context=context, name=name, size=size)
+        return pipeline.run(data.encode(), context=context, name=name, deadline=deadline)
+    return pipeline.run_value(data, context=context, name=name, size=size, deadline=deadline)
 
 
 def _object_event(
-    pipeline: Pipeline, kind: str, attributes: Mapping[str, str], data: Any, context: EventContext
+    pipeline: Pipeline,
+    kind: str,
+    attributes: Mapping[str, str],
+    data: Any,
+    context: EventContext,
+    deadline: Deadline | None,
 ) -> Result:
     if kind.startswith("ignored: "):
         return Result(ignored=[kind.removeprefix("ignored: ")])
@@ -231,6 +256,6 @@ def _object_event(
         what = attributes.get("type") or "storage"
         raise _BadRequest(f"the {what} event does not name a bucket object")
     try:
-        return pipeline.scan(ref, context=context)
+        return pipeline.scan(ref, context=context, deadline=deadline)
     except ObjectGone as exc:
         return Result(ignored=[str(exc)])

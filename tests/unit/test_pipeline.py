@@ -11,8 +11,10 @@ import pytest
 
 from falconet import pipeline
 from falconet.alerts import Alert
+from falconet.deadline import Deadline
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
+from falconet.sinks import Tally
 from tests.conftest import BUNDLED_RULES, ROOT
 
 BATCH = (ROOT / "examples" / "audit-batch.json").read_bytes()
@@ -22,11 +24,16 @@ class Recorder:
     """A sink noting whether the collector ran when it was called."""
 
     name = "recorder"
+    max_alert_bytes = None
 
     def __init__(self) -> None:
         self.emitted: list[bool] = []
         self.flushed: list[bool] = []
         self.alerts: list[Alert] = []
+        self.tally = Tally("recorder")
+
+    def open(self, deadline: Deadline) -> Recorder:
+        return self
 
     def emit(self, alerts: Sequence[Alert]) -> None:
         self.emitted.append(gc.isenabled())
