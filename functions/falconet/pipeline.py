@@ -128,6 +128,11 @@ class Pipeline:
         self.timeout = timeout
         self.alert_limit = smallest_limit(self.sinks)
 
+    def start_deadline(self) -> Deadline:
+        """The deadline of an invocation starting now, for a platform that does not give one:
+        `timeout` seconds from now (None: no deadline)."""
+        return Deadline.never() if self.timeout is None else Deadline.after(self.timeout)
+
     def scan(
         self,
         ref: ObjectRef,
@@ -196,7 +201,7 @@ class Pipeline:
         if context.origin:
             result.origins.append(context.origin)
         if deadline is None:
-            deadline = Deadline.never() if self.timeout is None else Deadline.after(self.timeout)
+            deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
         try:
             self._evaluate(events, deliveries, result)

@@ -102,6 +102,8 @@ def handle_request(
     if cluster is not None and not _CLUSTER_NAME.match(cluster):
         return _error(400, "invalid cluster name in the 'cluster' parameter")
     context = EventContext(cluster=cluster or None, origin="webhook")
+    # One deadline for the whole request, however many pipeline calls it makes (a batch).
+    deadline = deadline or pipeline.start_deadline()
     try:
         result = _dispatch(pipeline, headers, body, context, deadline)
     except _BadRequest as exc:
