@@ -40,9 +40,10 @@ log = logging.getLogger("falconet.lambda")
 def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Deliver alerts to `FALCONET_NOTIFY_URL`; see the module docstring for inputs and outputs."""
     config = falconet.get_runtime().notify
+    deadline = falconet.Deadline.for_lambda(context)
     if "Records" not in event and "alerts" in event:
         alerts = falconet.alerts_from_message(json.dumps(event))
-        failed = falconet.deliver(config, [("invoke", alerts)])
+        failed = falconet.deliver(config, [("invoke", alerts)], deadline=deadline)
         _log_summary(records=1, alerts=len(alerts), failed=len(failed))
         if failed:
             raise falconet.SinkError(
@@ -62,7 +63,7 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except ValueError as error:
             log.warning("notify: message %s is not an alert: %s", message_id, error)
             failures.append(message_id)
-    failures += falconet.deliver(config, messages)
+    failures += falconet.deliver(config, messages, deadline=deadline)
     _log_summary(
         records=len(event.get("Records") or []),
         alerts=sum(len(alerts) for _, alerts in messages),
@@ -76,25 +77,30 @@ def _log_summary(**counters: int) -> None:
     falconet.log_invocation("handle_notify", None, **counters)
 
 
-def _scan_records(event: Any, result: falconet.Result) -> None:
+def _scan_records(event: Any, result: falconet.Result, deadline: falconet.Deadline) -> None:
     pipeline = falconet.get_runtime().pipeline
     for item in falconet.objects_in_event(event):
         if isinstance(item, falconet.Ignored):
             result.ignored.append(item.reason)
             continue
         try:
-            result.merge(pipeline.scan(item))
+            result.merge(pipeline.scan(item, deadline=deadline))
         except falconet.ObjectGone as exc:  # deleted since the notification: nothing to retry
             result.ignored.append(str(exc))
+        except falconet.SinkError as exc:  # the log line counts what the failed scan did
+            if exc.result is not None:
+                result.merge(exc.result)
+            raise
 
 
 def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Scan the objects an S3 notification names; see the module docstring."""
     result = falconet.Result()
+    deadline = falconet.Deadline.for_lambda(context)
     records = falconet.sqs_records(event)
     if records is None:
         try:
-            _scan_records(event, result)
+            _scan_records(event, result, deadline)
         except Exception as exc:
             falconet.log_invocation("handle_s3", result, error=f"{type(exc).__name__}: {exc}")
             raise  # the async invocation is retried, then sent to the on-failure destination
@@ -104,7 +110,7 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     errors = []
     for record in records:
         try:
-            _scan_records({"Records": [record]}, result)
+            _scan_records({"Records": [record]}, result, deadline)
         except Exception as exc:  # one bad message must not return the whole batch
             failures.append({"itemIdentifier": record.get("messageId", "")})
             errors.append(f"{record.get('messageId')}: {type(exc).__name__}: {exc}")
@@ -138,6 +144,7 @@ def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             headers=headers,
             body=body,
             query=query,
+            deadline=falconet.Deadline.for_lambda(context),
         )
     except falconet.FalconetError as exc:
         falconet.log_invocation("handle_http", None, error=str(exc))

@@ -86,6 +86,7 @@ def audit_cloudevent(cloud_event: CloudEvent) -> None:
             allowed=RUNTIME.settings.http.allowed_objects,
         )
     except Exception as exc:
-        falconet.log_invocation("audit_cloudevent", None, error=f"{type(exc).__name__}: {exc}")
+        done = exc.result if isinstance(exc, falconet.SinkError) else None  # its counters
+        falconet.log_invocation("audit_cloudevent", done, error=f"{type(exc).__name__}: {exc}")
         raise  # 500: the trigger retries or dead-letters the event
     falconet.log_invocation("audit_cloudevent", result, id=attributes.get("id"))

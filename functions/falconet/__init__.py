@@ -13,7 +13,8 @@ other programs use; everything else is internal and may change::
 
 - the engine: `Engine`, `Alert`, `load_rules`, `EventContext`;
 - the process (`falconet.runtime`): `get_runtime`, `start_runtime`, `reset_runtime`, `Settings`;
-- the pipeline (`falconet.pipeline`): `Pipeline`, `Result`, `log_invocation`;
+- the pipeline (`falconet.pipeline`): `Pipeline`, `Result`, `log_invocation`; `Deadline`, the
+  time an invocation's deliveries must end by (`Deadline.for_lambda(context)`);
 - triggers and storage: `objects_in_event`, `sqs_records`, `Ignored`, `ObjectRef`;
 - the HTTP contract (`falconet.webhook`): `handle_request`, `handle_cloudevent`, `authorized`,
   `too_large`, `Response`;
@@ -43,6 +44,7 @@ from falconet.errors import (
 if TYPE_CHECKING:
     from falconet.alerts import Alert
     from falconet.config import Settings
+    from falconet.deadline import Deadline
     from falconet.engine import Engine
     from falconet.notify import alerts_from_message, deliver
     from falconet.pipeline import Pipeline, Result, log_invocation
@@ -56,6 +58,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Alert": "falconet.alerts",
+    "Deadline": "falconet.deadline",
     "Engine": "falconet.engine",
     "Ignored": "falconet.triggers",
     "ObjectRef": "falconet.storage",
@@ -81,6 +84,7 @@ _LAZY = {
 __all__ = [
     "Alert",
     "ConfigError",
+    "Deadline",
     "DecodeError",
     "Engine",
     "EventContext",

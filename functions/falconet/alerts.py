@@ -98,6 +98,119 @@ class Alert(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
+# Fitting an alert to the sinks' size limit
+
+AUDIT_ID_FIELD = "ka.auditid"
+TRUNCATED = "…[truncated {} bytes]"
+TRUNCATED_ITEMS = "…[truncated {} more items, {} bytes]"
+_SEARCHED_MIN = 32  # a cut value at least this long is also cut where it appears in `output`
+_CLOSE_ENOUGH = 16  # bytes: the search for the largest cap that fits stops this close
+
+
+def wire_size(alert: Alert) -> int:
+    """The bytes of the largest message a sink makes of `alert`'s JSON (SQS escapes U+FFFE and
+    U+FFFF, 3 bytes each in UTF-8, as 6-byte `\\uXXXX` sequences)."""
+    data = alert.to_json()
+    return len(data) + 3 * (data.count(b"\xef\xbf\xbe") + data.count(b"\xef\xbf\xbf"))
+
+
+def _cut(text: str, cap: int) -> str:
+    """`text` cut to its first `cap` UTF-8 bytes (never inside a character) plus the marker, or
+    `text` itself when that would not make it shorter."""
+    data = text.encode()
+    if len(data) <= cap:
+        return text
+    kept = data[:cap].decode(errors="ignore")
+    removed = len(data) - len(kept.encode())
+    cut = kept + TRUNCATED.format(removed)
+    return cut if len(cut.encode()) < len(data) else text
+
+
+def _cut_list(items: list[Any], cap: int) -> list[Any]:
+    """A list field's items kept while they add up to `cap` bytes, then one marker item."""
+    sizes = [len(str(item).encode()) for item in items]
+    if sum(sizes) <= cap:
+        return items
+    kept: list[Any] = []
+    used = 0
+    for index, (item, size) in enumerate(zip(items, sizes, strict=True)):
+        if used + size > cap:
+            if not kept and isinstance(item, str):
+                kept.append(_cut(item, cap))
+                index += 1  # noqa: PLW2901 - the first item, cut, stands for itself
+            rest = sizes[index:]
+            if rest:
+                kept.append(TRUNCATED_ITEMS.format(len(rest), sum(rest)))
+            return kept
+        kept.append(item)
+        used += size
+    return kept
+
+
+def fit(alert: Alert, max_bytes: int, *, audit_id: str | None = None) -> Alert | None:
+    """`alert` itself if its `wire_size` is at most `max_bytes`; else the same alert (same uuid,
+    rule, priority, time) with its longest values cut, each followed by a visible marker
+    (`…[truncated 139000 bytes]`), and the audit event's id added as `ka.auditid` so the full
+    event can be found in the audit log; None if it cannot fit even with every value cut.
+
+    Every string and list value of `output_fields` is cut to the same number of bytes, the
+    largest that fits (a binary search: oversize alerts are rare, a few serialisations each); a
+    cut value is cut the same way where it appears in `output`, which is cut at its end only if
+    it is still longer than that. Why here, once: the pipeline fits each alert to the smallest
+    limit of the configured sinks, so every sink gets the same alert and none refuses it.
+    """
+    if wire_size(alert) <= max_bytes:
+        return alert
+    fields = dict(alert.output_fields)
+    if audit_id is not None and fields.get(AUDIT_ID_FIELD) is None:
+        fields[AUDIT_ID_FIELD] = audit_id
+        fields = dict(sorted(fields.items()))  # Falco's key order
+
+    def shrunk(cap: int) -> Alert:
+        cut_fields: dict[str, Any] = {}
+        replaced: list[tuple[str, str]] = []
+        for key, value in fields.items():
+            if isinstance(value, str) and key != AUDIT_ID_FIELD:
+                cut = _cut(value, cap)
+                if cut is not value and len(value) >= _SEARCHED_MIN:
+                    replaced.append((value, cut))
+                value = cut  # noqa: PLW2901 - the cut value replaces it
+            elif isinstance(value, list):
+                value = _cut_list(value, cap)  # noqa: PLW2901
+            cut_fields[key] = value
+        # `output` is "<time>: <Priority> <message>": the prefix is kept, the message cut.
+        structured = bool(alert.message) and alert.output.endswith(alert.message)
+        text = alert.message if structured else alert.output
+        allowance = cap  # plus the values already cut inside it
+        for original, cut in replaced:
+            if original in text:
+                text = text.replace(original, cut, 1)
+                allowance += len(cut.encode())
+        text = _cut(text, allowance)
+        if structured:
+            prefix = alert.output[: len(alert.output) - len(alert.message)]
+            return alert._replace(output=prefix + text, output_fields=cut_fields, message=text)
+        message = _cut(alert.message, allowance)
+        return alert._replace(output=text, output_fields=cut_fields, message=message)
+
+    smallest = shrunk(0)
+    if wire_size(smallest) > max_bytes:
+        return None
+    longest = max(
+        [len(alert.output.encode())]
+        + [len(str(v).encode()) for v in fields.values() if isinstance(v, str | list)]
+    )
+    fits, too_big = 0, longest
+    while too_big - fits > _CLOSE_ENOUGH:
+        middle = (fits + too_big) // 2
+        if wire_size(shrunk(middle)) <= max_bytes:
+            fits = middle
+        else:
+            too_big = middle
+    return shrunk(fits) if fits else smallest
+
+
+# --------------------------------------------------------------------------------------------
 # Building alerts from rule outputs
 
 _NAMESPACE = bytes.fromhex("6b8f0c1e4c7a5e3d9a1f2b3c4d5e6f70")  # falconet's uuid5-style namespace

@@ -52,6 +52,8 @@ NOTIFY_FUNCTION = "FALCONET_NOTIFY_FUNCTION"
 HTTP_SINK_URL = "FALCONET_HTTP_SINK_URL"
 HTTP_SINK_FORMAT = "FALCONET_HTTP_SINK_FORMAT"
 HTTP_SINK_HEADERS = "FALCONET_HTTP_SINK_HEADERS"
+MAX_ALERT_BYTES = "FALCONET_MAX_ALERT_BYTES"  # the largest alert any sink is given
+FUNCTION_TIMEOUT = "FALCONET_FUNCTION_TIMEOUT_SECONDS"  # where the platform does not say it
 NOTIFY_URL = "FALCONET_NOTIFY_URL"
 NOTIFY_URL_SECRET = "FALCONET_NOTIFY_URL_SECRET"  # noqa: S105 - where the URL lives
 SECRET_TTL = "FALCONET_SECRET_TTL"  # noqa: S105 - seconds a secret read from AWS is kept
@@ -64,6 +66,9 @@ AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_ALERT_BYTES = 1_048_576  # SQS's and Lambda's message limits; SNS's is lower, 256 KiB
+MIN_ALERT_BYTES = 4096  # below this an alert's own fields may not fit
+DEFAULT_FUNCTION_TIMEOUT = 60.0  # Cloud Functions' default timeout
 DEFAULT_KEY_PATTERN = r"cluster=(?P<cluster>[^/]+)"
 RULE_MATCHINGS = ("first", "all")
 HttpFormat = Literal["cloudevent", "falco"]
@@ -130,6 +135,11 @@ class SinkSettings:
     http_url: str | None = None
     http_format: HttpFormat = "cloudevent"
     http_headers: Mapping[str, str] = field(default_factory=dict)
+    # Alerts are fitted to the smallest of this and the sinks' own limits (`alerts.fit`).
+    max_alert_bytes: int = DEFAULT_MAX_ALERT_BYTES
+    # An invocation's time limit where the platform does not tell the function (functions-
+    # framework); Lambda's handlers use the invocation's remaining time instead.
+    function_timeout: float = DEFAULT_FUNCTION_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +260,12 @@ class Settings:
             http_url=url or None,
             http_format=fmt,
             http_headers=headers,
+            max_alert_bytes=int(
+                number(MAX_ALERT_BYTES, self.get(MAX_ALERT_BYTES), DEFAULT_MAX_ALERT_BYTES)
+            ),
+            function_timeout=number(
+                FUNCTION_TIMEOUT, self.get(FUNCTION_TIMEOUT), DEFAULT_FUNCTION_TIMEOUT
+            ),
         )
 
     @cached_property
@@ -409,6 +425,23 @@ def function_name(value: str) -> str:
             "falconet-notify or arn:aws:lambda:<region>:<account-id>:function:<name>"
         )
     return value
+
+
+def number(name: str, value: str, default: float) -> float:
+    """A positive number setting (`default` when empty); `ConfigError` naming `name` otherwise.
+    `MAX_ALERT_BYTES` is a whole number of at least `MIN_ALERT_BYTES`."""
+    if not value:
+        return default
+    whole = name == MAX_ALERT_BYTES
+    try:
+        parsed = int(value) if whole else float(value)
+    except ValueError:
+        parsed = -1
+    if whole and parsed < MIN_ALERT_BYTES:
+        raise ConfigError(f"{name} must be a number of bytes of at least {MIN_ALERT_BYTES}")
+    if not parsed > 0 or parsed == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return parsed
 
 
 def http_format(value: str) -> HttpFormat:

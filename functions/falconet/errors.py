@@ -6,6 +6,8 @@ Everything a user can get wrong (a rules file, an event, a request, a setting) r
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FalconetError(Exception):
     """Root of every error falconet raises on purpose."""
@@ -97,7 +99,12 @@ class ConfigError(FalconetError):
 
 
 class SinkError(FalconetError):
-    """A sink could not deliver alerts after its retries."""
+    """A sink could not deliver alerts after its retries.
+
+    `result`: the counters of the pipeline call it failed (`falconet.pipeline.Result`), set by the
+    pipeline, for the entry point's log line and answer; None when raised outside a pipeline."""
+
+    result: Any = None
 
 
 class StorageError(FalconetError):

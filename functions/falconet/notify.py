@@ -29,6 +29,7 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.config import NotifyFormat, NotifySettings
+from falconet.deadline import Deadline
 from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, send
 from falconet.summary import alert_summary
 
@@ -147,12 +148,19 @@ def requests_for(
     return [(orjson.dumps({"text": text}), "application/json; charset=utf-8") for text in texts]
 
 
-def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]]) -> list[str]:
+def deliver(
+    config: NotifyConfig,
+    messages: Sequence[tuple[str, Sequence[Alert]]],
+    *,
+    deadline: Deadline | None = None,
+) -> list[str]:
     """POST each `(message_id, alerts)` to `config.url`; return the ids whose delivery failed.
 
     Once the endpoint is down (still failing after every retry), the remaining messages are
     reported as failed without being tried: they go back to the queue either way, and retrying
-    each of them would spend the function's time limit for nothing.
+    each of them would spend the function's time limit for nothing. Retries end by `deadline`
+    (Lambda: `Deadline.for_lambda(context)`), and no POST starts after it: the messages left are
+    reported as failed, so the function returns before its timeout.
     """
     failed: list[str] = []
     down = False
@@ -169,6 +177,7 @@ def deliver(config: NotifyConfig, messages: Sequence[tuple[str, Sequence[Alert]]
                 timeout=config.timeout,
                 max_attempts=config.max_attempts,
                 backoff_base=config.backoff_base,
+                deadline=deadline,
             )
             if not outcome.ok:
                 log.warning("notify: message %s not delivered: %s", message_id, outcome.describe())

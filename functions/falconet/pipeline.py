@@ -1,23 +1,37 @@
 """decode -> evaluate -> emit, with the counters every entry point logs as one JSON line.
 
     pipeline = runtime().pipeline                    # built once per cold start (falconet.runtime)
-    result = pipeline.run(body, context=EventContext(cluster="prod", origin="webhook"))
+    result = pipeline.run(body, context=EventContext(cluster="prod", origin="webhook"),
+                          deadline=Deadline.for_lambda(lambda_context))
     result = pipeline.scan(ObjectRef("s3", "bucket", "key"))   # an object a trigger names
     log_invocation("handle_s3", result)
 
 `run` takes bytes, a binary stream or an iterable of byte chunks (decoded by `falconet.decode`,
 so new input formats plug in there without touching any entry point); `run_value` a JSON value
 already parsed; `scan` opens a bucket object (`falconet.storage`), names its cluster (the
-caller's, the object's `cluster` metadata, else the key pattern) and runs it. Alerts are handed to
-the sinks in chunks as they come, so memory stays bounded on large objects, and flushed before the
-call returns; a sink that still fails after its retries raises `SinkError`, which fails the
-invocation so the trigger retries or dead-letters it (alert uuids make the retry deduplicable).
-An object that no longer exists raises `ObjectGone`, for the entry point to acknowledge.
+caller's, the object's `cluster` metadata, else the key pattern) and runs it. An object that no
+longer exists raises `ObjectGone`, for the entry point to acknowledge.
+
+Delivery, per invocation:
+- Each call opens one delivery per sink (`Sink.open`), hands it the alerts in chunks as they come
+  (each delivery sends as soon as a request is full, so memory stays flat on large objects),
+  flushes them before it returns, and then drops them: a failed call's undelivered alerts are
+  never sent by a later one.
+- Every alert is first fitted (`alerts.fit`) to the smallest `max_alert_bytes` of the sinks: long
+  values cut with a visible marker, the audit event's id added as `ka.auditid`; `Result.truncated`
+  counts them. An alert refused for itself is dropped by its sink (counted in `Result.dropped`,
+  logged); it never fails the call.
+- A sink that still fails after its retries raises `SinkError`, which fails the invocation so the
+  trigger retries or dead-letters it (alert uuids make the retry deduplicable). The error carries
+  the call's counters (`error.result`) for the entry point's log line and answer.
+- Retries end by `deadline` (Lambda: `Deadline.for_lambda(context)`); without one, the call gets
+  `timeout` seconds from its start (`FALCONET_FUNCTION_TIMEOUT_SECONDS`, functions-framework).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import re
 import sys
 import time
@@ -28,15 +42,18 @@ from typing import IO, Any
 
 import orjson
 
-from falconet.alerts import Alert
+from falconet.alerts import Alert, fit
 from falconet.context import EMPTY_CONTEXT, EventContext
+from falconet.deadline import Deadline
 from falconet.decode import DecodeStats, decode, decode_value
 from falconet.engine import Engine
-from falconet.sinks import Sink
+from falconet.errors import SinkError
+from falconet.sinks import Delivery, Sink, smallest_limit
 from falconet.storage import ObjectRef, cluster_from_key, open_object
 from falconet.text import ECHO_LIMIT, echoable
 
 EMIT_CHUNK = 500  # alerts handed to the sinks at a time
+_SHOWN = 20  # list items a log line or an answer shows
 
 
 @dataclass(slots=True)
@@ -49,6 +66,10 @@ class Result:
     duration_ms: float = 0.0
     origins: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # inputs acknowledged unread, with why
+    truncated: int = 0  # alerts fitted to the sinks' limit
+    delivered: Counter[str] = field(default_factory=Counter)  # per sink
+    dropped: Counter[str] = field(default_factory=Counter)  # per sink: refused for themselves
+    dropped_alerts: list[str] = field(default_factory=list)  # the first few, with why
 
     @property
     def events(self) -> int:
@@ -61,6 +82,10 @@ class Result:
         self.duration_ms += other.duration_ms
         self.origins.extend(other.origins)
         self.ignored.extend(other.ignored)
+        self.truncated += other.truncated
+        self.delivered.update(other.delivered)
+        self.dropped.update(other.dropped)
+        self.dropped_alerts.extend(other.dropped_alerts[: _SHOWN - len(self.dropped_alerts)])
 
     def to_dict(self) -> dict[str, Any]:
         """The counters, with every text that came from the input made echoable (bounded,
@@ -72,10 +97,17 @@ class Result:
             alerts_by_rule=dict(self.alerts_by_rule),
             duration_ms=round(self.duration_ms, 3),
         )
+        if self.delivered:
+            data["delivered"] = dict(self.delivered)
+        if self.truncated:
+            data["truncated"] = self.truncated
+        if self.dropped:
+            data["dropped"] = dict(self.dropped)
+            data["dropped_alerts"] = self.dropped_alerts[:_SHOWN]
         if self.origins:
-            data["origins"] = [echoable(o) for o in self.origins[:20]]
+            data["origins"] = [echoable(o) for o in self.origins[:_SHOWN]]
         if self.ignored:
-            data["ignored"] = [echoable(i, 2 * ECHO_LIMIT) for i in self.ignored[:20]]
+            data["ignored"] = [echoable(i, 2 * ECHO_LIMIT) for i in self.ignored[:_SHOWN]]
         return data
 
 
@@ -83,6 +115,7 @@ class Pipeline:
     """An engine and its sinks, built once per process and reused by every invocation.
 
     `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
+    `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
     """
 
     def __init__(
@@ -91,12 +124,26 @@ class Pipeline:
         sinks: Sequence[Sink],
         *,
         key_pattern: re.Pattern[str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.engine = engine
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
+        self.timeout = timeout
+        self.alert_limit = smallest_limit(self.sinks)
 
-    def scan(self, ref: ObjectRef, *, context: EventContext = EMPTY_CONTEXT) -> Result:
+    def start_deadline(self) -> Deadline:
+        """The deadline of an invocation starting now, for a platform that does not give one:
+        `timeout` seconds from now (None: no deadline)."""
+        return Deadline.never() if self.timeout is None else Deadline.after(self.timeout)
+
+    def scan(
+        self,
+        ref: ObjectRef,
+        *,
+        context: EventContext = EMPTY_CONTEXT,
+        deadline: Deadline | None = None,
+    ) -> Result:
         """Stream one bucket object through the pipeline. Raises ObjectGone, SinkError."""
         opened = open_object(ref)
         try:
@@ -109,20 +156,26 @@ class Pipeline:
             ctx = context.updated(
                 cluster=cluster, origin=ref.url, region=ref.region, account=ref.account
             )
-            return self.run(opened.stream, context=ctx, name=ref.url)
+            return self.run(opened.stream, context=ctx, name=ref.url, deadline=deadline)
         finally:
             close = getattr(opened.stream, "close", None)
             if close is not None:
                 close()
 
     def run_value(
-        self, value: Any, *, context: EventContext = EMPTY_CONTEXT, name: str, size: int | None
+        self,
+        value: Any,
+        *,
+        context: EventContext = EMPTY_CONTEXT,
+        name: str,
+        size: int | None,
+        deadline: Deadline | None = None,
     ) -> Result:
         """`run` for a JSON value already parsed (`size`: the length it was parsed from, if
         known). Raises SinkError."""
         stats = DecodeStats()
         events = decode_value(value, stats=stats, context=context, name=name, size=size)
-        return self._process(events, stats, context, time.perf_counter())
+        return self._process(events, stats, context, time.perf_counter(), deadline)
 
     def run(
         self,
@@ -130,6 +183,7 @@ class Pipeline:
         *,
         context: EventContext = EMPTY_CONTEXT,
         name: str | None = None,
+        deadline: Deadline | None = None,
     ) -> Result:
         """Decode `data`, evaluate every event, emit the alerts. Raises SinkError."""
         started = time.perf_counter()
@@ -137,7 +191,7 @@ class Pipeline:
         events = decode(
             data, stats=stats, context=context, name=name or context.origin or "<input>"
         )
-        return self._process(events, stats, context, started)
+        return self._process(events, stats, context, started, deadline)
 
     def _process(
         self,
@@ -145,11 +199,43 @@ class Pipeline:
         stats: DecodeStats,
         context: EventContext,
         started: float,
+        deadline: Deadline | None,
     ) -> Result:
         result = Result(stats)
         if context.origin:
             result.origins.append(context.origin)
+        if deadline is None:
+            deadline = self.start_deadline()
+        deliveries = [sink.open(deadline) for sink in self.sinks]
+        try:
+            self._evaluate(events, deliveries, result)
+            for delivery in deliveries:
+                delivery.flush()
+        except SinkError as error:
+            error.result = result
+            raise
+        finally:
+            # The deliveries die here, with whatever a failure left unsent in them.
+            for delivery in deliveries:
+                tally = delivery.tally
+                if tally.delivered:
+                    result.delivered[tally.sink] += tally.delivered
+                if tally.dropped:
+                    result.dropped[tally.sink] += tally.dropped
+                    result.dropped_alerts.extend(
+                        tally.reasons[: _SHOWN - len(result.dropped_alerts)]
+                    )
+            result.duration_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def _evaluate(
+        self,
+        events: Iterable[tuple[Any, EventContext]],
+        deliveries: Sequence[Delivery],
+        result: Result,
+    ) -> None:
         evaluate = self.engine.evaluate
+        limit = self.alert_limit
         pending: list[Alert] = []
         by_rule = result.alerts_by_rule
         # The cyclic garbage collector is paused while events are decoded and evaluated, and runs
@@ -164,34 +250,58 @@ class Pipeline:
                 if alerts:
                     for alert in alerts:
                         by_rule[alert.rule] += 1
-                    pending.extend(alerts)
+                        result.alerts += 1
+                        if limit is not None:
+                            fitted = fit(alert, limit, audit_id=_audit_id(event))
+                            if fitted is None:
+                                _unfit(result, alert, limit)
+                                continue
+                            if fitted is not alert:
+                                result.truncated += 1
+                            alert = fitted  # noqa: PLW2901 - the fitted alert replaces it
+                        pending.append(alert)
                     if len(pending) >= EMIT_CHUNK:
-                        self._emit(pending, collecting)
-                        result.alerts += len(pending)
+                        self._emit(deliveries, pending, collecting)
                         pending = []
+            if pending:
+                self._emit(deliveries, pending, collecting)
         finally:
             if collecting:
                 gc.enable()
-        if pending:
-            self._emit(pending, collecting)
-            result.alerts += len(pending)
-        for sink in self.sinks:
-            sink.flush()
-        result.duration_ms = (time.perf_counter() - started) * 1000
-        return result
 
-    def _emit(self, alerts: Sequence[Alert], collecting: bool) -> None:
-        """Hand `alerts` to every sink, with the collector running if it was on (sinks and boto3
-        may make reference cycles)."""
-        paused = collecting and not gc.isenabled()
-        if paused:
+    @staticmethod
+    def _emit(deliveries: Sequence[Delivery], alerts: Sequence[Alert], collecting: bool) -> None:
+        """Hand `alerts` to every delivery, with the collector running if it was on (sinks and
+        boto3 may make reference cycles)."""
+        if collecting:
             gc.enable()
         try:
-            for sink in self.sinks:
-                sink.emit(alerts)
+            for delivery in deliveries:
+                delivery.emit(alerts)
         finally:
-            if paused:
+            if collecting:
                 gc.disable()
+
+
+def _audit_id(event: Any) -> str | None:
+    audit_id = event.get("auditID") if isinstance(event, dict) else None
+    return audit_id if isinstance(audit_id, str) else None
+
+
+def _unfit(result: Result, alert: Alert, limit: int) -> None:
+    """An alert that cannot fit `limit` even with every value cut: dropped for every sink, counted
+    and logged (never seen in practice: its rule name, tags and field names alone are too big)."""
+    reason = f"cannot fit in {limit} bytes even with every value cut"
+    result.dropped["all sinks"] += 1
+    if len(result.dropped_alerts) < _SHOWN:
+        result.dropped_alerts.append(f"all sinks {alert.uuid or alert.rule}: {reason}")
+    logging.getLogger("falconet.pipeline").warning(
+        "falconet: dropped alert %s, rule %r, time %s: %s",
+        alert.uuid,
+        alert.rule,
+        alert.time,
+        reason,
+    )
 
 
 def log_invocation(

@@ -65,6 +65,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         build_engine(settings.engine),
         sinks_from_settings(settings.sinks),
         key_pattern=settings.key_pattern,
+        timeout=settings.sinks.function_timeout,
     )
 
 

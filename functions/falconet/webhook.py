@@ -17,9 +17,10 @@ parsed value.
 
 Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
-503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable);
-200 with the invocation counters otherwise. Errors never echo the `Authorization` header or audit
-data.
+503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable),
+with the counters of what was done; 200 with the invocation counters otherwise. `deadline`
+(Lambda: `Deadline.for_lambda(context)`) bounds the sinks' retries, so the 503 comes before the
+function's timeout. Errors never echo the `Authorization` header or audit data.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import orjson
 
 from falconet.config import ALLOWED_OBJECTS, HttpSettings, ObjectPrefix
 from falconet.context import EventContext
+from falconet.deadline import Deadline
 from falconet.decode import NOT_JSON
 from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
@@ -95,6 +97,7 @@ def handle_request(
     headers: Mapping[str, str],
     body: bytes,
     query: Mapping[str, str],
+    deadline: Deadline | None = None,
 ) -> Response:
     """Serve one request. `headers` must be case-insensitive or lower-cased."""
     if not authorized(settings, headers):
@@ -107,12 +110,16 @@ def handle_request(
     if cluster is not None and not _CLUSTER_NAME.match(cluster):
         return _error(400, "invalid cluster name in the 'cluster' parameter")
     context = EventContext(cluster=cluster or None, origin="webhook")
+    # One deadline for the whole request, however many pipeline calls it makes (a batch).
+    deadline = deadline or pipeline.start_deadline()
     try:
-        result = _dispatch(pipeline, headers, body, context, settings.allowed_objects)
+        result = _dispatch(pipeline, headers, body, context, settings.allowed_objects, deadline)
     except _BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
-        return _error(503, f"alerts could not be delivered: {exc}")
+        done = exc.result.to_dict() if exc.result is not None else {}
+        error = f"alerts could not be delivered: {exc}"
+        return Response(503, {"error": error, **done}, result=exc.result)
     if result.events == 0 and not result.ignored:
         return Response(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
@@ -140,13 +147,16 @@ def _dispatch(
     body: bytes,
     context: EventContext,
     allowed: Sequence[ObjectPrefix],
+    deadline: Deadline | None = None,
 ) -> Result:
     ctype = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
     if _header(headers, "ce-specversion"):
         attributes = {
             name: _header(headers, f"ce-{name}") or "" for name in ("type", "source", "id")
         }
-        return handle_cloudevent(pipeline, attributes, body, context, allowed=allowed)
+        return handle_cloudevent(
+            pipeline, attributes, body, context, allowed=allowed, deadline=deadline
+        )
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
@@ -156,14 +166,24 @@ def _dispatch(
         events = [_structured(envelope) for envelope in envelopes]
         result = Result()
         for attributes, data in events:
-            result.merge(handle_cloudevent(pipeline, attributes, data, context, allowed=allowed))
+            try:
+                result.merge(
+                    handle_cloudevent(
+                        pipeline, attributes, data, context, allowed=allowed, deadline=deadline
+                    )
+                )
+            except SinkError as exc:
+                if exc.result is not None:
+                    result.merge(exc.result)
+                exc.result = result  # the whole batch's counters
+                raise
         return result
     if ctype.startswith("application/cloudevents"):
         attributes, data = _structured(_parse_json(body))
         return handle_cloudevent(
-            pipeline, attributes, data, context, allowed=allowed, size=len(body)
+            pipeline, attributes, data, context, allowed=allowed, size=len(body), deadline=deadline
         )
-    return pipeline.run(body, context=context, name="request")
+    return pipeline.run(body, context=context, name="request", deadline=deadline)
 
 
 def _parse_json(body: bytes | bytearray | str) -> Any:
@@ -217,6 +237,7 @@ def handle_cloudevent(
     *,
     allowed: Sequence[ObjectPrefix] = (),
     size: int | None = None,
+    deadline: Deadline | None = None,
 ) -> Result:
     """Scan a CloudEvent: the bucket object it names, or the audit events in its data.
 
@@ -228,16 +249,16 @@ def handle_cloudevent(
     attributes = _attributes(attributes.get)  # bounded and printable from here on
     kind = classify(attributes)
     if kind != DATA:
-        return _object_event(pipeline, kind, attributes, data, context, allowed)
+        return _object_event(pipeline, kind, attributes, data, context, allowed, deadline)
     if data is None:
         raise _BadRequest("the CloudEvent has no data")
     context = context.updated(origin=attributes.get("source") or None)
     name = attributes.get("id") or "cloudevent"
     if isinstance(data, bytes | bytearray):
-        return pipeline.run(bytes(data), context=context, name=name)
+        return pipeline.run(bytes(data), context=context, name=name, deadline=deadline)
     if isinstance(data, str):
-        return pipeline.run(data.encode(), context=context, name=name)
-    return pipeline.run_value(data, context=context, name=name, size=size)
+        return pipeline.run(data.encode(), context=context, name=name, deadline=deadline)
+    return pipeline.run_value(data, context=context, name=name, size=size, deadline=deadline)
 
 
 def _object_event(
@@ -247,6 +268,7 @@ def _object_event(
     data: Any,
     context: EventContext,
     allowed: Sequence[ObjectPrefix],
+    deadline: Deadline | None,
 ) -> Result:
     if kind.startswith("ignored: "):
         return Result(ignored=[kind.removeprefix("ignored: ")])
@@ -258,6 +280,6 @@ def _object_event(
     if not any(prefix.holds(ref) for prefix in allowed):
         return Result(ignored=[f"{ref.url} is not under {ALLOWED_OBJECTS}"])
     try:
-        return pipeline.scan(ref, context=context)
+        return pipeline.scan(ref, context=context, deadline=deadline)
     except ObjectGone as exc:
         return Result(ignored=[str(exc)])

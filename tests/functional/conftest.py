@@ -222,3 +222,11 @@ def make_alert() -> Callable[..., Alert]:
         )
 
     return build
+
+
+def deliver(sink: Any, alerts: Any, deadline: Any = None) -> Any:
+    """One invocation's delivery of `alerts` to `sink` (open, emit, flush); returns its tally."""
+    delivery = sink.open(deadline)
+    delivery.emit(alerts)
+    delivery.flush()
+    return delivery.tally

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.functional.conftest import deliver
 
 import lambda_handlers
 from falconet.errors import SinkError
@@ -50,8 +51,7 @@ def test_delivers_each_alert_as_one_line(
 ) -> None:
     alerts = [make_alert(n, priority="Critical" if n else "Warning") for n in range(3)]
     sink = SqsSink(sqs_queue)
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
     messages = receive_all(aws.client("sqs"), sqs_queue)
 
     result = lambda_handlers.handle_notify(_sqs_event(messages), None)
@@ -67,8 +67,7 @@ def test_reports_the_messages_the_receiver_refused(
 ) -> None:
     alerts = [make_alert(n) for n in range(3)]
     sink = SqsSink(sqs_queue)
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
     messages = receive_all(aws.client("sqs"), sqs_queue)
     event = _sqs_event(messages)
     event["Records"].append({**event["Records"][0], "messageId": "garbage", "body": "{oops"})
@@ -100,8 +99,7 @@ def test_reads_sns_envelopes_from_a_non_raw_subscription(
     aws.client("sns").subscribe(TopicArn=sns_topic, Protocol="sqs", Endpoint=queue_arn)
     alerts = [make_alert(n) for n in range(2)]
     sink = SnsSink(sns_topic)
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
     messages = receive_all(sqs, queue_url)
     assert all(json.loads(m["Body"])["Type"] == "Notification" for m in messages)
 

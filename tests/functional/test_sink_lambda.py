@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from tests.functional.conftest import deliver
 
 from falconet.errors import SinkError
 from falconet.sinks.lambda_invoke import MAX_PAYLOAD_BYTES, LambdaSink
@@ -70,8 +71,7 @@ def test_alerts_are_invoked_asynchronously_in_payloads_under_the_limit(
 ) -> None:
     alerts = [make_alert(n, padding=40_000 if n % 2 else 0) for n in range(15)]
     sink = LambdaSink("falconet-notify")
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
 
     assert len(fake_lambda.invocations) > 1  # ~300 KB of alerts do not fit one 256 KiB payload
     received = []
@@ -90,17 +90,26 @@ def test_alerts_are_invoked_asynchronously_in_payloads_under_the_limit(
 def test_a_refused_invoke_raises_sink_error(fake_lambda, make_alert) -> None:
     fake_lambda.status = 404
     sink = LambdaSink("falconet-notify")
-    sink.emit([make_alert(1)])
-    with pytest.raises(SinkError, match=r"falconet-notify: invoke failed .*ResourceNotFound"):
-        sink.flush()
+    with pytest.raises(SinkError, match=r"Lambda falconet-notify: .*ResourceNotFound"):
+        deliver(sink, [make_alert(1)])
 
 
-def test_an_alert_larger_than_a_payload_raises(fake_lambda, make_alert) -> None:
-    sink = LambdaSink("falconet-notify")
-    sink.emit([make_alert(1, padding=300_000)])
-    with pytest.raises(SinkError, match="larger than one asynchronous payload"):
-        sink.flush()
-    assert fake_lambda.invocations == []
+def test_an_alert_larger_than_a_payload_is_dropped_alone(fake_lambda, make_alert) -> None:
+    huge = make_alert(1, padding=300_000)
+    tally = deliver(LambdaSink("falconet-notify"), [huge, make_alert(2)])
+    assert (tally.delivered, tally.dropped) == (1, 1)
+    assert tally.reasons[0].startswith(f"lambda {huge.uuid}: ")
+    ((_, _, body),) = fake_lambda.invocations
+    assert [a["uuid"] for a in json.loads(body)["alerts"]] == [make_alert(2).uuid]
+
+
+def test_payloads_go_as_they_fill(fake_lambda, make_alert) -> None:
+    delivery = LambdaSink("falconet-notify").open()
+    delivery.emit([make_alert(n, padding=50_000) for n in range(5)])  # ~100 KB each
+    assert len(fake_lambda.invocations) == 2  # two full payloads sent, the fifth alert held
+    delivery.flush()
+    assert len(fake_lambda.invocations) == 3
+    assert delivery.tally.delivered == 5
 
 
 def test_moto_accepts_the_event_invoke_of_a_created_function(aws, make_alert) -> None:
@@ -118,10 +127,8 @@ def test_moto_accepts_the_event_invoke_of_a_created_function(aws, make_alert) ->
         Code={"ZipFile": code.getvalue()},
     )
     sink = LambdaSink("falconet-notify")
-    sink.emit([make_alert(n) for n in range(3)])
-    sink.flush()
+    deliver(sink, [make_alert(n) for n in range(3)])
 
     missing = LambdaSink("no-such-function")
-    missing.emit([make_alert(1)])
     with pytest.raises(SinkError, match="ResourceNotFoundException"):
-        missing.flush()
+        deliver(missing, [make_alert(1)])

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 import pytest
+from tests.functional.conftest import deliver
 
 from falconet.errors import SinkError
 from falconet.sinks.sns import SnsSink, message_attributes
@@ -39,8 +40,7 @@ def test_alerts_reach_raw_and_filtered_subscribers(aws, sns_topic, make_alert, r
         for n in range(23)
     ]
     sink = SnsSink(sns_topic)
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
 
     sqs = aws.client("sqs")
     all_bodies = [json.loads(m["Body"]) for m in receive_all(sqs, every)]
@@ -61,8 +61,7 @@ def test_large_alerts_are_split_under_the_sns_limit(
     every = _subscribe(aws, sns_topic)
     alerts = [make_alert(n, padding=60_000) for n in range(9)]  # 9 x 60 KB > 256 KiB
     sink = SnsSink(sns_topic)
-    sink.emit(alerts)
-    sink.flush()
+    deliver(sink, alerts)
     uuids = [json.loads(m["Body"])["uuid"] for m in receive_all(aws.client("sqs"), every)]
     assert Counter(uuids) == Counter(a.uuid for a in alerts)
 
@@ -76,9 +75,8 @@ def test_attributes_leave_out_an_unknown_cluster(make_alert) -> None:
 
 def test_missing_topic_raises_sink_error(aws, sns_topic, make_alert) -> None:
     sink = SnsSink(sns_topic + "-gone")
-    sink.emit([make_alert(1)])
-    with pytest.raises(SinkError, match="request failed after botocore's retries"):
-        sink.flush()
+    with pytest.raises(SinkError, match="NotFound"):
+        deliver(sink, [make_alert(1)])
 
 
 def test_fifo_topic_deduplicates_a_redelivered_batch(aws, make_alert, receive_all) -> None:
@@ -97,8 +95,7 @@ def test_fifo_topic_deduplicates_a_redelivered_batch(aws, make_alert, receive_al
     alerts = [make_alert(n) for n in range(12)]
     for _ in range(2):  # the same batch published twice, as a retried invocation would
         sink = SnsSink(topic)
-        sink.emit(alerts)
-        sink.flush()
+        deliver(sink, alerts)
     messages = receive_all(sqs, queue_url, MessageSystemAttributeNames=["MessageGroupId"])
     assert Counter(json.loads(m["Body"])["uuid"] for m in messages) == Counter(
         a.uuid for a in alerts

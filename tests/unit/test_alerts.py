@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import orjson
+
 from falconet import Alert, EventContext
-from falconet.alerts import render_value
+from falconet.alerts import _cut_list, fit, render_value, wire_size
 from tests.unit.test_engine import engine, event, rule
 
 
@@ -84,3 +86,77 @@ def test_values_as_falco_prints_them() -> None:
     assert render_value(["a", "b"]) == "(a,b)"
     long = render_value(["x" * 600, "y" * 600])
     assert len(long.encode()) == 1023 and long.startswith("(x")  # Falco's 1024-byte buffer
+
+
+# --- fitting an alert to the sinks' size limit -----------------------------------------------
+
+SNS_LIMIT = 262_144 - 2048
+
+
+def _exec_alert(tmp_path: Path, command: str) -> Alert:
+    out = "Exec (user=%ka.user.name pod=%ka.target.name command=%ka.uri.param[command])"
+    e = engine(tmp_path, rule("Exec", "ka.target.subresource=exec", output=out))
+    uri = f"/api/v1/namespaces/demo/pods/web/exec?container=web&stdout=true&command={command}"
+    ev = event(
+        verb="create",
+        requestURI=uri,
+        objectRef={"resource": "pods", "name": "web", "namespace": "demo", "subresource": "exec"},
+    )
+    (alert,) = e.evaluate(ev, EventContext(cluster="prod-eu"))
+    return alert
+
+
+def test_an_alert_within_the_limit_is_left_alone(tmp_path: Path) -> None:
+    alert = _exec_alert(tmp_path, "id")
+    assert fit(alert, SNS_LIMIT, audit_id="a-1") is alert
+
+
+def test_a_huge_command_is_cut_with_a_marker_and_the_audit_id(tmp_path: Path) -> None:
+    alert = _exec_alert(tmp_path, "x" * 140_000)
+    assert wire_size(alert) > 280_000  # the issue's 281 KB alert, refused by SNS
+
+    fitted = fit(alert, SNS_LIMIT, audit_id="11111111-2222-3333-4444-555555555555")
+
+    assert fitted is not None and wire_size(fitted) <= SNS_LIMIT
+    assert SNS_LIMIT - wire_size(fitted) < 1024  # as much kept as fits
+    assert (fitted.uuid, fitted.rule, fitted.priority, fitted.time) == (
+        alert.uuid,
+        alert.rule,
+        alert.priority,
+        alert.time,
+    )
+    fields = fitted.output_fields
+    assert fields["ka.auditid"] == "11111111-2222-3333-4444-555555555555"
+    assert list(fields) == sorted(fields)
+    command = fields["ka.uri.param[command]"]
+    kept, marker = command.split("…")
+    assert set(kept) == {"x"} and len(kept) > 100_000
+    assert marker == f"[truncated {140_000 - len(kept)} bytes]"
+    # The output line cuts the same value in place: its structure and the end survive.
+    assert fitted.output.endswith(f"command={command})")
+    assert fitted.output.startswith(alert.output[: alert.output.index("Exec (")])
+    assert fitted.output.endswith(fitted.message)
+    assert fields["ka.user.name"] == alert.output_fields["ka.user.name"]
+    # A consumer reads it back as the same alert it received.
+    assert Alert.from_dict(orjson.loads(fitted.to_json())) == fitted
+
+
+def test_multibyte_values_are_cut_between_characters(tmp_path: Path) -> None:
+    alert = _exec_alert(tmp_path, "é" * 70_000 + "\ufffe" * 10_000)
+    fitted = fit(alert, 100_000)
+    assert fitted is not None and wire_size(fitted) <= 100_000
+    fitted.to_json().decode()  # valid UTF-8
+    assert "…[truncated " in fitted.output_fields["ka.uri.param[command]"]
+
+
+def test_long_lists_keep_their_first_items_and_count_the_rest() -> None:
+    assert _cut_list(["a" * 10, "b" * 10, "c" * 10], 25) == [
+        "a" * 10,
+        "b" * 10,
+        "…[truncated 1 more items, 10 bytes]",
+    ]
+    assert _cut_list(["a" * 100], 10) == ["a" * 10 + "…[truncated 90 bytes]"]
+
+
+def test_an_alert_that_cannot_fit_at_all_is_none(tmp_path: Path) -> None:
+    assert fit(_exec_alert(tmp_path, "x" * 1000), 200) is None

@@ -29,6 +29,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
             "falconet.timestamps",
             "falconet.ipscope",
             "falconet.text",
+            "falconet.deadline",
         ),
         set(),
     ),

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from falconet import pipeline
-from falconet.alerts import Alert
+from falconet.alerts import Alert, wire_size
+from falconet.deadline import Deadline
 from falconet.engine import Engine
+from falconet.errors import SinkError
 from falconet.pipeline import Pipeline
+from falconet.sinks import Tally
 from tests.conftest import BUNDLED_RULES, ROOT
 
 BATCH = (ROOT / "examples" / "audit-batch.json").read_bytes()
@@ -22,11 +25,16 @@ class Recorder:
     """A sink noting whether the collector ran when it was called."""
 
     name = "recorder"
+    max_alert_bytes = None
 
     def __init__(self) -> None:
         self.emitted: list[bool] = []
         self.flushed: list[bool] = []
         self.alerts: list[Alert] = []
+        self.tally = Tally("recorder")
+
+    def open(self, deadline: Deadline) -> Recorder:
+        return self
 
     def emit(self, alerts: Sequence[Alert]) -> None:
         self.emitted.append(gc.isenabled())
@@ -97,3 +105,66 @@ def test_left_off_when_the_caller_turned_it_off(engine: Engine) -> None:
     finally:
         if was:
             gc.enable()
+
+
+class Failing(Recorder):
+    """A sink whose destination is down: the first hand-over fails."""
+
+    name = "failing"
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        raise SinkError("failing: down")
+
+
+class Small(Recorder):
+    """A sink that accepts alerts of at most 1000 bytes (the batch's alerts are ~1000-1200)."""
+
+    name = "small"
+    max_alert_bytes = 1000  # type: ignore[assignment]
+
+
+def test_a_sink_error_carries_the_calls_counters(engine: Engine) -> None:
+    sink = Recorder()
+    with pytest.raises(SinkError) as caught:
+        Pipeline(engine, [sink, Failing()]).run(BATCH)
+    result = caught.value.result
+    assert result.events == 6 and result.alerts == 4
+    assert result.to_dict()["alerts"] == 4 and result.duration_ms > 0
+
+
+def test_alerts_are_fitted_to_the_smallest_sink_limit(engine: Engine) -> None:
+    small, large = Small(), Recorder()
+    result = Pipeline(engine, [large, small]).run(BATCH)
+    assert result.alerts == 4
+    # Every sink gets the same fitted alerts, each within the smallest limit or dropped whole.
+    assert small.alerts == large.alerts
+    assert len(small.alerts) == 4 and all(wire_size(a) <= 1000 for a in small.alerts)
+    fitted = [a for a in small.alerts if "…[truncated " in str(a.to_dict())]
+    assert len(fitted) == result.truncated == 3
+    assert all(a.output_fields.get("ka.auditid") for a in fitted)
+
+
+def test_an_alert_that_cannot_fit_is_counted_and_logged(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    tiny = Small()
+    tiny.max_alert_bytes = 300  # type: ignore[misc]
+    result = Pipeline(engine, [tiny]).run(BATCH)
+    assert tiny.alerts == [] and result.dropped == {"all sinks": 4}
+    assert len(result.to_dict()["dropped_alerts"]) == 4
+    assert caplog.text.count("cannot fit in 300 bytes") == 4
+
+
+def test_a_passed_deadline_reaches_the_sinks(engine: Engine) -> None:
+    seen: list[Deadline] = []
+
+    class Noting(Recorder):
+        def open(self, deadline: Deadline) -> Recorder:
+            seen.append(deadline)
+            return self
+
+    passed = Deadline(at=0.0, clock=lambda: 1.0)
+    Pipeline(engine, [Noting()], timeout=60).run(BATCH, deadline=passed)
+    Pipeline(engine, [Noting()], timeout=60).run(BATCH)
+    assert seen[0] is passed
+    assert 59 < seen[1].remaining() <= 60  # none given: the configured timeout from now

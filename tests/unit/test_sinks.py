@@ -10,9 +10,9 @@ import pytest
 from falconet.alerts import Alert
 from falconet.config import Settings
 from falconet.errors import ConfigError
-from falconet.sinks import sinks_from_settings
+from falconet.sinks import sinks_from_settings, smallest_limit
 from falconet.sinks.http import HttpSink
-from falconet.sinks.lambda_invoke import LambdaSink, payloads
+from falconet.sinks.lambda_invoke import LambdaSink
 from falconet.sinks.sns import SnsSink
 from falconet.sinks.sqs import SqsSink, fifo_id, region_of_queue_url, sqs_body
 from falconet.sinks.stdout import StdoutSink
@@ -144,20 +144,21 @@ def test_header_values_are_never_echoed() -> None:
     assert "top" not in str(caught.value)
 
 
-def test_stdout_writes_one_json_line_per_alert() -> None:
+def test_stdout_writes_one_json_line_per_alert_at_once() -> None:
     stream = io.BytesIO()
-    sink = StdoutSink(stream)
-    sink.emit([_alert(1), _alert(2)])
-    sink.emit([])
-    sink.flush()
-    lines = stream.getvalue().splitlines()
+    delivery = StdoutSink(stream).open()
+    delivery.emit([_alert(1), _alert(2)])
+    delivery.emit([])
+    lines = stream.getvalue().splitlines()  # written before any flush: nothing is held
+    delivery.flush()
     assert [json.loads(line) for line in lines] == [_alert(1).to_dict(), _alert(2).to_dict()]
+    assert delivery.tally.delivered == 2
 
 
 def test_stdout_default_is_the_current_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    sink = StdoutSink()
-    sink.emit([_alert(1)])
-    sink.flush()
+    delivery = StdoutSink().open()
+    delivery.emit([_alert(1)])
+    delivery.flush()
     assert capsysbinary.readouterr().out == _alert(1).to_json() + b"\n"
 
 
@@ -176,12 +177,55 @@ def test_region_of_queue_url() -> None:
     assert region_of_queue_url("http://127.0.0.1:5000/123456789012/q") is None
 
 
-def test_lambda_payloads_keep_order_and_size() -> None:
-    alerts = [_alert(n, output="x" * 1000) for n in range(50)]
-    chunks = payloads(alerts, max_bytes=5000)
-    assert all(len(chunk) <= 5000 for chunk in chunks)
-    received = [a["uuid"] for chunk in chunks for a in json.loads(chunk)["alerts"]]
-    assert received == [a.uuid for a in alerts]
+def test_every_sink_takes_the_alert_limit_under_its_own() -> None:
+    environ = {
+        "FALCONET_SQS_QUEUE_URL": QUEUE,
+        "FALCONET_SNS_TOPIC_ARN": TOPIC,
+        "FALCONET_NOTIFY_FUNCTION": "falconet-notify",
+        "FALCONET_HTTP_SINK_URL": "https://sidekick.example/",
+    }
+    limits = {s.name: s.max_alert_bytes for s in sinks_from_env(environ)}
+    # SQS 1 MiB and SNS 256 KiB less headroom, one 256 KiB Lambda payload, HTTP: the setting.
+    assert limits == {"sqs": 1_047_552, "sns": 260_096, "lambda": 261_107, "http": 1_047_552}
+    smaller = {
+        s.name: s.max_alert_bytes
+        for s in sinks_from_env({**environ, "FALCONET_MAX_ALERT_BYTES": "100000"})
+    }
+    assert smaller == {"sqs": 100_000, "sns": 100_000, "lambda": 100_000, "http": 98_976}
+    assert smallest_limit(sinks_from_env(environ)) == 260_096
+    assert [s.max_alert_bytes for s in sinks_from_env({})] == [1_048_576]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"FALCONET_MAX_ALERT_BYTES": "10"},
+            "FALCONET_MAX_ALERT_BYTES must be a number of bytes of at least 4096",
+        ),
+        (
+            {"FALCONET_MAX_ALERT_BYTES": "1 MiB"},
+            "FALCONET_MAX_ALERT_BYTES must be a number of bytes of at least 4096",
+        ),
+        (
+            {"FALCONET_FUNCTION_TIMEOUT_SECONDS": "-3"},
+            "FALCONET_FUNCTION_TIMEOUT_SECONDS must be a positive number of seconds, got '-3'",
+        ),
+        (
+            {"FALCONET_FUNCTION_TIMEOUT_SECONDS": "nan"},
+            "FALCONET_FUNCTION_TIMEOUT_SECONDS must be a positive number of seconds, got 'nan'",
+        ),
+    ],
+)
+def test_bad_delivery_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings(environ).sinks  # noqa: B018
+    assert str(caught.value) == message
+
+
+def test_the_function_timeout_setting() -> None:
+    assert Settings({}).sinks.function_timeout == 60.0
+    assert Settings({"FALCONET_FUNCTION_TIMEOUT_SECONDS": "29.5"}).sinks.function_timeout == 29.5
 
 
 @pytest.mark.parametrize(

@@ -1,37 +1,88 @@
-"""Shared plumbing of the AWS sinks: lazy boto3 clients, batching by count and size, retries.
+"""Shared plumbing of the AWS sinks: lazy boto3 clients, retries bounded by the invocation's
+deadline, and the batch delivery of the SQS and SNS sinks.
 
 Contract:
 - `make_client(service, region)` imports boto3 on first call only (the import costs ~200 ms of cold
-  start), and every client comes from one process-wide
-  session (a new session per client costs ~50 ms more). Endpoints come only from botocore's own
-  configuration (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`), never from a parameter here.
-- botocore's `standard` retry mode retries throttling and transient request errors; the sinks retry
-  on top of that only what botocore never retries: the per-entry `Failed` list of a batch call.
-- `chunk(items, size_of, max_count, max_bytes)` groups items in order; an item bigger than
-  `max_bytes` on its own is yielded alone for the caller to reject.
+  start), and every client comes from one process-wide session (a new session per client costs
+  ~50 ms more). Endpoints come only from botocore's own configuration (`AWS_ENDPOINT_URL`,
+  `AWS_ENDPOINT_URL_<SERVICE>`), never from a parameter here.
+- botocore retries nothing itself (`total_max_attempts=1`): `call_with_retries` retries connection
+  errors, timeouts, throttling and 5xx with backoff while the attempts *and the deadline* allow.
+  botocore's own 4 attempts of up to connect + read timeout each could outlast a 30 s function, and
+  then the 503 and the log line the caller was promised never come.
+- A request refused for what it carries (`InvalidParameterValue`, `BatchRequestTooLong`, ...)
+  raises `Refused`: the batch delivery then sends its entries one by one, so one bad entry is
+  dropped (counted, logged) and the others are delivered. Any other refusal (a missing queue, a
+  denied request) raises `SinkError` at once: retrying cannot help, and dropping would lose every
+  alert, while failing the invocation sends it to the trigger's retries and dead-letter queue.
+- `BatchDelivery` sends a request as soon as it holds `max_count` entries or `max_bytes` (memory
+  stays flat), retries only the entries a response lists as `Failed` and not `SenderFault` (those
+  are dropped: they would fail again).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from falconet.alerts import Alert
+from falconet.deadline import Deadline
 from falconet.errors import SinkError
-from falconet.sinks._retry import sleep_before_retry
+from falconet.sinks import Tally
+from falconet.sinks._retry import backoff_delay
 
 if TYPE_CHECKING:
     import boto3  # lazy on purpose, see the module docstring
 
 T = TypeVar("T")
 
-# Lambda's handlers have seconds, not minutes: connect quickly, fail over to botocore's retries.
-CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 10.0
-BOTOCORE_MAX_ATTEMPTS = 4
+# Lambda's handlers have seconds, not minutes: connect quickly, give up on a silent endpoint soon.
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 5.0
+WORST_CALL_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S  # what one attempt may take at most
+
+# botocore's standard retry mode's lists (botocore.retries.standard), which we now apply ourselves.
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# A request refused for its content: sent again entry by entry, the culprit is dropped alone.
+_CONTENT = frozenset(
+    {
+        "InvalidParameterValue",
+        "InvalidParameter",
+        "InvalidMessageContents",
+        "BatchRequestTooLong",
+        "RequestEntityTooLargeException",
+        "RequestTooLargeException",
+        "InvalidRequestContentException",
+    }
+)
 
 _session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
+
+
+class Refused(Exception):
+    """A request refused for what it carries (see the module docstring)."""
 
 
 def make_client(service: str, region: str | None = None) -> Any:
@@ -47,26 +98,9 @@ def make_client(service: str, region: str | None = None) -> Any:
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
-        retries={"mode": "standard", "max_attempts": BOTOCORE_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": 1},
     )
     return session.client(service, region_name=region, config=config)  # type: ignore[call-overload]
-
-
-def chunk(
-    items: Sequence[T], size_of: Callable[[T], int], max_count: int, max_bytes: int
-) -> Iterator[list[T]]:
-    """Consecutive groups of at most `max_count` items whose sizes add up to at most `max_bytes`."""
-    group: list[T] = []
-    total = 0
-    for item in items:
-        size = size_of(item)
-        if group and (len(group) >= max_count or total + size > max_bytes):
-            yield group
-            group, total = [], 0
-        group.append(item)
-        total += size
-    if group:
-        yield group
 
 
 def region_of_arn(arn: str) -> str | None:
@@ -75,66 +109,145 @@ def region_of_arn(arn: str) -> str | None:
     return parts[3] or None if len(parts) > 3 else None
 
 
-def deliver_batches(
-    sink: str,
-    entries: Sequence[tuple[str, dict[str, Any]]],
-    call: Callable[[list[dict[str, Any]]], Any],
+def error_code(error: Any) -> str:
+    """A ClientError's code, without the `AWS.SimpleQueueService.` style prefix."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code.rsplit(".", 1)[-1]
+
+
+def _transient(error: Exception) -> bool:
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or status == 429 or error_code(error) in _THROTTLING
+    return False
+
+
+def call_with_retries(
+    describe: str,
+    call: Callable[[], T],
+    deadline: Deadline,
     *,
-    size_of: Callable[[dict[str, Any]], int],
-    max_count: int,
-    max_bytes: int,
     max_attempts: int,
     backoff_base: float,
-) -> None:
-    """Send `(label, entry)` pairs through a `*Batch` call, retrying only the entries it reports
-    as `Failed` (and not `SenderFault`: those would fail again), with backoff, `max_attempts` times.
-
-    `label` (the alert uuid) names an entry in errors. Raises `SinkError` listing every entry that
-    was not delivered; a request error (botocore already retried it) raises at once.
-    """
+) -> T:
+    """`call()`, retried on transient errors with backoff while `max_attempts` and `deadline`
+    allow. Raises `Refused` (content refused), `SinkError` (anything else, or out of retries)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    failures: list[str] = []
-    oversized = [label for label, entry in entries if size_of(entry) > max_bytes]
-    failures += [f"{label}: larger than the {max_bytes}-byte limit" for label in oversized]
-    sendable = [(label, entry) for label, entry in entries if size_of(entry) <= max_bytes]
-    sent = 0
-    for group in chunk(sendable, lambda pair: size_of(pair[1]), max_count, max_bytes):
+    if deadline.passed():
+        raise SinkError(f"{describe}: the invocation's delivery deadline has passed")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except (BotoCoreError, ClientError) as error:
+            if isinstance(error, ClientError) and error_code(error) in _CONTENT:
+                raise Refused(f"{error_code(error)}: {error}") from error
+            if not _transient(error):
+                raise SinkError(f"{describe}: {error}") from error
+            delay = backoff_delay(attempt - 1, backoff_base)
+            if attempt >= max_attempts:
+                raise SinkError(f"{describe}: {error} ({attempt} attempt(s))") from error
+            if not deadline.allows(delay, WORST_CALL_S):
+                raise SinkError(
+                    f"{describe}: {error} ({attempt} attempt(s); no time left to retry before "
+                    "the invocation's deadline)"
+                ) from error
+            deadline.sleep(delay)
+
+
+class BatchDelivery:
+    """One invocation's alerts to one SQS queue or SNS topic, sent as batches fill up."""
+
+    def __init__(self, sink: BatchSink, deadline: Deadline) -> None:
+        self.sink = sink
+        self.deadline = deadline
+        self.tally = Tally(sink.name)
+        self._group: list[tuple[Alert, dict[str, Any]]] = []
+        self._bytes = 0
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        sink = self.sink
+        for alert in alerts:
+            entry = sink.entry(alert)
+            size = sink.entry_size(entry)
+            if size > sink.max_bytes:
+                self.tally.drop(alert, f"{size} bytes, over the {sink.max_bytes}-byte limit")
+                continue
+            if self._group and (
+                len(self._group) >= sink.max_count or self._bytes + size > sink.max_bytes
+            ):
+                self.flush()
+            self._group.append((alert, entry))
+            self._bytes += size
+
+    def flush(self) -> None:
+        group, self._group, self._bytes = self._group, [], 0
+        if group:
+            self._deliver(group)
+
+    def _deliver(self, group: list[tuple[Alert, dict[str, Any]]]) -> None:
+        sink = self.sink
+        client = sink.client()
+        describe = f"{sink.service.upper()} {sink.target}"
         # Entry ids only need to be unique within one request: the position in the group.
         pending = {str(i): pair for i, pair in enumerate(group)}
-        for attempt in range(max_attempts):
+        attempt = 0
+        while True:
+            attempt += 1
             request = [{"Id": entry_id, **entry} for entry_id, (_, entry) in pending.items()]
             try:
-                response = call(request)
-            except (BotoCoreError, ClientError) as error:
-                unsent = len(sendable) - sent
-                raise SinkError(
-                    f"{sink}: request failed after botocore's retries, {unsent} alert(s) not "
-                    f"delivered: {error}"
-                ) from error
-            retry: dict[str, tuple[str, dict[str, Any]]] = {}
+                response = call_with_retries(
+                    describe,
+                    partial(sink.send, client, request),
+                    self.deadline,
+                    max_attempts=sink.max_attempts,
+                    backoff_base=sink.backoff_base,
+                )
+            except Refused as refusal:
+                if len(pending) == 1:
+                    ((alert, _),) = pending.values()
+                    self.tally.drop(alert, str(refusal))
+                else:  # one entry spoils the request: isolate it, deliver the others
+                    for pair in pending.values():
+                        self._deliver([pair])
+                return
+            retry: dict[str, tuple[Alert, dict[str, Any]]] = {}
+            reasons: list[str] = []
             for failed in response.get("Failed", []):
-                label, entry = pending[failed["Id"]]
-                reason = f"{label}: {failed.get('Code', '?')} {failed.get('Message', '')}".rstrip()
-                if failed.get("SenderFault") or attempt + 1 == max_attempts:
-                    failures.append(reason)
+                alert, entry = pending.pop(failed["Id"])
+                reason = f"{failed.get('Code', '?')} {failed.get('Message', '')}".rstrip()
+                if failed.get("SenderFault"):
+                    self.tally.drop(alert, reason)
                 else:
-                    retry[failed["Id"]] = (label, entry)
-            sent += len(pending) - len(retry)
+                    retry[failed["Id"]] = (alert, entry)
+                    reasons.append(f"{alert.uuid or alert.rule}: {reason}")
+            self.tally.delivered += len(pending)
             if not retry:
-                break
+                return
+            delay = backoff_delay(attempt - 1, sink.backoff_base)
+            if attempt >= sink.max_attempts or not self.deadline.allows(delay, WORST_CALL_S):
+                shown = "; ".join(reasons[:5]) + ("; ..." if len(reasons) > 5 else "")
+                why = "" if attempt >= sink.max_attempts else ", no time left before the deadline"
+                raise SinkError(
+                    f"{describe}: {len(retry)} alert(s) not delivered after {attempt} "
+                    f"attempt(s){why}: {shown}"
+                )
+            self.deadline.sleep(delay)
             pending = retry
-            sleep_before_retry(attempt, backoff_base)
-    if failures:
-        shown = "; ".join(failures[:5]) + ("; ..." if len(failures) > 5 else "")
-        raise SinkError(f"{sink}: {len(failures)} alert(s) not delivered: {shown}")
 
 
 class BatchSink:
-    """Buffers alerts and delivers them with an AWS `*Batch` call (the SQS and SNS sinks).
+    """An SQS queue or SNS topic fed with an AWS `*Batch` call.
 
     Subclasses say which service and limits, how an alert becomes an entry, how big an entry is,
-    and which call sends a batch; buffering, the lazy per-sink client, batching by count and size
+    and which call sends a batch; deliveries, the lazy per-sink client, batching by count and size
     and the retry of `Failed` entries live here once.
     """
 
@@ -142,13 +255,22 @@ class BatchSink:
     service = ""
     max_count = 10
     max_bytes = 262_144
+    entry_overhead = 0  # bytes an entry may count beyond the alert's JSON (message attributes)
 
-    def __init__(self, target: str, *, max_attempts: int = 5, backoff_base: float = 0.1) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_attempts: int = 5,
+        backoff_base: float = 0.1,
+        max_alert_bytes: int | None = None,
+    ) -> None:
         self.target = target
         self.fifo = target.endswith(".fifo")
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
-        self._pending: list[Any] = []
+        own = self.max_bytes - self.entry_overhead
+        self.max_alert_bytes = own if max_alert_bytes is None else min(own, max_alert_bytes)
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -171,22 +293,5 @@ class BatchSink:
                 self._client = make_client(self.service, self.region())
             return self._client
 
-    def emit(self, alerts: Sequence[Any]) -> None:
-        self._pending.extend(alerts)
-
-    def flush(self) -> None:
-        alerts, self._pending = self._pending, []
-        if not alerts:
-            return
-        entries = [(alert.uuid or alert.rule, self.entry(alert)) for alert in alerts]
-        client = self.client()
-        deliver_batches(
-            f"{self.service.upper()} {self.target}",
-            entries,
-            lambda batch: self.send(client, batch),
-            size_of=self.entry_size,
-            max_count=self.max_count,
-            max_bytes=self.max_bytes,
-            max_attempts=self.max_attempts,
-            backoff_base=self.backoff_base,
-        )
+    def open(self, deadline: Deadline | None = None) -> BatchDelivery:
+        return BatchDelivery(self, deadline or Deadline.never())

@@ -7,13 +7,8 @@ concurrent functions that failed together do not retry in lockstep against a rec
 from __future__ import annotations
 
 import random
-import time
 
 
 def backoff_delay(attempt: int, base: float, cap: float = 5.0) -> float:
     """Exponential backoff with full jitter (AWS Architecture Blog), for retry number `attempt`."""
     return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 - jitter, not crypto
-
-
-def sleep_before_retry(attempt: int, base: float) -> None:
-    time.sleep(backoff_delay(attempt, base))

@@ -10,18 +10,21 @@ Contract:
   `http_output` POSTs to Falcosidekick (`POST /`).
 - Delivery is stdlib `urllib.request` (no `requests` in the Lambda package), with a timeout, no
   redirects (an `Authorization` header must not follow a redirect elsewhere), and retries with
-  backoff on connection errors, timeouts, 429 and 5xx. Other statuses fail that alert at once and
-  the next is tried; an endpoint still down after every retry stops the flush (the invocation
-  fails and is retried as a whole, so there is no point spending its time limit on the rest).
-  `flush` then raises `SinkError` naming the alerts that failed. Response bodies, request
-  headers and URL paths never appear in errors or logs (they carry tokens: see `redact`).
+  backoff on connection errors, timeouts, 429 and 5xx, while the attempts and the invocation's
+  deadline allow (each attempt's timeout is cut to the time left).
+- A delivery (`open(deadline)`, one per invocation) POSTs each alert as it is emitted: nothing is
+  held. An alert the endpoint refuses for itself (400, 413, 422) is dropped: counted, logged, and
+  the next one is sent. An endpoint still failing after the retries, or answering as a
+  misconfigured endpoint would (3xx, 401, 403, 404, other 4xx), stops the delivery with
+  `SinkError` at once: the invocation fails and is retried as a whole, so there is no point
+  spending its time limit on the rest. Response bodies, request headers and URL paths never
+  appear in errors or logs (they carry tokens: see `redact`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -33,7 +36,9 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.config import HttpFormat
+from falconet.deadline import Deadline
 from falconet.errors import SinkError
+from falconet.sinks import Tally
 from falconet.sinks._retry import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,10 @@ CLOUDEVENT_TYPE = "falco.rule.output.v1"
 CLOUDEVENT_SOURCE = "falconet"
 USER_AGENT = "falconet"
 DEFAULT_TIMEOUT_S = 5.0
+MIN_TIMEOUT_S = 0.5  # the shortest timeout an attempt is given near the deadline
+CLOUDEVENT_ALLOWANCE = 1024  # the CloudEvent envelope's attributes around the alert
+# Statuses that refuse one alert for what it is; any other 4xx or 3xx says the endpoint is wrong.
+REFUSED_ALERT = frozenset({400, 413, 422})
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -97,18 +106,29 @@ def send(
     timeout: float = DEFAULT_TIMEOUT_S,
     max_attempts: int = 4,
     backoff_base: float = 0.2,
+    deadline: Deadline | None = None,
 ) -> PostOutcome:
-    """POST `body` to `url`, retrying connection errors, timeouts, 429 and 5xx with backoff."""
+    """POST `body` to `url`, retrying connection errors, timeouts, 429 and 5xx with backoff, as
+    long as `max_attempts` and `deadline` allow (no attempt starts once it has passed)."""
     if not url.startswith(("http://", "https://")):
         return PostOutcome(url, 0, None, "refusing a URL that is not http:// or https://")
+    deadline = deadline or Deadline.never()
+    if deadline.passed():
+        return PostOutcome(url, 0, None, "the invocation's delivery deadline has passed")
     problem, status, attempt = "", None, 0
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
-            time.sleep(backoff_delay(attempt - 2, backoff_base))
+            delay = backoff_delay(attempt - 2, backoff_base)
+            if not deadline.allows(delay, timeout):
+                problem += " (no time left to retry before the invocation's deadline)"
+                attempt -= 1  # noqa: PLW2901 - this attempt was not made
+                break
+            deadline.sleep(delay)
         # The scheme was checked above; the URL comes from configuration, never from events.
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+        wait = max(MIN_TIMEOUT_S, min(timeout, deadline.remaining()))
         try:
-            with _opener.open(request, timeout=timeout) as response:
+            with _opener.open(request, timeout=wait) as response:
                 response.read()
                 return PostOutcome(url, attempt, int(response.status))
         except urllib.error.HTTPError as error:
@@ -158,6 +178,42 @@ def request_body(alert: Alert, fmt: HttpFormat) -> tuple[bytes, str]:
     return alert.to_json(), "application/json; charset=utf-8"
 
 
+class HttpDelivery:
+    """One invocation's alerts POSTed one by one, as they come."""
+
+    def __init__(self, sink: HttpSink, deadline: Deadline) -> None:
+        self.sink = sink
+        self.deadline = deadline
+        self.tally = Tally(sink.name)
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        sink = self.sink
+        for alert in alerts:
+            body, content_type = request_body(alert, sink.fmt)
+            headers = {"User-Agent": USER_AGENT, **sink.headers, "Content-Type": content_type}
+            outcome = send(
+                sink.url,
+                body,
+                headers,
+                timeout=sink.timeout,
+                max_attempts=sink.max_attempts,
+                backoff_base=sink.backoff_base,
+                deadline=self.deadline,
+            )
+            if outcome.ok:
+                self.tally.delivered += 1
+            elif outcome.status in REFUSED_ALERT:
+                self.tally.drop(alert, outcome.describe())
+            else:
+                raise SinkError(
+                    f"HTTP sink: {alert.uuid or alert.rule}: {outcome.describe()}; this and the "
+                    "invocation's later alerts were not delivered"
+                )
+
+    def flush(self) -> None:
+        """Nothing is held."""
+
+
 class HttpSink:
     """Alerts POSTed one by one to an HTTP endpoint (a CloudEvents consumer or Falcosidekick)."""
 
@@ -172,6 +228,7 @@ class HttpSink:
         timeout: float = DEFAULT_TIMEOUT_S,
         max_attempts: int = 4,
         backoff_base: float = 0.2,
+        max_alert_bytes: int | None = None,
     ) -> None:
         self.url = url
         self.fmt = fmt
@@ -179,36 +236,8 @@ class HttpSink:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
-        self._pending: list[Alert] = []
+        envelope = CLOUDEVENT_ALLOWANCE if fmt == "cloudevent" else 0
+        self.max_alert_bytes = None if max_alert_bytes is None else max_alert_bytes - envelope
 
-    def emit(self, alerts: Sequence[Alert]) -> None:
-        self._pending.extend(alerts)
-
-    def flush(self) -> None:
-        alerts, self._pending = self._pending, []
-        failures: list[str] = []
-        for index, alert in enumerate(alerts):
-            body, content_type = request_body(alert, self.fmt)
-            headers = {"User-Agent": USER_AGENT, **self.headers, "Content-Type": content_type}
-            outcome = send(
-                self.url,
-                body,
-                headers,
-                timeout=self.timeout,
-                max_attempts=self.max_attempts,
-                backoff_base=self.backoff_base,
-            )
-            if not outcome.ok:
-                failures.append(f"{alert.uuid or alert.rule}: {outcome.describe()}")
-            if outcome.endpoint_down:
-                skipped = len(alerts) - index - 1
-                break
-        else:
-            skipped = 0
-        if failures:
-            shown = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
-            if skipped:
-                shown += f"; {skipped} more not attempted (endpoint down)"
-            raise SinkError(
-                f"HTTP sink: {len(failures) + skipped} of {len(alerts)} alert(s) failed: {shown}"
-            )
+    def open(self, deadline: Deadline | None = None) -> HttpDelivery:
+        return HttpDelivery(self, deadline or Deadline.never())

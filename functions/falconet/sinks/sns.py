@@ -8,7 +8,8 @@ Contract:
   attribute per output field; we do not, because SNS drops messages with more than 10 attributes for
   raw-delivery SQS subscribers.
 - FIFO topics (ARN ends in `.fifo`): `MessageGroupId` = cluster, `MessageDeduplicationId` = uuid.
-- Batching, retry of `Failed` entries and buffer handling are those of the SQS sink.
+- Deliveries, batching, retries and drops are those of the SQS sink (`_aws.BatchDelivery`), with
+  SNS's limits: 10 entries and 256 KiB (bodies and attributes) per request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from falconet.sinks.sqs import fifo_fields, sqs_body
 # MaximumMessageSize". A topic can be raised to 1 MiB, but 256 KiB is what every topic accepts.
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 262_144 - 1024
+ATTRIBUTES_ALLOWANCE = 1024  # the message attributes of an entry (priority, rule, cluster)
 
 
 def message_attributes(alert: Alert) -> dict[str, dict[str, str]]:
@@ -43,6 +45,7 @@ class SnsSink(BatchSink):
     service = "sns"
     max_count = MAX_BATCH_ENTRIES
     max_bytes = MAX_BATCH_BYTES
+    entry_overhead = ATTRIBUTES_ALLOWANCE
 
     @property
     def topic_arn(self) -> str:

@@ -1,16 +1,17 @@
 """The SQS sink: one Falco JSON alert per message, sent with `SendMessageBatch`.
 
 Contract:
-- `emit` buffers; `flush` sends everything buffered, in requests of at most 10 entries and at most
-  1 MiB, then empties the buffer (also on failure: the trigger retries the whole invocation, and a
-  warm container must not resend a failed invocation's alerts with the next one).
+- `open(deadline)` starts one invocation's delivery (`falconet.sinks._aws.BatchDelivery`): each
+  request goes as soon as it holds 10 entries or 1 MiB, so memory stays flat; a failed invocation's
+  unsent alerts die with its delivery and are never sent by the next invocation.
 - Each message body is exactly `alert.to_json()` (Falco's JSON plus `uuid`), so Falcosidekick-style
   consumers read it unchanged.
 - FIFO queues (URL ends in `.fifo`): `MessageGroupId` = the alert's cluster (ordering per cluster),
   `MessageDeduplicationId` = the alert uuid, so a re-delivered S3 object or a retried invocation
   within SQS's 5-minute window is dropped by SQS itself.
-- Entries SQS reports as `Failed` are retried with backoff, a bounded number of times; what is still
-  undelivered raises `SinkError` naming the alert uuids.
+- Entries SQS reports as `Failed` are retried with backoff, a bounded number of times and never past
+  the deadline, then `SinkError`; `SenderFault` entries, and an entry that makes SQS refuse its
+  whole request, are dropped (counted, logged) and the others delivered.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from falconet.sinks._aws import BatchSink
 
 # botocore 1.44.8 `sqs/2012-11-05/service-2.json`, SendMessageBatch: "The maximum allowed individual
 # message size and the maximum total payload size (the sum of the individual lengths of all of the
-# batched messages) are both 1 MiB 1,048,576 bytes." (It was 256 KiB until 2025.) We leave 1 KiB of
-# headroom for the entry fields SQS may count with the body.
+# batched messages) are both 1 MiB 1,048,576 bytes." (It was 256 KiB until 2025.) CreateQueue:
+# "MaximumMessageSize ... Default: 1,048,576 bytes (1 MiB)"; a queue created earlier, or with a
+# lower MaximumMessageSize, needs FALCONET_MAX_ALERT_BYTES at or under its value. We leave 1 KiB
+# of headroom for the entry fields SQS may count with the body.
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1_048_576 - 1024
 
