@@ -11,11 +11,12 @@ import pytest
 from falconet.decode import (
     BAD_COMPRESSION,
     BAD_TIMESTAMP,
+    LIMIT_DOCUMENT,
     MAX_EVENT_BYTES,
     NOT_AUDIT_EVENT,
     NOT_JSON,
     TOO_LARGE,
-    TRUNCATED,
+    DecodeLimits,
 )
 from tests.unit.decode.wrap import check_accounting, gz, jsonl, load_events, run
 
@@ -160,17 +161,17 @@ def test_format_is_detected_from_content_not_name() -> None:
     assert got == EVENTS and stats.rejected_total == 0
 
 
-def test_line_over_the_record_limit_is_dropped_while_read(monkeypatch) -> None:
-    from falconet.decode import stream
-
-    monkeypatch.setattr(stream, "MAX_RECORD_BYTES", 10_000)
-    huge = b'{"kind":"Event","x":"' + b"a" * 50_000 + b'"}'
+@pytest.mark.parametrize("shape", ["chunks", "bytes"])
+def test_line_over_the_document_limit_is_dropped_while_read(shape: str) -> None:
+    huge = b'{"kind":"Event","x":"' + b"a" * 500_000 + b'"}'
     data = jsonl([_event(1)]) + huge + b"\n" + jsonl([_event(2)])
     chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
-    got, _, stats = run(chunks)
+    limits = DecodeLimits(max_document_bytes=100_000)
+    # In memory, an input over the limit is not held whole: it is read in chunks too.
+    got, _, stats = run(chunks if shape == "chunks" else data, limits=limits)
     assert [e["auditID"] for e in got] == ["id-1", "id-2"]
-    assert stats.rejected == {TRUNCATED: 1}
-    assert stats.problems[0].position == "t:2"
+    assert stats.rejected == {LIMIT_DOCUMENT: 1}
+    assert str(stats.problems[0]) == "t:2: document over the size limit (line over 100000 bytes)"
 
 
 def test_concatenated_documents_with_braces_inside_strings() -> None:

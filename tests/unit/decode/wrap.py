@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from falconet.context import EMPTY_CONTEXT, EventContext
-from falconet.decode import DecodeStats, decode
+from falconet.decode import OBJECT_LIMITS, DecodeLimits, DecodeStats, decode
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data" / "decode"
@@ -26,10 +26,15 @@ def load_events() -> list[Event]:
     return [orjson.loads(line) for line in (DATA / "events.jsonl").read_bytes().splitlines()]
 
 
-def run(data: Any, context: EventContext = EMPTY_CONTEXT, name: str = "t"):
-    """(events, contexts, stats) of decoding `data`."""
+def run(
+    data: Any,
+    context: EventContext = EMPTY_CONTEXT,
+    name: str = "t",
+    limits: DecodeLimits = OBJECT_LIMITS,
+):
+    """(events, contexts, stats) of decoding `data` under `limits`."""
     stats = DecodeStats()
-    pairs = list(decode(data, stats=stats, context=context, name=name))
+    pairs = list(decode(data, stats=stats, context=context, name=name, limits=limits))
     return [e for e, _ in pairs], [c for _, c in pairs], stats
 
 
