@@ -30,7 +30,14 @@ import orjson
 
 from falconet.alerts import Alert
 from falconet.context import EMPTY_CONTEXT, EventContext
-from falconet.decode import DecodeStats, decode, decode_value
+from falconet.decode import (
+    BODY_LIMITS,
+    OBJECT_LIMITS,
+    DecodeLimits,
+    DecodeStats,
+    decode,
+    decode_value,
+)
 from falconet.engine import Engine
 from falconet.sinks import Sink
 from falconet.storage import ObjectRef, cluster_from_key, open_object
@@ -79,6 +86,7 @@ class Pipeline:
     """An engine and its sinks, built once per process and reused by every invocation.
 
     `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
+    `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
     """
 
     def __init__(
@@ -87,10 +95,14 @@ class Pipeline:
         sinks: Sequence[Sink],
         *,
         key_pattern: re.Pattern[str] | None = None,
+        body_limits: DecodeLimits = BODY_LIMITS,
+        object_limits: DecodeLimits = OBJECT_LIMITS,
     ) -> None:
         self.engine = engine
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
+        self.body_limits = body_limits
+        self.object_limits = object_limits
 
     def scan(self, ref: ObjectRef, *, context: EventContext = EMPTY_CONTEXT) -> Result:
         """Stream one bucket object through the pipeline. Raises ObjectGone, SinkError."""
@@ -105,19 +117,28 @@ class Pipeline:
             ctx = context.updated(
                 cluster=cluster, origin=ref.url, region=ref.region, account=ref.account
             )
-            return self.run(opened.stream, context=ctx, name=ref.url)
+            return self.run(opened.stream, context=ctx, name=ref.url, limits=self.object_limits)
         finally:
             close = getattr(opened.stream, "close", None)
             if close is not None:
                 close()
 
     def run_value(
-        self, value: Any, *, context: EventContext = EMPTY_CONTEXT, name: str, size: int | None
+        self,
+        value: Any,
+        *,
+        context: EventContext = EMPTY_CONTEXT,
+        name: str,
+        size: int | None,
+        limits: DecodeLimits | None = None,
     ) -> Result:
         """`run` for a JSON value already parsed (`size`: the length it was parsed from, if
         known). Raises SinkError."""
         stats = DecodeStats()
-        events = decode_value(value, stats=stats, context=context, name=name, size=size)
+        limits = limits or self.body_limits
+        events = decode_value(
+            value, stats=stats, context=context, name=name, size=size, limits=limits
+        )
         return self._process(events, stats, context, time.perf_counter())
 
     def run(
@@ -126,13 +147,15 @@ class Pipeline:
         *,
         context: EventContext = EMPTY_CONTEXT,
         name: str | None = None,
+        limits: DecodeLimits | None = None,
     ) -> Result:
-        """Decode `data`, evaluate every event, emit the alerts. Raises SinkError."""
+        """Decode `data` (under `limits`, default `body_limits`), evaluate every event, emit the
+        alerts. Raises SinkError."""
         started = time.perf_counter()
         stats = DecodeStats()
-        events = decode(
-            data, stats=stats, context=context, name=name or context.origin or "<input>"
-        )
+        name = name or context.origin or "<input>"
+        limits = limits or self.body_limits
+        events = decode(data, stats=stats, context=context, name=name, limits=limits)
         return self._process(events, stats, context, started)
 
     def _process(

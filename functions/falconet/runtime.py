@@ -1,7 +1,7 @@
 """The process-wide objects, built in one place, once per cold start.
 
     from falconet import get_runtime
-    pipeline = get_runtime().pipeline     # engine (rules loaded and compiled) + sinks + key pattern
+    pipeline = get_runtime().pipeline     # engine (compiled rules), sinks, key pattern, limits
     http = get_runtime().settings.http    # the webhook token and body limit
     notify = get_runtime().notify         # the notification function's delivery configuration
 
@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from falconet.config import EngineSettings, Settings
+from falconet.decode import DecodeLimits
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
 from falconet.sinks import sinks_from_settings
@@ -51,11 +52,14 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks and key pattern from `settings`. Raises ConfigError / RuleError."""
+    """Engine, sinks, key pattern and decode limits from `settings`. Raises ConfigError /
+    RuleError."""
     return Pipeline(
         build_engine(settings.engine),
         sinks_from_settings(settings.sinks),
         key_pattern=settings.key_pattern,
+        body_limits=DecodeLimits.like(settings.decode.body),
+        object_limits=DecodeLimits.like(settings.decode.object),
     )
 
 
