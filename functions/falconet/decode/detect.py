@@ -97,3 +97,14 @@ def detect(head: bytes) -> Framing:
     if first.endswith(_OPENERS):
         return Framing.DOCUMENTS  # pretty-printed: no JSON line ends like that
     return Framing.LINES
+
+
+def back_to_back(head: bytes) -> bool:
+    """Whether a DOCUMENTS stream writes its documents back to back (`}{`, as Firehose does),
+    judged on its first line (or first `HEAD_LIMIT` bytes): the same bytes however the input is
+    chunked, where `head` runs on to the end of the chunk that held the first newline, or is the
+    whole input. (Judged on all of `head`, an input read whole and the same input read in pieces
+    could be split differently.)"""
+    probe = head[:HEAD_LIMIT]
+    newline = probe.find(b"\n")
+    return b"}{" in (probe if newline < 0 else probe[:newline])

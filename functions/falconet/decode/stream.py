@@ -29,7 +29,7 @@ import orjson
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks, whole_input
-from falconet.decode.detect import Framing, detect, read_head
+from falconet.decode.detect import Framing, back_to_back, detect, read_head
 from falconet.decode.envelopes import ENVELOPES
 from falconet.decode.limits import OBJECT_LIMITS, Budget, DecodeLimits
 from falconet.decode.records import (
@@ -115,7 +115,7 @@ def decode(
             else:
                 yield from reader.value(value, 1, len(head), reader.context)
                 return
-        yield from _documents(chunks, reader, compact=b"}{" in head)
+        yield from _documents(chunks, reader, compact=back_to_back(head))
 
 
 def decode_value(

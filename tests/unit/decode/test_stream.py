@@ -383,3 +383,16 @@ def test_one_document_in_memory_past_the_head_limit_is_parsed_once(monkeypatch, 
     events, _, stats = run(data + b"\n" + orjson.dumps(_event(3), option=option))
     assert [e["auditID"] for e in events] == ["id-1", "id-2", "id-3"]
     assert stats.rejected_total == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 64, 4096])
+def test_documents_are_split_the_same_whether_read_whole_or_in_pieces(chunk: int) -> None:
+    # Found by fuzzing: back to back (`}{`) was judged on the head, which is the whole input in
+    # memory but only the first line and the rest of its chunk when read in pieces; a damaged
+    # stream was then split at different places.
+    data = b'{"x":\n1} ' + orjson.dumps(_event(1)) + b"\xff" + orjson.dumps(_event(2))
+    data += orjson.dumps(_event(3))
+    whole = run(data)
+    pieces = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert [e["auditID"] for e in whole[0]] == [e["auditID"] for e in pieces[0]] == ["id-3"]
+    assert whole[2].rejected == pieces[2].rejected == {NOT_AUDIT_EVENT: 1, NOT_JSON: 1}
