@@ -191,7 +191,7 @@ class Reader:
         stats = self.stats
         stats.records += 1
         if not valid_timestamp(event.get("stageTimestamp")):
-            stats.reject(BAD_TIMESTAMP, self.position(where), str(event.get("auditID", "")))
+            stats.reject(BAD_TIMESTAMP, self.position(where), snippet(event.get("auditID", "")))
             return False
         if raw_len > MAX_EVENT_BYTES:
             try:
@@ -199,7 +199,7 @@ class Reader:
             except orjson.JSONEncodeError:  # nested past orjson's 255 levels: not an audit event
                 size = raw_len
             if size > MAX_EVENT_BYTES:
-                detail = f"{size} bytes, auditID {event.get('auditID', '')}"
+                detail = f"{size} bytes, auditID {snippet(event.get('auditID', ''))}"
                 stats.reject(TOO_LARGE, self.position(where), detail)
                 return False
         cluster = ctx.cluster
@@ -237,7 +237,7 @@ class Reader:
                 return
             yield from self.items(value, where, raw_len, ctx, depth)
             return
-        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+        self.reject(NOT_AUDIT_EVENT, where, snippet(value))
 
     def items(
         self, items: list[Any], where: int, raw_len: int, ctx: EventContext, depth: int
@@ -283,7 +283,8 @@ class Reader:
                     size = budget
                 budget -= size
                 if size > limit:
-                    self.reject(TOO_LARGE, where, f"{size} bytes, auditID {item.get('auditID')}")
+                    audit_id = snippet(item.get("auditID"))
+                    self.reject(TOO_LARGE, where, f"{size} bytes, auditID {audit_id}")
                     continue
             stats.records += 1
             if cluster:
@@ -300,7 +301,7 @@ class Reader:
             if matches(value):
                 yield from read(self, value, where, raw_len, ctx, depth)
                 return
-        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+        self.reject(NOT_AUDIT_EVENT, where, snippet(value))
 
     def pubsub(
         self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
@@ -367,8 +368,15 @@ class Reader:
         yield from self.value(value, where, len(payload), ctx, depth)
 
 
-def _snippet(value: Any) -> str:
+def snippet(value: Any) -> str:
+    """At most 80 characters of a parsed JSON value, for a problem's detail.
+
+    Never `repr` or `str` of a container: orjson parses 1024 levels deep, and Python's repr of
+    a value nested 1000 deep raises RecursionError. orjson writes only 255
+    levels: deeper values are named, not shown."""
+    if type(value) is str:
+        return value[:80]
     try:
         return orjson.dumps(value)[:80].decode(errors="replace")
-    except TypeError:  # pragma: no cover - parsed JSON always serialises
-        return repr(value)[:80]
+    except orjson.JSONEncodeError:
+        return f"a {type(value).__name__} nested over 255 levels"

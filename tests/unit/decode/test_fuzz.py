@@ -122,6 +122,36 @@ def test_deep_nesting_never_raises_recursion_error() -> None:
             _decode_ok(orjson.dumps({"awslogs": {"data": ""}})[:0] + gz(doc))
 
 
+_DEEP = b"[" * 1000 + b"]" * 1000
+_TS = b'"stageTimestamp":"2024-01-01T00:00:00Z"'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"x":' + _DEEP + b"}",  # not an audit event: the detail shows a snippet of it
+        b'{"kind":"Event","auditID":' + _DEEP + b"}",  # no stageTimestamp: the detail is its id
+        b'{"kind":"Event",' + _TS + b',"auditID":' + _DEEP + b',"x":"' + b"a" * 300_000 + b'"}',
+        b'{"kind":"EventList","items":[{"kind":"Event",'
+        + _TS
+        + b',"auditID":'
+        + _DEEP
+        + b',"x":"'
+        + b"a" * 300_000
+        + b'"}]}',
+        b'{"messageType":' + _DEEP + b',"logEvents":[]}',
+    ],
+    ids=["snippet", "bad-timestamp", "too-large", "too-large-item", "message-type"],
+)
+def test_a_value_nested_1000_deep_in_a_problems_detail_never_raises(line: bytes) -> None:
+    # Found reading the decoders for their fuzz target: the details of these problems were the
+    # value's repr or str, which raise RecursionError 1000 levels deep (orjson parses to 1024).
+    events, _, stats = run(line)
+    assert events == [] and stats.rejected_total == 1
+    assert "nested over 255 levels" in stats.problems[0].detail
+    check_accounting(stats)
+
+
 def test_deep_nesting_inside_an_event_over_the_size_limit() -> None:
     # orjson serialises at most 255 levels: measuring such an event must not raise.
     inner: object = "x" * 300_000
