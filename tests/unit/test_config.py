@@ -186,6 +186,27 @@ def test_every_decode_limit_is_read_from_its_variable(kind: str, field: str) -> 
     assert getattr(Settings({name: "123456"}).decode, other) == getattr(Settings({}).decode, other)
 
 
+@pytest.mark.parametrize(
+    ("field", "least"),
+    [
+        ("max_inflated_bytes", 1),
+        ("max_inflate_ratio", 1),
+        ("max_gzip_layers", 0),
+        ("max_records", 1),
+        ("max_document_bytes", 65536),
+    ],
+)
+def test_the_smallest_decode_limit_the_settings_accept_is_the_decoders(
+    field: str, least: int
+) -> None:
+    name = f"FALCONET_OBJECT_{field.upper()}"
+    assert getattr(DecodeLimits.like(Settings({name: str(least)}).decode.object), field) == least
+    with pytest.raises(ConfigError, match=name):
+        _ = Settings({name: str(least - 1)}).decode
+    with pytest.raises(ValueError, match=field):
+        DecodeLimits(**{field: least - 1})
+
+
 def test_a_bad_decode_limit_does_not_fail_other_sections() -> None:
     settings = Settings({"FALCONET_OBJECT_MAX_RECORDS": "0", "FALCONET_NOTIFY_URL": "https://h/"})
     assert settings.notify.url == "https://h/"
