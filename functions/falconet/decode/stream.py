@@ -29,7 +29,7 @@ import orjson
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks, whole_input
-from falconet.decode.detect import Framing, back_to_back, detect, read_head
+from falconet.decode.detect import BLANKS, Framing, back_to_back, detect, read_head
 from falconet.decode.envelopes import ENVELOPES
 from falconet.decode.limits import OBJECT_LIMITS, Budget, DecodeLimits
 from falconet.decode.records import (
@@ -93,7 +93,7 @@ def decode(
     chunks = gunzip(iter_chunks(data if whole is None else whole, size), stats, name, budget)
     head, blank_lines = read_head(chunks)  # blank lines dropped before the head
     reader = Reader(stats, context, name, ENVELOPES, budget)
-    if not head or head.isspace():
+    if not head.strip(BLANKS):
         reader.stopped(blank_lines + 1)
         return
     framing = detect(head)
@@ -231,7 +231,7 @@ def _lines_of_events(
             except decode_error as exc:
                 if _after_document(exc):  # `}{`: several documents on one line (small Firehose)
                     yield from _documents((line,), reader, compact=True, line=number)
-                elif line.strip():
+                elif line.strip(BLANKS):
                     reader.reject(NOT_JSON, number, str(exc))
                 continue
             if type(value) is dict and value.get("kind") == "Event" and size <= limit:
@@ -275,7 +275,7 @@ def _export_lines(lines: Iterator[bytes | None], reader: Reader, number: int) ->
             return
         if line is None or len(line) > size:
             reader.reject(LIMIT_DOCUMENT, number, f"line over {size} bytes")
-        elif line.strip():
+        elif line.strip(BLANKS):
             yield from read_export_line(reader, line, number)
     reader.stopped(number + 1)
 
@@ -344,7 +344,7 @@ class _Splitter:
     def finish(self) -> Decoded:
         if self.dropping:
             return
-        rest = bytes(self.buffer[self.start :]).strip()
+        rest = bytes(self.buffer[self.start :]).strip(BLANKS)
         if not rest or self._full():
             return
         try:

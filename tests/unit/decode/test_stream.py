@@ -227,6 +227,19 @@ def test_positions_count_leading_blank_lines(chunk: int) -> None:
     assert [p.position for p in stats.problems] == ["t:4"]
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 100])
+def test_only_json_blanks_are_dropped_before_the_first_line(chunk: int) -> None:
+    # Found by fuzzing: a \v (not JSON whitespace) was dropped with the blanks before the head
+    # when it arrived in a chunk of its own, and refused with its line when it did not.
+    data = b"\t\x0b\t2\n" + orjson.dumps(_event(1)) + b"\n"
+    for given in (data, [data[i : i + chunk] for i in range(0, len(data), chunk)]):
+        got, _, stats = run(given)
+        assert [e["auditID"] for e in got] == ["id-1"]
+        assert stats.rejected == {NOT_JSON: 1} and stats.problems[0].position == "t:1"
+    got, _, stats = run([b" ", b"\x0c", b" "])
+    assert got == [] and stats.rejected == {NOT_JSON: 1}
+
+
 @pytest.mark.parametrize(
     ("separators", "tail", "fragments"),
     [
