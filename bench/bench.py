@@ -97,10 +97,11 @@ def decode_only(data: bytes) -> int:
     return stats.events
 
 
-def pipeline_run(pipeline: Pipeline, data: bytes) -> int:
-    """What an invocation does with a body or an object: decode, evaluate, count the alerts (no
-    sinks)."""
-    return pipeline.run(data).alerts
+def pipeline_run(pipeline: Pipeline, data: bytes, *, bucket_object: bool = False) -> int:
+    """What an invocation does with a body or an object (under the limits `scan` uses): decode,
+    evaluate, count the alerts (no sinks)."""
+    limits = pipeline.object_limits if bucket_object else pipeline.body_limits
+    return pipeline.run(data, limits=limits).alerts
 
 
 def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -> None:
@@ -138,7 +139,7 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
             )
             add(
                 f"{name}: end to end from gzip JSON lines",
-                timed(lambda p=pipe: pipeline_run(p, gz), collector=True),
+                timed(lambda p=pipe: pipeline_run(p, gz, bucket_object=True), collector=True),
             )
             alerts[name] = run_engine(engine, parsed)
     parse = statistics.median(samples["parse (orjson.loads)"])
@@ -358,7 +359,7 @@ from falconet.engine import Engine
 from falconet.sinks.stdout import StdoutSink
 pipeline = Pipeline(Engine.from_paths([sys.argv[3]]), [StdoutSink(open("/dev/null", "wb"))])
 with open(sys.argv[1], "rb") as f:
-    result = pipeline.run(f)
+    result = pipeline.run(f, limits=pipeline.object_limits)  # as Pipeline.scan reads an object
 # VmHWM: this address space's peak (ru_maxrss would carry the parent's peak across exec).
 hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM"))
 print(hwm // 1024, result.events, result.alerts)

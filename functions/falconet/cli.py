@@ -158,7 +158,7 @@ def _geoip(args: argparse.Namespace) -> Any:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from falconet.decode import DecodeStats, decode
+    from falconet.decode import DecodeLimits, DecodeStats, decode
 
     extra = args.extra_field
     engine = _engine(
@@ -174,10 +174,14 @@ def _scan(args: argparse.Namespace) -> int:
     from falconet.summary import alert_summary
 
     base_context = EventContext(cluster=args.cluster)
+    limits = DecodeLimits.like(args.settings.decode.object)  # files and objects
     for item in open_inputs(
         args.inputs or ["-"], context=base_context, key_pattern=args.settings.key_pattern
     ):
-        for event, ctx in decode(item.chunks, stats=stats, context=item.context, name=item.name):
+        chunks, name = item.chunks, item.name
+        for event, ctx in decode(
+            chunks, stats=stats, context=item.context, name=name, limits=limits
+        ):
             for alert in engine.evaluate(event, ctx):
                 by_rule[alert.rule] += 1
                 out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")

@@ -6,6 +6,7 @@
     settings.sinks                          # SinkSettings: where alerts go
     settings.notify                         # NotifySettings: the notification function
     settings.key_pattern                    # how object keys name their cluster
+    settings.decode                         # DecodeSettings: what one body or object may cost
 
 Each section is checked the first time it is read and then kept: a bad value raises `ConfigError`
 naming the variable (and never echoing a secret), so a misconfigured function fails its cold start
@@ -61,6 +62,17 @@ NOTIFY_FORMAT = "FALCONET_NOTIFY_FORMAT"
 NOTIFY_HEADERS = "FALCONET_NOTIFY_HEADERS"
 NOTIFY_SUMMARY = "FALCONET_NOTIFY_SUMMARY"  # add the who/what/when/where line to each alert
 NOTIFY_EXPLAIN = "FALCONET_NOTIFY_EXPLAIN"  # the old name of NOTIFY_SUMMARY, still read
+# Decode limits (docs/inputs.md), one set for HTTP bodies and one for bucket objects.
+BODY_MAX_INFLATED_BYTES = "FALCONET_BODY_MAX_INFLATED_BYTES"
+BODY_MAX_INFLATE_RATIO = "FALCONET_BODY_MAX_INFLATE_RATIO"
+BODY_MAX_GZIP_LAYERS = "FALCONET_BODY_MAX_GZIP_LAYERS"
+BODY_MAX_RECORDS = "FALCONET_BODY_MAX_RECORDS"
+BODY_MAX_DOCUMENT_BYTES = "FALCONET_BODY_MAX_DOCUMENT_BYTES"
+OBJECT_MAX_INFLATED_BYTES = "FALCONET_OBJECT_MAX_INFLATED_BYTES"
+OBJECT_MAX_INFLATE_RATIO = "FALCONET_OBJECT_MAX_INFLATE_RATIO"
+OBJECT_MAX_GZIP_LAYERS = "FALCONET_OBJECT_MAX_GZIP_LAYERS"
+OBJECT_MAX_RECORDS = "FALCONET_OBJECT_MAX_RECORDS"
+OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -69,6 +81,8 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_MAX_ALERT_BYTES = 1_048_576  # SQS's and Lambda's message limits; SNS's is lower, 256 KiB
 MIN_ALERT_BYTES = 4096  # below this an alert's own fields may not fit
 DEFAULT_FUNCTION_TIMEOUT = 60.0  # Cloud Functions' default timeout
+# The smallest value each decode limit accepts (a line shorter than 64 KiB is parsed unmeasured).
+_LEAST = {"max_gzip_layers": 0, "max_document_bytes": 1 << 16}
 DEFAULT_KEY_PATTERN = r"cluster=(?P<cluster>[^/]+)"
 RULE_MATCHINGS = ("first", "all")
 HttpFormat = Literal["cloudevent", "falco"]
@@ -140,6 +154,59 @@ class SinkSettings:
     # An invocation's time limit where the platform does not tell the function (functions-
     # framework); Lambda's handlers use the invocation's remaining time instead.
     function_timeout: float = DEFAULT_FUNCTION_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """What decoding one input may cost (`falconet.decode.DecodeLimits` has the same fields)."""
+
+    max_inflated_bytes: int
+    max_inflate_ratio: int
+    max_gzip_layers: int
+    max_records: int
+    max_document_bytes: int
+
+
+# The same values as `falconet.decode.BODY_LIMITS` and `OBJECT_LIMITS` (a test keeps them equal;
+# this module imports nothing of the decoder).
+DEFAULT_BODY_LIMITS = InputLimits(
+    max_inflated_bytes=64 << 20,
+    max_inflate_ratio=100,
+    max_gzip_layers=2,
+    max_records=100_000,
+    max_document_bytes=16 << 20,
+)
+DEFAULT_OBJECT_LIMITS = InputLimits(
+    max_inflated_bytes=16 << 30,
+    max_inflate_ratio=100,
+    max_gzip_layers=3,
+    max_records=10_000_000,
+    max_document_bytes=16 << 20,
+)
+_LIMIT_VARIABLES = {
+    "body": {
+        "max_inflated_bytes": BODY_MAX_INFLATED_BYTES,
+        "max_inflate_ratio": BODY_MAX_INFLATE_RATIO,
+        "max_gzip_layers": BODY_MAX_GZIP_LAYERS,
+        "max_records": BODY_MAX_RECORDS,
+        "max_document_bytes": BODY_MAX_DOCUMENT_BYTES,
+    },
+    "object": {
+        "max_inflated_bytes": OBJECT_MAX_INFLATED_BYTES,
+        "max_inflate_ratio": OBJECT_MAX_INFLATE_RATIO,
+        "max_gzip_layers": OBJECT_MAX_GZIP_LAYERS,
+        "max_records": OBJECT_MAX_RECORDS,
+        "max_document_bytes": OBJECT_MAX_DOCUMENT_BYTES,
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSettings:
+    """The decode limits of an HTTP body (webhook, CloudEvent data) and of a bucket object."""
+
+    body: InputLimits = DEFAULT_BODY_LIMITS
+    object: InputLimits = DEFAULT_OBJECT_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +361,31 @@ class Settings:
             headers=headers,
             summary=summary in _TRUE,
         )
+
+    @cached_property
+    def decode(self) -> DecodeSettings:
+        """Raises ConfigError naming the variable."""
+        return DecodeSettings(
+            body=self._limits("body", DEFAULT_BODY_LIMITS),
+            object=self._limits("object", DEFAULT_OBJECT_LIMITS),
+        )
+
+    def _limits(self, kind: str, default: InputLimits) -> InputLimits:
+        values: dict[str, int] = {}
+        for field_name, name in _LIMIT_VARIABLES[kind].items():
+            raw = self.get(name)
+            if not raw:
+                values[field_name] = getattr(default, field_name)
+                continue
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a whole number, got '{raw}'") from None
+            least = _LEAST.get(field_name, 1)
+            if value < least:
+                raise ConfigError(f"{name} must be at least {least}, got {value}")
+            values[field_name] = value
+        return InputLimits(**values)
 
     @cached_property
     def key_pattern(self) -> re.Pattern[str]:

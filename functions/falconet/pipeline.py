@@ -45,7 +45,14 @@ import orjson
 from falconet.alerts import Alert, fit
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.deadline import Deadline
-from falconet.decode import DecodeStats, decode, decode_value
+from falconet.decode import (
+    BODY_LIMITS,
+    OBJECT_LIMITS,
+    DecodeLimits,
+    DecodeStats,
+    decode,
+    decode_value,
+)
 from falconet.engine import Engine
 from falconet.errors import SinkError
 from falconet.sinks import Delivery, Sink, smallest_limit
@@ -116,6 +123,7 @@ class Pipeline:
 
     `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
     `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
+    `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
     """
 
     def __init__(
@@ -125,12 +133,16 @@ class Pipeline:
         *,
         key_pattern: re.Pattern[str] | None = None,
         timeout: float | None = None,
+        body_limits: DecodeLimits = BODY_LIMITS,
+        object_limits: DecodeLimits = OBJECT_LIMITS,
     ) -> None:
         self.engine = engine
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
         self.timeout = timeout
         self.alert_limit = smallest_limit(self.sinks)
+        self.body_limits = body_limits
+        self.object_limits = object_limits
 
     def start_deadline(self) -> Deadline:
         """The deadline of an invocation starting now, for a platform that does not give one:
@@ -156,7 +168,13 @@ class Pipeline:
             ctx = context.updated(
                 cluster=cluster, origin=ref.url, region=ref.region, account=ref.account
             )
-            return self.run(opened.stream, context=ctx, name=ref.url, deadline=deadline)
+            return self.run(
+                opened.stream,
+                context=ctx,
+                name=ref.url,
+                limits=self.object_limits,
+                deadline=deadline,
+            )
         finally:
             close = getattr(opened.stream, "close", None)
             if close is not None:
@@ -170,11 +188,15 @@ class Pipeline:
         name: str,
         size: int | None,
         deadline: Deadline | None = None,
+        limits: DecodeLimits | None = None,
     ) -> Result:
         """`run` for a JSON value already parsed (`size`: the length it was parsed from, if
         known). Raises SinkError."""
         stats = DecodeStats()
-        events = decode_value(value, stats=stats, context=context, name=name, size=size)
+        limits = limits or self.body_limits
+        events = decode_value(
+            value, stats=stats, context=context, name=name, size=size, limits=limits
+        )
         return self._process(events, stats, context, time.perf_counter(), deadline)
 
     def run(
@@ -184,13 +206,15 @@ class Pipeline:
         context: EventContext = EMPTY_CONTEXT,
         name: str | None = None,
         deadline: Deadline | None = None,
+        limits: DecodeLimits | None = None,
     ) -> Result:
-        """Decode `data`, evaluate every event, emit the alerts. Raises SinkError."""
+        """Decode `data` (under `limits`, default `body_limits`), evaluate every event, emit the
+        alerts. Raises SinkError."""
         started = time.perf_counter()
         stats = DecodeStats()
-        events = decode(
-            data, stats=stats, context=context, name=name or context.origin or "<input>"
-        )
+        name = name or context.origin or "<input>"
+        limits = limits or self.body_limits
+        events = decode(data, stats=stats, context=context, name=name, limits=limits)
         return self._process(events, stats, context, started, deadline)
 
     def _process(

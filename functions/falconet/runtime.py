@@ -1,7 +1,7 @@
 """The process-wide objects, built in one place, once per cold start.
 
     from falconet import get_runtime
-    pipeline = get_runtime().pipeline     # engine (rules loaded and compiled) + sinks + key pattern
+    pipeline = get_runtime().pipeline     # engine, sinks, key pattern, decode limits
     http = get_runtime().http             # the webhook token (from its secret) and body limit
     notify = get_runtime().notify         # the notification function's delivery configuration
 
@@ -29,6 +29,7 @@ from falconet.config import (
     Settings,
     http_url,
 )
+from falconet.decode import DecodeLimits
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
 from falconet.secrets import CachedSecret
@@ -60,12 +61,15 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks and key pattern from `settings`. Raises ConfigError / RuleError."""
+    """Engine, sinks, key pattern and decode limits from `settings`. Raises ConfigError /
+    RuleError."""
     return Pipeline(
         build_engine(settings.engine),
         sinks_from_settings(settings.sinks),
         key_pattern=settings.key_pattern,
         timeout=settings.sinks.function_timeout,
+        body_limits=DecodeLimits.like(settings.decode.body),
+        object_limits=DecodeLimits.like(settings.decode.object),
     )
 
 

@@ -203,6 +203,25 @@ def test_malformed_line_is_counted_and_the_rest_evaluated(
     assert any(":3" in p for p in log[0]["problems"])  # the position of the bad line
 
 
+def test_an_object_is_decoded_under_the_object_limits_of_the_settings(
+    aws: Aws, audit_bucket: str, configure: Callable[..., None]
+) -> None:
+    # Nested gzip and 6 records: within the object limits set, past the body limits set.
+    body = gzip.compress(jsonl(ITEMS))
+    aws.client("s3").put_object(Bucket=audit_bucket, Key=KEY, Body=body)
+    configure(
+        FALCONET_OBJECT_MAX_RECORDS="4",
+        FALCONET_BODY_MAX_RECORDS="1",
+        FALCONET_BODY_MAX_GZIP_LAYERS="1",
+    )
+    answer = lambda_handlers.handle_s3(s3_notification(audit_bucket, KEY))
+    assert answer["events"] == 4
+    assert answer["rejected_by_reason"] == {"input over the record limit": 1}
+    assert answer["problems"] == [
+        f"s3://{audit_bucket}/{KEY}:5: input over the record limit (stopped after 4 records)"
+    ]
+
+
 def test_test_event_is_acknowledged(configure: Callable[..., None], aws: Aws) -> None:
     configure()
     answer = lambda_handlers.handle_s3(

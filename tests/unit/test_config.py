@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from falconet.config import DEFAULT_MAX_BODY, Settings, bundled_rules_dir
+from falconet.decode import BODY_LIMITS, OBJECT_LIMITS, DecodeLimits
 from falconet.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -103,6 +104,31 @@ def test_hostname_from_falconet_then_falco() -> None:
             "notify",
             "FALCONET_NOTIFY_EXPLAIN: 'maybe' is not true or false",
         ),
+        (
+            {"FALCONET_BODY_MAX_RECORDS": "lots"},
+            "decode",
+            "FALCONET_BODY_MAX_RECORDS must be a whole number, got 'lots'",
+        ),
+        (
+            {"FALCONET_OBJECT_MAX_INFLATED_BYTES": "16GiB"},
+            "decode",
+            "FALCONET_OBJECT_MAX_INFLATED_BYTES must be a whole number, got '16GiB'",
+        ),
+        (
+            {"FALCONET_OBJECT_MAX_INFLATE_RATIO": "0"},
+            "decode",
+            "FALCONET_OBJECT_MAX_INFLATE_RATIO must be at least 1, got 0",
+        ),
+        (
+            {"FALCONET_BODY_MAX_GZIP_LAYERS": "-1"},
+            "decode",
+            "FALCONET_BODY_MAX_GZIP_LAYERS must be at least 0, got -1",
+        ),
+        (
+            {"FALCONET_BODY_MAX_DOCUMENT_BYTES": "1000"},
+            "decode",
+            "FALCONET_BODY_MAX_DOCUMENT_BYTES must be at least 65536, got 1000",
+        ),
     ],
     ids=[
         "matching",
@@ -115,6 +141,11 @@ def test_hostname_from_falconet_then_falco() -> None:
         "format-without-url",
         "allowed-objects",
         "summary",
+        "decode-records",
+        "decode-bytes-unit",
+        "decode-ratio",
+        "decode-layers",
+        "decode-document",
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -143,6 +174,60 @@ def test_allowed_objects_are_bucket_prefixes() -> None:
     assert (logs.provider, logs.bucket, logs.prefix) == ("s3", "audit", "logs/")
     assert (everything.provider, everything.bucket, everything.prefix) == ("gs", "gke-audit", "")
     assert Settings({}).http.allowed_objects == ()
+
+
+def test_decode_limits_default_to_the_decoders_own() -> None:
+    settings = Settings({}).decode
+    assert DecodeLimits.like(settings.body) == BODY_LIMITS
+    assert DecodeLimits.like(settings.object) == OBJECT_LIMITS
+    assert BODY_LIMITS.max_records < OBJECT_LIMITS.max_records  # a body is bounded much tighter
+
+
+@pytest.mark.parametrize("kind", ["body", "object"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "max_inflated_bytes",
+        "max_inflate_ratio",
+        "max_gzip_layers",
+        "max_records",
+        "max_document_bytes",
+    ],
+)
+def test_every_decode_limit_is_read_from_its_variable(kind: str, field: str) -> None:
+    name = f"FALCONET_{kind.upper()}_{field.upper()}"
+    limits = getattr(Settings({name: " 123456 "}).decode, kind)
+    assert getattr(limits, field) == 123456
+    other = "object" if kind == "body" else "body"
+    assert getattr(Settings({name: "123456"}).decode, other) == getattr(Settings({}).decode, other)
+
+
+@pytest.mark.parametrize(
+    ("field", "least"),
+    [
+        ("max_inflated_bytes", 1),
+        ("max_inflate_ratio", 1),
+        ("max_gzip_layers", 0),
+        ("max_records", 1),
+        ("max_document_bytes", 65536),
+    ],
+)
+def test_the_smallest_decode_limit_the_settings_accept_is_the_decoders(
+    field: str, least: int
+) -> None:
+    name = f"FALCONET_OBJECT_{field.upper()}"
+    assert getattr(DecodeLimits.like(Settings({name: str(least)}).decode.object), field) == least
+    with pytest.raises(ConfigError, match=name):
+        _ = Settings({name: str(least - 1)}).decode
+    with pytest.raises(ValueError, match=field):
+        DecodeLimits(**{field: least - 1})
+
+
+def test_a_bad_decode_limit_does_not_fail_other_sections() -> None:
+    settings = Settings({"FALCONET_OBJECT_MAX_RECORDS": "0", "FALCONET_NOTIFY_URL": "https://h/"})
+    assert settings.notify.url == "https://h/"
+    with pytest.raises(ConfigError, match="FALCONET_OBJECT_MAX_RECORDS"):
+        _ = settings.decode
 
 
 def test_the_summary_setting_and_its_old_name() -> None:

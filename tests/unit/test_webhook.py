@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from falconet.config import HttpSettings
+from falconet.config import HttpSettings, Settings
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
+from falconet.runtime import build_pipeline
 from falconet.sinks.stdout import StdoutSink
 from falconet.webhook import DATA, GCS, S3, classify, handle_request
 from tests.conftest import ROOT
@@ -143,3 +146,52 @@ def test_objects_outside_the_allowed_prefixes_are_not_read(pipeline: Pipeline) -
     response = post(pipeline, data, **headers)  # no FALCONET_ALLOWED_OBJECTS: nothing is read
     assert response.status == 200
     assert response.body["ignored"] == ["s3://secrets/k is not under FALCONET_ALLOWED_OBJECTS"]
+
+
+@pytest.fixture(scope="module")
+def limited() -> Pipeline:
+    """The pipeline the runtime builds when a body may hold 2 records and 1 gzip layer."""
+    environ = {
+        "FALCONET_RULES": str(ROOT / "tests" / "data" / "functional_rules.yaml"),
+        "FALCONET_BODY_MAX_RECORDS": "2",
+        "FALCONET_BODY_MAX_GZIP_LAYERS": "1",
+    }
+    return build_pipeline(Settings(environ))
+
+
+@pytest.mark.parametrize("mode", ["plain", "binary", "structured"])
+def test_a_body_is_decoded_under_the_body_limits_of_the_settings(
+    limited: Pipeline, mode: str
+) -> None:
+    headers = {}
+    body = BATCH
+    if mode == "binary":
+        headers = {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s", "ce-id": "1"}
+    elif mode == "structured":  # parsed by the HTTP layer, decoded by Pipeline.run_value
+        headers = {"content-type": "application/cloudevents+json"}
+        envelope = {"specversion": "1.0", "type": "t", "source": "s", "id": "1"}
+        body = json.dumps({**envelope, "data": json.loads(BATCH)}).encode()
+    response = post(limited, body, **headers)
+    assert response.status == 200
+    assert response.body["events"] == 2
+    assert response.body["rejected_by_reason"] == {"input over the record limit": 1}
+
+
+def test_a_body_nested_past_the_gzip_limit_is_400_naming_the_limit(limited: Pipeline) -> None:
+    response = post(limited, gzip.compress(BATCH))
+    assert response.status == 200 and response.body["events"] == 2
+    response = post(limited, gzip.compress(gzip.compress(BATCH)))
+    assert response.status == 400
+    assert response.body["error"] == (
+        "no audit events in the request body: input over the gzip nesting limit (1)"
+    )
+
+
+def test_a_gzip_bomb_body_is_400_naming_the_limit(pipeline: Pipeline) -> None:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(compressor.compress(b" " * (1 << 20)) for _ in range(256))
+    response = post(pipeline, bomb + compressor.flush())
+    assert response.status == 400
+    assert response.body["error"] == (
+        "no audit events in the request body: input over the compression ratio limit (1)"
+    )

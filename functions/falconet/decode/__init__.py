@@ -20,15 +20,23 @@ caller's `context`. When the context names a cluster and the event has no
 `annotations.cluster_name`, it is added (so `ka.cluster.name` works). Records that are not
 evaluated are counted in `stats` under a named reason, and the first few are kept with their
 position. Nothing here raises for a bad record; `decode` never executes or opens anything named by
-its input.
+its input. What one input may cost (inflated bytes, compression ratio, gzip layers, records, the
+size of one document) is bounded by `limits` (`falconet.decode.limits`: `OBJECT_LIMITS` by
+default, `BODY_LIMITS` for an HTTP body); what they refuse is counted under `LIMIT_*` reasons.
 """
 
 from __future__ import annotations
 
+from falconet.decode.limits import BODY_LIMITS, OBJECT_LIMITS, DecodeLimits
 from falconet.decode.stats import (
     BAD_COMPRESSION,
     BAD_ENVELOPE,
     BAD_TIMESTAMP,
+    LIMIT_DOCUMENT,
+    LIMIT_INFLATED,
+    LIMIT_LAYERS,
+    LIMIT_RATIO,
+    LIMIT_RECORDS,
     NOT_AUDIT_EVENT,
     NOT_JSON,
     SKIP_CATEGORY,
@@ -42,7 +50,6 @@ from falconet.decode.stats import (
 )
 from falconet.decode.stream import (
     MAX_EVENT_BYTES,
-    MAX_RECORD_BYTES,
     Decoder,
     decode,
     decode_value,
@@ -52,9 +59,15 @@ __all__ = [
     "BAD_COMPRESSION",
     "BAD_ENVELOPE",
     "BAD_TIMESTAMP",
+    "BODY_LIMITS",
+    "LIMIT_DOCUMENT",
+    "LIMIT_INFLATED",
+    "LIMIT_LAYERS",
+    "LIMIT_RATIO",
+    "LIMIT_RECORDS",
     "MAX_EVENT_BYTES",
-    "MAX_RECORD_BYTES",
     "NOT_AUDIT_EVENT",
+    "OBJECT_LIMITS",
     "NOT_JSON",
     "SKIP_CATEGORY",
     "SKIP_CONTROL",
@@ -62,6 +75,7 @@ __all__ = [
     "SKIP_STREAM",
     "TOO_LARGE",
     "TRUNCATED",
+    "DecodeLimits",
     "DecodeStats",
     "Decoder",
     "Problem",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from falconet.decode.records import snippet
 from falconet.decode.stats import (
     BAD_ENVELOPE,
     NOT_JSON,
@@ -61,7 +62,7 @@ def read_envelope(reader: Reader, envelope: dict[str, Any], where: int, depth: i
         reader.skip(SKIP_CONTROL, max(1, len(log_events)))
         return
     if message_type != "DATA_MESSAGE":
-        reader.reject(BAD_ENVELOPE, where, f"messageType {message_type!r}")
+        reader.reject(BAD_ENVELOPE, where, f"messageType {snippet(message_type)}")
         return
     stream = envelope.get("logStream")
     if type(stream) is not str or not stream.startswith(AUDIT_STREAM_PREFIX):

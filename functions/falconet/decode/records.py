@@ -9,7 +9,8 @@ whose test matches, which peels it and hands what is inside back to `Reader.valu
 Every leaf record ends in exactly one place: an event handed on, or a count in `DecodeStats`.
 Deliberate difference from Falco: an array or EventList with one bad element loses that element
 only (Falco's parser discards the whole line). Envelopes nest at most `MAX_DEPTH` deep, so no input
-can drive the recursion to a `RecursionError`.
+can drive the recursion to a `RecursionError`. The input's `Budget` (`falconet.decode.limits`)
+bounds its records (checked before each array item) and what its base64 payloads inflate to.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from __future__ import annotations
 import base64
 import binascii
 import gc
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from falconet.context import EventContext
-from falconet.decode.compression import inflate_bounded
+from falconet.decode.compression import GZIP_MAGIC, CorruptGzip, inflate_bounded
+from falconet.decode.limits import MIN_DOCUMENT_BYTES, OBJECT_LIMITS, Budget
 from falconet.decode.stats import (
     BAD_ENVELOPE,
     BAD_TIMESTAMP,
+    LIMIT_DOCUMENT,
+    LIMIT_RECORDS,
     NOT_AUDIT_EVENT,
     NOT_JSON,
     TOO_LARGE,
@@ -45,12 +48,13 @@ Envelope = tuple[
 ]
 
 MAX_EVENT_BYTES = 262_144  # the k8saudit plugin's maxEventSize: larger (compact) events are dropped
-MAX_RECORD_BYTES = 64 << 20  # one line or document (an envelope of many events) held in memory
 MAX_DEPTH = 8  # envelope and array nesting; real inputs use at most 4
 MAX_CONTEXTS = 1024  # envelope contexts cached per input (one per cluster, normally one or two)
 
 
-GC_PAUSE_BYTES = 1 << 16
+# Documents parsed with the collector paused (see `loads`); shorter lines are not measured against
+# `max_document_bytes` either, which is never smaller.
+GC_PAUSE_BYTES = MIN_DOCUMENT_BYTES
 # "YYYY-MM-DDTHH:MM:SS" prefixes known to be a real date and time (bounded: cleared when full).
 VALID_PREFIXES: set[str] = set()
 _PREFIXES_MAX = 4096
@@ -113,9 +117,9 @@ def annotate_cluster(event: dict[str, Any], cluster: str) -> None:
 
 
 class Reader:
-    """Decoding state of one input: its name, the caller's context, the counters."""
+    """Decoding state of one input: its name, the caller's context, the counters, the budget."""
 
-    __slots__ = ("_contexts", "context", "envelopes", "name", "stats", "unit")
+    __slots__ = ("_contexts", "budget", "context", "envelopes", "name", "stats", "unit")
 
     def __init__(
         self,
@@ -123,8 +127,10 @@ class Reader:
         context: EventContext,
         name: str,
         envelopes: Sequence[Envelope] = (),
+        budget: Budget | None = None,
     ) -> None:
         self.stats = stats
+        self.budget = budget or Budget(OBJECT_LIMITS, stats.records)
         self.envelopes = envelopes
         self.context = context
         self.name = name
@@ -144,6 +150,21 @@ class Reader:
         """Count `count` leaf records as skipped."""
         self.stats.records += count
         self.stats.skip(reason, count)
+
+    def refuse_records(self, where: int) -> None:
+        """The input reached its record limit at `where` (the first record not read): stop it."""
+        budget = self.budget
+        budget.refuse(LIMIT_RECORDS, f"stopped after {budget.limits.max_records} records")
+        self.stopped(where)
+
+    def stopped(self, where: int) -> None:
+        """Count the limit that stopped the input, if one did, at `where` (the first record not
+        read), once: the framing calls this when it reaches the end of what it was given."""
+        budget = self.budget
+        if budget.stop is not None and not budget.counted:
+            budget.counted = True
+            reason, detail = budget.stop
+            self.reject(reason, where, detail)
 
     def context_for(
         self, cluster: str | None, account: str | None = None, region: str | None = None
@@ -170,7 +191,7 @@ class Reader:
         stats = self.stats
         stats.records += 1
         if not valid_timestamp(event.get("stageTimestamp")):
-            stats.reject(BAD_TIMESTAMP, self.position(where), str(event.get("auditID", "")))
+            stats.reject(BAD_TIMESTAMP, self.position(where), snippet(event.get("auditID", "")))
             return False
         if raw_len > MAX_EVENT_BYTES:
             try:
@@ -178,7 +199,7 @@ class Reader:
             except orjson.JSONEncodeError:  # nested past orjson's 255 levels: not an audit event
                 size = raw_len
             if size > MAX_EVENT_BYTES:
-                detail = f"{size} bytes, auditID {event.get('auditID', '')}"
+                detail = f"{size} bytes, auditID {snippet(event.get('auditID', ''))}"
                 stats.reject(TOO_LARGE, self.position(where), detail)
                 return False
         cluster = ctx.cluster
@@ -216,7 +237,7 @@ class Reader:
                 return
             yield from self.items(value, where, raw_len, ctx, depth)
             return
-        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+        self.reject(NOT_AUDIT_EVENT, where, snippet(value))
 
     def items(
         self, items: list[Any], where: int, raw_len: int, ctx: EventContext, depth: int
@@ -228,6 +249,10 @@ class Reader:
         The stageTimestamp check inlines `valid_timestamp`'s fast path for the MicroTime form.
         """
         stats = self.stats
+        room = self.budget.max_records - stats.records
+        over = len(items) > room
+        if over:
+            items = items[: max(0, room)]
         cluster = ctx.cluster
         budget = raw_len
         limit = MAX_EVENT_BYTES
@@ -258,13 +283,16 @@ class Reader:
                     size = budget
                 budget -= size
                 if size > limit:
-                    self.reject(TOO_LARGE, where, f"{size} bytes, auditID {item.get('auditID')}")
+                    audit_id = snippet(item.get("auditID"))
+                    self.reject(TOO_LARGE, where, f"{size} bytes, auditID {audit_id}")
                     continue
             stats.records += 1
             if cluster:
                 annotate_cluster(item, cluster)
             stats.events += 1
             yield item, ctx
+        if over:
+            self.refuse_records(where)
 
     def _envelope(
         self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
@@ -273,7 +301,7 @@ class Reader:
             if matches(value):
                 yield from read(self, value, where, raw_len, ctx, depth)
                 return
-        self.reject(NOT_AUDIT_EVENT, where, _snippet(value))
+        self.reject(NOT_AUDIT_EVENT, where, snippet(value))
 
     def pubsub(
         self, value: dict[str, Any], where: int, raw_len: int, ctx: EventContext, depth: int
@@ -301,18 +329,33 @@ class Reader:
 
     # --- helpers for providers ----------------------------------------------------------------
     def unbase64(self, data: Any, where: int, what: str) -> bytes | None:
-        """`data` base64-decoded and gunzipped if gzip; None (counted) if it is not that."""
+        """`data` base64-decoded and gunzipped if gzip; None (counted) if it is not that, or if
+        it inflates past the input's budget or the size of a document."""
         if type(data) is not str:
             self.reject(BAD_ENVELOPE, where, f"{what} is not a string")
             return None
         try:
             raw = base64.b64decode(data, validate=True)
-            payload = inflate_bounded(raw, MAX_RECORD_BYTES)
-        except (binascii.Error, ValueError, zlib.error) as exc:
+        except (binascii.Error, ValueError) as exc:
+            self.reject(BAD_ENVELOPE, where, f"{what}: {exc}")
+            return None
+        if not raw.startswith(GZIP_MAGIC):
+            return raw  # no bigger than the document that holds it
+        budget = self.budget
+        room, reason, detail = budget.inflate_room(len(raw))
+        limit = budget.limits.max_document_bytes
+        if limit <= room:
+            room, reason, detail = limit, LIMIT_DOCUMENT, f"over {limit} bytes"
+        try:
+            payload = inflate_bounded(raw, room)
+        except CorruptGzip as exc:
             self.reject(BAD_ENVELOPE, where, f"{what}: {exc}")
             return None
         if payload is None:
-            self.reject(TOO_LARGE, where, f"{what} inflates past {MAX_RECORD_BYTES} bytes")
+            self.reject(reason, where, f"{what} inflates {detail}")
+            return None
+        budget.compressed += len(raw)
+        budget.inflated += len(payload)
         return payload
 
     def document(self, payload: bytes, where: int, ctx: EventContext, depth: int) -> Decoded:
@@ -325,8 +368,15 @@ class Reader:
         yield from self.value(value, where, len(payload), ctx, depth)
 
 
-def _snippet(value: Any) -> str:
+def snippet(value: Any) -> str:
+    """At most 80 characters of a parsed JSON value, for a problem's detail.
+
+    Never `repr` or `str` of a container: orjson parses 1024 levels deep, and Python's repr of
+    a value nested 1000 deep raises RecursionError. orjson writes only 255
+    levels: deeper values are named, not shown."""
+    if type(value) is str:
+        return value[:80]
     try:
         return orjson.dumps(value)[:80].decode(errors="replace")
-    except TypeError:  # pragma: no cover - parsed JSON always serialises
-        return repr(value)[:80]
+    except orjson.JSONEncodeError:
+        return f"a {type(value).__name__} nested over 255 levels"

@@ -18,9 +18,18 @@ NOT_AUDIT_EVENT = "data not recognized as a k8s audit event"
 NOT_JSON = "not JSON"
 BAD_TIMESTAMP = "no or invalid stageTimestamp"
 TOO_LARGE = "event over the size limit"
-TRUNCATED = "truncated record"  # EKS "[Truncated...]", AKS 16 KiB cut, an oversized line cut off
+TRUNCATED = "truncated record"  # EKS "[Truncated...]", AKS 16 KiB cut
 BAD_COMPRESSION = "corrupt or truncated compressed data"
 BAD_ENVELOPE = "malformed envelope"  # e.g. awslogs.data not base64, logEvents not a list
+
+# Reasons a record is refused by a decode limit (`falconet.decode.limits`): the input is hostile or
+# bigger than the limits allow. The `input over ...` ones stop the input: one record is counted
+# where reading stopped, and the rest of the input is not read.
+LIMIT_DOCUMENT = "document over the size limit"  # a line, document or base64 payload
+LIMIT_INFLATED = "input over the inflated size limit"
+LIMIT_RATIO = "input over the compression ratio limit"
+LIMIT_LAYERS = "input over the gzip nesting limit"
+LIMIT_RECORDS = "input over the record limit"
 
 # Reasons a record is skipped (expected, not an audit event, nothing to fix).
 SKIP_CONTROL = "CloudWatch control message"

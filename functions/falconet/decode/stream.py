@@ -9,9 +9,11 @@ Events (`_lines_of_events`): inflate 256 KiB pieces (with isal when installed), 
 of each piece, `orjson.loads` per line, `kind == "Event"` and the stageTimestamp check per event,
 no re-serialisation unless the line is over the size limit. The webhook's EventList body: one
 in-memory chunk, one line, one parse, then `Reader.items`. Every other shape goes through
-`Reader.value`. A line or document longer than `MAX_RECORD_BYTES` is counted and dropped while it
-is read, so one huge line cannot exhaust memory; an in-memory input is held whole, up to
-`compression.WHOLE`.
+`Reader.value`. A line or document longer than the limits' `max_document_bytes` is counted and
+dropped while it is read, so one huge line cannot exhaust memory; an in-memory input is held whole
+up to that size. The records of an input are counted against its `max_records` before each line and
+document; a limit that stops the input (`falconet.decode.limits`) is counted where reading stopped,
+and the line or document it cut is dropped.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import orjson
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks, whole_input
-from falconet.decode.detect import Framing, detect, read_head
+from falconet.decode.detect import BLANKS, Framing, back_to_back, detect, read_head
 from falconet.decode.envelopes import ENVELOPES
+from falconet.decode.limits import OBJECT_LIMITS, Budget, DecodeLimits
 from falconet.decode.records import (
     GC_PAUSE_BYTES,
     MAX_EVENT_BYTES,
-    MAX_RECORD_BYTES,
     VALID_PREFIXES,
     Decoded,
     Event,
@@ -41,9 +43,9 @@ from falconet.decode.records import (
     loads,
     valid_timestamp,
 )
-from falconet.decode.stats import NOT_JSON, TRUNCATED, DecodeStats
+from falconet.decode.stats import LIMIT_DOCUMENT, NOT_JSON, DecodeStats
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "Decoder", "Event", "decode", "decode_value"]
+__all__ = ["MAX_EVENT_BYTES", "Decoder", "Event", "decode", "decode_value"]
 
 # Where a document may end in DOCUMENTS framing: a closing bracket followed (after blanks) by the
 # next document's opening one. A match inside a string is caught because the candidate then fails
@@ -54,13 +56,20 @@ _RESCAN = 4096  # bytes of the buffer tail searched again when a chunk arrives
 # so a crafted document full of `}{` inside strings would otherwise cost quadratic time; real
 # documents need one try, rarely two.
 _MAX_MISSES = 16
+_UNKNOWN_SIZE = 1 << 62  # the length of a value parsed elsewhere: measure every event
 
 
 class Decoder(Protocol):
     """What the pipeline calls: `decode` below, or any drop-in replacement."""
 
     def __call__(
-        self, data: Input, *, stats: DecodeStats, context: EventContext = ..., name: str = ...
+        self,
+        data: Input,
+        *,
+        stats: DecodeStats,
+        context: EventContext = ...,
+        name: str = ...,
+        limits: DecodeLimits = ...,
     ) -> Iterator[tuple[Event, EventContext]]: ...
 
 
@@ -70,28 +79,29 @@ def decode(
     stats: DecodeStats,
     context: EventContext = EMPTY_CONTEXT,
     name: str = "<input>",
+    limits: DecodeLimits = OBJECT_LIMITS,
 ) -> Iterator[tuple[Event, EventContext]]:
     """Yield `(event, context)` for every audit event in `data`; count the rest in `stats`.
 
     Never raises for bad input: every record that is not yielded is counted in `stats` under a
-    named reason (see `falconet.decode.stats`). Errors from reading `data` itself propagate.
+    named reason (see `falconet.decode.stats`), including what `limits` refuse (an HTTP body is
+    decoded under `BODY_LIMITS`). Errors from reading `data` itself propagate.
     """
-    whole = whole_input(data)  # not None: `head` below is the entire input
-    chunks = gunzip(iter_chunks(data if whole is None else whole), stats, name)
+    budget = Budget(limits, stats.records)
+    size = limits.max_document_bytes
+    whole = whole_input(data, size)  # not None: `head` below is the entire input
+    chunks = gunzip(iter_chunks(data if whole is None else whole, size), stats, name, budget)
     head, blank_lines = read_head(chunks)  # blank lines dropped before the head
-    if not head or head.isspace():
+    reader = Reader(stats, context, name, ENVELOPES, budget)
+    if not head.strip(BLANKS):
+        reader.stopped(blank_lines + 1)
         return
     framing = detect(head)
-    reader = Reader(stats, context, name, ENVELOPES)
     chunks = chain((head,), chunks)
     if framing is Framing.LINES:
-        yield from _lines_of_events(_line_batches(chunks), reader, blank_lines)
+        yield from _lines_of_events(_line_batches(chunks, budget), reader, blank_lines)
     elif framing is Framing.EXPORT:
-        for number, line in enumerate(_lines(chunks), blank_lines + 1):
-            if line is None:
-                reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
-            elif line.strip():
-                yield from read_export_line(reader, line, number)
+        yield from _export_lines(_lines(chunks, budget), reader, blank_lines)
     else:
         reader.unit = "document "
         if whole is not None:
@@ -105,7 +115,7 @@ def decode(
             else:
                 yield from reader.value(value, 1, len(head), reader.context)
                 return
-        yield from _documents(chunks, reader, compact=b"}{" in head)
+        yield from _documents(chunks, reader, compact=back_to_back(head))
 
 
 def decode_value(
@@ -115,27 +125,31 @@ def decode_value(
     context: EventContext = EMPTY_CONTEXT,
     name: str = "<input>",
     size: int | None = None,
+    limits: DecodeLimits = OBJECT_LIMITS,
 ) -> Iterator[tuple[Event, EventContext]]:
     """Yield the audit events in one JSON value already parsed (a structured CloudEvent, the data
     the functions framework parsed): read as a document of `decode`'s input would be, without
-    serialising it again to parse it a second time.
+    serialising it again to parse it a second time, under `limits` (its records, its base64
+    payloads).
 
     `size` is the length of the text it was parsed from; when it is not known, every event is
     measured against `MAX_EVENT_BYTES` (one serialisation each)."""
-    reader = Reader(stats, context, name, ENVELOPES)
+    reader = Reader(stats, context, name, ENVELOPES, Budget(limits, stats.records))
     reader.unit = "document "
-    yield from reader.value(value, 1, MAX_RECORD_BYTES if size is None else size, context)
+    yield from reader.value(value, 1, _UNKNOWN_SIZE if size is None else size, context)
 
 
-def _line_batches(chunks: Iterator[bytes]) -> Iterator[Iterable[bytes] | None]:
+def _line_batches(chunks: Iterator[bytes], budget: Budget) -> Iterator[Iterable[bytes] | None]:
     """The lines of `chunks`, one batch of complete lines per chunk; None for an over-long line.
 
     Every line keeps its `\\n` (orjson ignores it; only the input's last line may lack one). A
-    line longer than `MAX_RECORD_BYTES` is dropped while it is read, and None stands in for it.
+    line longer than the budget's `max_document_bytes` is dropped while it is read, and None stands
+    in for it. When a limit stopped the input, its unfinished last line is dropped (it was cut).
     Why batches: the consumer loops over a `BytesIO` of each chunk directly, whose iteration
     finds line ends with memchr, where `bytes.split` tests byte by byte (0.12x of a parse per
     1.7 KB line, 4x the cost) and a generator per line costs a resume per event.
     """
+    limit = budget.limits.max_document_bytes
     parts: list[bytes] = []  # the unfinished last line, in pieces (joined once: no quadratic +=)
     size = 0
     dropping = False  # inside an over-long line: discard up to its newline
@@ -158,19 +172,19 @@ def _line_batches(chunks: Iterator[bytes]) -> Iterator[Iterable[bytes] | None]:
         elif not dropping:
             parts.append(chunk)
             size += len(chunk)
-        if size > MAX_RECORD_BYTES:
+        if size > limit:
             parts = []
             size = 0
             dropping = True
     if dropping:
         yield None
-    elif parts:
+    elif parts and budget.stop is None:
         yield (b"".join(parts),)
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
-    """Lines of `chunks` (without `\\n`); None in place of a line over `MAX_RECORD_BYTES`."""
-    for batch in _line_batches(chunks):
+def _lines(chunks: Iterator[bytes], budget: Budget) -> Iterator[bytes | None]:
+    """Lines of `chunks` (without `\\n`); None in place of a line over the size limit."""
+    for batch in _line_batches(chunks, budget):
         if batch is None:
             yield None
             continue
@@ -183,6 +197,8 @@ def _lines_of_events(
 ) -> Decoded:
     # The common case (one Event per line) is inlined here; anything else goes to the Reader.
     stats = reader.stats
+    max_records = reader.budget.max_records
+    max_line = reader.budget.limits.max_document_bytes
     context = reader.context
     cluster = context.cluster
     fast_loads = orjson.loads
@@ -193,17 +209,29 @@ def _lines_of_events(
     for batch in batches:
         if batch is None:
             number += 1
-            reader.reject(TRUNCATED, number, f"line over {MAX_RECORD_BYTES} bytes")
+            if stats.records >= max_records:
+                reader.refuse_records(number)
+                return
+            reader.reject(LIMIT_DOCUMENT, number, f"line over {max_line} bytes")
             continue
         for line in batch:
             number += 1
+            if stats.records >= max_records:
+                reader.refuse_records(number)
+                return
             size = len(line)  # the line's newline included: still a bound of the event's size
             try:
-                value = fast_loads(line) if size < GC_PAUSE_BYTES else loads(line)
+                if size < GC_PAUSE_BYTES:  # <= MIN_DOCUMENT_BYTES: no need to measure it
+                    value = fast_loads(line)
+                elif size > max_line:  # a complete line in one big chunk (a whole input)
+                    reader.reject(LIMIT_DOCUMENT, number, f"line over {max_line} bytes")
+                    continue
+                else:
+                    value = loads(line)
             except decode_error as exc:
                 if _after_document(exc):  # `}{`: several documents on one line (small Firehose)
                     yield from _documents((line,), reader, compact=True, line=number)
-                elif line.strip():
+                elif line.strip(BLANKS):
                     reader.reject(NOT_JSON, number, str(exc))
                 continue
             if type(value) is dict and value.get("kind") == "Event" and size <= limit:
@@ -233,6 +261,23 @@ def _lines_of_events(
                 yield from reader.items(items, number, size, context, 0)  # a webhook body
             else:
                 yield from reader.value(value, number, size, context)
+    reader.stopped(number + 1)
+
+
+def _export_lines(lines: Iterator[bytes | None], reader: Reader, number: int) -> Decoded:
+    stats = reader.stats
+    max_records = reader.budget.max_records
+    size = reader.budget.limits.max_document_bytes
+    for line in lines:
+        number += 1
+        if stats.records >= max_records:
+            reader.refuse_records(number)
+            return
+        if line is None or len(line) > size:
+            reader.reject(LIMIT_DOCUMENT, number, f"line over {size} bytes")
+        elif line.strip(BLANKS):
+            yield from read_export_line(reader, line, number)
+    reader.stopped(number + 1)
 
 
 def _documents(chunks: Iterable[bytes], reader: Reader, *, compact: bool, line: int = 0) -> Decoded:
@@ -241,11 +286,18 @@ def _documents(chunks: Iterable[bytes], reader: Reader, *, compact: bool, line: 
     `compact` (the head showed `}{`, as Firehose writes): boundaries are found with `bytes.find`,
     3x faster than the general regex. Should a document then turn out to be followed by blanks
     and another one, the stream falls back to the regex, which also finds `}` blanks `{`.
+    `line`: the documents are one line of a JSON-lines input (positions name it), not the input.
     """
     splitter = _Splitter(reader, compact, line)
+    budget = reader.budget
     for chunk in chunks:
         yield from splitter.feed(chunk)
-    yield from splitter.finish()
+        if budget.counted:  # the input reached its record limit
+            return
+    if line or budget.stop is None:  # else a limit stopped the input: its last document was cut
+        yield from splitter.finish()
+    if not line:
+        reader.stopped(splitter.number + 1)
 
 
 class _Splitter:
@@ -269,7 +321,7 @@ class _Splitter:
         self.start = 0  # where the current document begins in `buffer`
         self.scan = 0  # where to look for the next boundary
         self.number = 0  # documents seen, for positions
-        self.dropping = False  # the document outgrew MAX_RECORD_BYTES: skip to the next boundary
+        self.dropping = False  # the document outgrew the size limit: skip to the next boundary
         self.misses = 0  # boundaries that turned out to be inside the current document
 
     def feed(self, chunk: bytes) -> Decoded:
@@ -281,8 +333,9 @@ class _Splitter:
             self.scan -= self.start
             self.start = 0
         self.scan = max(self.scan, len(buffer) - _RESCAN)
-        if len(buffer) > MAX_RECORD_BYTES and not self.dropping:
-            self.reader.reject(TRUNCATED, self._next(), f"document over {MAX_RECORD_BYTES} bytes")
+        limit = self.reader.budget.limits.max_document_bytes
+        if len(buffer) > limit and not self.dropping:
+            self.reader.reject(LIMIT_DOCUMENT, self._next(), f"document over {limit} bytes")
             self.dropping = True
         if self.dropping:
             del buffer[: max(0, len(buffer) - _RESCAN)]
@@ -291,8 +344,8 @@ class _Splitter:
     def finish(self) -> Decoded:
         if self.dropping:
             return
-        rest = bytes(self.buffer[self.start :]).strip()
-        if not rest:
+        rest = bytes(self.buffer[self.start :]).strip(BLANKS)
+        if not rest or self._full():
             return
         try:
             value = loads(rest)
@@ -312,6 +365,8 @@ class _Splitter:
         buffer = self.buffer
         reader = self.reader
         while True:
+            if self._full():
+                return
             if self.compact:
                 end = buffer.find(b"}{", self.scan) + 1
                 if not end:
@@ -328,6 +383,12 @@ class _Splitter:
                 self.start = self.scan
                 continue
             document = bytes(buffer[self.start : end])
+            limit = reader.budget.limits.max_document_bytes
+            if len(document) > limit:  # possible when one chunk held it whole
+                reader.reject(LIMIT_DOCUMENT, self._next(), f"document over {limit} bytes")
+                self.start = self.scan
+                self.misses = 0
+                continue
             try:
                 value = loads(document)
             except orjson.JSONDecodeError as exc:
@@ -355,6 +416,14 @@ class _Splitter:
         """Position of the next document: its number, or the line being split."""
         self.number += 1
         return self.line or self.number
+
+    def _full(self) -> bool:
+        """Whether the input has reached its record limit (counted once, at the next document)."""
+        reader = self.reader
+        if reader.stats.records < reader.budget.max_records:
+            return False
+        reader.refuse_records(self.line or self.number + 1)
+        return True
 
 
 def _after_document(exc: orjson.JSONDecodeError) -> bool:

@@ -9,10 +9,12 @@ import orjson
 
 from falconet.decode import (
     BAD_ENVELOPE,
+    LIMIT_DOCUMENT,
     NOT_JSON,
     SKIP_CONTROL,
     SKIP_STREAM,
     TRUNCATED,
+    DecodeLimits,
 )
 from falconet.decode.cloudwatch import cluster_from_log_group
 from tests.unit.decode.wrap import (
@@ -81,14 +83,12 @@ def test_awslogs_with_bad_base64_or_gzip_is_counted() -> None:
         assert stats.rejected == {BAD_ENVELOPE: 1}, data
 
 
-def test_awslogs_compression_bomb_is_refused(monkeypatch) -> None:
-    from falconet.decode import records
-
-    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 100_000)
+def test_awslogs_compression_bomb_is_refused() -> None:
     bomb = base64.b64encode(gz(b" " * 1_000_000)).decode()
-    _, _, stats = run(orjson.dumps({"awslogs": {"data": bomb}}))
-    assert stats.rejected_total == 1
-    assert "inflates past" in stats.problems[0].detail
+    limits = DecodeLimits(max_document_bytes=100_000)
+    _, _, stats = run(orjson.dumps({"awslogs": {"data": bomb}}), limits=limits)
+    assert stats.rejected == {LIMIT_DOCUMENT: 1}
+    assert stats.problems[0].detail == "awslogs.data inflates over 100000 bytes"
 
 
 def test_export_lines_skip_klog_text_and_count_truncation() -> None:

@@ -7,7 +7,8 @@ import zlib
 
 import pytest
 
-from falconet.decode import BAD_COMPRESSION, compression
+from falconet.decode import BAD_COMPRESSION, OBJECT_LIMITS, DecodeStats, compression
+from falconet.decode.limits import Budget
 from tests.unit.decode.wrap import check_accounting, gz, jsonl, load_events, run
 
 EVENTS = load_events()
@@ -55,7 +56,9 @@ def test_large_stream_inflates_in_bounded_pieces() -> None:
     for n, event in enumerate(events):
         event["auditID"] = f"id-{n}"
     data = gz(jsonl(events))
-    pieces = list(compression.gunzip(iter([data]), None, "t"))  # type: ignore[arg-type]
+    budget = Budget(OBJECT_LIMITS)
+    pieces = list(compression.gunzip(iter([data]), DecodeStats(), "t", budget))
+    assert budget.inflated == sum(map(len, pieces)) and budget.compressed == len(data)
     assert len(pieces) > 2 and max(map(len, pieces)) <= compression.INFLATED_CHUNK
     got, _, stats = run(data)
     assert [e["auditID"] for e in got] == [e["auditID"] for e in events]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from falconet.decode import NOT_AUDIT_EVENT, NOT_JSON
+from falconet.decode import LIMIT_RATIO, NOT_AUDIT_EVENT, NOT_JSON, DecodeLimits
 from tests.unit.decode.wrap import (
     aks_eventhub,
     awslogs_event,
@@ -122,6 +122,36 @@ def test_deep_nesting_never_raises_recursion_error() -> None:
             _decode_ok(orjson.dumps({"awslogs": {"data": ""}})[:0] + gz(doc))
 
 
+_DEEP = b"[" * 1000 + b"]" * 1000
+_TS = b'"stageTimestamp":"2024-01-01T00:00:00Z"'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"x":' + _DEEP + b"}",  # not an audit event: the detail shows a snippet of it
+        b'{"kind":"Event","auditID":' + _DEEP + b"}",  # no stageTimestamp: the detail is its id
+        b'{"kind":"Event",' + _TS + b',"auditID":' + _DEEP + b',"x":"' + b"a" * 300_000 + b'"}',
+        b'{"kind":"EventList","items":[{"kind":"Event",'
+        + _TS
+        + b',"auditID":'
+        + _DEEP
+        + b',"x":"'
+        + b"a" * 300_000
+        + b'"}]}',
+        b'{"messageType":' + _DEEP + b',"logEvents":[]}',
+    ],
+    ids=["snippet", "bad-timestamp", "too-large", "too-large-item", "message-type"],
+)
+def test_a_value_nested_1000_deep_in_a_problems_detail_never_raises(line: bytes) -> None:
+    # Found reading the decoders for their fuzz target: the details of these problems were the
+    # value's repr or str, which raise RecursionError 1000 levels deep (orjson parses to 1024).
+    events, _, stats = run(line)
+    assert events == [] and stats.rejected_total == 1
+    assert "nested over 255 levels" in stats.problems[0].detail
+    check_accounting(stats)
+
+
 def test_deep_nesting_inside_an_event_over_the_size_limit() -> None:
     # orjson serialises at most 255 levels: measuring such an event must not raise.
     inner: object = "x" * 300_000
@@ -137,23 +167,26 @@ def test_deep_nesting_inside_an_event_over_the_size_limit() -> None:
 
 
 def test_huge_line_without_newline_is_bounded(monkeypatch) -> None:
-    from falconet.decode import detect, stream
+    from falconet.decode import detect
 
-    monkeypatch.setattr(stream, "MAX_RECORD_BYTES", 1 << 20)
     monkeypatch.setattr(detect, "HEAD_LIMIT", 1 << 16)
     chunks = (b'{"kind":"Event","a":"' if i == 0 else b"a" * 65536 for i in range(200))
-    events, _, stats = run(chunks)
+    events, _, stats = run(chunks, limits=DecodeLimits(max_document_bytes=1 << 20))
     assert events == [] and stats.rejected_total == 1
     check_accounting(stats)
 
 
 def test_gzip_bomb_streams() -> None:
-    # 200 MB of blanks compress to ~200 KB; inflating streams in 64 KiB pieces.
+    # 200 MB of blanks compress to ~200 KB (1000x): over the default ratio, the input stops there;
+    # allowed a higher ratio, it is inflated in pieces and the member after it is read.
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     block = b" " * (1 << 20)
     bomb = b"".join(compressor.compress(block) for _ in range(200)) + compressor.flush()
-    events, _, stats = run(bomb + gzip.compress(jsonl(EVENTS[:1])))
-    assert len(events) == 1
+    data = bomb + gzip.compress(jsonl(EVENTS[:1]))
+    events, _, stats = run(data)
+    assert events == [] and stats.rejected == {LIMIT_RATIO: 1}
+    events, _, stats = run(data, limits=DecodeLimits(max_inflate_ratio=2000))
+    assert len(events) == 1 and stats.rejected_total == 0
     check_accounting(stats)
 
 

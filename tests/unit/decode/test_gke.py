@@ -11,49 +11,7 @@ import pytest
 
 from falconet.decode import BAD_ENVELOPE, SKIP_NOT_K8S
 from falconet.decode.gke import object_ref_of, request_uri_of
-from tests.unit.decode.wrap import check_accounting, gz, run
-
-
-def log_entry(
-    method: str = "io.k8s.core.v1.pods.create",
-    resource_name: str = "core/v1/namespaces/default/pods/web-0",
-    *,
-    status: dict[str, Any] | None = None,
-    request: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-    authorization: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-        "authenticationInfo": {"principalEmail": "mallory@example.com"},
-        "methodName": method,
-        "resourceName": resource_name,
-        "requestMetadata": {"callerIp": "203.0.113.9", "callerSuppliedUserAgent": "kubectl/1.30"},
-        "serviceName": "k8s.io",
-    }
-    if status is not None:
-        payload["status"] = status
-    if request is not None:
-        payload["request"] = request
-    if authorization is not None:
-        payload["authorizationInfo"] = authorization
-    return {
-        "insertId": "e7b3c1a0-0000-4000-8000-00000000abcd",
-        "labels": labels if labels is not None else {"authorization.k8s.io/decision": "allow"},
-        "logName": "projects/acme-prod/logs/cloudaudit.googleapis.com%2Factivity",
-        "operation": {"first": True, "id": "x", "last": True, "producer": "k8s.io"},
-        "protoPayload": payload,
-        "receiveTimestamp": "2024-01-01T01:00:07.5Z",
-        "resource": {
-            "labels": {
-                "cluster_name": "gke-prod",
-                "location": "europe-west1",
-                "project_id": "acme-prod",
-            },
-            "type": "k8s_cluster",
-        },
-        "timestamp": "2024-01-01T01:00:00.123456Z",
-    }
+from tests.unit.decode.wrap import check_accounting, gz, log_entry, run
 
 
 def one(entry: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -11,11 +11,12 @@ import pytest
 from falconet.decode import (
     BAD_COMPRESSION,
     BAD_TIMESTAMP,
+    LIMIT_DOCUMENT,
     MAX_EVENT_BYTES,
     NOT_AUDIT_EVENT,
     NOT_JSON,
     TOO_LARGE,
-    TRUNCATED,
+    DecodeLimits,
 )
 from tests.unit.decode.wrap import check_accounting, gz, jsonl, load_events, run
 
@@ -160,17 +161,17 @@ def test_format_is_detected_from_content_not_name() -> None:
     assert got == EVENTS and stats.rejected_total == 0
 
 
-def test_line_over_the_record_limit_is_dropped_while_read(monkeypatch) -> None:
-    from falconet.decode import stream
-
-    monkeypatch.setattr(stream, "MAX_RECORD_BYTES", 10_000)
-    huge = b'{"kind":"Event","x":"' + b"a" * 50_000 + b'"}'
+@pytest.mark.parametrize("shape", ["chunks", "bytes"])
+def test_line_over_the_document_limit_is_dropped_while_read(shape: str) -> None:
+    huge = b'{"kind":"Event","x":"' + b"a" * 500_000 + b'"}'
     data = jsonl([_event(1)]) + huge + b"\n" + jsonl([_event(2)])
     chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
-    got, _, stats = run(chunks)
+    limits = DecodeLimits(max_document_bytes=100_000)
+    # In memory, an input over the limit is not held whole: it is read in chunks too.
+    got, _, stats = run(chunks if shape == "chunks" else data, limits=limits)
     assert [e["auditID"] for e in got] == ["id-1", "id-2"]
-    assert stats.rejected == {TRUNCATED: 1}
-    assert stats.problems[0].position == "t:2"
+    assert stats.rejected == {LIMIT_DOCUMENT: 1}
+    assert str(stats.problems[0]) == "t:2: document over the size limit (line over 100000 bytes)"
 
 
 def test_concatenated_documents_with_braces_inside_strings() -> None:
@@ -224,6 +225,19 @@ def test_positions_count_leading_blank_lines(chunk: int) -> None:
     got, _, stats = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
     assert [e["auditID"] for e in got] == ["id-1"]
     assert [p.position for p in stats.problems] == ["t:4"]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 100])
+def test_only_json_blanks_are_dropped_before_the_first_line(chunk: int) -> None:
+    # Found by fuzzing: a \v (not JSON whitespace) was dropped with the blanks before the head
+    # when it arrived in a chunk of its own, and refused with its line when it did not.
+    data = b"\t\x0b\t2\n" + orjson.dumps(_event(1)) + b"\n"
+    for given in (data, [data[i : i + chunk] for i in range(0, len(data), chunk)]):
+        got, _, stats = run(given)
+        assert [e["auditID"] for e in got] == ["id-1"]
+        assert stats.rejected == {NOT_JSON: 1} and stats.problems[0].position == "t:1"
+    got, _, stats = run([b" ", b"\x0c", b" "])
+    assert got == [] and stats.rejected == {NOT_JSON: 1}
 
 
 @pytest.mark.parametrize(
@@ -382,3 +396,16 @@ def test_one_document_in_memory_past_the_head_limit_is_parsed_once(monkeypatch, 
     events, _, stats = run(data + b"\n" + orjson.dumps(_event(3), option=option))
     assert [e["auditID"] for e in events] == ["id-1", "id-2", "id-3"]
     assert stats.rejected_total == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 64, 4096])
+def test_documents_are_split_the_same_whether_read_whole_or_in_pieces(chunk: int) -> None:
+    # Found by fuzzing: back to back (`}{`) was judged on the head, which is the whole input in
+    # memory but only the first line and the rest of its chunk when read in pieces; a damaged
+    # stream was then split at different places.
+    data = b'{"x":\n1} ' + orjson.dumps(_event(1)) + b"\xff" + orjson.dumps(_event(2))
+    data += orjson.dumps(_event(3))
+    whole = run(data)
+    pieces = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert [e["auditID"] for e in whole[0]] == [e["auditID"] for e in pieces[0]] == ["id-3"]
+    assert whole[2].rejected == pieces[2].rejected == {NOT_AUDIT_EVENT: 1, NOT_JSON: 1}

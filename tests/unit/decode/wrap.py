@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from falconet.context import EMPTY_CONTEXT, EventContext
-from falconet.decode import DecodeStats, decode
+from falconet.decode import OBJECT_LIMITS, DecodeLimits, DecodeStats, decode
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data" / "decode"
@@ -26,10 +26,15 @@ def load_events() -> list[Event]:
     return [orjson.loads(line) for line in (DATA / "events.jsonl").read_bytes().splitlines()]
 
 
-def run(data: Any, context: EventContext = EMPTY_CONTEXT, name: str = "t"):
-    """(events, contexts, stats) of decoding `data`."""
+def run(
+    data: Any,
+    context: EventContext = EMPTY_CONTEXT,
+    name: str = "t",
+    limits: DecodeLimits = OBJECT_LIMITS,
+):
+    """(events, contexts, stats) of decoding `data` under `limits`."""
     stats = DecodeStats()
-    pairs = list(decode(data, stats=stats, context=context, name=name))
+    pairs = list(decode(data, stats=stats, context=context, name=name, limits=limits))
     return [e for e, _ in pairs], [c for _, c in pairs], stats
 
 
@@ -142,3 +147,45 @@ def aks_pt1h(events: list[Event]) -> bytes:
     return b"".join(
         orjson.dumps(aks_record(orjson.dumps(e).decode() + "\n")) + b"\n" for e in events
     )
+
+
+def log_entry(
+    method: str = "io.k8s.core.v1.pods.create",
+    resource_name: str = "core/v1/namespaces/default/pods/web-0",
+    *,
+    status: dict[str, Any] | None = None,
+    request: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    authorization: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "mallory@example.com"},
+        "methodName": method,
+        "resourceName": resource_name,
+        "requestMetadata": {"callerIp": "203.0.113.9", "callerSuppliedUserAgent": "kubectl/1.30"},
+        "serviceName": "k8s.io",
+    }
+    if status is not None:
+        payload["status"] = status
+    if request is not None:
+        payload["request"] = request
+    if authorization is not None:
+        payload["authorizationInfo"] = authorization
+    return {
+        "insertId": "e7b3c1a0-0000-4000-8000-00000000abcd",
+        "labels": labels if labels is not None else {"authorization.k8s.io/decision": "allow"},
+        "logName": "projects/acme-prod/logs/cloudaudit.googleapis.com%2Factivity",
+        "operation": {"first": True, "id": "x", "last": True, "producer": "k8s.io"},
+        "protoPayload": payload,
+        "receiveTimestamp": "2024-01-01T01:00:07.5Z",
+        "resource": {
+            "labels": {
+                "cluster_name": "gke-prod",
+                "location": "europe-west1",
+                "project_id": "acme-prod",
+            },
+            "type": "k8s_cluster",
+        },
+        "timestamp": "2024-01-01T01:00:00.123456Z",
+    }
