@@ -168,3 +168,35 @@ def test_loop_is_a_macro_loop_error(tmp_path: Path) -> None:
     )
     with pytest.raises(MacroLoopError):
         Engine.from_paths([path])
+
+
+def test_regex_re2_rejects_is_an_error_at_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Falco compiles `regex` operands with RE2 in POSIX mode, which has no `\d`: a load error
+    # there, and here (Python's `re` accepted it and matched with backtracking).
+    text = HEADER + RULE.format(condition="ka.verb=get and ka.useragent regex kubectl/v\\d+")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        f"{tmp_path}/rules.yaml:4:49: error: rule 'R': invalid regular expression "
+        "'kubectl/v\\d+': invalid escape sequence: \\d",
+        "    (ka.verb=get and ka.useragent regex kubectl/v\\d+)",
+        "                                        ^",
+    ]
+
+
+@pytest.mark.parametrize("op", ["regex", "pmatch"])
+def test_regex_and_pmatch_take_no_field_on_their_right(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], op: str
+) -> None:
+    # A pattern read from the event would be compiled (and could backtrack) per event; libsinsp
+    # rejects it at load time.
+    text = HEADER + RULE.format(condition=f"ka.user.name {op} val(ka.target.name)")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    column = 14 + len(f"ka.user.name {op} ")  # the val( operand
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': operator '{op}' doesn't support "
+        "right-hand side fields"
+    )
