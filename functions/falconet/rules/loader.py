@@ -248,7 +248,7 @@ class RuleSet:
                 located(
                     exc.message,
                     self._locate(rule, "") or rule.position,
-                    cls=errs.UnknownFieldError,
+                    cls=exc.cls,
                     kind="rule",
                     item=rule.name,
                     excerpt=caret(rule.output, exc.offset),

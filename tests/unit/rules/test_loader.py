@@ -8,7 +8,14 @@ import pytest
 
 from falconet import Engine, RuleError
 from falconet.cli import main
-from falconet.errors import MacroLoopError, OperatorError, UndefinedMacroError, UnknownFieldError
+from falconet.errors import (
+    FieldArgumentError,
+    MacroLoopError,
+    OperatorError,
+    RuleLimitError,
+    UndefinedMacroError,
+    UnknownFieldError,
+)
 
 HEADER = "- required_engine_version: 15\n"
 RULE = """- rule: R
@@ -200,3 +207,63 @@ def test_regex_and_pmatch_take_no_field_on_their_right(
         f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': operator '{op}' doesn't support "
         "right-hand side fields"
     )
+
+
+OUTPUT_RULE = """- rule: R
+  desc: d
+  condition: ka.verb=get
+  output: "{output}"
+  priority: WARNING
+  source: k8s_audit
+"""
+
+
+def test_output_field_arguments_are_checked_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Outputs were never checked: this loaded, then every alert on a pod with ports raised
+    # ValueError (int('abc')) while it was being formatted.
+    output = "ports=%ka.req.pod.containers.host_port[abc] user=%ka.user.name"
+    code, err = validate(tmp_path, HEADER + OUTPUT_RULE.format(output=output), capsys)
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': field "
+        "'ka.req.pod.containers.host_port' takes a numeric index argument, got 'abc'",
+        "    ports=%ka.req.pod.containers.host_port[abc] user=%ka.user.name",
+        "          ^",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("%ka.verb[x]", "field 'ka.verb' does not take an argument"),
+        ("%jevt.value", "field 'jevt.value' requires an argument"),
+        ("%ka.uri.param", "field 'ka.uri.param' requires an argument"),
+    ],
+)
+def test_output_arguments_follow_the_condition_rules(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + OUTPUT_RULE.format(output=output))
+    with pytest.raises(FieldArgumentError) as info:
+        Engine.from_paths([path])
+    assert info.value.message == message
+    assert (info.value.item, info.value.line, info.value.column) == ("R", 2, 3)
+
+
+def test_output_width_is_capped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each alert of this rule was 200 MB (the verb padded to 200,000,000 characters).
+    code, err = validate(
+        tmp_path, HEADER + OUTPUT_RULE.format(output="v=%200000000ka.verb"), capsys
+    )
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': output field width 200000000 exceeds the "
+        "limit of 1024"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + OUTPUT_RULE.format(output="%99999999999999999999999ka.verb"))
+    with pytest.raises(RuleLimitError, match="width 999999999999... exceeds the limit of 1024"):
+        Engine.from_paths([path])
