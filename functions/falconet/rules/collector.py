@@ -281,7 +281,7 @@ class Collector:
         """What lists and macros share: the name, key checks, the name warning, the append /
         override mode of `key`, and Falco's errors for a missing key or a missing item to amend.
         Returns (name, the `key` node, mode or None for a definition, the existing item)."""
-        name = item[kind].scalar(f"{kind} name")
+        name = _item_name(item, kind, position)
         self._check_keys(item, allowed, kind, name, position)
         if not re.match(name_pattern, name):
             self._warn(name_warning, position, kind=kind, item=name)
@@ -354,7 +354,7 @@ class Collector:
         )
 
     def _read_rule(self, item: dict[str, YamlNode], position: Position) -> None:
-        name = item["rule"].scalar("rule name")
+        name = _item_name(item, "rule", position)
         self._check_keys(item, _RULE_KEYS, "rule", name, position)
         ops = self._override_ops(item, "rule", name, position, _RULE_APPENDABLE, _RULE_REPLACEABLE)
         append = self._append_flag(item, "rule", name)
@@ -482,6 +482,18 @@ class Collector:
             elif key == "enabled":
                 rule.enabled = node.boolean("enabled")
             # warn_evttypes, skip-if-unknown-filter, capture*: accepted, no effect here.
+
+
+def _item_name(item: dict[str, YamlNode], kind: str, position: Position) -> str:
+    """The name of a list, macro or rule: a non-empty scalar, as Falco requires. (An empty list
+    name also matched everywhere in condition text, and its substitution never ended.)"""
+    node = item[kind]
+    if node.is_null():
+        raise located(f"Mapping for key '{kind}' is empty", position)
+    name = node.scalar(f"{kind} name")
+    if not name:
+        raise located(f"Value for key '{kind}' must be non-empty", node.position)
+    return name
 
 
 def _flatten_scalar(node: YamlNode) -> str:

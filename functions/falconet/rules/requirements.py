@@ -23,17 +23,23 @@ PLUGIN_VERSIONS = {
     "k8saudit-aks": (0, 6, 0),
     "json": (0, 7, 4),
 }
-_SEMVER = r"(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?\Z"  # compiled by `re` on first use
+# ASCII digits only (`\d` and str.isdigit() also take '²' or '٣', which int() then refuses or
+# reads), at most 10 per number: Falco reads a uint32. Compiled by `re` on first use.
+_SEMVER = r"([0-9]{1,10})\.([0-9]{1,10})\.([0-9]{1,10})(?:[-+][0-9A-Za-z.+-]*)?\Z"
+_NUMBER = r"[0-9]{1,10}\Z"
+_UINT32 = 0xFFFFFFFF
 
 
 def _version(text: str, what: str, position: Position) -> tuple[int, int, int]:
+    """A version as Falco reads one: a uint32 N (engine version 0.N.0), else "x.y.z" semver."""
     text = text.strip()
-    if text.isdigit():
+    if re.match(_NUMBER, text) and int(text) <= _UINT32:
         return (0, int(text), 0)
     m = re.match(_SEMVER, text)
-    if m is None:
+    if m is None or max(int(g) for g in m.groups()) > _UINT32:
+        shown = text if len(text) <= 64 else text[:64] + "..."
         raise located(
-            f"{what} '{text}' is not a valid version", position, cls=errs.RequirementError
+            f"{what} '{shown}' is not a valid version", position, cls=errs.RequirementError
         )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 

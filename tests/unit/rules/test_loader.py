@@ -267,3 +267,46 @@ def test_output_width_is_capped(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path.write_text(HEADER + OUTPUT_RULE.format(output="%99999999999999999999999ka.verb"))
     with pytest.raises(RuleLimitError, match="width 999999999999... exceeds the limit of 1024"):
         Engine.from_paths([path])
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        # An empty or null list name matched everywhere in condition text: the substitution of
+        # this list into the rule below never ended.
+        ('- list: ""\n  items: [a, b]\n', "1:9: error: Value for key 'list' must be non-empty"),
+        ("- list:\n  items: [a, b]\n", "1:3: error: Mapping for key 'list' is empty"),
+        (
+            "- macro: ''\n  condition: ka.verb=get\n",
+            "1:10: error: Value for key 'macro' must be non-empty",
+        ),
+        ("- macro: ~\n  condition: ka.verb=get\n", "1:3: error: Mapping for key 'macro' is empty"),
+    ],
+)
+def test_names_must_not_be_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], item: str, message: str
+) -> None:
+    code, err = validate(tmp_path, item + RULE.format(condition="ka.verb in (x, y)"), capsys)
+    assert code == 1
+    assert err.splitlines() == [f"{tmp_path}/rules.yaml:{message}"]  # the rule still loads
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [
+        ('"²"', "²"),  # str.isdigit() is true, int() refused it: a ValueError traceback
+        ("9" * 5000, "9" * 64 + "..."),  # over Python's 4,300 digits for int(): a traceback
+        ("1.2.99999999999", "1.2.99999999999"),  # not a uint32
+        ("١.٢.٣", "١.٢.٣"),  # Arabic-Indic digits matched \d
+    ],
+)
+def test_required_engine_version_is_ascii_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str, shown: str
+) -> None:
+    text = f"- required_engine_version: {version}\n" + RULE.format(condition="ka.verb=get")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:1:28: error: required_engine_version '{shown}' is not a valid "
+        "version"
+    )
