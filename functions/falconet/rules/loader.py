@@ -28,10 +28,11 @@ from falconet.rules.checker import Problem, check_fields, field_names
 from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleItem
 from falconet.rules.diagnostics import Diagnostic, caret, located
 from falconet.rules.expand import Lists, build_exception_condition, expand_lists, substitute_lists
+from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
 from falconet.rules.model import SOURCE, Position, Rule
 from falconet.rules.output import OutputFormatError, parse_output
-from falconet.rules.reader import items_of, read_documents
+from falconet.rules.reader import check_size, items_of, read_documents
 from falconet.rules.resolver import ResolveError, resolve
 
 __all__ = ["Diagnostic", "RuleSet", "expand_paths", "load_rules"]
@@ -80,9 +81,15 @@ class RuleSet:
         """Read one rules file into the collection; problems are recorded in `diagnostics`."""
         name = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with Path(path).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # never more than the limit into memory
+            check_size(len(data), name)
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             self._error(located(f"cannot read rules file: {exc}", Position(name, 1, 1)))
+            return
+        except errs.RuleError as exc:
+            self._error(exc)
             return
         self.load_text(text, name)
 

@@ -3,8 +3,8 @@
 `%` starts a field token. The longest text that names a known field (optionally followed by
 `[arg]`) is consumed; shorter dotted prefixes are tried when the longest is unknown, so
 `%ka.target.name/%ka.target.resource` and `%ka.uri.param[command])` work. `%20ka.user.name` pads or
-cuts the value to 20 characters (at most `MAX_WIDTH`; `%0` is no width, as in Falco). Every field's
-argument is checked here, as in conditions. A missing value prints `<NA>`.
+cuts the value to 20 characters (at most `limits.MAX_OUTPUT_WIDTH`; `%0` is no width, as in
+Falco). Every field's argument is checked here, as in conditions. A missing value prints `<NA>`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from falconet import errors as errs
 from falconet import fields
+from falconet.rules.limits import MAX_OUTPUT_WIDTH
 
 _TOKEN = re.compile(r"([0-9]*)([a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+)")
-# The widest `%Nfield`: every alert of the rule is padded to N characters per such field, so an
-# unbounded N (`%200000000ka.verb`: 200 MB per alert) is refused at load.
-MAX_WIDTH = 1024
 
 
 class OutputFormatError(ValueError):
@@ -110,10 +108,12 @@ def _width(digits: str, offset: int) -> int | None:
     if not digits:
         return None
     stripped = digits.lstrip("0")
-    if len(stripped) > len(str(MAX_WIDTH)) or (stripped and int(stripped) > MAX_WIDTH):
+    if len(stripped) > len(str(MAX_OUTPUT_WIDTH)) or (
+        stripped and int(stripped) > MAX_OUTPUT_WIDTH
+    ):
         shown = stripped if len(stripped) <= 12 else stripped[:12] + "..."
         raise OutputFormatError(
-            f"output field width {shown} exceeds the limit of {MAX_WIDTH}",
+            f"output field width {shown} exceeds the limit of {MAX_OUTPUT_WIDTH}",
             offset,
             cls=errs.RuleLimitError,
         )
