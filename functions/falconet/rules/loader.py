@@ -28,12 +28,17 @@ from falconet.rules.checker import Problem, check_fields, field_names
 from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleItem
 from falconet.rules.diagnostics import Diagnostic, caret, located
 from falconet.rules.expand import Lists, build_exception_condition, expand_lists, substitute_lists
-from falconet.rules.limits import MAX_FILE_BYTES
+from falconet.rules.limits import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_NODES,
+    MAX_FILE_BYTES,
+    MAX_TOTAL_CONDITION_NODES,
+)
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
 from falconet.rules.model import SOURCE, Position, Rule
 from falconet.rules.output import OutputFormatError, parse_output
 from falconet.rules.reader import check_size, items_of, read_documents
-from falconet.rules.resolver import ResolveError, resolve
+from falconet.rules.resolver import Measures, ResolveError, measure, resolve
 
 __all__ = ["Diagnostic", "RuleSet", "expand_paths", "load_rules"]
 
@@ -243,6 +248,10 @@ class RuleSet:
                 self._condition_error(rule, exc.message, text, exc.pos, exc.cls, token=exc.token)
             )
             return None
+        limit = self._over_limit(tree, memo)
+        if limit is not None:
+            self._error(self._condition_error(rule, limit, text, 0, errs.RuleLimitError))
+            return None
         problem = check_fields(tree, memo.checked)
         if problem is not None:
             message, node, cls, token = problem
@@ -278,6 +287,28 @@ class RuleSet:
             frozenset(used),
             tuple(parts),
         )
+
+    def _over_limit(self, tree: ast.Expr, memo: Memo) -> str | None:
+        """Why a resolved condition is past a limit on its size or depth as a tree (what the
+        checker, the index and the compiler walk), or None. Counts it into the whole load's."""
+        size, depth = measure(tree, memo.measures)
+        if size > MAX_CONDITION_NODES:
+            return (
+                f"condition has {size} checks and operators once its macros are expanded, "
+                f"more than the limit of {MAX_CONDITION_NODES}"
+            )
+        if depth > MAX_CONDITION_DEPTH:
+            return (
+                f"condition nests {depth} levels deep once its macros are expanded, more than "
+                f"the limit of {MAX_CONDITION_DEPTH}"
+            )
+        memo.total_nodes += size
+        if memo.total_nodes > MAX_TOTAL_CONDITION_NODES:
+            return (
+                "the rules' conditions expand to more than "
+                f"{MAX_TOTAL_CONDITION_NODES} checks and operators in all"
+            )
+        return None
 
     def finish_warnings(self) -> None:
         """Add the per-file 'skipped rules of another source' warnings (after `compile`)."""
@@ -351,9 +382,11 @@ class Memo:
     so a macro used by twenty rules is resolved, checked and scanned for field names once, not
     twenty times. The entries keep their nodes alive for the whole compile."""
 
-    __slots__ = ("checked", "macros", "names")
+    __slots__ = ("checked", "macros", "measures", "names", "total_nodes")
 
     def __init__(self, macros: dict[int, ast.Expr]) -> None:
         self.macros = macros  # the resolved macro trees
         self.checked: dict[int, tuple[ast.Expr, Problem | None]] = {}
         self.names: dict[int, tuple[ast.Expr, frozenset[str]]] = {}
+        self.measures: Measures = {}
+        self.total_nodes = 0  # the size of every rule's tree so far (limits)

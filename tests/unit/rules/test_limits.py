@@ -105,3 +105,76 @@ def test_a_rules_file_is_at_most_2_mib(tmp_path: Path) -> None:
         "hostile.yaml:1:1: error: rules file is larger than the limit of 2097152 bytes"
     ]
     assert messages("#" * (limits.MAX_FILE_BYTES - 1) + "\n") == []
+
+
+# -- conditions -------------------------------------------------------------------------------
+
+
+def doubling(count: int) -> str:
+    """Macros m0..m<count>, each naming the one before twice: m<count> has 2**(count+1) - 1
+    checks and operators as a tree, in a file of 42 bytes per macro."""
+    text = "- macro: m0\n  condition: ka.verb=get\n"
+    for i in range(1, count + 1):
+        text += f"- macro: m{i}\n  condition: (m{i - 1} or m{i - 1})\n"
+    return text
+
+
+def test_macros_that_double_are_refused() -> None:
+    # Building the engine of this 1.7 KB file ran past 100 s and 2 GB (2**41 checks).
+    text = doubling(40) + RULE.format(condition="m40")
+    (error,) = errors(text)
+    assert isinstance(error, RuleLimitError)
+    assert error.render() == (
+        "hostile.yaml:85:14: error: rule 'R': condition has 2199023255551 checks and operators "
+        "once its macros are expanded, more than the limit of 20000\n"
+        "    (m40)\n"
+        "    ^"
+    )
+
+
+def test_the_whole_load_has_a_budget_of_checks() -> None:
+    # m13 is 16,383 checks and operators: twelve rules fit in 200,000, the thirteenth does not.
+    rules = "".join(
+        RULE.format(condition="m13").replace("rule: R", f"rule: R{i}") for i in range(13)
+    )
+    assert messages(doubling(13) + rules) == [
+        "hostile.yaml:103:14: error: rule 'R12': the rules' conditions expand to more than "
+        "200000 checks and operators in all"
+    ]
+
+
+@pytest.mark.parametrize("form", ["(m{} and ka.user.name=u)", "not m{}"])
+def test_a_deep_macro_chain_is_refused(form: str) -> None:
+    # 900 macros each wrapping the one before: RecursionError (a traceback) in the checker.
+    text = "- macro: m0\n  condition: ka.verb=get\n"
+    for i in range(1, 901):
+        text += f"- macro: m{i}\n  condition: {form.format(i - 1)}\n"
+    assert messages(text + RULE.format(condition="m900")) == [
+        "hostile.yaml:1805:14: error: rule 'R': condition nests 900 levels deep once its macros "
+        "are expanded, more than the limit of 100"
+    ]
+
+
+def test_a_deeply_nested_condition_is_refused() -> None:
+    # The parser takes ~200 levels of parentheses; the generated Python, fewer (SyntaxError).
+    condition = "ka.verb=get"
+    for i in range(150):
+        condition = f"(ka.user.name=u{i} {'and' if i % 2 else 'or'} {condition})"
+    assert messages(RULE.format(condition=condition)) == [
+        "hostile.yaml:3:14: error: rule 'R': condition nests 150 levels deep once its macros "
+        "are expanded, more than the limit of 100"
+    ]
+
+
+def test_macros_resolving_inside_one_another_are_capped() -> None:
+    # Each macro is redefined to name the next, not yet resolved one: resolving m0 recursed
+    # through all 1,200 (RecursionError, a traceback).
+    count = 1200
+    text = "".join(f"- macro: m{i}\n  condition: ka.verb=get\n" for i in range(count + 1))
+    text += "".join(f"- macro: m{i}\n  condition: m{i + 1}\n" for i in range(count))
+    first = errors(text + RULE.format(condition="m0"))[0]
+    assert isinstance(first, RuleLimitError)
+    assert first.render(with_excerpt=False) == (
+        f"hostile.yaml:{2 * count + 4}:14: error: macro 'm0': macros nest more than 100 deep "
+        "at 'm100'"
+    )
