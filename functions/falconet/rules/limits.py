@@ -9,13 +9,14 @@ falco_rules.yaml), and close enough to it that the worst file within the limits 
 
 from __future__ import annotations
 
-# A rules file's size. Falco's largest ruleset is 150 KB; composing 2 MiB of the smallest YAML
-# nodes takes ~3 s and ~300 MB.
-MAX_FILE_BYTES = 2 << 20
+# A rules file's size. Falco's largest ruleset is 150 KB, the bundled one 82 KB; composing 1 MiB
+# of the smallest YAML nodes takes ~2 s and ~200 MB.
+MAX_FILE_BYTES = 1 << 20
 
-# The nodes YAML aliases may add to a document (each `*alias` repeats its anchored node): a
-# 674-byte file of nested aliases expanded to 43 million values (past two minutes and 5 GB).
-MAX_ALIAS_NODES = 100_000
+# What YAML aliases may add to a document (each `*alias` repeats its anchored node), counting a
+# node as 1 and a scalar as its length: a 674-byte file of nested aliases expanded to 43 million
+# values (past two minutes and 5 GB), and 100,000 aliases of one 1 MB scalar make 100 GB of text.
+MAX_ALIAS_EXPANSION = 1_000_000
 
 # The nesting of YAML values read as plain data (exception values, list items): a rules file
 # needs 7 levels; libyaml allows 1,000, past Python's recursion limit for a recursive reader.
@@ -24,8 +25,12 @@ MAX_YAML_DEPTH = 64
 # A condition after list substitution and exceptions, in characters. The largest real one is
 # 6 KB; lists are substituted as text, so one list named many times multiplies its size.
 MAX_CONDITION_CHARS = 1 << 20
-# The same, summed over every macro and rule of a load (each is parsed: ~0.4 s per MB).
+# The characters list substitution produces and searches in all, over every macro and rule of a
+# load (Falco's 150 KB ruleset: ~1 MB): the produced text is parsed, ~0.4 s per MB.
 MAX_TOTAL_CONDITION_CHARS = 16 << 20
+# The items of every list once the lists it names are expanded: a list naming a list of 100,000
+# items 50,000 times made 5 billion items (Falco's ruleset: under 3,000).
+MAX_LIST_ITEMS = 1_000_000
 
 # A rule's condition after macro expansion, in checks and operators: macros are shared trees, so
 # 40 macros each naming the previous one twice make 2**40 checks (the largest real rule has 454).

@@ -27,11 +27,18 @@ from falconet.rules import ast
 from falconet.rules.checker import Problem, check_fields, field_names
 from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleItem
 from falconet.rules.diagnostics import Diagnostic, caret, located
-from falconet.rules.expand import Lists, build_exception_condition, expand_lists, substitute_lists
+from falconet.rules.expand import (
+    ExpandLimitError,
+    Lists,
+    build_exception_condition,
+    expand_lists,
+    substitute_lists,
+)
 from falconet.rules.limits import (
     MAX_CONDITION_DEPTH,
     MAX_CONDITION_NODES,
     MAX_FILE_BYTES,
+    MAX_LIST_ITEMS,
     MAX_TOTAL_CONDITION_NODES,
 )
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
@@ -51,6 +58,7 @@ class RuleSet:
         self.texts: dict[str, str] = {}
         self.collector = Collector(self.diagnostics)
         self._skipped_sources: dict[tuple[str, str], int] = {}
+        self._budget_spent = False  # the load's list substitution budget (reported once)
 
     @property
     def lists(self) -> dict[str, ListItem]:
@@ -125,7 +133,17 @@ class RuleSet:
 
         Problems are recorded in `diagnostics`; rules that fail are left out.
         """
-        lists = expand_lists(self.collector.lists)
+        lists, over = expand_lists(self.collector.lists)
+        if over is not None:
+            self._error(
+                located(
+                    f"lists expand to more than the limit of {MAX_LIST_ITEMS} items in all",
+                    self.collector.lists[over].position,
+                    cls=errs.RuleLimitError,
+                    kind="list",
+                    item=over,
+                )
+            )
         resolved_macros = self._compile_macros(lists)
         memo = Memo({id(t): t for t in resolved_macros.values()})
         out: list[Rule] = []
@@ -134,6 +152,19 @@ class RuleSet:
             if compiled is not None:
                 out.append(compiled)
         return out
+
+    def _expand(self, item: Item, text: str, lists: Lists) -> str | None:
+        """`text` with its lists substituted, or None when that goes past a limit (recorded)."""
+        try:
+            return substitute_lists(text, lists)
+        except ExpandLimitError as exc:
+            if exc.budget and self._budget_spent:
+                return None  # reported once, at the first condition past it
+            self._budget_spent = self._budget_spent or exc.budget
+            self._error(
+                self._condition_error(item, exc.message, text[:200], 0, errs.RuleLimitError)
+            )
+            return None
 
     def _parse(self, item: Item, text: str) -> ast.Expr | None:
         # The parser and its lexer (regexes compiled at import, ~1 ms) are imported on first use:
@@ -196,10 +227,13 @@ class RuleSet:
     def _compile_macros(self, lists: Lists) -> dict[str, ast.Expr]:
         parsed: dict[str, ast.Expr] = {}
         resolved: dict[int, ast.Expr] = {}  # id -> the macro trees resolved so far
-        ordered = sorted(self.collector.macros.values(), key=lambda m: m.index)
+        macros = self.collector.macros
+        ordered = sorted(macros.values(), key=lambda m: m.index)
         texts: dict[str, str] = {}
         for macro in ordered:
-            text = substitute_lists(macro.condition, lists)
+            text = self._expand(macro, macro.condition, lists)
+            if text is None:
+                continue
             texts[macro.name] = text
             tree = self._parse(macro, text)
             if tree is not None:
@@ -208,10 +242,11 @@ class RuleSet:
             tree = parsed.get(macro.name)
             if tree is None:
                 continue
-            visible = {m.name for m in ordered if m.index < macro.visibility}
 
-            def lookup(name: str, visible: set[str] = visible) -> ast.Expr | None:
-                return parsed.get(name) if name in visible else None
+            def lookup(name: str, visibility: int = macro.visibility) -> ast.Expr | None:
+                # the macros defined before this one's latest definition
+                other = macros.get(name)
+                return parsed.get(name) if other is not None and other.index < visibility else None
 
             try:
                 tree = parsed[macro.name] = resolve(tree, lookup, [macro.name], resolved)
@@ -232,7 +267,9 @@ class RuleSet:
         macros: dict[str, ast.Expr],
         memo: Memo,
     ) -> Rule | None:
-        text = substitute_lists(build_exception_condition(rule.condition, rule.exceptions), lists)
+        text = self._expand(rule, build_exception_condition(rule.condition, rule.exceptions), lists)
+        if text is None:
+            return None
         tree = self._parse(rule, text)
         if tree is None:
             return None

@@ -5,9 +5,9 @@ values stay strings; only an empty or `~`/`null` scalar is null), and every node
 column, so later stages can point at the exact place of a problem. Reading executes nothing: no
 YAML tag constructs an object. The YAML library is imported on first use.
 
-Reading is bounded (`limits`): a file is at most 2 MiB, aliases may add at most 100,000 nodes to a
-document (an alias that contains itself is an error), and values read as plain data nest at most
-64 levels; past a limit, a located `RuleLimitError`.
+Reading is bounded (`limits`): a file is at most 1 MiB, aliases may add at most 1,000,000 nodes
+and characters to a document (an alias that contains itself is an error), and values read as plain
+data nest at most 64 levels; past a limit, a located `RuleLimitError`.
 
     for root in read_documents(text, "rules.yaml"):    # RuleSyntaxError for bad YAML
         for entry in items_of(root):                    # RuleSyntaxError unless a sequence
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from falconet import errors as errs
 from falconet.rules.diagnostics import located
-from falconet.rules.limits import MAX_ALIAS_NODES, MAX_FILE_BYTES, MAX_YAML_DEPTH
+from falconet.rules.limits import MAX_ALIAS_EXPANSION, MAX_FILE_BYTES, MAX_YAML_DEPTH
 from falconet.rules.model import Position
 
 if TYPE_CHECKING:
@@ -205,14 +205,21 @@ def _children(node: Any) -> list[Any]:
     return []
 
 
+def _weight(node: Any) -> int:
+    """What a node costs its readers: 1, or a scalar's length."""
+    return max(1, len(node.value)) if node.id == "scalar" else 1
+
+
 def _check_aliases(root: YamlNode) -> None:
     """RuleLimitError when aliases make the document larger than its nodes by more than
-    `MAX_ALIAS_NODES`, or when an alias is inside the node it names (a loop).
+    `MAX_ALIAS_EXPANSION` (nodes, and characters of scalars), or when an alias is inside the node
+    it names (a loop).
 
     The composed document is a graph: an alias is the same node object in two places. Every
     reader below walks it as a tree, so the tree's size is what reading costs; it is computed
     here once per distinct node (memoized, iteratively), never by walking the tree."""
     sizes: dict[int, int] = {}  # id(node) -> the node's size as a tree
+    distinct = 0  # the size of the distinct nodes
     on_path: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root.node, False)]
     while stack:
@@ -220,7 +227,9 @@ def _check_aliases(root: YamlNode) -> None:
         key = id(node)
         if finished:
             on_path.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            weight = _weight(node)
+            distinct += weight
+            sizes[key] = weight + sum(sizes[id(child)] for child in _children(node))
             continue
         if key in sizes:
             continue  # an alias of a node already measured
@@ -233,19 +242,19 @@ def _check_aliases(root: YamlNode) -> None:
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node))
-    if sizes[id(root.node)] - len(sizes) <= MAX_ALIAS_NODES:
+    if sizes[id(root.node)] - distinct <= MAX_ALIAS_EXPANSION:
         return
     node = root.node  # point at the innermost node that expands past the limit
     entry = None  # and name the item (a top-level entry) it is in
     while True:
-        bigger = [c for c in _children(node) if sizes[id(c)] > MAX_ALIAS_NODES]
+        bigger = [c for c in _children(node) if sizes[id(c)] > MAX_ALIAS_EXPANSION]
         if not bigger:
             break
         node = max(bigger, key=lambda c: sizes[id(c)])
         entry = node if entry is None else entry
     kind, name = _item_of(entry)
     raise located(
-        f"YAML aliases expand this node to more than {MAX_ALIAS_NODES} nodes",
+        f"YAML aliases expand this node to more than {MAX_ALIAS_EXPANSION} nodes and characters",
         YamlNode(node, root.file).position,
         cls=errs.RuleLimitError,
         kind=kind,

