@@ -118,6 +118,7 @@ class RuleItem(Item):
         "condition",
         "desc",
         "enabled",
+        "exception_names",
         "exceptions",
         "output",
         "priority",
@@ -135,8 +136,10 @@ class RuleItem(Item):
         self.priority = 7
         self.source = "syscall"
         self.enabled = True
-        self.tags: list[str] = []
+        self.tags: list[str] | set[str] = []  # a set once appended to (sorted when loaded)
         self.exceptions: list[ExceptionItem] = []
+        # `exceptions` by name, kept by `merge_exceptions` (None: not made yet)
+        self.exception_names: dict[str, ExceptionItem] | None = None
 
 
 class Collector:
@@ -314,7 +317,10 @@ class Collector:
         )
         items = [_flatten_scalar(n) for n in node.sequence("items")]
         if existing is not None:
-            existing.items = existing.items + items if mode == "append" else items
+            if mode == "append":
+                existing.items.extend(items)  # in place: many appends stay linear
+            else:
+                existing.items = items
             existing.visibility = self._counter
             return
         self.lists[name] = ListItem(
@@ -469,14 +475,21 @@ class Collector:
                     rule.desc = new
             elif key == "tags":
                 tags = _tags(node)
-                rule.tags = sorted(set(rule.tags) | set(tags)) if op == "append" else tags
+                if op == "append":  # a set: appending to one rule many times stays linear
+                    rule.tags = rule.tags if isinstance(rule.tags, set) else set(rule.tags)
+                    rule.tags.update(tags)
+                else:
+                    rule.tags = tags
             elif key == "exceptions":
                 if op == "append":
-                    merge_exceptions(rule.exceptions, node, name, rule.source, self._warn)
+                    if rule.exception_names is None:
+                        rule.exception_names = {e.name: e for e in rule.exceptions}
+                    merge_exceptions(rule.exceptions, rule.exception_names, node, name, rule.source)
                 else:
                     rule.exceptions = read_exceptions(
                         node, name, rule.source, self._warn, define=False
                     )
+                    rule.exception_names = None
             elif key == "priority":
                 rule.priority = self._priority(node, name)
             elif key == "enabled":

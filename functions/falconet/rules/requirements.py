@@ -76,7 +76,7 @@ def check_plugin_versions(node: YamlNode) -> None:
             alternatives += [
                 a.mapping("an alternative") for a in group["alternatives"].sequence("alternatives")
             ]
-        names: list[str] = []
+        names: set[str] = set()
         satisfied = False
         for alt in alternatives:
             if "name" not in alt or "version" not in alt:
@@ -92,7 +92,7 @@ def check_plugin_versions(node: YamlNode) -> None:
                     entry.position,
                     cls=errs.RequirementError,
                 )
-            names.append(plugin)
+            names.add(plugin)
             need = _version(alt["version"].scalar("version"), "plugin version", entry.position)
             have = PLUGIN_VERSIONS.get(plugin)
             if have is not None and _compatible(have, need):
@@ -100,8 +100,8 @@ def check_plugin_versions(node: YamlNode) -> None:
         if not satisfied:
             wanted = ", ".join(
                 f"{a['name'].scalar('name')} ({a['version'].scalar('version')})"
-                for a in alternatives
-            )
+                for a in alternatives[:10]
+            ) + (f" and {len(alternatives) - 10} more" if len(alternatives) > 10 else "")
             have_text = ", ".join(f"{k} {_fmt(v)}" for k, v in PLUGIN_VERSIONS.items())
             raise located(
                 f"Plugin requirement not satisfied, must load one of: {wanted} "
