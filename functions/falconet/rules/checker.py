@@ -41,6 +41,18 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
                 is_list,
                 type_,
             )
+        if type_ == "number" and node.name != "val":  # libsinsp: string types only
+            field = ast.base_field(node).name
+            return (
+                (
+                    f"transformer '{node.name}' is not supported on numeric field '{field}'",
+                    node,
+                    errs.OperatorError,
+                    node.name,
+                ),
+                False,
+                type_,
+            )
         return None, False, "string"
     definition = fields.lookup(node.name)
     if definition is None:

@@ -329,3 +329,18 @@ def test_plugin_alternatives_are_listed_up_to_ten(
         "p5 (1.0.0), p6 (1.0.0), p7 (1.0.0), p8 (1.0.0) and 1991 more (falconet emulates "
         "k8saudit 0.18.0, k8saudit-eks 0.12.0, k8saudit-gke 0.9.0, k8saudit-aks 0.6.0, json 0.7.4)"
     )
+
+
+@pytest.mark.parametrize("transformer", ["tolower", "toupper", "b64", "basename"])
+def test_string_transformers_refuse_numeric_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], transformer: str
+) -> None:
+    # Found by fuzzing: this loaded, then the compiled code passed an int to the transformer on
+    # every event (AttributeError / TypeError); libsinsp takes string types only.
+    condition = f"{transformer}(evt.rawtime.ns) endswith 5"
+    code, err = validate(tmp_path, HEADER + RULE.format(condition=condition), capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:14: error: rule 'R': transformer '{transformer}' is not "
+        "supported on numeric field 'evt.rawtime.ns'"
+    )
