@@ -21,6 +21,7 @@ VALUES = (
     "[[:alpha:]-]", "\\", "(a|b)+", "a{1001}", "\\d", "(?i)a", "a(?=b)", "/api/*", "0", "-1",
     "9" * 25, "1e5", "0x1F", "é\u202e", '"\\x41"', "'\\''", "%", "(a, b)", "()", "(fuzz_list)",
     "fuzz_list", "val(ka.user.name)", "val(ka.req.pod.containers.image)", "val(jevt.value[/a])",
+    "val(evt.rawtime)", "val(evt.time)", "val(ka.response.code)", "val(ka.verb[0])",
     "tolower(ka.verb)", "b64(ka.user.name)", "basename(toupper(ka.uri))", "(get, 'a b', \"c\")",
     "true", "null", "[", "]", ",", "=", "(", ")", "not", "and", "or",
 )  # fmt: skip

@@ -53,7 +53,7 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
                 False,
                 type_,
             )
-        return None, False, "string"
+        return None, False, type_ if node.name == "val" else "string"
     definition = fields.lookup(node.name)
     if definition is None:
         hint = fields.suggest(node.name)
@@ -143,12 +143,20 @@ def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None
                 errs.OperatorError,
                 None,
             )
-        problem, is_list, _ = _check_operand(right)
+        problem, is_list, right_type = _check_operand(right)
         if problem is not None:
             return problem
         if is_list:
             return (
                 "a list field cannot be the right side of a comparison",
+                right,
+                errs.OperatorError,
+                None,
+            )
+        if right_type != type_:  # libsinsp checks the two fields' types agree
+            other = ast.base_field(right).name
+            return (
+                f"field '{name}' ({type_}) cannot be compared with field '{other}' ({right_type})",
                 right,
                 errs.OperatorError,
                 None,

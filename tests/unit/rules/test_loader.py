@@ -344,3 +344,27 @@ def test_string_transformers_refuse_numeric_fields(
         f"{tmp_path}/rules.yaml:4:14: error: rule 'R': transformer '{transformer}' is not "
         "supported on numeric field 'evt.rawtime.ns'"
     )
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (
+            "evt.rawtime.ns < val(ka.verb)",
+            "field 'evt.rawtime.ns' (number) cannot be compared with field 'ka.verb' (string)",
+        ),
+        (
+            "ka.user.name < val(evt.rawtime.ns)",
+            "field 'ka.user.name' (string) cannot be compared with field 'evt.rawtime.ns' (number)",
+        ),
+    ],
+)
+def test_a_field_on_the_right_has_the_type_of_the_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], condition: str, message: str
+) -> None:
+    # Found by fuzzing: these loaded, then every event raised ValueError (int('get')) or
+    # TypeError (str < int) in the comparison; libsinsp checks both sides' types at load.
+    code, err = validate(tmp_path, HEADER + RULE.format(condition=condition), capsys)
+    assert code == 1
+    column = 14 + condition.index("val(")
+    assert first_line(err) == f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': {message}"
