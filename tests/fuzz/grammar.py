@@ -12,6 +12,7 @@ from __future__ import annotations
 from falconet import fields
 
 FIELDS = sorted(f.name for f in fields.iter_fields())
+NUMERIC = sorted(f.name for f in fields.iter_fields() if f.type == "number")
 OPERATORS = (
     "=", "==", "!=", "<", "<=", ">", ">=", "contains", "icontains", "bcontains", "startswith",
     "bstartswith", "endswith", "glob", "iglob", "regex", "in", "intersects", "pmatch", "exists",
@@ -56,8 +57,8 @@ class Stream:
 
 
 def operand(s: Stream) -> str:
-    name = s.pick(FIELDS)
     choice = s.byte()
+    name = s.pick(NUMERIC if choice & 0x60 == 0x60 else FIELDS)  # numeric fields are few
     if choice % 4 == 1:
         name += "[" + s.pick(ARGUMENTS) + "]"
     elif choice % 4 == 2:
@@ -82,7 +83,11 @@ def condition_of(s: Stream, depth: int = 0) -> str:
     op = s.pick(OPERATORS)
     if op == "exists":
         return f"{operand(s)} exists"
-    return f"{operand(s)} {op} {s.pick(VALUES)}"
+    left = operand(s)
+    if s.byte() % 4 == 0:  # a field on the right: val() or a transformer
+        right = operand(s)
+        return f"{left} {op} {right if '(' in right else f'val({right})'}"
+    return f"{left} {op} {s.pick(VALUES)}"
 
 
 def output_of(s: Stream) -> str:
