@@ -28,7 +28,7 @@ from falconet.errors import ConfigError, RuleError
 from falconet.rules.compiler import OTHER, CompiledRule, Index, build_index
 from falconet.rules.loader import Diagnostic, RuleSet, load_rules
 from falconet.rules.model import PRIORITIES, Rule, parse_priority
-from falconet.rules.output import FieldToken, parse_output
+from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 from falconet.rules.reference import ReferenceEvaluator
 from falconet.timestamps import parse_rfc3339_ns
 
@@ -282,7 +282,10 @@ def _known(name: str, configured: Sequence[str] | None) -> bool:
 
 
 def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
-    parts = parse_output("%" + spec)
+    try:
+        parts = parse_output("%" + spec)
+    except OutputFormatError as exc:  # a bad argument or width
+        raise ConfigError(f"extra field '{spec}': {exc.message}") from None
     token = parts[0] if len(parts) == 1 else None
     if not isinstance(token, FieldToken):
         raise ConfigError(f"extra field '{spec}' is not a field name")

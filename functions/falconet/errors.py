@@ -90,6 +90,12 @@ class RequirementError(RuleError):
     """`required_engine_version` / `required_plugin_versions` cannot be satisfied."""
 
 
+class RuleLimitError(RuleError):
+    """A rules file goes past one of falconet's documented limits (the size of a file, of a YAML
+    alias expansion or of a condition, the depth of a condition, an output field width): limits
+    that keep a cold start bounded in time and memory whatever a rules file holds."""
+
+
 class DecodeError(FalconetError):
     """A whole input could not be decoded (per-record problems are counted, never raised)."""
 

@@ -160,3 +160,27 @@ def test_long_lists_keep_their_first_items_and_count_the_rest() -> None:
 
 def test_an_alert_that_cannot_fit_at_all_is_none(tmp_path: Path) -> None:
     assert fit(_exec_alert(tmp_path, "x" * 1000), 200) is None
+
+
+def test_output_widths_pad_and_cut_and_zero_is_no_width(tmp_path: Path) -> None:
+    out = "'[%8ka.verb][%3ka.target.resource][%0ka.target.name][%1024ka.verb]'"
+    e = engine(tmp_path, rule("R", "ka.verb=delete", output=out))
+    (alert,) = e.evaluate(event())
+    # Falco's formatter: a width pads or cuts the value; %0 is no width (it printed '' here).
+    assert alert.message == "[delete  ][nam][demo][" + "delete".ljust(1024) + "]"
+
+
+def test_output_index_arguments_read_the_container_asked(tmp_path: Path) -> None:
+    out = "'ports=%ka.req.pod.containers.host_port[1]'"
+    e = engine(tmp_path, rule("R", "ka.verb=create", output=out))
+    pod = {
+        "spec": {
+            "containers": [
+                {"name": "a", "ports": [{"containerPort": 80}]},
+                {"name": "b", "ports": [{"containerPort": 81}, {"hostPort": 8443}]},
+            ]
+        }
+    }
+    (alert,) = e.evaluate(event(verb="create", requestObject=pod))
+    # the upstream quirk: the index also picks the port of the container
+    assert alert.message == "ports=(8443)"

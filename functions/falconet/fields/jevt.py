@@ -29,7 +29,12 @@ def _pointer_parts(arg: str | None) -> tuple[str, ...]:
 
 
 def _pointer_steps(arg: str | None) -> tuple[tuple[str, int | None], ...]:
-    return tuple((p, int(p) if p.isdigit() and p.isascii() else None) for p in _pointer_parts(arg))
+    # A part of ASCII digits may also index an array; one of 19 digits or more indexes nothing
+    # (and int() refuses texts over 4,300 digits): it stays a key only.
+    return tuple(
+        (p, int(p) if p.isdigit() and p.isascii() and len(p) < 19 else None)
+        for p in _pointer_parts(arg)
+    )
 
 
 def _pointer_read(arg: str | None) -> InlineRead | None:

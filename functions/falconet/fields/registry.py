@@ -33,11 +33,14 @@ Getter = Callable[[Event, EventContext], Any]
 
 # Argument forms
 ARG_NONE: Final = "none"
-ARG_INDEX: Final = "index"  # optional [n], digits without a leading zero
+ARG_INDEX: Final = "index"  # optional [n], digits without a leading zero, below 10**19
 ARG_KEY: Final = "key"  # required [text]
 
 MISSING: Final = object()
-_INDEX_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
+# An index is a uint64 for the plugin (19 digits always fit); a longer one would fail int() at
+# every evaluation (Python refuses integer texts over 4,300 digits).
+_INDEX_RE = re.compile(r"(?:0|[1-9][0-9]{0,18})\Z")
+_SHOWN = 64  # characters of a bad argument quoted in an error message
 
 
 class ArgumentError(ValueError):
@@ -231,14 +234,23 @@ class FieldDef(_Frozen):
             return InlineRead(tuple((key, None) for key in self.path))
         return None
 
-    def bind(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
-        """A getter for this field with `arg` parsed once. Raises ArgumentError."""
+    def check_arg(self, arg: str | None) -> None:
+        """Raise ArgumentError unless this field takes `arg` (None: no `[...]` given): the one
+        check conditions, outputs and extra fields all pass at load time, so that no getter
+        meets an argument it cannot parse while evaluating."""
         if self.arg == ARG_NONE and arg is not None:
             raise ArgumentError(f"field '{self.name}' does not take an argument")
         if self.arg == ARG_KEY and arg is None:
             raise ArgumentError(f"field '{self.name}' requires an argument")
         if self.arg == ARG_INDEX and arg is not None and not _INDEX_RE.match(arg):
-            raise ArgumentError(f"field '{self.name}' takes a numeric index argument, got '{arg}'")
+            shown = arg if len(arg) <= _SHOWN else arg[:_SHOWN] + "..."
+            raise ArgumentError(
+                f"field '{self.name}' takes a numeric index argument, got '{shown}'"
+            )
+
+    def bind(self, arg: str | None, env: BindEnv = EMPTY_ENV) -> Getter:
+        """A getter for this field with `arg` parsed once. Raises ArgumentError."""
+        self.check_arg(arg)
         getter = self.raw_getter(arg, env)
         if not self.gated:
             return getter

@@ -2,22 +2,24 @@
 
 A resolved condition is checked against the field registry as Falco's compiler checks it: every
 field exists (with a did-you-mean hint), takes the argument it is given, supports the operator
-(list fields accept only `in`, `intersects` and `exists`; numeric fields take numbers), and every
-regular expression compiles. The first problem of a condition is reported, located by the caller.
+(list fields accept only `in`, `intersects` and `exists`; numeric fields take numbers), every
+regular expression compiles with RE2 as Falco compiles it, and `regex` and `pmatch` compare with
+constants only (libsinsp rejects a field on their right side: a pattern taken from the event would
+be compiled per event). The first problem of a condition is reported, located by the caller.
 `field_names` says which fields a rule reads (for its alerts and the `falconet rules` listing).
 """
 
 from __future__ import annotations
 
-import re
-
 from falconet import errors as errs
 from falconet import fields
 from falconet.rules import ast
+from falconet.rules.operators import RegexError, compile_regex
 
 _LIST_FIELD_OPS = {"in", "intersects", "exists"}
 _NUMBER_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "in", "exists"}
 _STRING_REJECTED = {"bcontains", "bstartswith"}
+_CONSTANT_ONLY_OPS = {"regex", "pmatch"}  # libsinsp: "doesn't support right-hand side fields"
 
 Problem = tuple[str, ast.Node, type[errs.RuleError], str | None]
 
@@ -39,7 +41,19 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
                 is_list,
                 type_,
             )
-        return None, False, "string"
+        if type_ == "number" and node.name != "val":  # libsinsp: string types only
+            field = ast.base_field(node).name
+            return (
+                (
+                    f"transformer '{node.name}' is not supported on numeric field '{field}'",
+                    node,
+                    errs.OperatorError,
+                    node.name,
+                ),
+                False,
+                type_,
+            )
+        return None, False, type_ if node.name == "val" else "string"
     definition = fields.lookup(node.name)
     if definition is None:
         hint = fields.suggest(node.name)
@@ -122,12 +136,27 @@ def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
 def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None:
     right = tree.right
     if isinstance(right, ast.Transformer):
-        problem, is_list, _ = _check_operand(right)
+        if tree.op in _CONSTANT_ONLY_OPS:
+            return (
+                f"operator '{tree.op}' doesn't support right-hand side fields",
+                right,
+                errs.OperatorError,
+                None,
+            )
+        problem, is_list, right_type = _check_operand(right)
         if problem is not None:
             return problem
         if is_list:
             return (
                 "a list field cannot be the right side of a comparison",
+                right,
+                errs.OperatorError,
+                None,
+            )
+        if right_type != type_:  # libsinsp checks the two fields' types agree
+            other = ast.base_field(right).name
+            return (
+                f"field '{name}' ({type_}) cannot be compared with field '{other}' ({right_type})",
                 right,
                 errs.OperatorError,
                 None,
@@ -148,8 +177,8 @@ def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None
     if tree.op == "regex":
         text = right.text if isinstance(right, ast.Value) else ""
         try:
-            re.compile(text)
-        except re.error as exc:
+            compile_regex(text)
+        except RegexError as exc:
             return (
                 f"invalid regular expression '{text}': {exc}",
                 right,

@@ -118,6 +118,7 @@ class RuleItem(Item):
         "condition",
         "desc",
         "enabled",
+        "exception_names",
         "exceptions",
         "output",
         "priority",
@@ -135,8 +136,10 @@ class RuleItem(Item):
         self.priority = 7
         self.source = "syscall"
         self.enabled = True
-        self.tags: list[str] = []
+        self.tags: list[str] | set[str] = []  # a set once appended to (sorted when loaded)
         self.exceptions: list[ExceptionItem] = []
+        # `exceptions` by name, kept by `merge_exceptions` (None: not made yet)
+        self.exception_names: dict[str, ExceptionItem] | None = None
 
 
 class Collector:
@@ -281,7 +284,7 @@ class Collector:
         """What lists and macros share: the name, key checks, the name warning, the append /
         override mode of `key`, and Falco's errors for a missing key or a missing item to amend.
         Returns (name, the `key` node, mode or None for a definition, the existing item)."""
-        name = item[kind].scalar(f"{kind} name")
+        name = _item_name(item, kind, position)
         self._check_keys(item, allowed, kind, name, position)
         if not re.match(name_pattern, name):
             self._warn(name_warning, position, kind=kind, item=name)
@@ -314,7 +317,10 @@ class Collector:
         )
         items = [_flatten_scalar(n) for n in node.sequence("items")]
         if existing is not None:
-            existing.items = existing.items + items if mode == "append" else items
+            if mode == "append":
+                existing.items.extend(items)  # in place: many appends stay linear
+            else:
+                existing.items = items
             existing.visibility = self._counter
             return
         self.lists[name] = ListItem(
@@ -354,7 +360,7 @@ class Collector:
         )
 
     def _read_rule(self, item: dict[str, YamlNode], position: Position) -> None:
-        name = item["rule"].scalar("rule name")
+        name = _item_name(item, "rule", position)
         self._check_keys(item, _RULE_KEYS, "rule", name, position)
         ops = self._override_ops(item, "rule", name, position, _RULE_APPENDABLE, _RULE_REPLACEABLE)
         append = self._append_flag(item, "rule", name)
@@ -469,19 +475,38 @@ class Collector:
                     rule.desc = new
             elif key == "tags":
                 tags = _tags(node)
-                rule.tags = sorted(set(rule.tags) | set(tags)) if op == "append" else tags
+                if op == "append":  # a set: appending to one rule many times stays linear
+                    rule.tags = rule.tags if isinstance(rule.tags, set) else set(rule.tags)
+                    rule.tags.update(tags)
+                else:
+                    rule.tags = tags
             elif key == "exceptions":
                 if op == "append":
-                    merge_exceptions(rule.exceptions, node, name, rule.source, self._warn)
+                    if rule.exception_names is None:
+                        rule.exception_names = {e.name: e for e in rule.exceptions}
+                    merge_exceptions(rule.exceptions, rule.exception_names, node, name, rule.source)
                 else:
                     rule.exceptions = read_exceptions(
                         node, name, rule.source, self._warn, define=False
                     )
+                    rule.exception_names = None
             elif key == "priority":
                 rule.priority = self._priority(node, name)
             elif key == "enabled":
                 rule.enabled = node.boolean("enabled")
             # warn_evttypes, skip-if-unknown-filter, capture*: accepted, no effect here.
+
+
+def _item_name(item: dict[str, YamlNode], kind: str, position: Position) -> str:
+    """The name of a list, macro or rule: a non-empty scalar, as Falco requires. (An empty list
+    name also matched everywhere in condition text, and its substitution never ended.)"""
+    node = item[kind]
+    if node.is_null():
+        raise located(f"Mapping for key '{kind}' is empty", position)
+    name = node.scalar(f"{kind} name")
+    if not name:
+        raise located(f"Value for key '{kind}' must be non-empty", node.position)
+    return name
 
 
 def _flatten_scalar(node: YamlNode) -> str:

@@ -59,17 +59,15 @@ class ExceptionItem:
         self.position = position
 
 
-def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
+def read_exceptions(
     node: YamlNode | None,
     name: str,
     source: str,
     warn: Warn,
     *,
     define: bool,
-    only: str | None = None,
 ) -> list[ExceptionItem]:
-    """A rule's `exceptions` (`only`: just the one of that name). Raises RuleError; duplicate
-    names are reported through `warn`."""
+    """A rule's `exceptions`. Raises RuleError; duplicate names are reported through `warn`."""
     if node is None:
         return []
     out: list[ExceptionItem] = []
@@ -81,76 +79,92 @@ def read_exceptions(  # noqa: C901 - one pass over Falco's two exception forms
                 "Item has no mapping for key 'name'", entry.position, kind="rule", item=name
             )
         ex_name = ex["name"].scalar("exception name")
-        if only is not None and ex_name != only:
-            continue
         if ex_name in seen:
             warn(f"duplicate exception name '{ex_name}'", entry.position, kind="rule", item=name)
         seen.add(ex_name)
-        if "fields" not in ex:
+        out.append(_read_exception(entry, ex, ex_name, name, source, define=define))
+    return out
+
+
+def _read_exception(
+    entry: YamlNode,
+    ex: dict[str, YamlNode],
+    ex_name: str,
+    name: str,
+    source: str,
+    *,
+    define: bool,
+) -> ExceptionItem:
+    """One exception of rule `name` (`ex`: the entry's keys). Raises RuleError."""
+    if "fields" not in ex:
+        raise located(
+            f"exception '{ex_name}': Item has no mapping for key 'fields'",
+            entry.position,
+            kind="rule",
+            item=name,
+        )
+    fields_node = ex["fields"]
+    ex_fields: list[str] | str
+    if fields_node.node.id == "sequence":
+        ex_fields = [f.scalar("exception field") for f in fields_node.sequence("fields")]
+        comps: list[str] | str = (
+            [c.scalar("comp") for c in ex["comps"].sequence("comps")]
+            if "comps" in ex
+            else (["="] * len(ex_fields) if define else [])
+        )
+        if isinstance(comps, list) and comps and len(comps) != len(ex_fields):
             raise located(
-                f"exception '{ex_name}': Item has no mapping for key 'fields'",
+                f"exception '{ex_name}': fields and comps lists must have equal length",
                 entry.position,
                 kind="rule",
                 item=name,
             )
-        fields_node = ex["fields"]
-        ex_fields: list[str] | str
-        if fields_node.node.id == "sequence":
-            ex_fields = [f.scalar("exception field") for f in fields_node.sequence("fields")]
-            comps: list[str] | str = (
-                [c.scalar("comp") for c in ex["comps"].sequence("comps")]
-                if "comps" in ex
-                else (["="] * len(ex_fields) if define else [])
+    else:
+        ex_fields = fields_node.scalar("exception field")
+        comps = ex["comps"].scalar("comp") if "comps" in ex else "in"
+        if comps not in ("in", "pmatch", "intersects"):
+            raise located(
+                f"exception '{ex_name}': when fields is a single value, comps "
+                "must be one of (in, pmatch, intersects)",
+                entry.position,
+                kind="rule",
+                item=name,
             )
-            if isinstance(comps, list) and comps and len(comps) != len(ex_fields):
+    for comp in comps if isinstance(comps, list) else [comps]:
+        base = comp.split()[0] if comp.split() else comp
+        if base not in _EXCEPTION_OPS:
+            raise located(
+                f"exception '{ex_name}': '{comp}' is not a supported comparison operator",
+                entry.position,
+                kind="rule",
+                item=name,
+            )
+    if source == SOURCE:
+        for f in ex_fields if isinstance(ex_fields, list) else [ex_fields]:
+            if fields.lookup(f) is None:
                 raise located(
-                    f"exception '{ex_name}': fields and comps lists must have equal length",
+                    f"exception '{ex_name}': '{f}' is not a supported filter field",
                     entry.position,
+                    cls=errs.UnknownFieldError,
                     kind="rule",
                     item=name,
                 )
-        else:
-            ex_fields = fields_node.scalar("exception field")
-            comps = ex["comps"].scalar("comp") if "comps" in ex else "in"
-            if comps not in ("in", "pmatch", "intersects"):
-                raise located(
-                    f"exception '{ex_name}': when fields is a single value, comps "
-                    "must be one of (in, pmatch, intersects)",
-                    entry.position,
-                    kind="rule",
-                    item=name,
-                )
-        for comp in comps if isinstance(comps, list) else [comps]:
-            base = comp.split()[0] if comp.split() else comp
-            if base not in _EXCEPTION_OPS:
-                raise located(
-                    f"exception '{ex_name}': '{comp}' is not a supported comparison operator",
-                    entry.position,
-                    kind="rule",
-                    item=name,
-                )
-        if source == SOURCE:
-            for f in ex_fields if isinstance(ex_fields, list) else [ex_fields]:
-                if fields.lookup(f) is None:
-                    raise located(
-                        f"exception '{ex_name}': '{f}' is not a supported filter field",
-                        entry.position,
-                        cls=errs.UnknownFieldError,
-                        kind="rule",
-                        item=name,
-                    )
-        exc = ExceptionItem(ex_name, ex_fields, comps, [], entry.position)
-        if "values" in ex:
-            exc.values = _exception_values(ex["values"], exc)
-        out.append(exc)
-    return out
+    exc = ExceptionItem(ex_name, ex_fields, comps, [], entry.position)
+    if "values" in ex:
+        exc.values = _exception_values(ex["values"], exc)
+    return exc
 
 
 def merge_exceptions(
-    exceptions: list[ExceptionItem], node: YamlNode, name: str, source: str, warn: Warn
+    exceptions: list[ExceptionItem],
+    by_name: dict[str, ExceptionItem],
+    node: YamlNode,
+    name: str,
+    source: str,
 ) -> None:
-    """Falco's `exceptions: append`: new exceptions are added, existing ones get more values."""
-    by_name = {e.name: e for e in exceptions}
+    """Falco's `exceptions: append`: new exceptions are added, existing ones get more values.
+    `by_name` indexes `exceptions` (the last of a name) and is kept up to date: the caller keeps
+    it between appends, so many appends to one rule stay linear."""
     for entry in node.sequence("exceptions"):
         ex = entry.mapping("an exception")
         if "name" not in ex:
@@ -167,9 +181,9 @@ def merge_exceptions(
                     kind="rule",
                     item=name,
                 )
-            new = read_exceptions(node, name, source, warn, define=True, only=ex_name)
-            exceptions.extend(new)
-            by_name[ex_name] = new[0]
+            new = _read_exception(entry, ex, ex_name, name, source, define=True)
+            exceptions.append(new)
+            by_name[ex_name] = new
             continue
         if "fields" in ex or "comps" in ex:
             raise located(
@@ -179,7 +193,7 @@ def merge_exceptions(
                 item=name,
             )
         if "values" in ex:
-            current.values = current.values + _exception_values(ex["values"], current)
+            current.values.extend(_exception_values(ex["values"], current))
 
 
 def _exception_values(node: YamlNode, exc: ExceptionItem) -> list[Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from falconet import errors as errs
 from falconet.rules import ast
 from falconet.rules.diagnostics import Diagnostic
+from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
 
@@ -49,6 +50,8 @@ def cache_key(files: Sequence[Path], package: Path = PACKAGE_DIR) -> str | None:
 
     digest = hashlib.sha256(_CACHE_FORMAT + str(marshal.version).encode())
     try:
+        if any(f.stat().st_size > MAX_FILE_BYTES for f in files):
+            return None  # the load reports it, without reading the file whole
         modules = key_modules(package)
         for data in [
             *(m.relative_to(package).as_posix().encode() + b"\0" + m.read_bytes() for m in modules),

@@ -27,12 +27,25 @@ from falconet.rules import ast
 from falconet.rules.checker import Problem, check_fields, field_names
 from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleItem
 from falconet.rules.diagnostics import Diagnostic, caret, located
-from falconet.rules.expand import Lists, build_exception_condition, expand_lists, substitute_lists
+from falconet.rules.expand import (
+    ExpandLimitError,
+    Lists,
+    build_exception_condition,
+    expand_lists,
+    substitute_lists,
+)
+from falconet.rules.limits import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_NODES,
+    MAX_FILE_BYTES,
+    MAX_LIST_ITEMS,
+    MAX_TOTAL_CONDITION_NODES,
+)
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
 from falconet.rules.model import SOURCE, Position, Rule
 from falconet.rules.output import OutputFormatError, parse_output
-from falconet.rules.reader import items_of, read_documents
-from falconet.rules.resolver import ResolveError, resolve
+from falconet.rules.reader import check_size, items_of, read_documents
+from falconet.rules.resolver import Measures, ResolveError, measure, resolve
 
 __all__ = ["Diagnostic", "RuleSet", "expand_paths", "load_rules"]
 
@@ -45,6 +58,7 @@ class RuleSet:
         self.texts: dict[str, str] = {}
         self.collector = Collector(self.diagnostics)
         self._skipped_sources: dict[tuple[str, str], int] = {}
+        self._budget_spent = False  # the load's list substitution budget (reported once)
 
     @property
     def lists(self) -> dict[str, ListItem]:
@@ -80,9 +94,15 @@ class RuleSet:
         """Read one rules file into the collection; problems are recorded in `diagnostics`."""
         name = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with Path(path).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # never more than the limit into memory
+            check_size(len(data), name)
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             self._error(located(f"cannot read rules file: {exc}", Position(name, 1, 1)))
+            return
+        except errs.RuleError as exc:
+            self._error(exc)
             return
         self.load_text(text, name)
 
@@ -113,7 +133,17 @@ class RuleSet:
 
         Problems are recorded in `diagnostics`; rules that fail are left out.
         """
-        lists = expand_lists(self.collector.lists)
+        lists, over = expand_lists(self.collector.lists)
+        if over is not None:
+            self._error(
+                located(
+                    f"lists expand to more than the limit of {MAX_LIST_ITEMS} items in all",
+                    self.collector.lists[over].position,
+                    cls=errs.RuleLimitError,
+                    kind="list",
+                    item=over,
+                )
+            )
         resolved_macros = self._compile_macros(lists)
         memo = Memo({id(t): t for t in resolved_macros.values()})
         out: list[Rule] = []
@@ -122,6 +152,19 @@ class RuleSet:
             if compiled is not None:
                 out.append(compiled)
         return out
+
+    def _expand(self, item: Item, text: str, lists: Lists) -> str | None:
+        """`text` with its lists substituted, or None when that goes past a limit (recorded)."""
+        try:
+            return substitute_lists(text, lists)
+        except ExpandLimitError as exc:
+            if exc.budget and self._budget_spent:
+                return None  # reported once, at the first condition past it
+            self._budget_spent = self._budget_spent or exc.budget
+            self._error(
+                self._condition_error(item, exc.message, text[:200], 0, errs.RuleLimitError)
+            )
+            return None
 
     def _parse(self, item: Item, text: str) -> ast.Expr | None:
         # The parser and its lexer (regexes compiled at import, ~1 ms) are imported on first use:
@@ -184,10 +227,13 @@ class RuleSet:
     def _compile_macros(self, lists: Lists) -> dict[str, ast.Expr]:
         parsed: dict[str, ast.Expr] = {}
         resolved: dict[int, ast.Expr] = {}  # id -> the macro trees resolved so far
-        ordered = sorted(self.collector.macros.values(), key=lambda m: m.index)
+        macros = self.collector.macros
+        ordered = sorted(macros.values(), key=lambda m: m.index)
         texts: dict[str, str] = {}
         for macro in ordered:
-            text = substitute_lists(macro.condition, lists)
+            text = self._expand(macro, macro.condition, lists)
+            if text is None:
+                continue
             texts[macro.name] = text
             tree = self._parse(macro, text)
             if tree is not None:
@@ -196,10 +242,11 @@ class RuleSet:
             tree = parsed.get(macro.name)
             if tree is None:
                 continue
-            visible = {m.name for m in ordered if m.index < macro.visibility}
 
-            def lookup(name: str, visible: set[str] = visible) -> ast.Expr | None:
-                return parsed.get(name) if name in visible else None
+            def lookup(name: str, visibility: int = macro.visibility) -> ast.Expr | None:
+                # the macros defined before this one's latest definition
+                other = macros.get(name)
+                return parsed.get(name) if other is not None and other.index < visibility else None
 
             try:
                 tree = parsed[macro.name] = resolve(tree, lookup, [macro.name], resolved)
@@ -220,7 +267,9 @@ class RuleSet:
         macros: dict[str, ast.Expr],
         memo: Memo,
     ) -> Rule | None:
-        text = substitute_lists(build_exception_condition(rule.condition, rule.exceptions), lists)
+        text = self._expand(rule, build_exception_condition(rule.condition, rule.exceptions), lists)
+        if text is None:
+            return None
         tree = self._parse(rule, text)
         if tree is None:
             return None
@@ -236,6 +285,10 @@ class RuleSet:
                 self._condition_error(rule, exc.message, text, exc.pos, exc.cls, token=exc.token)
             )
             return None
+        limit = self._over_limit(tree, memo)
+        if limit is not None:
+            self._error(self._condition_error(rule, limit, text, 0, errs.RuleLimitError))
+            return None
         problem = check_fields(tree, memo.checked)
         if problem is not None:
             message, node, cls, token = problem
@@ -248,7 +301,7 @@ class RuleSet:
                 located(
                     exc.message,
                     self._locate(rule, "") or rule.position,
-                    cls=errs.UnknownFieldError,
+                    cls=exc.cls,
                     kind="rule",
                     item=rule.name,
                     excerpt=caret(rule.output, exc.offset),
@@ -271,6 +324,28 @@ class RuleSet:
             frozenset(used),
             tuple(parts),
         )
+
+    def _over_limit(self, tree: ast.Expr, memo: Memo) -> str | None:
+        """Why a resolved condition is past a limit on its size or depth as a tree (what the
+        checker, the index and the compiler walk), or None. Counts it into the whole load's."""
+        size, depth = measure(tree, memo.measures)
+        if size > MAX_CONDITION_NODES:
+            return (
+                f"condition has {size} checks and operators once its macros are expanded, "
+                f"more than the limit of {MAX_CONDITION_NODES}"
+            )
+        if depth > MAX_CONDITION_DEPTH:
+            return (
+                f"condition nests {depth} levels deep once its macros are expanded, more than "
+                f"the limit of {MAX_CONDITION_DEPTH}"
+            )
+        memo.total_nodes += size
+        if memo.total_nodes > MAX_TOTAL_CONDITION_NODES:
+            return (
+                "the rules' conditions expand to more than "
+                f"{MAX_TOTAL_CONDITION_NODES} checks and operators in all"
+            )
+        return None
 
     def finish_warnings(self) -> None:
         """Add the per-file 'skipped rules of another source' warnings (after `compile`)."""
@@ -344,9 +419,11 @@ class Memo:
     so a macro used by twenty rules is resolved, checked and scanned for field names once, not
     twenty times. The entries keep their nodes alive for the whole compile."""
 
-    __slots__ = ("checked", "macros", "names")
+    __slots__ = ("checked", "macros", "measures", "names", "total_nodes")
 
     def __init__(self, macros: dict[int, ast.Expr]) -> None:
         self.macros = macros  # the resolved macro trees
         self.checked: dict[int, tuple[ast.Expr, Problem | None]] = {}
         self.names: dict[int, tuple[ast.Expr, frozenset[str]]] = {}
+        self.measures: Measures = {}
+        self.total_nodes = 0  # the size of every rule's tree so far (limits)

@@ -3,7 +3,8 @@
 `%` starts a field token. The longest text that names a known field (optionally followed by
 `[arg]`) is consumed; shorter dotted prefixes are tried when the longest is unknown, so
 `%ka.target.name/%ka.target.resource` and `%ka.uri.param[command])` work. `%20ka.user.name` pads or
-cuts the value to 20 characters. A missing value prints `<NA>`.
+cuts the value to 20 characters (at most `limits.MAX_OUTPUT_WIDTH`; `%0` is no width, as in
+Falco). Every field's argument is checked here, as in conditions. A missing value prints `<NA>`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from falconet import errors as errs
 from falconet import fields
+from falconet.rules.limits import MAX_OUTPUT_WIDTH
 
-_TOKEN = re.compile(r"(\d*)([a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+)")
+_TOKEN = re.compile(r"([0-9]*)([a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+)")
 
 
 class OutputFormatError(ValueError):
-    def __init__(self, message: str, offset: int, field: str | None = None) -> None:
+    """A rule's output does not parse; `cls` is the RuleError class the loader reports."""
+
+    def __init__(
+        self,
+        message: str,
+        offset: int,
+        field: str | None = None,
+        cls: type[errs.RuleError] = errs.UnknownFieldError,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.offset = offset
         self.field = field
+        self.cls = cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +71,7 @@ def parse_output(text: str) -> list[Part]:
         m = _TOKEN.match(text, i + 1)
         if m is None:
             raise OutputFormatError("'%' is not followed by a field name", i)
-        width = int(m.group(1)) if m.group(1) else None
+        width = _width(m.group(1), i)
         name, end = _longest_known(m.group(2), m.start(2))
         if name is None:
             full = m.group(2)
@@ -75,6 +87,12 @@ def parse_output(text: str) -> list[Part]:
             if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "\"'":
                 arg = arg[1:-1]
             end = close + 1
+        definition = fields.lookup(name)
+        assert definition is not None  # found by _longest_known
+        try:
+            definition.check_arg(arg)
+        except fields.ArgumentError as exc:
+            raise OutputFormatError(str(exc), i, name, errs.FieldArgumentError) from None
         if literal:
             parts.append("".join(literal))
             literal = []
@@ -83,6 +101,23 @@ def parse_output(text: str) -> list[Part]:
     if literal:
         parts.append("".join(literal))
     return parts
+
+
+def _width(digits: str, offset: int) -> int | None:
+    """The `%N` width, None for none (`%0` included, as Falco's formatter reads it)."""
+    if not digits:
+        return None
+    stripped = digits.lstrip("0")
+    if len(stripped) > len(str(MAX_OUTPUT_WIDTH)) or (
+        stripped and int(stripped) > MAX_OUTPUT_WIDTH
+    ):
+        shown = stripped if len(stripped) <= 12 else stripped[:12] + "..."
+        raise OutputFormatError(
+            f"output field width {shown} exceeds the limit of {MAX_OUTPUT_WIDTH}",
+            offset,
+            cls=errs.RuleLimitError,
+        )
+    return int(stripped) if stripped else None
 
 
 def _longest_known(name: str, start: int) -> tuple[str | None, int]:

@@ -5,6 +5,10 @@ values stay strings; only an empty or `~`/`null` scalar is null), and every node
 column, so later stages can point at the exact place of a problem. Reading executes nothing: no
 YAML tag constructs an object. The YAML library is imported on first use.
 
+Reading is bounded (`limits`): a file is at most 1 MiB, aliases may add at most 1,000,000 nodes
+and characters to a document (an alias that contains itself is an error), and values read as plain
+data nest at most 64 levels; past a limit, a located `RuleLimitError`.
+
     for root in read_documents(text, "rules.yaml"):    # RuleSyntaxError for bad YAML
         for entry in items_of(root):                    # RuleSyntaxError unless a sequence
             ...                                         # each entry: a YamlNode (see below)
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from falconet import errors as errs
 from falconet.rules.diagnostics import located
+from falconet.rules.limits import MAX_ALIAS_EXPANSION, MAX_FILE_BYTES, MAX_YAML_DEPTH
 from falconet.rules.model import Position
 
 if TYPE_CHECKING:
@@ -137,17 +142,36 @@ class YamlNode:
                 out[YamlNode(k, file).scalar("a key")] = YamlNode(v, file)
         return out
 
-    def plain(self) -> Any:
+    def plain(self, depth: int = 0) -> Any:
         """Scalars as strings, sequences as lists (for exception values and tags)."""
+        if depth > MAX_YAML_DEPTH:
+            raise located(
+                f"YAML values nest deeper than {MAX_YAML_DEPTH} levels",
+                self.position,
+                cls=errs.RuleLimitError,
+            )
         if self.node.id == "sequence":
-            return [YamlNode(n, self.file).plain() for n in self.node.value]
+            return [YamlNode(n, self.file).plain(depth + 1) for n in self.node.value]
         if self.node.id == "mapping":
-            return {k: v.plain() for k, v in self.mapping("a value").items()}
+            return {k: v.plain(depth + 1) for k, v in self.mapping("a value").items()}
         return self.scalar("a value")
 
 
+def check_size(size: int, name: str) -> None:
+    """RuleLimitError when a rules file of `size` bytes is over `limits.MAX_FILE_BYTES`."""
+    if size > MAX_FILE_BYTES:
+        raise located(
+            f"rules file is larger than the limit of {MAX_FILE_BYTES} bytes",
+            Position(name, 1, 1),
+            cls=errs.RuleLimitError,
+        )
+
+
 def read_documents(text: str, name: str) -> list[YamlNode]:
-    """The non-empty YAML documents of a file's text. Raises RuleSyntaxError (located)."""
+    """The non-empty YAML documents of a file's text. Raises RuleSyntaxError (located), and
+    RuleLimitError for a file past a reading limit."""
+    if len(text) * 4 > MAX_FILE_BYTES:  # the encoding costs ~1 ms per MB: only when it may count
+        check_size(len(text.encode("utf-8", "surrogatepass")), name)
     loader = _yaml_loader()
     import yaml  # imported by _yaml_loader: a dictionary look-up here
 
@@ -162,8 +186,89 @@ def read_documents(text: str, name: str) -> list[YamlNode]:
         raise located(
             f"YAML error: {exc}", Position(name, 1, 1), cls=errs.RuleSyntaxError
         ) from None
-    roots = (YamlNode(document, name) for document in documents if document is not None)
+    except RecursionError:  # PyYAML's pure-Python composer (without libyaml) recurses per level
+        raise located(
+            "YAML nesting too deep to read", Position(name, 1, 1), cls=errs.RuleLimitError
+        ) from None
+    roots = [YamlNode(document, name) for document in documents if document is not None]
+    if "&" in text:  # no anchor, no alias: files without `&` (most) skip the walk
+        for root in roots:
+            _check_aliases(root)
     return [root for root in roots if not root.is_null()]
+
+
+def _children(node: Any) -> list[Any]:
+    if node.id == "sequence":
+        return node.value  # type: ignore[no-any-return]
+    if node.id == "mapping":
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _weight(node: Any) -> int:
+    """What a node costs its readers: 1, or a scalar's length."""
+    return max(1, len(node.value)) if node.id == "scalar" else 1
+
+
+def _check_aliases(root: YamlNode) -> None:
+    """RuleLimitError when aliases make the document larger than its nodes by more than
+    `MAX_ALIAS_EXPANSION` (nodes, and characters of scalars), or when an alias is inside the node
+    it names (a loop).
+
+    The composed document is a graph: an alias is the same node object in two places. Every
+    reader below walks it as a tree, so the tree's size is what reading costs; it is computed
+    here once per distinct node (memoized, iteratively), never by walking the tree."""
+    sizes: dict[int, int] = {}  # id(node) -> the node's size as a tree
+    distinct = 0  # the size of the distinct nodes
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root.node, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            weight = _weight(node)
+            distinct += weight
+            sizes[key] = weight + sum(sizes[id(child)] for child in _children(node))
+            continue
+        if key in sizes:
+            continue  # an alias of a node already measured
+        if key in on_path:
+            raise located(
+                "YAML alias refers to a node that contains it",
+                YamlNode(node, root.file).position,
+                cls=errs.RuleLimitError,
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    if sizes[id(root.node)] - distinct <= MAX_ALIAS_EXPANSION:
+        return
+    node = root.node  # point at the innermost node that expands past the limit
+    entry = None  # and name the item (a top-level entry) it is in
+    while True:
+        bigger = [c for c in _children(node) if sizes[id(c)] > MAX_ALIAS_EXPANSION]
+        if not bigger:
+            break
+        node = max(bigger, key=lambda c: sizes[id(c)])
+        entry = node if entry is None else entry
+    kind, name = _item_of(entry)
+    raise located(
+        f"YAML aliases expand this node to more than {MAX_ALIAS_EXPANSION} nodes and characters",
+        YamlNode(node, root.file).position,
+        cls=errs.RuleLimitError,
+        kind=kind,
+        item=name,
+    )
+
+
+def _item_of(entry: Any) -> tuple[str | None, str | None]:
+    """(kind, name) of a top-level entry that names a list, macro or rule, else (None, None)."""
+    if entry is not None and entry.id == "mapping":
+        for key, value in entry.value:
+            if key.id == value.id == "scalar" and key.value in ("list", "macro", "rule"):
+                return str(key.value), str(value.value)
+    return None, None
 
 
 def items_of(root: YamlNode) -> list[YamlNode]:

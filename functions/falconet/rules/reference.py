@@ -135,5 +135,5 @@ def compare(op: str, left: Any, values: tuple[Any, ...]) -> bool:  # noqa: C901,
     if op == "iglob":
         return glob_matcher(value, ignore_case=True)(left) is not None
     if op == "regex":
-        return regex_matcher(value)(left) is not None
+        return regex_matcher(value)(left)
     raise ValueError(f"unsupported operator {op}")

@@ -23,17 +23,23 @@ PLUGIN_VERSIONS = {
     "k8saudit-aks": (0, 6, 0),
     "json": (0, 7, 4),
 }
-_SEMVER = r"(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?\Z"  # compiled by `re` on first use
+# ASCII digits only (`\d` and str.isdigit() also take '²' or '٣', which int() then refuses or
+# reads), at most 10 per number: Falco reads a uint32. Compiled by `re` on first use.
+_SEMVER = r"([0-9]{1,10})\.([0-9]{1,10})\.([0-9]{1,10})(?:[-+][0-9A-Za-z.+-]*)?\Z"
+_NUMBER = r"[0-9]{1,10}\Z"
+_UINT32 = 0xFFFFFFFF
 
 
 def _version(text: str, what: str, position: Position) -> tuple[int, int, int]:
+    """A version as Falco reads one: a uint32 N (engine version 0.N.0), else "x.y.z" semver."""
     text = text.strip()
-    if text.isdigit():
+    if re.match(_NUMBER, text) and int(text) <= _UINT32:
         return (0, int(text), 0)
     m = re.match(_SEMVER, text)
-    if m is None:
+    if m is None or max(int(g) for g in m.groups()) > _UINT32:
+        shown = text if len(text) <= 64 else text[:64] + "..."
         raise located(
-            f"{what} '{text}' is not a valid version", position, cls=errs.RequirementError
+            f"{what} '{shown}' is not a valid version", position, cls=errs.RequirementError
         )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
@@ -70,7 +76,7 @@ def check_plugin_versions(node: YamlNode) -> None:
             alternatives += [
                 a.mapping("an alternative") for a in group["alternatives"].sequence("alternatives")
             ]
-        names: list[str] = []
+        names: set[str] = set()
         satisfied = False
         for alt in alternatives:
             if "name" not in alt or "version" not in alt:
@@ -86,7 +92,7 @@ def check_plugin_versions(node: YamlNode) -> None:
                     entry.position,
                     cls=errs.RequirementError,
                 )
-            names.append(plugin)
+            names.add(plugin)
             need = _version(alt["version"].scalar("version"), "plugin version", entry.position)
             have = PLUGIN_VERSIONS.get(plugin)
             if have is not None and _compatible(have, need):
@@ -94,8 +100,8 @@ def check_plugin_versions(node: YamlNode) -> None:
         if not satisfied:
             wanted = ", ".join(
                 f"{a['name'].scalar('name')} ({a['version'].scalar('version')})"
-                for a in alternatives
-            )
+                for a in alternatives[:10]
+            ) + (f" and {len(alternatives) - 10} more" if len(alternatives) > 10 else "")
             have_text = ", ".join(f"{k} {_fmt(v)}" for k, v in PLUGIN_VERSIONS.items())
             raise located(
                 f"Plugin requirement not satisfied, must load one of: {wanted} "

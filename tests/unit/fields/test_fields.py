@@ -59,13 +59,28 @@ def test_lookup_and_suggest() -> None:
             "0abc",
             "field 'ka.req.pod.containers.image' takes a numeric index argument, got '0abc'",
         ),
+        (  # 4,301 digits passed the index check, then int() failed on every pod event
+            "ka.req.pod.containers.host_port",
+            "9" * 4301,
+            "field 'ka.req.pod.containers.host_port' takes a numeric index argument, got '"
+            + "9" * 64
+            + "...'",
+        ),
+        (  # an index is a uint64 for the plugin: 20 digits is too long
+            "ka.req.pod.containers.image",
+            "1" * 20,
+            f"field 'ka.req.pod.containers.image' takes a numeric index argument, got '{'1' * 20}'",
+        ),
     ],
 )
 def test_arguments_are_checked_when_bound(name: str, arg: str | None, message: str) -> None:
     definition = fields.lookup(name)
     assert definition is not None
-    with pytest.raises(fields.ArgumentError, match=message):
+    with pytest.raises(fields.ArgumentError) as info:
         definition.bind(arg)
+    assert str(info.value) == message
+    with pytest.raises(fields.ArgumentError):
+        definition.check_arg(arg)  # the check outputs and extra fields use
 
 
 def test_json_values_as_falco_prints_them() -> None:
@@ -145,6 +160,13 @@ def test_jevt_pointer_escapes_and_array_indexes() -> None:
     assert value("jevt.value", event, "/a~1b/c~0d/1/e") == "x"
     assert value("jevt.value", event, "/a~1b/c~0d/0") == "10"
     assert value("jevt.value", event, "/a~1b/c~0d/2") is None
+
+
+def test_jevt_pointer_with_a_huge_index_is_a_key_that_finds_nothing() -> None:
+    # int() of this part raised ValueError while binding: a traceback at load time.
+    event = {"items": [1, 2], "1" * 5000: "by key"}
+    assert value("jevt.value", event, "/items/" + "1" * 5000) is None
+    assert value("jevt.value", event, "/" + "1" * 5000) == "by key"
 
 
 def test_evt_time_fields() -> None:

@@ -422,3 +422,25 @@ def test_random_events_alert_fields_agree(
     e = engine(ruleset, "first")
     for factory in e._factories:
         assert_same_fields(factory, event, EventContext(cluster=cluster))
+
+
+def test_an_index_too_large_to_build_falls_back_and_keeps_the_semantics(tmp_path: Path) -> None:
+    # One rule naming 14,000 verbs (a macro appended to 14,000 times) made a 14,000-row index,
+    # each row specialising the 14,000-check condition: minutes of cold start. Past the index's
+    # work budget the rule runs in every bucket and checks the verb itself.
+    verbs = " or ".join(f"ka.verb=v{i}" for i in range(14_000))
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "- rule: Many Verbs\n  desc: d\n  condition: ka.target.resource=pods and (" + verbs + ")"
+        "\n  output: hit %ka.verb\n  priority: WARNING\n  source: k8s_audit\n"
+    )
+    engine = Engine.from_paths([path], hostname="test")
+    assert engine.index_stats()["buckets"] == 1
+    event = {
+        "auditID": "a",
+        "stageTimestamp": "2026-03-11T15:45:00Z",
+        "objectRef": {"resource": "pods"},
+    }
+    assert [a.message for a in engine.evaluate({**event, "verb": "v13999"})] == ["hit v13999"]
+    assert engine.evaluate({**event, "verb": "v14000"}) == []
+    assert engine.evaluate({**event, "verb": "v1", "objectRef": {"resource": "secrets"}}) == []

@@ -8,7 +8,14 @@ import pytest
 
 from falconet import Engine, RuleError
 from falconet.cli import main
-from falconet.errors import MacroLoopError, OperatorError, UndefinedMacroError, UnknownFieldError
+from falconet.errors import (
+    FieldArgumentError,
+    MacroLoopError,
+    OperatorError,
+    RuleLimitError,
+    UndefinedMacroError,
+    UnknownFieldError,
+)
 
 HEADER = "- required_engine_version: 15\n"
 RULE = """- rule: R
@@ -168,3 +175,196 @@ def test_loop_is_a_macro_loop_error(tmp_path: Path) -> None:
     )
     with pytest.raises(MacroLoopError):
         Engine.from_paths([path])
+
+
+def test_regex_re2_rejects_is_an_error_at_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Falco compiles `regex` operands with RE2 in POSIX mode, which has no `\d`: a load error
+    # there, and here (Python's `re` accepted it and matched with backtracking).
+    text = HEADER + RULE.format(condition="ka.verb=get and ka.useragent regex kubectl/v\\d+")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        f"{tmp_path}/rules.yaml:4:49: error: rule 'R': invalid regular expression "
+        "'kubectl/v\\d+': invalid escape sequence: \\d",
+        "    (ka.verb=get and ka.useragent regex kubectl/v\\d+)",
+        "                                        ^",
+    ]
+
+
+@pytest.mark.parametrize("op", ["regex", "pmatch"])
+def test_regex_and_pmatch_take_no_field_on_their_right(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], op: str
+) -> None:
+    # A pattern read from the event would be compiled (and could backtrack) per event; libsinsp
+    # rejects it at load time.
+    text = HEADER + RULE.format(condition=f"ka.user.name {op} val(ka.target.name)")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    column = 14 + len(f"ka.user.name {op} ")  # the val( operand
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': operator '{op}' doesn't support "
+        "right-hand side fields"
+    )
+
+
+OUTPUT_RULE = """- rule: R
+  desc: d
+  condition: ka.verb=get
+  output: "{output}"
+  priority: WARNING
+  source: k8s_audit
+"""
+
+
+def test_output_field_arguments_are_checked_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Outputs were never checked: this loaded, then every alert on a pod with ports raised
+    # ValueError (int('abc')) while it was being formatted.
+    output = "ports=%ka.req.pod.containers.host_port[abc] user=%ka.user.name"
+    code, err = validate(tmp_path, HEADER + OUTPUT_RULE.format(output=output), capsys)
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': field "
+        "'ka.req.pod.containers.host_port' takes a numeric index argument, got 'abc'",
+        "    ports=%ka.req.pod.containers.host_port[abc] user=%ka.user.name",
+        "          ^",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("%ka.verb[x]", "field 'ka.verb' does not take an argument"),
+        ("%jevt.value", "field 'jevt.value' requires an argument"),
+        ("%ka.uri.param", "field 'ka.uri.param' requires an argument"),
+    ],
+)
+def test_output_arguments_follow_the_condition_rules(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + OUTPUT_RULE.format(output=output))
+    with pytest.raises(FieldArgumentError) as info:
+        Engine.from_paths([path])
+    assert info.value.message == message
+    assert (info.value.item, info.value.line, info.value.column) == ("R", 2, 3)
+
+
+def test_output_width_is_capped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each alert of this rule was 200 MB (the verb padded to 200,000,000 characters).
+    code, err = validate(
+        tmp_path, HEADER + OUTPUT_RULE.format(output="v=%200000000ka.verb"), capsys
+    )
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': output field width 200000000 exceeds the "
+        "limit of 1024"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + OUTPUT_RULE.format(output="%99999999999999999999999ka.verb"))
+    with pytest.raises(RuleLimitError, match="width 999999999999... exceeds the limit of 1024"):
+        Engine.from_paths([path])
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        # An empty or null list name matched everywhere in condition text: the substitution of
+        # this list into the rule below never ended.
+        ('- list: ""\n  items: [a, b]\n', "1:9: error: Value for key 'list' must be non-empty"),
+        ("- list:\n  items: [a, b]\n", "1:3: error: Mapping for key 'list' is empty"),
+        (
+            "- macro: ''\n  condition: ka.verb=get\n",
+            "1:10: error: Value for key 'macro' must be non-empty",
+        ),
+        ("- macro: ~\n  condition: ka.verb=get\n", "1:3: error: Mapping for key 'macro' is empty"),
+    ],
+)
+def test_names_must_not_be_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], item: str, message: str
+) -> None:
+    code, err = validate(tmp_path, item + RULE.format(condition="ka.verb in (x, y)"), capsys)
+    assert code == 1
+    assert err.splitlines() == [f"{tmp_path}/rules.yaml:{message}"]  # the rule still loads
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [
+        ('"²"', "²"),  # str.isdigit() is true, int() refused it: a ValueError traceback
+        ("9" * 5000, "9" * 64 + "..."),  # over Python's 4,300 digits for int(): a traceback
+        ("1.2.99999999999", "1.2.99999999999"),  # not a uint32
+        ("١.٢.٣", "١.٢.٣"),  # Arabic-Indic digits matched \d
+    ],
+)
+def test_required_engine_version_is_ascii_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str, shown: str
+) -> None:
+    text = f"- required_engine_version: {version}\n" + RULE.format(condition="ka.verb=get")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:1:28: error: required_engine_version '{shown}' is not a valid "
+        "version"
+    )
+
+
+def test_plugin_alternatives_are_listed_up_to_ten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 26,000 alternatives took 18 s (a list searched per name) and a 1 MB message.
+    alternatives = "".join(f"    - name: p{i}\n      version: 1.0.0\n" for i in range(2000))
+    text = (
+        "- required_plugin_versions:\n  - name: k8saudit\n    version: 99.0.0\n"
+        "    alternatives:\n" + alternatives + RULE.format(condition="ka.verb=get")
+    )
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:2:5: error: Plugin requirement not satisfied, must load one of: "
+        "k8saudit (99.0.0), p0 (1.0.0), p1 (1.0.0), p2 (1.0.0), p3 (1.0.0), p4 (1.0.0), "
+        "p5 (1.0.0), p6 (1.0.0), p7 (1.0.0), p8 (1.0.0) and 1991 more (falconet emulates "
+        "k8saudit 0.18.0, k8saudit-eks 0.12.0, k8saudit-gke 0.9.0, k8saudit-aks 0.6.0, json 0.7.4)"
+    )
+
+
+@pytest.mark.parametrize("transformer", ["tolower", "toupper", "b64", "basename"])
+def test_string_transformers_refuse_numeric_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], transformer: str
+) -> None:
+    # Found by fuzzing: this loaded, then the compiled code passed an int to the transformer on
+    # every event (AttributeError / TypeError); libsinsp takes string types only.
+    condition = f"{transformer}(evt.rawtime.ns) endswith 5"
+    code, err = validate(tmp_path, HEADER + RULE.format(condition=condition), capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:4:14: error: rule 'R': transformer '{transformer}' is not "
+        "supported on numeric field 'evt.rawtime.ns'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (
+            "evt.rawtime.ns < val(ka.verb)",
+            "field 'evt.rawtime.ns' (number) cannot be compared with field 'ka.verb' (string)",
+        ),
+        (
+            "ka.user.name < val(evt.rawtime.ns)",
+            "field 'ka.user.name' (string) cannot be compared with field 'evt.rawtime.ns' (number)",
+        ),
+    ],
+)
+def test_a_field_on_the_right_has_the_type_of_the_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], condition: str, message: str
+) -> None:
+    # Found by fuzzing: these loaded, then every event raised ValueError (int('get')) or
+    # TypeError (str < int) in the comparison; libsinsp checks both sides' types at load.
+    code, err = validate(tmp_path, HEADER + RULE.format(condition=condition), capsys)
+    assert code == 1
+    column = 14 + condition.index("val(")
+    assert first_line(err) == f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': {message}"
