@@ -113,6 +113,13 @@ class SinkError(FalconetError):
     result: Any = None
 
 
+class StateError(FalconetError):
+    """The state store (correlations, first-seen) could not be read or written after its retries.
+
+    Fails the invocation, as a sink failure does: the trigger retries it, and the audit events it
+    re-delivers are counted once (state is keyed by auditID where counts matter)."""
+
+
 class StorageError(FalconetError):
     """An object or file could not be listed or read."""
 

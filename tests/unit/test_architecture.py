@@ -39,6 +39,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "alerts": (("falconet.alerts",), BASE | {"fields", "codegen"}),
     "engine": (("falconet.engine",), BASE | {"fields", "codegen", "rules", "alerts"}),
     "secrets": (("falconet.secrets",), BASE),
+    "state": (("falconet.state",), BASE),
     "config": (("falconet.config",), BASE | {"rules", "secrets"}),
     "geoip": (("falconet.geoip",), BASE | {"config"}),
     "decode": (("falconet.decode",), BASE),

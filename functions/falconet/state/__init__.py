@@ -1,0 +1,69 @@
+"""The state store: what detections that span events remember between invocations.
+
+One interface, two backends: `MemoryStore` (one process: `falconet scan`, tests, a single
+functions-framework instance) and `DynamoDBStore` (one table shared by every function instance;
+`FALCONET_STATE_TABLE`). Correlations and first-seen use it; only events that match a base rule
+ever reach it.
+
+    store = MemoryStore()                       # or DynamoDBStore("falconet-state")
+    found = store.get_many(["c:1f...", "c:2a..."])     # key -> Item (absent: data None, version 0)
+    ok = store.put("c:1f...", data, version=found["c:1f..."].version, expires=1767225600)
+
+The store keeps opaque bytes per key with a version: `put` writes only if the stored version is
+still the one read (optimistic concurrency: two invocations updating one key cannot lose each
+other's update; the loser reads again and re-applies its change). `expires` is the epoch second
+after which the item may be dropped (DynamoDB's TTL; memory drops it when it is next read).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from falconet.errors import StateError
+
+MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; our keys are hashes
+MAX_ITEM_BYTES = 350_000  # DynamoDB's item limit is 400 KB, attribute names and key included
+
+__all__ = ["MAX_ITEM_BYTES", "Item", "MemoryStore", "StateError", "StateStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A key's stored bytes and version; `data` None and `version` 0 when the key is absent."""
+
+    data: bytes | None
+    version: int
+
+
+ABSENT = Item(None, 0)
+
+
+class StateStore(Protocol):
+    """What correlations need from a store (see the module docstring)."""
+
+    name: str  # for logs: "memory", "dynamodb:<table>"
+    shared: bool  # True when every instance of the function sees the same state
+    requests: Counter[str]  # "read", "write", "conflict": what this process asked of it
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Item]:
+        """The current item of every key (consistent reads). Raises StateError."""
+        ...
+
+    def put(self, key: str, data: bytes, *, version: int, expires: int) -> bool:
+        """Store `data` as version `version + 1` if the key is still at `version` (0: absent).
+        True when written, False when another writer got there first. Raises StateError."""
+        ...
+
+
+def check_item(key: str, data: bytes) -> None:
+    """StateError for a key or an item over the limits every backend enforces."""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise StateError(f"state key over {MAX_KEY_BYTES} bytes")
+    if len(data) > MAX_ITEM_BYTES:
+        raise StateError(f"state item {key} is {len(data)} bytes, over {MAX_ITEM_BYTES}")
+
+
+from falconet.state.memory import MemoryStore  # noqa: E402 - the backends use the names above

@@ -1,0 +1,58 @@
+"""The in-process state store: `falconet scan`, tests, one functions-framework instance."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from falconet import state
+
+
+class MemoryStore:
+    """Items in a dictionary, behind a lock (a functions-framework server runs threads).
+
+    `clock` gives the epoch second that `expires` is compared with (default: wall time); an item
+    past its `expires` reads as absent."""
+
+    name = "memory"
+    shared = False
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._items: dict[str, tuple[bytes, int, int]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.requests: Counter[str] = Counter()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, state.Item]:
+        now = self._clock()
+        found: dict[str, state.Item] = {}
+        with self._lock:
+            self.requests["read"] += len(keys)
+            for key in keys:
+                stored = self._items.get(key)
+                if stored is None:
+                    found[key] = state.ABSENT
+                elif stored[2] < now:
+                    # Expired: absent, but the next version must still be greater (a writer that
+                    # read it before it expired must not overwrite a newer item).
+                    found[key] = state.Item(None, stored[1])
+                else:
+                    found[key] = state.Item(stored[0], stored[1])
+        return found
+
+    def put(self, key: str, data: bytes, *, version: int, expires: int) -> bool:
+        state.check_item(key, data)
+        with self._lock:
+            stored = self._items.get(key)
+            current = stored[1] if stored is not None else 0
+            if current != version:
+                self.requests["conflict"] += 1
+                return False
+            self.requests["write"] += 1
+            self._items[key] = (bytes(data), version + 1, int(expires))
+            return True
+
+    def __len__(self) -> int:
+        return len(self._items)
