@@ -1,6 +1,7 @@
 """The offline checks of template.yaml (`make validate`): the real template passes, and broken
 copies of it fail for the right reason, including the mistakes `sam validate --lint` alone misses.
-Also: the translated template's IAM stays least-privilege.
+Also: the translated template's IAM stays least-privilege, and the state table is what
+falconet.state.dynamodb expects, reachable by the two detectors only.
 
 Needs the tools venv (.venv-tools: aws-sam-cli, cfn-lint; `make test` creates it). Without it the
 tests skip, except under CI (`CI` set), where a missing tool is a failure.
@@ -182,6 +183,59 @@ def test_secrets_are_never_plain_environment_values(tools_python: Path, tmp_path
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+STATE_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"}
+
+
+def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) -> None:
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    template = json.loads(translated.read_text())
+    resources = template["Resources"]
+    table = resources["StateTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    # falconet.state.dynamodb's schema: `pk` (S) alone is the key; expiry is the attribute `x`.
+    assert table["Properties"] == {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "x", "Enabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+    }
+    assert template["Outputs"]["StateTableName"]["Value"] == {"Ref": "StateTable"}
+
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert set(functions) == {"S3DetectorFunction", "HttpDetectorFunction", "NotifyFunction"}
+    with_state = {
+        name: variables["FALCONET_STATE_TABLE"]
+        for name, function in functions.items()
+        if "FALCONET_STATE_TABLE"
+        in (variables := function["Properties"].get("Environment", {}).get("Variables", {}))
+    }
+    assert with_state == {
+        "S3DetectorFunction": {"Ref": "StateTable"},
+        "HttpDetectorFunction": {"Ref": "StateTable"},
+    }
+
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    grants = {
+        name: [
+            s
+            for s in _statements(role)
+            if "StateTable" in json.dumps(s) or "dynamodb" in json.dumps(s["Action"])
+        ]
+        for name, role in roles.items()
+    }
+    state = {"Fn::GetAtt": ["StateTable", "Arn"]}
+    for name in ("S3DetectorFunctionRole", "HttpDetectorFunctionRole"):
+        (statement,) = grants.pop(name)
+        assert statement["Effect"] == "Allow"
+        assert sorted(statement["Action"]) == sorted(STATE_ACTIONS), name
+        assert statement["Resource"] == state, name
+        assert "Condition" not in statement
+    assert grants == {"NotifyFunctionExecutionRole": []}
+
+
 def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
     translated = tmp_path / "cfn.json"
     returncode, output = check(tools_python, TEMPLATE, keep=translated)
@@ -210,12 +264,14 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
             "s3:GetObject",
             "sqs:SendMessage*",
             "sns:Publish",
-            "sqs:SendMessage",
-        },  # the last: the on-failure destination
+            "sqs:SendMessage",  # the on-failure destination
+            *STATE_ACTIONS,  # the state table only (test_the_state_table_...)
+        },
         "HttpDetectorFunctionRole": {
             "sqs:SendMessage*",
             "sns:Publish",
             "secretsmanager:GetSecretValue",  # its own token's secret only (below)
+            *STATE_ACTIONS,
         },
         "NotifyFunctionExecutionRole": {
             "sqs:ReceiveMessage",
