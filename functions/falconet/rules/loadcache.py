@@ -15,11 +15,12 @@ from typing import Any
 from falconet import errors as errs
 from falconet.rules import ast
 from falconet.rules.diagnostics import Diagnostic
+from falconet.rules.documents import Doc
 from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
 
-_CACHE_FORMAT = b"falconet rules load cache 1\0"
+_CACHE_FORMAT = b"falconet rules load cache 2\0"
 # The code that decides what `load_rules` returns is part of the key, so a cache written by other
 # code is never read (as the compiler keys its code cache on the source it generates): every module
 # of the rooms the loader lives in, found on disk (a module split, moved or added there changes the
@@ -75,6 +76,7 @@ def write_cache(
     files: Sequence[Path],
     rules: Sequence[Rule],
     diagnostics: Sequence[Diagnostic],
+    documents: Sequence[Doc] = (),
 ) -> None:
     """Store the load (best effort and atomic, like the compiler's code cache)."""
     import marshal
@@ -118,6 +120,7 @@ def write_cache(
                 )
                 for d in diagnostics
             ),
+            tuple(doc.encode(index) for doc in documents),
         )
         blob = marshal.dumps(data)
     except (KeyError, ValueError):  # a name outside `files`: nothing to remap it to, no cache
@@ -134,9 +137,9 @@ def write_cache(
 
 def read_cache(
     cache_dir: Path, key: str, files: Sequence[Path]
-) -> tuple[list[Rule], list[Diagnostic], dict[str, str]] | None:
-    """The stored load for `key` (its rules, its diagnostics and the files' texts), with today's
-    file names, or None (absent or unreadable)."""
+) -> tuple[list[Rule], list[Diagnostic], dict[str, str], list[Doc]] | None:
+    """The stored load for `key` (its rules, its diagnostics, the files' texts and the mapping
+    documents), with today's file names, or None (absent or unreadable)."""
     import marshal
 
     try:
@@ -190,10 +193,11 @@ def read_cache(
                 excerpt=excerpt,
             )
             diagnostics.append(Diagnostic(error, severity))
+        documents = [Doc.decode(d, names) for d in data[2]]
         texts = {str(f): f.read_text(encoding="utf-8") for f in files}
     except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
         return None
-    return rules, diagnostics, texts
+    return rules, diagnostics, texts, documents
 
 
 def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:

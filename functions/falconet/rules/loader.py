@@ -27,6 +27,7 @@ from falconet.rules import ast
 from falconet.rules.checker import Problem, check_fields, field_names
 from falconet.rules.collector import Collector, Item, ListItem, MacroItem, RuleItem
 from falconet.rules.diagnostics import Diagnostic, caret, located
+from falconet.rules.documents import Doc
 from falconet.rules.expand import (
     ExpandLimitError,
     Lists,
@@ -44,7 +45,7 @@ from falconet.rules.limits import (
 from falconet.rules.loadcache import cache_key, read_cache, write_cache
 from falconet.rules.model import SOURCE, Position, Rule
 from falconet.rules.output import OutputFormatError, parse_output
-from falconet.rules.reader import check_size, items_of, read_documents
+from falconet.rules.reader import YamlNode, check_size, items_of, read_documents
 from falconet.rules.resolver import Measures, ResolveError, measure, resolve
 
 __all__ = ["Diagnostic", "RuleSet", "expand_paths", "load_rules"]
@@ -57,6 +58,8 @@ class RuleSet:
         self.diagnostics: list[Diagnostic] = []
         self.texts: dict[str, str] = {}
         self.collector = Collector(self.diagnostics)
+        # Mapping documents (correlations, `falconet.correlate.loader` reads them), in load order.
+        self.documents: list[Doc] = []
         self._skipped_sources: dict[tuple[str, str], int] = {}
         self._budget_spent = False  # the load's list substitution budget (reported once)
 
@@ -114,6 +117,22 @@ class RuleSet:
         except errs.RuleError as exc:
             self._error(exc)
             return
+        if documents and documents[0].node.id == "mapping":
+            # A file of correlation documents (its first document decides).
+            for root in documents:
+                if root.node.id != "mapping":
+                    self._error(_mixed(root))
+                    return
+            for root in documents:
+                try:
+                    self.documents.append(Doc.from_yaml(root))
+                except errs.RuleError as exc:
+                    self._error(exc)
+            return
+        for root in documents:
+            if root.node.id == "mapping":
+                self._error(_mixed(root))
+                return
         for root in documents:
             try:
                 entries = items_of(root)
@@ -357,6 +376,15 @@ class RuleSet:
             )
 
 
+def _mixed(root: YamlNode) -> errs.RuleError:
+    return located(
+        "a rules file holds either Falco rules (a sequence of items) or correlation documents "
+        "(mappings), not both: move this document to a file of its own",
+        root.position,
+        cls=errs.RuleSyntaxError,
+    )
+
+
 def _find_token(text: str, token: str, start: int, end: int) -> int:
     """Offset of `token` as a whole word (not inside a longer name) in text[start:end], or -1."""
     if not token:
@@ -384,10 +412,11 @@ def load_rules(
     if key is not None and cache_dir is not None:
         cached = read_cache(Path(cache_dir), key, files)
         if cached is not None:
-            rules, diagnostics, texts = cached
+            rules, diagnostics, texts, documents = cached
             ruleset = RuleSet()
             ruleset.diagnostics.extend(diagnostics)
             ruleset.texts.update(texts)
+            ruleset.documents.extend(documents)
             return rules, ruleset
     ruleset = RuleSet()
     for path in files:
@@ -395,7 +424,7 @@ def load_rules(
     rules = ruleset.compile()
     ruleset.finish_warnings()
     if key is not None and cache_dir is not None and not ruleset.errors:
-        write_cache(Path(cache_dir), key, files, rules, ruleset.diagnostics)
+        write_cache(Path(cache_dir), key, files, rules, ruleset.diagnostics, ruleset.documents)
     return rules, ruleset
 
 
