@@ -259,6 +259,15 @@ def _uuid_of(base: Any, event: Mapping[str, Any], cluster: str | None) -> str:
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
+
+def stable_uuid(*parts: str) -> str:
+    """A uuid5-style id of `parts` in falconet's namespace: the same parts, the same id (a
+    correlation alert's id, from its correlation, group and window, so a retry repeats it)."""
+    h = hashlib.sha1(_NAMESPACE + "\x00".join(parts).encode(), usedforsecurity=False)
+    d = h.hexdigest()
+    return f"{d[:8]}-{d[8:12]}-5{d[13:16]}-{_VARIANT[d[16]]}{d[17:20]}-{d[20:32]}"
+
+
 Getter = Callable[[Mapping[str, Any], EventContext], Any]
 
 

@@ -91,6 +91,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="after each alert, its who/what/when/where summary line",
     )
     scan.add_argument(
+        "--state-table",
+        metavar="TABLE",
+        help="keep correlation state in this DynamoDB table (default: in memory, for this scan)",
+    )
+    scan.add_argument(
+        "--learn",
+        action="store_true",
+        help="record what first_seen correlations see, raise none of their alerts (seeds "
+        "history from archives; use with --state-table)",
+    )
+    scan.add_argument(
         "inputs",
         nargs="*",
         metavar="INPUT",
@@ -158,6 +169,7 @@ def _geoip(args: argparse.Namespace) -> Any:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from falconet.correlate.correlator import FLUSH_MATCHES
     from falconet.decode import DecodeLimits, DecodeStats, decode
 
     extra = args.extra_field
@@ -173,6 +185,15 @@ def _scan(args: argparse.Namespace) -> int:
     from falconet.storage import open_inputs
     from falconet.summary import alert_summary
 
+    def write(alerts: Sequence[Any], event: Any = None) -> None:
+        for alert in alerts:
+            by_rule[alert.rule] += 1
+            out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")
+            if args.summary and event is not None:
+                out.write(b"  " + alert_summary(alert, event).encode() + b"\n")
+
+    correlator = _correlator(args, engine)
+    batch = correlator.batch() if correlator is not None else None
     base_context = EventContext(cluster=args.cluster)
     limits = DecodeLimits.like(args.settings.decode.object)  # files and objects
     for item in open_inputs(
@@ -182,14 +203,44 @@ def _scan(args: argparse.Namespace) -> int:
         for event, ctx in decode(
             chunks, stats=stats, context=item.context, name=name, limits=limits
         ):
-            for alert in engine.evaluate(event, ctx):
-                by_rule[alert.rule] += 1
-                out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")
-                if args.summary:
-                    out.write(b"  " + alert_summary(alert, event).encode() + b"\n")
+            if batch is None:
+                write(engine.evaluate(event, ctx), event)
+                continue
+            alerts, matched = engine.judge(event, ctx)
+            write(alerts, event)
+            if matched:
+                batch.add(event, ctx, matched)
+                if batch.size >= FLUSH_MATCHES:
+                    write(batch.flush())
+    if batch is not None and correlator is not None:
+        write(batch.flush())
+        write(correlator.finish())  # the windows still open are decided at the end
     out.flush()
     _summary(stats, by_rule, time.perf_counter() - started)
     return EXIT_OK
+
+
+def _correlator(args: argparse.Namespace, engine: Any) -> Any:
+    """The scan's correlator: state in memory, or in the DynamoDB table of --state-table."""
+    if not engine.correlations:
+        return None
+    from falconet.correlate.correlator import Correlator
+    from falconet.state import MemoryStore
+
+    store: Any
+    if args.state_table:
+        from falconet.state.dynamodb import DynamoDBStore
+
+        store = DynamoDBStore(args.state_table)
+    else:
+        store = MemoryStore()
+        if args.learn:
+            print(
+                "falconet: warning: --learn without --state-table: what is learned is lost "
+                "when the scan ends",
+                file=sys.stderr,
+            )
+    return Correlator.for_engine(engine, store, learn=args.learn)
 
 
 def _default_extras() -> tuple[str, ...]:
@@ -221,18 +272,22 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from falconet.correlate.loader import load_correlations
     from falconet.rules.loader import load_rules
 
     missing = [p for p in args.paths if not Path(p).exists()]
     for p in missing:
         print(f"{p}: error: no such file or directory", file=sys.stderr)
     rules, ruleset = load_rules([p for p in args.paths if p not in missing])
+    correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
+    ruleset.diagnostics.extend(problems)
     for diagnostic in ruleset.diagnostics:
         print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
     status = "error" if errors else "ok"
+    counted = f", {len(correlations)} correlations" if ruleset.documents else ""
     print(
-        f"{status}: {len(rules)} k8s_audit rules, {errors} error(s), "
+        f"{status}: {len(rules)} k8s_audit rules{counted}, {errors} error(s), "
         f"{len(ruleset.warnings)} warning(s)"
     )
     return EXIT_ERROR if errors else EXIT_OK

@@ -73,6 +73,7 @@ OBJECT_MAX_INFLATE_RATIO = "FALCONET_OBJECT_MAX_INFLATE_RATIO"
 OBJECT_MAX_GZIP_LAYERS = "FALCONET_OBJECT_MAX_GZIP_LAYERS"
 OBJECT_MAX_RECORDS = "FALCONET_OBJECT_MAX_RECORDS"
 OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
+STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -207,6 +208,14 @@ class DecodeSettings:
 
     body: InputLimits = DEFAULT_BODY_LIMITS
     object: InputLimits = DEFAULT_OBJECT_LIMITS
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Where correlations keep their state: a DynamoDB table shared by every instance, or (None)
+    the process's memory."""
+
+    table: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +370,14 @@ class Settings:
             headers=headers,
             summary=summary in _TRUE,
         )
+
+    @cached_property
+    def state(self) -> StateSettings:
+        """Raises ConfigError naming the variable."""
+        table = self.get(STATE_TABLE)
+        if table and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}|arn:aws[\w-]*:dynamodb:.+", table):
+            raise ConfigError(f"{STATE_TABLE} must be a DynamoDB table name or ARN, got '{table}'")
+        return StateSettings(table=table or None)
 
     @cached_property
     def decode(self) -> DecodeSettings:

@@ -16,7 +16,7 @@ between threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 from falconet import fields
 from falconet.alerts import Alert, AlertFactory, FieldSpec
 from falconet.context import EMPTY_CONTEXT, EventContext
+from falconet.correlate.loader import load_correlations
+from falconet.correlate.model import CorrelationSet
 from falconet.errors import ConfigError, RuleError
 from falconet.rules.compiler import OTHER, CompiledRule, Index, build_index
 from falconet.rules.loader import Diagnostic, RuleSet, load_rules
@@ -95,6 +97,7 @@ class Engine:
         geoip: Any = None,
         code_cache: str | Path | None = None,
         diagnostics: Sequence[Diagnostic] = (),
+        correlations: CorrelationSet | None = None,
     ) -> None:
         if rule_matching not in RULE_MATCHING:
             raise ConfigError(f"rule_matching must be 'first' or 'all', got '{rule_matching}'")
@@ -111,6 +114,8 @@ class Engine:
 
             hostname = socket.gethostname()
         self._hostname = hostname
+        self.hostname = hostname
+        self.time_format_iso8601 = time_format_iso8601
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         self._env = fields.BindEnv(geoip=geoip)
         located = geoip is not None and getattr(geoip, "enabled", False)
@@ -121,8 +126,11 @@ class Engine:
             # Without a GeoIP database the location fields are always absent: skip their reads.
             and (located or extra_fields is not None or name not in _LOCATION_FIELDS)
         ]
-        # Rules below the threshold are not loaded (Falco); disabled rules are compiled, not run.
-        active = [r for r in rules if r.priority <= threshold and r.enabled]
+        self.correlations = correlations or CorrelationSet()
+        counted, silenced = self.correlations.counted, self.correlations.silenced
+        # Rules below the threshold are not loaded (Falco), unless a correlation counts them;
+        # disabled rules are compiled, not run.
+        active = [r for r in rules if r.enabled and (r.priority <= threshold or r.name in counted)]
         self.rules = tuple(
             RuleInfo(r.name, r.priority_name, r.tags, r.desc, r.enabled, r.order) for r in rules
         )
@@ -130,9 +138,16 @@ class Engine:
         self._factories = tuple(
             _factory(r, extra_specs, self._hostname, time_format_iso8601, self._env) for r in active
         )
+        # A rule emits its own alerts unless it is below the threshold (kept only to be counted)
+        # or a correlation silences it (`generate: false`); only emitting rules take part in
+        # first-match, so a rule kept for a correlation never hides another rule's alert.
+        self._emits = tuple(r.priority <= threshold and r.name not in silenced for r in active)
+        self._counts = tuple(r.name in counted for r in active)
+        self._names = tuple(r.name for r in active)
+        self._judging = any(self._counts) or not all(self._emits)
         self._index: Index = build_index(
             [CompiledRule(slot, r.condition, r.name) for slot, r in enumerate(active)],
-            match_all=rule_matching == "all",
+            match_all=rule_matching == "all" or self._judging,
             env=self._env,
             cache_dir=Path(code_cache) if code_cache else None,
         )
@@ -169,6 +184,8 @@ class Engine:
             if not Path(p).exists():
                 raise ConfigError(f"rules path '{p}' does not exist")
         rules, ruleset = load_rules(paths, cache_dir=code_cache)
+        correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
+        ruleset.diagnostics.extend(problems)
         _raise_first(ruleset)
         return cls(
             rules,
@@ -180,6 +197,7 @@ class Engine:
             geoip=geoip,
             code_cache=code_cache,
             diagnostics=ruleset.diagnostics,
+            correlations=correlations,
         )
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -192,6 +210,37 @@ class Engine:
         k8saudit plugin drops such events)."""
         if "auditID" not in event:
             return self._evaluate_reference(event, context)
+        hit = self._hits(event, context)
+        if self._judging:
+            return self._emitted(event, context, hit) if hit else _NO_ALERTS
+        if self._first:
+            if hit < 0:
+                return _NO_ALERTS
+            return self._alerts(event, context, (hit,))
+        return self._alerts(event, context, hit) if hit else _NO_ALERTS
+
+    def judge(
+        self, event: Mapping[str, Any], context: EventContext = EMPTY_CONTEXT
+    ) -> tuple[list[Alert], list[str]]:
+        """`evaluate`, and the names of every rule a correlation counts that `event` matched,
+        whatever `rule_matching` says (first-match decides which alert is emitted, not what
+        correlations count). Events without a valid `stageTimestamp` match nothing."""
+        if not self._judging or "auditID" not in event:
+            return self.evaluate(event, context), []
+        slots = self._hits(event, context)
+        if not slots:
+            return _NO_ALERTS, []
+        counts = self._counts
+        names = self._names
+        matched = [names[s] for s in slots if counts[s]]
+        alerts = self._emitted(event, context, slots)
+        if matched and parse_rfc3339_ns(event.get("stageTimestamp")) is None:
+            matched = []
+        return alerts, matched
+
+    def _hits(self, event: Mapping[str, Any], context: EventContext) -> Any:
+        """The bucket function's answer for `event`: the first matching slot (-1: none) with
+        first-match, every matching slot in order when matching all (or judging)."""
         # The four hot fields every bucket function takes (codegen.HOT_PATHS), read in place:
         # this runs for every event.
         verb = event.get("verb", _MISSING)
@@ -214,12 +263,17 @@ class Engine:
         bucket = row.get(resource)
         if bucket is None:
             bucket = row[OTHER]
-        hit = bucket(event, context, verb, resource, stage, name)
-        if self._first:
-            if hit < 0:
-                return _NO_ALERTS
-            return self._alerts(event, context, (hit,))
-        return self._alerts(event, context, hit) if hit else _NO_ALERTS
+        return bucket(event, context, verb, resource, stage, name)
+
+    def _emitted(
+        self, event: Mapping[str, Any], context: EventContext, slots: Sequence[int]
+    ) -> list[Alert]:
+        """The alerts of the emitting rules among `slots` (the first of them with first-match)."""
+        emits = self._emits
+        chosen = [s for s in slots if emits[s]]
+        if not chosen:
+            return _NO_ALERTS
+        return self._alerts(event, context, chosen[:1] if self._first else chosen)
 
     def _alerts(
         self, event: Mapping[str, Any], context: EventContext, slots: Iterable[int]
@@ -233,6 +287,8 @@ class Engine:
     def _evaluate_reference(self, event: Mapping[str, Any], context: EventContext) -> list[Alert]:
         slots = []
         for slot, rule in enumerate(self._active):
+            if not self._emits[slot]:
+                continue
             if self._reference.evaluate(rule.condition, event, context):
                 slots.append(slot)
                 if self._first:
@@ -244,6 +300,11 @@ class Engine:
     ) -> list[str]:
         """Rule names matching `event` by the reference tree-walker (for differential tests)."""
         return [a.rule for a in self._evaluate_reference(event, context)]
+
+    def field_getter(self, spec: str) -> Callable[[Mapping[str, Any], EventContext], Any]:
+        """How a correlation reads a field (`spec` with its argument, checked at load): the
+        registry's getter bound to this engine's GeoIP database; ka.* fields read the event."""
+        return _extra_spec(spec, self._env).getter
 
     # -- introspection ---------------------------------------------------------------------------
 

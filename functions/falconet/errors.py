@@ -117,7 +117,10 @@ class StateError(FalconetError):
     """The state store (correlations, first-seen) could not be read or written after its retries.
 
     Fails the invocation, as a sink failure does: the trigger retries it, and the audit events it
-    re-delivers are counted once (state is keyed by auditID where counts matter)."""
+    re-delivers are counted once (state is keyed by auditID where counts matter). `result`: the
+    counters of the pipeline call it failed, as for SinkError."""
+
+    result: Any = None
 
 
 class StorageError(FalconetError):

@@ -36,7 +36,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -44,6 +44,7 @@ import orjson
 
 from falconet.alerts import Alert, fit
 from falconet.context import EMPTY_CONTEXT, EventContext
+from falconet.correlate.correlator import FLUSH_MATCHES, Batch, Correlator
 from falconet.deadline import Deadline
 from falconet.decode import (
     BODY_LIMITS,
@@ -54,7 +55,7 @@ from falconet.decode import (
     decode_value,
 )
 from falconet.engine import Engine
-from falconet.errors import SinkError
+from falconet.errors import SinkError, StateError
 from falconet.sinks import Delivery, Sink, smallest_limit
 from falconet.storage import ObjectRef, cluster_from_key, open_object
 from falconet.text import ECHO_LIMIT, echoable
@@ -77,6 +78,7 @@ class Result:
     delivered: Counter[str] = field(default_factory=Counter)  # per sink
     dropped: Counter[str] = field(default_factory=Counter)  # per sink: refused for themselves
     dropped_alerts: list[str] = field(default_factory=list)  # the first few, with why
+    correlation: Counter[str] = field(default_factory=Counter)  # matches, state reads/writes...
 
     @property
     def events(self) -> int:
@@ -93,6 +95,7 @@ class Result:
         self.delivered.update(other.delivered)
         self.dropped.update(other.dropped)
         self.dropped_alerts.extend(other.dropped_alerts[: _SHOWN - len(self.dropped_alerts)])
+        self.correlation.update(other.correlation)
 
     def to_dict(self) -> dict[str, Any]:
         """The counters, with every text that came from the input made echoable (bounded,
@@ -111,6 +114,8 @@ class Result:
         if self.dropped:
             data["dropped"] = dict(self.dropped)
             data["dropped_alerts"] = self.dropped_alerts[:_SHOWN]
+        if self.correlation:
+            data["correlation"] = dict(self.correlation)
         if self.origins:
             data["origins"] = [echoable(o) for o in self.origins[:_SHOWN]]
         if self.ignored:
@@ -124,6 +129,7 @@ class Pipeline:
     `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
     `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
     `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
+    `correlator` runs the engine's correlations (None: the engine has none, or they are off).
     """
 
     def __init__(
@@ -135,8 +141,10 @@ class Pipeline:
         timeout: float | None = None,
         body_limits: DecodeLimits = BODY_LIMITS,
         object_limits: DecodeLimits = OBJECT_LIMITS,
+        correlator: Correlator | None = None,
     ) -> None:
         self.engine = engine
+        self.correlator = correlator
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
         self.timeout = timeout
@@ -224,6 +232,8 @@ class Pipeline:
         context: EventContext,
         started: float,
         deadline: Deadline | None,
+        *,
+        extra: Callable[[], list[Alert]] | None = None,
     ) -> Result:
         result = Result(stats)
         if context.origin:
@@ -231,14 +241,22 @@ class Pipeline:
         if deadline is None:
             deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
+        batch = self.correlator.batch() if self.correlator is not None else None
         try:
-            self._evaluate(events, deliveries, result)
+            self._evaluate(events, deliveries, result, batch, extra)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
+            if batch is not None:
+                batch.undo()  # the retry must raise the correlation alerts again
+            error.result = result
+            raise
+        except StateError as error:
             error.result = result
             raise
         finally:
+            if batch is not None:
+                result.correlation.update(batch.counters)
             # The deliveries die here, with whatever a failure left unsent in them.
             for delivery in deliveries:
                 tally = delivery.tally
@@ -252,58 +270,106 @@ class Pipeline:
             result.duration_ms = (time.perf_counter() - started) * 1000
         return result
 
+    def finish(self, *, deadline: Deadline | None = None) -> Result:
+        """The end of the input (`falconet scan`): decide the correlation windows still open
+        and deliver what they raise. Raises SinkError, StateError."""
+        started = time.perf_counter()
+        if self.correlator is None:
+            return Result()
+        correlator = self.correlator
+        return self._process(
+            (), DecodeStats(), EMPTY_CONTEXT, started, deadline, extra=correlator.finish
+        )
+
     def _evaluate(
         self,
         events: Iterable[tuple[Any, EventContext]],
         deliveries: Sequence[Delivery],
         result: Result,
+        batch: Batch | None,
+        extra: Callable[[], list[Alert]] | None = None,
     ) -> None:
         evaluate = self.engine.evaluate
-        limit = self.alert_limit
-        pending: list[Alert] = []
-        by_rule = result.alerts_by_rule
+        judge = self.engine.judge if batch is not None else None
         # The cyclic garbage collector is paused while events are decoded and evaluated, and runs
         # while sinks work. Parsed audit events hold no reference cycles (refcounting frees them),
         # but a parsed webhook body keeps ~25,000 young objects alive, which every generation-0/1
         # collection walked again: measured +0.3x an orjson.loads per event on 400-event bodies.
         collecting = gc.isenabled()
+        outbox = _Outbox(deliveries, result, self.alert_limit, collecting)
+        take = outbox.take
         gc.disable()
         try:
             for event, ctx in events:
-                alerts = evaluate(event, ctx)
+                if judge is None:
+                    alerts = evaluate(event, ctx)
+                else:
+                    alerts, matched = judge(event, ctx)
+                    if matched:
+                        batch.add(event, ctx, matched)  # type: ignore[union-attr]
+                        if batch.size >= FLUSH_MATCHES:  # type: ignore[union-attr]
+                            take(batch.flush(), None)  # type: ignore[union-attr]
                 if alerts:
-                    for alert in alerts:
-                        by_rule[alert.rule] += 1
-                        result.alerts += 1
-                        if limit is not None:
-                            fitted = fit(alert, limit, audit_id=_audit_id(event))
-                            if fitted is None:
-                                _unfit(result, alert, limit)
-                                continue
-                            if fitted is not alert:
-                                result.truncated += 1
-                            alert = fitted  # noqa: PLW2901 - the fitted alert replaces it
-                        pending.append(alert)
-                    if len(pending) >= EMIT_CHUNK:
-                        self._emit(deliveries, pending, collecting)
-                        pending = []
-            if pending:
-                self._emit(deliveries, pending, collecting)
+                    take(alerts, _audit_id(event))
+            if batch is not None:
+                take(batch.flush(), None)
+            if extra is not None:
+                take(extra(), None)
+            outbox.flush()
         finally:
             if collecting:
                 gc.enable()
 
-    @staticmethod
-    def _emit(deliveries: Sequence[Delivery], alerts: Sequence[Alert], collecting: bool) -> None:
-        """Hand `alerts` to every delivery, with the collector running if it was on (sinks and
-        boto3 may make reference cycles)."""
-        if collecting:
+
+class _Outbox:
+    """Alerts on their way to the deliveries: counted, fitted to the sinks' limit, and handed
+    over EMIT_CHUNK at a time, with the collector running if it was on (sinks and boto3 may make
+    reference cycles)."""
+
+    __slots__ = ("collecting", "deliveries", "limit", "pending", "result")
+
+    def __init__(
+        self,
+        deliveries: Sequence[Delivery],
+        result: Result,
+        limit: int | None,
+        collecting: bool,
+    ) -> None:
+        self.deliveries = deliveries
+        self.result = result
+        self.limit = limit
+        self.collecting = collecting
+        self.pending: list[Alert] = []
+
+    def take(self, alerts: Iterable[Alert], audit_id: str | None) -> None:
+        result = self.result
+        limit = self.limit
+        for alert in alerts:
+            result.alerts_by_rule[alert.rule] += 1
+            result.alerts += 1
+            if limit is not None:
+                fitted = fit(alert, limit, audit_id=audit_id)
+                if fitted is None:
+                    _unfit(result, alert, limit)
+                    continue
+                if fitted is not alert:
+                    result.truncated += 1
+                alert = fitted  # noqa: PLW2901 - the fitted alert replaces it
+            self.pending.append(alert)
+        if len(self.pending) >= EMIT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        chunk, self.pending = self.pending, []
+        if self.collecting:
             gc.enable()
         try:
-            for delivery in deliveries:
-                delivery.emit(alerts)
+            for delivery in self.deliveries:
+                delivery.emit(chunk)
         finally:
-            if collecting:
+            if self.collecting:
                 gc.disable()
 
 

@@ -16,6 +16,7 @@ start (functions-framework's `main.py`): a bad setting stops the server from sta
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from functools import cached_property
@@ -23,17 +24,21 @@ from typing import TYPE_CHECKING
 
 from falconet.config import (
     NOTIFY_URL_SECRET,
+    STATE_TABLE,
     WEBHOOK_TOKEN_SECRET,
     EngineSettings,
     HttpSettings,
     Settings,
+    StateSettings,
     http_url,
 )
+from falconet.correlate.correlator import Correlator
 from falconet.decode import DecodeLimits
 from falconet.engine import Engine
 from falconet.pipeline import Pipeline
 from falconet.secrets import CachedSecret
 from falconet.sinks import sinks_from_settings
+from falconet.state import MemoryStore, StateStore
 
 if TYPE_CHECKING:
     from falconet.notify import NotifyConfig
@@ -61,16 +66,40 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks, key pattern and decode limits from `settings`. Raises ConfigError /
-    RuleError."""
+    """Engine, sinks, correlations with their state store, key pattern and decode limits from
+    `settings`. Raises ConfigError / RuleError."""
+    engine = build_engine(settings.engine)
     return Pipeline(
-        build_engine(settings.engine),
+        engine,
         sinks_from_settings(settings.sinks),
         key_pattern=settings.key_pattern,
         timeout=settings.sinks.function_timeout,
         body_limits=DecodeLimits.like(settings.decode.body),
         object_limits=DecodeLimits.like(settings.decode.object),
+        correlator=build_correlator(engine, settings.state),
     )
+
+
+def build_correlator(engine: Engine, settings: StateSettings) -> Correlator | None:
+    """The correlator of `engine`'s correlations (None when it has none), its state in the
+    DynamoDB table `settings` names, else in this process's memory (and a warning: on a
+    deployment of several instances, each then counts only what it sees)."""
+    if not engine.correlations:
+        return None
+    store: StateStore
+    if settings.table:
+        from falconet.state.dynamodb import DynamoDBStore
+
+        store = DynamoDBStore(settings.table)
+    else:
+        store = MemoryStore()
+        logging.getLogger("falconet.runtime").warning(
+            "falconet: %d correlation(s) keep their state in this instance's memory (no %s): "
+            "with several instances, each counts only the events it sees",
+            len(engine.correlations),
+            STATE_TABLE,
+        )
+    return Correlator.for_engine(engine, store)
 
 
 class Runtime:

@@ -37,9 +37,22 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "codegen": (("falconet.codegen",), BASE | {"fields"}),
     "rules": (("falconet.rules",), BASE | {"fields", "codegen"}),
     "alerts": (("falconet.alerts",), BASE | {"fields", "codegen"}),
-    "engine": (("falconet.engine",), BASE | {"fields", "codegen", "rules", "alerts"}),
+    # The correlation language (Sigma documents read and checked): beside the rule language.
+    "correlation rules": (
+        ("falconet.correlate.model", "falconet.correlate.loader"),
+        BASE | {"fields", "rules"},
+    ),
+    "engine": (
+        ("falconet.engine",),
+        BASE | {"fields", "codegen", "rules", "alerts", "correlation rules"},
+    ),
     "secrets": (("falconet.secrets",), BASE),
     "state": (("falconet.state",), BASE),
+    # Correlations at run time: matches in, state in the store, correlation alerts out.
+    "correlate": (
+        ("falconet.correlate",),
+        BASE | {"alerts", "state", "correlation rules", "engine"},
+    ),
     "config": (("falconet.config",), BASE | {"rules", "secrets"}),
     "geoip": (("falconet.geoip",), BASE | {"config"}),
     "decode": (("falconet.decode",), BASE),
@@ -50,7 +63,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "notify": (("falconet.notify",), BASE | {"alerts", "sinks", "summary", "config"}),
     "pipeline": (
         ("falconet.pipeline",),
-        BASE | {"engine", "alerts", "decode", "sinks", "storage", "config"},
+        BASE | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate"},
     ),
     "webhook": (
         ("falconet.webhook",),

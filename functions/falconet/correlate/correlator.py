@@ -1,0 +1,522 @@
+"""Correlations at run time: base-rule matches in, state in the store, correlation alerts out.
+
+    correlator = Correlator(engine, store)                 # once per process (falconet.runtime)
+    batch = correlator.batch()                             # once per invocation
+    alerts, matched = engine.judge(event, ctx)
+    if matched:
+        batch.add(event, ctx, matched)                     # buffered: nothing read or written yet
+    alerts += batch.flush()                                # at the end (and every FLUSH_MATCHES)
+    correlator.finish()                                    # end of a scan: decide open windows
+
+A flush groups the buffered matches by correlation and group, reads every group's state in one
+batched read, folds the matches in (`windows.GroupState`), decides what fires and writes each
+group back with a conditional put: one read and at most one write per group per flush, and no
+lost update when two invocations change one group (the loser reads again and re-applies its
+matches, which are idempotent: an audit event is kept once by its auditID). A window's "fired"
+mark is written in the same put as the counts, so exactly one invocation raises its alert.
+Correlations run in dependency order, so a correlation's alerts feed the correlations that name
+it in the same flush. If the alerts of a flush cannot be delivered, `undo()` takes the fired
+marks back (best effort), so the retried invocation raises them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from falconet.alerts import Alert, render_value, stable_uuid
+from falconet.context import EventContext
+from falconet.correlate.model import Correlation, CorrelationSet
+from falconet.correlate.windows import FINAL, NS, Geometry, GroupState, Match, Window
+from falconet.errors import StateError
+from falconet.state import StateStore
+from falconet.timestamps import format_iso8601_ns, format_local_time_ns, parse_rfc3339_ns
+
+if TYPE_CHECKING:
+    from falconet.engine import Engine
+
+FLUSH_MATCHES = 10_000  # matches buffered before a flush (memory bound on huge objects)
+MAX_ATTEMPTS = 8  # conditional writes per group per flush before StateError
+_MAX_VALUE = 1024  # characters of a group value kept in an alert
+SOURCE = "k8s_audit"
+_log = logging.getLogger("falconet.correlate")
+
+Getter = Callable[[Mapping[str, Any], EventContext], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """How one correlation reads the matches of one of its rules."""
+
+    correlation: int  # index in the set
+    rule: int  # index in the correlation's `rules`
+    groups: tuple[Getter, ...]
+    value: Getter | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """An outer correlation fed by an inner one's alerts."""
+
+    correlation: int
+    rule: int
+    groups: tuple[int, ...]  # index of each outer group in the inner group values
+    value: int | None
+
+
+class Correlator:
+    """The correlations of an engine and the store their state lives in (process-wide)."""
+
+    def __init__(
+        self,
+        correlations: CorrelationSet,
+        store: StateStore,
+        getter: Callable[[str], Getter],
+        *,
+        hostname: str = "",
+        iso_prefix: bool = False,
+        learn: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.correlations = correlations.correlations
+        self.quiet = correlations.quiet
+        self.store = store
+        self.hostname = hostname
+        self.iso_prefix = iso_prefix
+        self.learn = learn
+        self.clock = clock
+        self.geometry = [Geometry.of(c.timespan) for c in self.correlations]
+        self.readers: dict[str, list[_Reader]] = defaultdict(list)
+        self.feeds: dict[int, list[_Feed]] = defaultdict(list)
+        labels: dict[str, int] = {}
+        for index, c in enumerate(self.correlations):
+            for label in (c.name, c.id):
+                if label:
+                    labels[label] = index
+        for index, c in enumerate(self.correlations):
+            for rule_index, rule in enumerate(c.rules):
+                if rule in labels:  # a correlation (the loader refuses a name both things)
+                    inner = self.correlations[labels[rule]]
+                    value = c.value_sources.get(rule)
+                    self.feeds[labels[rule]].append(
+                        _Feed(
+                            index,
+                            rule_index,
+                            tuple(inner.group_by.index(f) for f in c.sources[rule]),
+                            None if value is None else inner.group_by.index(value),
+                        )
+                    )
+                    continue
+                value = c.value_sources.get(rule)
+                self.readers[rule].append(
+                    _Reader(
+                        index,
+                        rule_index,
+                        tuple(getter(f) for f in c.sources[rule]),
+                        None if value is None else getter(value),
+                    )
+                )
+        # Groups with windows still open (upper-bound conditions), decided by `finish`.
+        self._open: dict[tuple[int, str], tuple[str | None, ...]] = {}
+        self._lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+
+    @classmethod
+    def for_engine(cls, engine: Engine, store: StateStore, *, learn: bool = False) -> Correlator:
+        """The correlations `engine` loaded, reading fields as its rules do, alerts named with
+        its host name and time format."""
+        return cls(
+            engine.correlations,
+            store,
+            engine.field_getter,
+            hostname=engine.hostname,
+            iso_prefix=engine.time_format_iso8601,
+            learn=learn,
+        )
+
+    def batch(self) -> Batch:
+        """A new invocation's buffer."""
+        return Batch(self)
+
+    def finish(self) -> list[Alert]:
+        """The end of the input (a scan): decide every window still open."""
+        with self._lock:
+            open_groups = dict(self._open)
+            self._open.clear()
+        batch = Batch(self)
+        for (index, key), values in open_groups.items():
+            batch.pending[index].setdefault(key, (values, []))
+        return batch.flush(final=True)
+
+
+class Batch:
+    """One invocation's matches, flushed to the store (see the module docstring)."""
+
+    def __init__(self, correlator: Correlator) -> None:
+        self.correlator = correlator
+        self.pending: dict[int, dict[str, tuple[tuple[str | None, ...], list[Match]]]] = (
+            defaultdict(dict)
+        )
+        self.size = 0
+        self.fired: list[tuple[int, str, int | None, bytes | None, int]] = []
+        self.counters: Counter[str] = Counter()
+
+    # -- buffering ---------------------------------------------------------------------------
+
+    def add(self, event: Mapping[str, Any], ctx: EventContext, matched: Sequence[str]) -> None:
+        """Buffer `event`'s matches of the rules named in `matched` (from `Engine.judge`)."""
+        readers = self.correlator.readers
+        time_ns = parse_rfc3339_ns(event.get("stageTimestamp"))
+        audit_id = event.get("auditID")
+        if time_ns is None or not isinstance(audit_id, str):
+            return
+        cluster = ctx.cluster or ""
+        for rule in matched:
+            for reader in readers.get(rule, ()):
+                values = tuple(_value(g(event, ctx)) for g in reader.groups)
+                value = _value(reader.value(event, ctx)) if reader.value is not None else None
+                self._put(
+                    reader.correlation,
+                    values,
+                    Match(time_ns, audit_id, reader.rule, value, cluster),
+                )
+        self.counters["matches"] += 1
+
+    def _put(self, index: int, values: tuple[str | None, ...], match: Match) -> None:
+        key = _group_key(values)
+        group = self.pending[index].get(key)
+        if group is None:
+            group = self.pending[index][key] = (values, [])
+        group[1].append(match)
+        self.size += 1
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def flush(self, *, final: bool = False) -> list[Alert]:
+        """Write the buffered matches' state and return the correlation alerts that fired.
+        `final`: the input is over, decide every open window. Raises StateError."""
+        correlator = self.correlator
+        alerts: list[Alert] = []
+        for index, correlation in enumerate(correlator.correlations):
+            groups = self.pending.pop(index, None)
+            if not groups:
+                continue
+            if correlation.type == "first_seen":
+                fired = self._first_seen(index, correlation, groups)
+            else:
+                fired = self._windowed(index, correlation, groups, final)
+            for values, window in fired:
+                alert = _alert(correlator, index, values, window)
+                self.counters["alerts"] += 1
+                for feed in correlator.feeds.get(index, ()):
+                    self._put(
+                        feed.correlation,
+                        tuple(values[i] for i in feed.groups),
+                        Match(
+                            window.last_ns,
+                            alert.uuid,
+                            feed.rule,
+                            values[feed.value] if feed.value is not None else None,
+                        ),
+                    )
+                if correlation.label not in correlator.quiet:
+                    alerts.append(alert)
+        self.size = 0
+        with correlator._lock:
+            correlator.counters.update(self.counters)
+        return alerts
+
+    def _windowed(
+        self,
+        index: int,
+        correlation: Correlation,
+        groups: dict[str, tuple[tuple[str | None, ...], list[Match]]],
+        final: bool,
+    ) -> list[tuple[tuple[str | None, ...], Window]]:
+        correlator = self.correlator
+        geometry = correlator.geometry[index]
+        at_once = correlation.condition.at_once
+        out: list[tuple[tuple[str | None, ...], Window]] = []
+        todo = dict(groups)
+        for _attempt in range(MAX_ATTEMPTS):
+            if not todo:
+                return out
+            keys = {_state_key("c", correlation, key): key for key in todo}
+            items = correlator.store.get_many(list(keys))
+            self.counters["state_reads"] += len(keys)
+            retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
+            for pk, key in keys.items():
+                values, matches = todo[key]
+                item = items[pk]
+                state = _load(item.data, pk)
+                touched = state.add(matches, correlation, geometry)
+                if at_once:
+                    windows = state.fire_at_once(touched, correlation, geometry)
+                else:
+                    windows = state.decide_closed(FINAL if final else None, correlation, geometry)
+                self.counters["late"] += state.late
+                data = state.dumps()
+                if data == item.data:
+                    continue  # nothing new (a re-delivered batch): no write
+                newest = geometry.start_ns(state.newest or 0) // NS
+                expires = int(max(newest, correlator.clock())) + 3 * correlation.timespan + 3600
+                if not correlator.store.put(pk, data, version=item.version, expires=expires):
+                    self.counters["conflicts"] += 1
+                    retry[key] = todo[key]
+                    continue
+                self.counters["state_writes"] += 1
+                for window in windows:
+                    self.fired.append((index, pk, window.start, None, item.version + 1))
+                    out.append((values, window))
+                if not at_once:
+                    with correlator._lock:
+                        if state.open():
+                            correlator._open[(index, key)] = values
+                        else:
+                            correlator._open.pop((index, key), None)
+            todo = retry
+        raise StateError(
+            f"correlation '{correlation.label}': state kept changing under {len(todo)} group(s) "
+            f"after {MAX_ATTEMPTS} attempts"
+        )
+
+    def _first_seen(
+        self,
+        index: int,
+        correlation: Correlation,
+        groups: dict[str, tuple[tuple[str | None, ...], list[Match]]],
+    ) -> list[tuple[tuple[str | None, ...], Window]]:
+        correlator = self.correlator
+        starts = self._learning_starts(correlation, groups) if correlation.learning else {}
+        history = correlation.timespan * NS
+        out: list[tuple[tuple[str | None, ...], Window]] = []
+        todo = dict(groups)
+        for _attempt in range(MAX_ATTEMPTS):
+            if not todo:
+                return out
+            keys = {_state_key("s", correlation, key): key for key in todo}
+            items = correlator.store.get_many(list(keys))
+            self.counters["state_reads"] += len(keys)
+            retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
+            for pk, key in keys.items():
+                values, matches = todo[key]
+                item = items[pk]
+                seen = _load_seen(item.data, pk)
+                first, last = seen if seen else (None, None)
+                new: list[Match] = []
+                for m in sorted(matches, key=lambda m: m.time_ns):
+                    if last is None or (m.time_ns > last and m.time_ns - last > history):
+                        first = last = m.time_ns
+                        new.append(m)
+                    elif m.time_ns > last:
+                        last = m.time_ns
+                if first is None or last is None or (first, last) == seen:
+                    continue  # nothing new
+                data = orjson.dumps([first, last])
+                expires = int(max(last // NS, correlator.clock())) + correlation.timespan + 86400
+                if not correlator.store.put(pk, data, version=item.version, expires=expires):
+                    self.counters["conflicts"] += 1
+                    retry[key] = todo[key]
+                    continue
+                self.counters["state_writes"] += 1
+                for m in new:
+                    if correlator.learn:
+                        continue
+                    start = starts.get(m.cluster)
+                    if start is not None and m.time_ns < start + correlation.learning * NS:
+                        self.counters["learning"] += 1
+                        continue
+                    window = Window(
+                        start=m.time_ns // NS,
+                        count=1,
+                        first_ns=m.time_ns,
+                        last_ns=m.time_ns,
+                        audit_ids=(m.audit_id[:64],),
+                        rules=1 << m.rule,
+                        values=(),
+                    )
+                    self.fired.append((index, pk, None, item.data, item.version + 1))
+                    out.append((values, window))
+            todo = retry
+        raise StateError(
+            f"correlation '{correlation.label}': state kept changing under {len(todo)} group(s) "
+            f"after {MAX_ATTEMPTS} attempts"
+        )
+
+    def _learning_starts(
+        self,
+        correlation: Correlation,
+        groups: Mapping[str, tuple[tuple[str | None, ...], list[Match]]],
+    ) -> dict[str, int]:
+        """Each cluster's first event time (the learning period starts there), created from
+        this batch's earliest match for a cluster the store has not seen."""
+        store = self.correlator.store
+        earliest: dict[str, int] = {}
+        for _values, matches in groups.values():
+            for m in matches:
+                if m.cluster not in earliest or m.time_ns < earliest[m.cluster]:
+                    earliest[m.cluster] = m.time_ns
+        keys = {_state_key("l", correlation, _group_key((c,))): c for c in earliest}
+        starts: dict[str, int] = {}
+        for _attempt in range(MAX_ATTEMPTS):
+            if not keys:
+                return starts
+            items = store.get_many(list(keys))
+            self.counters["state_reads"] += len(keys)
+            retry = {}
+            for pk, cluster in keys.items():
+                item = items[pk]
+                stored = _load_seen(item.data, pk)
+                start = earliest[cluster] if stored is None else min(stored[0], earliest[cluster])
+                starts[cluster] = start
+                if stored is not None and stored[0] <= start:
+                    continue
+                expires = int(self.correlator.clock()) + correlation.timespan + 400 * 86400
+                if store.put(
+                    pk, orjson.dumps([start, start]), version=item.version, expires=expires
+                ):
+                    self.counters["state_writes"] += 1
+                else:
+                    retry[pk] = cluster
+            keys = retry
+        raise StateError(f"correlation '{correlation.label}': learning state kept changing")
+
+    # -- failure -----------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        """Take back what this batch fired (its alerts could not be delivered), so the retried
+        invocation raises them again. Best effort: a failure here is logged, not raised."""
+        store = self.correlator.store
+        for index, pk, start, previous, version in reversed(self.fired):
+            try:
+                item = store.get_many([pk])[pk]
+                if start is None:  # first_seen: restore what the group was, if still ours
+                    if item.version == version:
+                        store.put(pk, previous or b"null", version=version, expires=1)
+                    continue
+                state = _load(item.data, pk)
+                if start in state.fired:
+                    state.fired.remove(start)
+                    if (
+                        state.decided is not None
+                        and not self.correlator.correlations[index].condition.at_once
+                    ):
+                        state.decided = start
+                    store.put(
+                        pk, state.dumps(), version=item.version, expires=int(time.time()) + 86400
+                    )
+            except StateError as exc:
+                _log.warning("falconet: could not take back a fired correlation: %s", exc)
+        self.fired.clear()
+
+
+def _load(data: bytes | None, pk: str) -> GroupState:
+    try:
+        return GroupState.loads(data)
+    except (ValueError, KeyError, TypeError, IndexError):
+        _log.warning("falconet: state item %s is not one this version wrote: starting it anew", pk)
+        return GroupState()
+
+
+def _load_seen(data: bytes | None, pk: str) -> tuple[int, int] | None:
+    if data is None or data == b"null":  # absent, or taken back by `undo`
+        return None
+    try:
+        first, last = orjson.loads(data)
+        return int(first), int(last)
+    except (ValueError, TypeError):
+        _log.warning("falconet: state item %s is not one this version wrote: starting it anew", pk)
+        return None
+
+
+def _value(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else render_value(raw)
+    return text[:_MAX_VALUE]
+
+
+def _group_key(values: Sequence[str | None]) -> str:
+    h = hashlib.sha256()
+    for v in values:
+        h.update(b"\x00" if v is None else b"\x01" + v.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()[:32]
+
+
+def _state_key(kind: str, correlation: Correlation, group: str) -> str:
+    return f"{kind}/{correlation.key}/{group}"
+
+
+def _alert(
+    correlator: Correlator, index: int, values: Sequence[str | None], window: Window
+) -> Alert:
+    correlation = correlator.correlations[index]
+    geometry = correlator.geometry[index]
+    group = _group_key(values)
+    first_seen = correlation.type == "first_seen"
+    fields: dict[str, Any] = dict(zip(correlation.group_by, values, strict=True))
+    start_ns = window.first_ns if first_seen else geometry.start_ns(window.start)
+    end_ns = start_ns + (
+        correlation.timespan * NS if first_seen else geometry.k * geometry.granularity * NS
+    )
+    fields.update(
+        {
+            "evt.time": window.last_ns,
+            "falconet.correlation.name": correlation.label,
+            "falconet.correlation.type": correlation.type,
+            "falconet.correlation.count": window.count,
+            "falconet.correlation.first_time": format_iso8601_ns(window.first_ns),
+            "falconet.correlation.last_time": format_iso8601_ns(window.last_ns),
+            "falconet.correlation.window_start": format_iso8601_ns(start_ns),
+            "falconet.correlation.window_end": format_iso8601_ns(end_ns),
+            "falconet.correlation.rules": [
+                r for i, r in enumerate(correlation.rules) if window.rules >> i & 1
+            ],
+            "falconet.correlation.audit_ids": list(window.audit_ids),
+        }
+    )
+    if correlation.type == "value_count":
+        fields["falconet.correlation.field"] = correlation.value_field
+        fields["falconet.correlation.values"] = list(window.values)
+    shown = " ".join(
+        f"{g}={render_value(v)}" for g, v in zip(correlation.group_by, values, strict=True)
+    )
+    if first_seen:
+        detail = f"first seen, not in the previous {_span(correlation.timespan)}"
+    else:
+        detail = (
+            f"count={window.count} ({correlation.condition}) within "
+            f"{_span(correlation.timespan)}, from {format_iso8601_ns(window.first_ns)} to "
+            f"{format_iso8601_ns(window.last_ns)}"
+        )
+    message = f"{correlation.title} ({shown + ' ' if shown else ''}{detail})"
+    iso = format_iso8601_ns(window.last_ns)
+    prefix = iso if correlator.iso_prefix else format_local_time_ns(window.last_ns)
+    return Alert(
+        correlation.title,
+        correlation.priority,
+        f"{prefix}: {correlation.priority} {message}",
+        iso,
+        window.last_ns,
+        correlation.tags,
+        dict(sorted(fields.items())),
+        stable_uuid("correlation", correlation.key, group, str(window.start)),
+        correlator.hostname,
+        SOURCE,
+        message,
+    )
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
