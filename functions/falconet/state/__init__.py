@@ -12,7 +12,7 @@ ever reach it.
 The store keeps opaque bytes per key with a version: `put` writes only if the stored version is
 still the one read (optimistic concurrency: two invocations updating one key cannot lose each
 other's update; the loser reads again and re-applies its change). `expires` is the epoch second
-after which the item may be dropped (DynamoDB's TTL; memory drops it when it is next read).
+after which the item reads as absent (DynamoDB's TTL deletes it some time later).
 """
 
 from __future__ import annotations
