@@ -7,10 +7,10 @@ Two matches less than `timespan - granularity` apart always share a window; more
 `timespan + granularity` apart, never.
 
 - Conditions without an upper bound (gt, gte; temporal) fire as soon as they are met: after each
-  batch of matches, the earliest window that holds a new match, meets the condition and overlaps
-  no window already fired for the group fires. With matches arriving in time order (in any
-  batches) this is the same chain of windows a single pass over all of them finds; a burst raises
-  one alert, a flood one alert per window.
+  batch of matches, windows starting at a bucket that holds a match are tried from the earliest,
+  and one fires when it meets the condition and overlaps no window already fired for the group.
+  With matches arriving in time order (in any batches) this is the same chain of windows a single
+  pass over all of them finds; a burst raises one alert, a flood one alert per `timespan`.
 - Conditions with an upper bound (lt, lte, eq, ranges) are decided when a window closes: windows
   start at the group's first match not yet in a decided window, and close when the group sees a
   match past their end (or at the end of a scan).
@@ -199,7 +199,11 @@ class GroupState:
         k = geometry.k
         count = _counter(correlation)
         condition = correlation.condition
-        starts = sorted({s for b in touched for s in range(b - k + 1, b + 1)})
+        touched = list(touched)
+        if not touched:
+            return []
+        low, high = min(touched) - k + 1, max(touched)
+        starts = sorted(i for i in self.buckets if low <= i <= high)  # windows start at a match
         out: list[Window] = []
         for s in starts:
             if any(abs(s - f) < k for f in self.fired):
