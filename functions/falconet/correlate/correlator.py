@@ -262,6 +262,7 @@ class Batch:
                     windows = state.fire_at_once(touched, correlation, geometry)
                 else:
                     windows = state.decide_closed(FINAL if final else None, correlation, geometry)
+                state.prune(geometry)
                 self.counters["late"] += state.late
                 data = state.dumps()
                 if data == item.data:
@@ -405,6 +406,7 @@ class Batch:
                 state = _load(item.data, pk)
                 if start in state.fired:
                     state.fired.remove(start)
+                    state.unfired.append(start)
                     if (
                         state.decided is not None
                         and not self.correlator.correlations[index].condition.at_once

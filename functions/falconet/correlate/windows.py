@@ -103,6 +103,7 @@ class GroupState:
     fired: list[int] = field(default_factory=list)  # window starts fired (or decided)
     newest: int | None = None  # newest bucket seen
     decided: int | None = None  # upper-bound conditions: buckets before this are decided
+    unfired: list[int] = field(default_factory=list)  # fired windows taken back: try again
     late: int = 0  # matches dropped as late (this batch only, not stored)
 
     # -- storage ---------------------------------------------------------------------------
@@ -124,7 +125,9 @@ class GroupState:
                     [[r, lo, hi] for r, (lo, hi) in sorted(b.order.items())],
                 ]
             )
-        return orjson.dumps({"b": buckets, "f": self.fired, "n": self.newest, "d": self.decided})
+        return orjson.dumps(
+            {"b": buckets, "f": self.fired, "n": self.newest, "d": self.decided, "u": self.unfired}
+        )
 
     @classmethod
     def loads(cls, data: bytes | None) -> GroupState:
@@ -133,7 +136,12 @@ class GroupState:
         if data is None:
             return cls()
         raw = orjson.loads(data)
-        state = cls(fired=[int(f) for f in raw["f"]], newest=raw["n"], decided=raw["d"])
+        state = cls(
+            fired=[int(f) for f in raw["f"]],
+            newest=raw["n"],
+            decided=raw["d"],
+            unfired=[int(u) for u in raw.get("u", ())],
+        )
         for index, ids, first, last, sample, values, rules, order in raw["b"]:
             packed = base64.b64decode(ids)
             state.buckets[int(index)] = Bucket(
@@ -183,12 +191,19 @@ class GroupState:
             if len(b.sample) < SAMPLE and m.audit_id[:64] not in b.sample:
                 b.sample.append(m.audit_id[:64])
             touched.add(index)
-        if self.newest is not None:
-            floor = self.newest - 2 * k
-            for index in [i for i in self.buckets if i < floor]:
-                del self.buckets[index]
-            self.fired = [f for f in self.fired if f >= floor - k]
         return touched
+
+    def prune(self, geometry: Geometry) -> None:
+        """Forget buckets two windows older than the newest (after deciding: an upper-bound
+        window is decided once a match past its end is seen, so none older is still open)."""
+        if self.newest is None:
+            return
+        k = geometry.k
+        floor = self.newest - 2 * k
+        for index in [i for i in self.buckets if i < floor]:
+            del self.buckets[index]
+        self.fired = [f for f in self.fired if f >= floor - k]
+        self.unfired = [u for u in self.unfired if u >= floor]
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -200,12 +215,15 @@ class GroupState:
         count = _counter(correlation)
         condition = correlation.condition
         touched = list(touched)
-        if not touched:
+        retry, self.unfired = self.unfired, []
+        if not touched and not retry:
             return []
-        low, high = min(touched) - k + 1, max(touched)
-        starts = sorted(i for i in self.buckets if low <= i <= high)  # windows start at a match
+        starts = {s for s in retry if s in self.buckets}
+        if touched:
+            low, high = min(touched) - k + 1, max(touched)
+            starts.update(i for i in self.buckets if low <= i <= high)  # windows start at a match
         out: list[Window] = []
-        for s in starts:
+        for s in sorted(starts):
             if any(abs(s - f) < k for f in self.fired):
                 continue
             buckets = self._window(s, k)
