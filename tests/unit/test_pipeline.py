@@ -1,21 +1,25 @@
 """Pipeline.run pauses the cyclic collector while it decodes and evaluates, never while sinks work,
-and always leaves it as it found it."""
+and always leaves it as it found it; alerts fit the sinks; correlations leave through the sinks."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from falconet import pipeline
+from falconet import EventContext, pipeline
 from falconet.alerts import Alert, wire_size
+from falconet.correlate.correlator import Correlator
 from falconet.deadline import Deadline
 from falconet.engine import Engine
 from falconet.errors import SinkError
 from falconet.pipeline import Pipeline
 from falconet.sinks import Tally
+from falconet.state import MemoryStore
 from tests.conftest import BUNDLED_RULES, ROOT
 
 BATCH = (ROOT / "examples" / "audit-batch.json").read_bytes()
@@ -168,3 +172,80 @@ def test_a_passed_deadline_reaches_the_sinks(engine: Engine) -> None:
     Pipeline(engine, [Noting()], timeout=60).run(BATCH)
     assert seen[0] is passed
     assert 59 < seen[1].remaining() <= 60  # none given: the configured timeout from now
+
+
+# -- correlations ------------------------------------------------------------------------------
+
+CORRELATED_RULES = """\
+- rule: Denied
+  desc: a denied request
+  condition: ka.response.code in (401, 403)
+  output: denied (user=%ka.user.name)
+  priority: INFO
+  source: k8s_audit
+"""
+BURST = """\
+title: Denied burst
+correlation:
+  type: event_count
+  rules: [Denied]
+  group-by: [ka.user.name, falconet.cluster]
+  timespan: 10m
+  condition: {gte: 3}
+"""
+
+
+def _denied(n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "Event",
+            "auditID": f"id-{n}",
+            "stage": "ResponseComplete",
+            "stageTimestamp": f"2026-03-11T15:0{n}:00.000000Z",
+            "verb": "get",
+            "user": {"username": "mallory"},
+            "objectRef": {"resource": "pods", "namespace": "demo", "name": "x"},
+            "responseStatus": {"code": 403},
+        }
+    )
+
+
+def _correlating(tmp_path: Path, sinks: Sequence[Any]) -> Pipeline:
+    (tmp_path / "rules.yaml").write_text(CORRELATED_RULES)
+    (tmp_path / "burst.yaml").write_text(BURST)
+    engine = Engine.from_paths([tmp_path / "rules.yaml", tmp_path / "burst.yaml"])
+    return Pipeline(engine, sinks, correlator=Correlator.for_engine(engine, MemoryStore()))
+
+
+def test_correlation_alerts_leave_through_the_sinks_with_counters(tmp_path: Path) -> None:
+    sink = Recorder()
+    pipeline = _correlating(tmp_path, [sink])
+    context = EventContext(cluster="prod")
+    first = pipeline.run(b"\n".join(_denied(n) for n in range(2)), context=context)
+    assert sink.alerts == [] and first.alerts == 0  # "Denied" is silenced: it only counts
+    second = pipeline.run(_denied(2), context=context)
+    (alert,) = sink.alerts
+    assert alert.rule == "Denied burst" and alert.output_fields["falconet.cluster"] == "prod"
+    assert second.alerts_by_rule == {"Denied burst": 1}
+    assert second.to_dict()["correlation"]["state_writes"] == 1
+
+
+def test_an_undelivered_correlation_alert_is_raised_again_by_the_retry(tmp_path: Path) -> None:
+    class Failing(Recorder):
+        fail = True
+
+        def flush(self) -> None:
+            if self.fail:
+                raise SinkError("down")
+
+    sink = Failing()
+    pipeline = _correlating(tmp_path, [sink])
+    body = b"\n".join(_denied(n) for n in range(3))
+    with pytest.raises(SinkError):
+        pipeline.run(body)
+    sink.fail = False
+    sink.alerts.clear()
+    pipeline.run(body)  # the trigger's retry of the same input
+    assert [a.rule for a in sink.alerts] == ["Denied burst"]
+    pipeline.run(body)  # delivered again later: nothing new
+    assert len(sink.alerts) == 1
