@@ -11,7 +11,9 @@ traces:
 - rules per index bucket, rule build time, `import falconet`, import + build without boto3;
 - cold start of the S3 handler to its first alert, with and without precompiled bytecode;
 - peak RSS scanning generated gzip objects of two sizes (flat in the size means streaming);
-- GeoIP enrichment cost with a database and without.
+- GeoIP enrichment cost with a database and without;
+- with the bundled correlations: what they add per event end to end, and the state store requests
+  per 1,000 events (a fresh in-memory store: every group is new, the most writes).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "bench")]
 
 import corpus  # noqa: E402
+from falconet.correlate.correlator import Correlator  # noqa: E402
 from falconet.decode import DecodeStats, decode  # noqa: E402
 from falconet.engine import Engine  # noqa: E402
 from falconet.pipeline import Pipeline  # noqa: E402
+from falconet.state import MemoryStore  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 UPSTREAM = SHARED / "conformance" / "falco-plugins-k8saudit" / "v0.18.0" / "k8s_audit_rules.yaml"
@@ -127,20 +131,53 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
         samples.setdefault(name, []).append(seconds / n * 1e6)
 
     alerts: dict[str, int] = {}
+    # Rulesets with correlations run as deployed (a correlator over an in-memory store, new each
+    # run, so nothing is "delivered again"), and once more without their correlation files: the
+    # difference is what correlations add per event.
+    bundled = engines.get("bundled")
+    plain = {"bundled": bundled_rules_only()} if bundled and bundled.correlations else {}
+    requests: dict[str, tuple[int, int, int]] = {}
+
+    def pipeline_of(engine: Engine) -> Pipeline:
+        if not engine.correlations:
+            return Pipeline(engine, [])
+        return Pipeline(engine, [], correlator=Correlator.for_engine(engine, MemoryStore()))
+
     for _ in range(rounds):
         add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
         add("decode: gunzip + split + parse", timed(lambda: decode_only(gz)))
         for name, engine in engines.items():
             add(f"{name}: evaluate + alerts", timed(lambda e=engine: run_engine(e, parsed)))
-            pipe = Pipeline(engine, [])
             add(
                 f"{name}: parse + evaluate (400-event EventLists)",
-                timed(lambda p=pipe: sum(pipeline_run(p, b) for b in eventlists), collector=True),
+                timed(
+                    lambda e=engine: sum(pipeline_run(pipeline_of(e), b) for b in eventlists),
+                    collector=True,
+                ),
             )
             add(
                 f"{name}: end to end from gzip JSON lines",
-                timed(lambda p=pipe: pipeline_run(p, gz, bucket_object=True), collector=True),
+                timed(
+                    lambda e=engine: pipeline_run(pipeline_of(e), gz, bucket_object=True),
+                    collector=True,
+                ),
             )
+            if name in plain:
+                add(
+                    f"{name}, correlations off: end to end",
+                    timed(
+                        lambda e=plain[name]: pipeline_run(Pipeline(e, []), gz, bucket_object=True),
+                        collector=True,
+                    ),
+                )
+                store = MemoryStore()
+                correlated = Pipeline(engine, [], correlator=Correlator.for_engine(engine, store))
+                result = correlated.run(gz, limits=correlated.object_limits)
+                requests[name] = (
+                    store.requests["read"],
+                    store.requests["write"],
+                    result.correlation["matches"],
+                )
             alerts[name] = run_engine(engine, parsed)
     parse = statistics.median(samples["parse (orjson.loads)"])
     print(
@@ -152,6 +189,23 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
         print(f"{name:52} {med:9.2f} {med / parse:8.2f} {1e6 / med:14,.0f}")
     for name, count in alerts.items():
         print(f"{name}: alert rate {count / n:.2%} ({count} alerts)")
+    for name, (reads, writes, matches) in requests.items():
+        on = statistics.median(samples[f"{name}: end to end from gzip JSON lines"])
+        off = statistics.median(samples[f"{name}, correlations off: end to end"])
+        print(
+            f"{name}: {len(engines[name].correlations)} correlations; end to end from one object: "
+            f"{matches / n * 1000:.1f} counted matches, {reads / n * 1000:.2f} store reads and "
+            f"{writes / n * 1000:.2f} writes per 1,000 events; correlations add "
+            f"{on - off:+.2f} us/event ({(on - off) / parse:+.2f} x parse)"
+        )
+
+
+def bundled_rules_only() -> Engine:
+    """The bundled rules files without the correlation files (files of mapping documents)."""
+    from falconet.rules.loader import expand_paths, load_rules
+
+    files = [f for f in expand_paths([ROOT / "rules"]) if not load_rules([f])[1].documents]
+    return Engine.from_paths(files)
 
 
 def measure_build(paths: dict[str, list[Path]], rounds: int) -> dict[str, Engine]:
