@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from falconet.config import DEFAULT_MAX_BODY, Settings, bundled_rules_dir
@@ -249,3 +251,32 @@ def test_secrets_are_not_echoed() -> None:
     assert str(caught.value) == (
         "FALCONET_HTTP_SINK_HEADERS: the value of 'X' must be a one-line string"
     )
+
+
+def test_the_state_table_is_a_table_name_or_arn() -> None:
+    assert Settings({}).state.table is None
+    assert Settings({"FALCONET_STATE_TABLE": "falconet-state"}).state.table == "falconet-state"
+    arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/falconet-state"
+    assert Settings({"FALCONET_STATE_TABLE": arn}).state.table == arn
+    with pytest.raises(ConfigError, match="FALCONET_STATE_TABLE"):
+        Settings({"FALCONET_STATE_TABLE": "no spaces allowed"}).state  # noqa: B018
+
+
+def test_correlations_without_a_table_say_they_are_per_instance(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from falconet.runtime import build_pipeline
+
+    (tmp_path / "r.yaml").write_text(
+        "- rule: Denied\n  desc: d\n  condition: ka.response.code=403\n  output: o\n"
+        "  priority: INFO\n  source: k8s_audit\n"
+    )
+    (tmp_path / "c.yaml").write_text(
+        "title: Burst\ncorrelation:\n  type: event_count\n  rules: [Denied]\n"
+        "  group-by: [ka.user.name]\n  timespan: 10m\n  condition: {gte: 3}\n"
+    )
+    pipeline = build_pipeline(Settings({"FALCONET_RULES": f"{tmp_path}/r.yaml,{tmp_path}/c.yaml"}))
+    assert pipeline.correlator is not None and pipeline.correlator.store.name == "memory"
+    assert "correlation(s) keep their state in this instance's memory" in caplog.text
+    plain = build_pipeline(Settings({"FALCONET_RULES": f"{tmp_path}/r.yaml"}))
+    assert plain.correlator is None
