@@ -241,7 +241,7 @@ class Pipeline:
         if deadline is None:
             deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
-        batch = self.correlator.batch() if self.correlator is not None else None
+        batch = self.correlator.batch(deadline) if self.correlator is not None else None
         try:
             self._evaluate(events, deliveries, result, batch, extra)
             for delivery in deliveries:

@@ -36,6 +36,7 @@ from falconet.alerts import Alert, render_value, stable_uuid
 from falconet.context import EventContext
 from falconet.correlate.model import Correlation, CorrelationSet
 from falconet.correlate.windows import FINAL, NS, Geometry, GroupState, Match, Window
+from falconet.deadline import Deadline
 from falconet.errors import StateError
 from falconet.state import StateStore
 from falconet.timestamps import format_iso8601_ns, format_local_time_ns, parse_rfc3339_ns
@@ -142,9 +143,9 @@ class Correlator:
             learn=learn,
         )
 
-    def batch(self) -> Batch:
-        """A new invocation's buffer."""
-        return Batch(self)
+    def batch(self, deadline: Deadline | None = None) -> Batch:
+        """A new invocation's buffer; its store requests end by `deadline`."""
+        return Batch(self, deadline)
 
     def finish(self) -> list[Alert]:
         """The end of the input (a scan): decide every window still open."""
@@ -160,8 +161,9 @@ class Correlator:
 class Batch:
     """One invocation's matches, flushed to the store (see the module docstring)."""
 
-    def __init__(self, correlator: Correlator) -> None:
+    def __init__(self, correlator: Correlator, deadline: Deadline | None = None) -> None:
         self.correlator = correlator
+        self.deadline = deadline
         self.pending: dict[int, dict[str, tuple[tuple[str | None, ...], list[Match]]]] = (
             defaultdict(dict)
         )
@@ -250,7 +252,7 @@ class Batch:
             if not todo:
                 return out
             keys = {_state_key("c", correlation, key): key for key in todo}
-            items = correlator.store.get_many(list(keys))
+            items = correlator.store.get_many(list(keys), deadline=self.deadline)
             self.counters["state_reads"] += len(keys)
             retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
             for pk, key in keys.items():
@@ -269,7 +271,9 @@ class Batch:
                     continue  # nothing new (a re-delivered batch): no write
                 newest = geometry.start_ns(state.newest or 0) // NS
                 expires = int(max(newest, correlator.clock())) + 3 * correlation.timespan + 3600
-                if not correlator.store.put(pk, data, version=item.version, expires=expires):
+                if not correlator.store.put(
+                    pk, data, version=item.version, expires=expires, deadline=self.deadline
+                ):
                     self.counters["conflicts"] += 1
                     retry[key] = todo[key]
                     continue
@@ -304,7 +308,7 @@ class Batch:
             if not todo:
                 return out
             keys = {_state_key("s", correlation, key): key for key in todo}
-            items = correlator.store.get_many(list(keys))
+            items = correlator.store.get_many(list(keys), deadline=self.deadline)
             self.counters["state_reads"] += len(keys)
             retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
             for pk, key in keys.items():
@@ -323,7 +327,9 @@ class Batch:
                     continue  # nothing new
                 data = orjson.dumps([first, last])
                 expires = int(max(last // NS, correlator.clock())) + correlation.timespan + 86400
-                if not correlator.store.put(pk, data, version=item.version, expires=expires):
+                if not correlator.store.put(
+                    pk, data, version=item.version, expires=expires, deadline=self.deadline
+                ):
                     self.counters["conflicts"] += 1
                     retry[key] = todo[key]
                     continue
@@ -370,7 +376,7 @@ class Batch:
         for _attempt in range(MAX_ATTEMPTS):
             if not keys:
                 return starts
-            items = store.get_many(list(keys))
+            items = store.get_many(list(keys), deadline=self.deadline)
             self.counters["state_reads"] += len(keys)
             retry = {}
             for pk, cluster in keys.items():

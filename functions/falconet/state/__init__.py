@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from falconet.deadline import Deadline
 from falconet.errors import StateError
 
 MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; our keys are hashes
@@ -48,11 +49,20 @@ class StateStore(Protocol):
     shared: bool  # True when every instance of the function sees the same state
     requests: Counter[str]  # "read", "write", "conflict": what this process asked of it
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Item]:
-        """The current item of every key (consistent reads). Raises StateError."""
+    def get_many(self, keys: Sequence[str], *, deadline: Deadline | None = None) -> dict[str, Item]:
+        """The current item of every key (consistent reads). Raises StateError, also when
+        `deadline` leaves no time for another attempt."""
         ...
 
-    def put(self, key: str, data: bytes, *, version: int, expires: int) -> bool:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        version: int,
+        expires: int,
+        deadline: Deadline | None = None,
+    ) -> bool:
         """Store `data` as version `version + 1` if the key is still at `version` (0: absent).
         True when written, False when another writer got there first. Raises StateError."""
         ...

@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from falconet import state
+from falconet.deadline import Deadline
 from falconet.errors import StateError
 
 T = TypeVar("T")
@@ -118,7 +119,9 @@ class DynamoDBStore:
         self._clock = clock
         self._sleep = sleep
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, state.Item]:
+    def get_many(
+        self, keys: Sequence[str], *, deadline: Deadline | None = None
+    ) -> dict[str, state.Item]:
         """The current item of every key (consistent reads). Raises StateError."""
         client = self._client_or_make()
         now = self._clock()
@@ -128,7 +131,7 @@ class DynamoDBStore:
         idle = 0  # rounds in a row that read nothing and left keys unprocessed
         while pending:
             batch, pending = pending[:BATCH_GET_MAX_KEYS], pending[BATCH_GET_MAX_KEYS:]
-            response = self._call("BatchGetItem", self._batch_get(client, batch))
+            response = self._call("BatchGetItem", self._batch_get(client, batch), deadline)
             got = response.get("Responses", {}).get(self.table, [])
             for raw in got:
                 key = raw["pk"]["S"]
@@ -136,7 +139,7 @@ class DynamoDBStore:
             unprocessed = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
             if unprocessed:
                 idle = 0 if got else idle + 1
-                if idle >= self.max_attempts:
+                if idle >= self.max_attempts or not _allows(deadline, self._backoff(idle)):
                     raise StateError(
                         f"state table {self.table!r}: BatchGetItem left {len(unprocessed)} key(s) "
                         f"unprocessed in {idle} attempts in a row (throttled)"
@@ -145,7 +148,15 @@ class DynamoDBStore:
                 pending = [k["pk"]["S"] for k in unprocessed] + pending
         return {key: found.get(key, state.ABSENT) for key in keys}
 
-    def put(self, key: str, data: bytes, *, version: int, expires: int) -> bool:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        version: int,
+        expires: int,
+        deadline: Deadline | None = None,
+    ) -> bool:
         """Store `data` as version `version + 1` if the key is still at `version` (0: absent).
         True when written, False when another writer got there first. Raises StateError."""
         state.check_item(key, data)
@@ -174,7 +185,7 @@ class DynamoDBStore:
             return client.put_item(TableName=self.table, Item=item, **condition, **extra)
 
         try:
-            self._call("PutItem", put_item)
+            self._call("PutItem", put_item, deadline)
         except ClientError as error:  # only the conflict comes through `_call` as a ClientError
             if _same_item(error.response.get("Item"), item):
                 self.requests["write"] += 1
@@ -209,7 +220,9 @@ class DynamoDBStore:
         except BotoCoreError as error:  # no region, a malformed endpoint, ...
             raise StateError(f"state table {self.table!r}: no DynamoDB client: {error}") from None
 
-    def _call(self, operation: str, call: Callable[[bool], T]) -> T:
+    def _call(
+        self, operation: str, call: Callable[[bool], T], deadline: Deadline | None = None
+    ) -> T:
         """`call(ambiguous)`, retried on transient errors; `ambiguous` is True once an earlier
         attempt may have been applied. A conflict comes out as botocore's ClientError; anything
         else that cannot succeed, or still fails after `max_attempts`, as StateError."""
@@ -222,12 +235,14 @@ class DynamoDBStore:
             except Exception as error:  # sorted out by _classify: retried or raised
                 failure = self._classify(operation, error)
             ambiguous = ambiguous or failure.ambiguous
-            if attempt >= self.max_attempts:
+            wait = self._backoff(attempt - 1)
+            if attempt >= self.max_attempts or not _allows(deadline, wait):
                 raise StateError(
                     f"state table {self.table!r}: {operation} failed after {attempt} attempts "
                     f"({failure.code})"
+                    + ("" if attempt >= self.max_attempts else ", with no time left for another")
                 ) from None
-            self._sleep(self._backoff(attempt - 1))
+            self._sleep(wait)
 
     def _classify(self, operation: str, error: Exception) -> _Transient:
         """`error` as a retryable failure, or raised: the conflict as is, the rest as StateError."""
@@ -292,6 +307,11 @@ class DynamoDBStore:
         if expires < now:
             return state.Item(None, version)
         return state.Item(data, version)
+
+
+def _allows(deadline: Deadline | None, wait: float) -> bool:
+    """Whether `deadline` leaves time to wait `wait` seconds and make one more request."""
+    return deadline is None or deadline.allows(wait, CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
 
 
 def _same_item(stored: object, item: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from falconet import state
+from falconet.deadline import Deadline
 
 
 class MemoryStore:
@@ -25,7 +26,9 @@ class MemoryStore:
         self._clock = clock
         self.requests: Counter[str] = Counter()
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, state.Item]:
+    def get_many(
+        self, keys: Sequence[str], *, deadline: Deadline | None = None
+    ) -> dict[str, state.Item]:
         now = self._clock()
         found: dict[str, state.Item] = {}
         with self._lock:
@@ -42,7 +45,15 @@ class MemoryStore:
                     found[key] = state.Item(stored[0], stored[1])
         return found
 
-    def put(self, key: str, data: bytes, *, version: int, expires: int) -> bool:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        version: int,
+        expires: int,
+        deadline: Deadline | None = None,
+    ) -> bool:
         state.check_item(key, data)
         with self._lock:
             stored = self._items.get(key)
