@@ -366,6 +366,21 @@ def test_retries_are_bounded_and_end_in_a_clear_state_error(
     assert all(0 <= delay <= 1.0 for delay in injected.delays)
 
 
+def test_no_retry_starts_that_the_deadline_cannot_finish(
+    injected: Injected, state_table: str
+) -> None:
+    from falconet.deadline import Deadline
+
+    injected.client.meta.events.register(
+        "before-send.dynamodb", aws_error(400, "ProvisionedThroughputExceededException")
+    )
+    store = injected.store(state_table, max_attempts=4)
+    almost_over = Deadline.after(1.0)  # less than one more attempt's worst case (7 s)
+    with pytest.raises(StateError, match="no time left for another"):
+        store.put("c:1", b"x", version=0, expires=LATER, deadline=almost_over)
+    assert injected.sent == ["PutItem"]  # one attempt, no retry
+
+
 def test_a_connection_failure_is_retried_then_a_state_error(
     aws: Aws, state_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
