@@ -36,7 +36,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -232,8 +232,6 @@ class Pipeline:
         context: EventContext,
         started: float,
         deadline: Deadline | None,
-        *,
-        extra: Callable[[], list[Alert]] | None = None,
     ) -> Result:
         result = Result(stats)
         if context.origin:
@@ -243,7 +241,7 @@ class Pipeline:
         deliveries = [sink.open(deadline) for sink in self.sinks]
         batch = self.correlator.batch(deadline) if self.correlator is not None else None
         try:
-            self._evaluate(events, deliveries, result, batch, extra)
+            self._evaluate(events, deliveries, result, batch)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
@@ -270,24 +268,12 @@ class Pipeline:
             result.duration_ms = (time.perf_counter() - started) * 1000
         return result
 
-    def finish(self, *, deadline: Deadline | None = None) -> Result:
-        """The end of the input (`falconet scan`): decide the correlation windows still open
-        and deliver what they raise. Raises SinkError, StateError."""
-        started = time.perf_counter()
-        if self.correlator is None:
-            return Result()
-        correlator = self.correlator
-        return self._process(
-            (), DecodeStats(), EMPTY_CONTEXT, started, deadline, extra=correlator.finish
-        )
-
     def _evaluate(
         self,
         events: Iterable[tuple[Any, EventContext]],
         deliveries: Sequence[Delivery],
         result: Result,
         batch: Batch | None,
-        extra: Callable[[], list[Alert]] | None = None,
     ) -> None:
         evaluate = self.engine.evaluate
         judge = self.engine.judge if batch is not None else None
@@ -313,8 +299,6 @@ class Pipeline:
                     take(alerts, _audit_id(event))
             if batch is not None:
                 take(batch.flush(), None)
-            if extra is not None:
-                take(extra(), None)
             outbox.flush()
         finally:
             if collecting:
