@@ -614,16 +614,17 @@ def windows(alerts: Sequence[dict[str, Any]]) -> set[Any]:
     }
 
 
-def summary(alerts: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str, int]]:
-    """What a backtest and the live functions must agree on: uuid, rule, correlation, group,
-    count, of every correlation alert."""
+def summary(alerts: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """What a backtest and the live functions must agree on: uuid (correlation, group, window),
+    rule, correlation and group of every correlation alert. Not the count: a window's alert
+    reports the count when it fired, which depends on how its matches were batched (see
+    test_a_window_fires_with_at_least_its_threshold_and_at_most_what_the_scan_saw)."""
     return sorted(
         (
             a["uuid"],
             a["rule"],
             a["output_fields"]["falconet.correlation.name"],
             group_of(a),
-            count_of(a),
         )
         for a in alerts
         if "falconet.correlation.name" in a["output_fields"]
@@ -711,12 +712,6 @@ def test_the_s3_handler_in_key_order_raises_what_one_pass_finds(backtest: Backte
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="falconet scan flushes one batch for up to FLUSH_MATCHES matches, and "
-    "GroupState.add drops every match more than two windows older than the batch's newest: "
-    "over this 3-day trace, 2 of 22 bursts are raised (each identity's last ones)",
-)
 def test_scan_raises_what_one_pass_finds(backtest: Backtest) -> None:
     assert windows(backtest.scanned) == single_pass(backtest.objects)
 
@@ -740,8 +735,9 @@ def test_scan_raises_what_one_pass_finds(backtest: Backtest) -> None:
             "shuffled",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="documented: a match more than two windows older than its group's newest "
-                "is late and dropped: shuffled over 3 days, 18 of 22 bursts are never raised",
+                reason="documented: a match more than an hour (two to twelve windows) older than "
+                "its group's newest is late and dropped: shuffled over 3 days, most bursts are "
+                "never raised",
             ),
         ),
     ],
@@ -752,36 +748,27 @@ def test_the_s3_handler_in_any_order_raises_what_one_pass_finds(
     assert windows(backtest.handled[order]) == single_pass(backtest.objects)
 
 
-SCAN_MISSES = "the scan raises 2 of the 22 bursts (see test_scan_raises_what_one_pass_finds), and "
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "order",
     [
-        pytest.param(
-            "key order",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=SCAN_MISSES + "for the 2 windows both raise, the counts differ (see "
-                "test_a_window_has_the_same_count_in_a_scan_and_in_the_functions)",
-            ),
-        ),
+        "key order",
         pytest.param(
             "late notifications",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason=SCAN_MISSES + "the handler fires one of mallory's bursts in a window "
-                "starting 2026-03-10T12:30Z instead of 12:26Z (another uuid), and counts differ",
+                reason="documented: the handler fires one of mallory's bursts in a window "
+                "starting 2026-03-10T12:30Z instead of 12:26Z (another uuid): the object that "
+                "crosses the threshold arrived before the burst's first object",
             ),
         ),
         pytest.param(
             "shuffled",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason=SCAN_MISSES + "the handler raises 4 of the 22 (the rest are late), and "
-                "its first_seen alerts name a later denial than each identity's first (alice: "
-                "2026-03-09T20:49:53Z instead of 00:49:21Z): only 2 uuids in common, counts apart",
+                reason="documented: shuffled over 3 days, matches more than an hour older than "
+                "their group's newest are late and dropped, so most bursts are never raised, "
+                "and first_seen names the first denial to arrive, not the earliest",
             ),
         ),
     ],
@@ -793,18 +780,15 @@ def test_scan_and_the_s3_handler_raise_the_same_correlation_alerts(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a window fires in the invocation whose matches make it meet the condition, and its "
-    "alert reports the count then: the functions say 5 (the threshold, crossed by the second "
-    "object of a burst) where the scan, holding the whole window in one batch, says 9 (alice) "
-    "and 6 (bob), for the same uuid",
-)
-def test_a_window_has_the_same_count_in_a_scan_and_in_the_functions(backtest: Backtest) -> None:
+def test_a_window_fires_with_at_least_its_threshold_and_at_most_what_the_scan_saw(
+    backtest: Backtest,
+) -> None:
+    # A window fires in the invocation whose matches make it meet the condition, and reports the
+    # count then: the functions (one object at a time) may say less than the scan, which holds
+    # the whole window in one batch, never less than the threshold.
     scanned = {a["uuid"]: count_of(a) for a in correlation_alerts(backtest.scanned, BURST)}
     handled = {
         a["uuid"]: count_of(a) for a in correlation_alerts(backtest.handled["key order"], BURST)
     }
-    both = set(scanned) & set(handled)
-    assert both
-    assert {u: scanned[u] for u in both} == {u: handled[u] for u in both}
+    assert set(scanned) == set(handled)
+    assert all(BACKTEST_THRESHOLD <= handled[u] <= scanned[u] for u in scanned)

@@ -14,7 +14,9 @@ Two matches less than `timespan - granularity` apart always share a window; more
 - Conditions with an upper bound (lt, lte, eq, ranges) are decided when a window closes: windows
   start at the group's first match not yet in a decided window, and close when the group sees a
   match past their end (or at the end of a scan).
-- A match more than two windows older than the group's newest is late: counted, not kept.
+- A match older than the group's newest (before its batch) by more than an hour (at least two
+  windows, at most twelve) is late: counted, not kept. A batch itself may span any time (a
+  backtest's): it is folded whole, decided, then pruned.
 
 `GroupState` is stored as compact JSON (bytes) in the state store; what it holds is bounded by the
 correlation's condition (`Condition.cap` ids per bucket, 10 audit ids and values per bucket).
@@ -32,6 +34,7 @@ import orjson
 from falconet.correlate.model import Correlation
 
 SAMPLE = 10  # audit ids (and values) a bucket keeps for the alert
+LATENESS_S = 3600  # how late a match may arrive and still count (within 2 to 12 windows)
 NS = 1_000_000_000
 _ID_BYTES = 8
 
@@ -54,6 +57,12 @@ class Geometry:
     def of(cls, timespan: int) -> Geometry:
         granularity = max(1, -(-timespan // 10))
         return cls(granularity, -(-timespan // granularity))
+
+    @property
+    def horizon(self) -> int:
+        """Buckets kept behind a group's newest, for matches that arrive late: an hour, within
+        2 to 12 windows."""
+        return max(2 * self.k, min(-(-LATENESS_S // self.granularity), 12 * self.k))
 
     def bucket(self, time_ns: int) -> int:
         return time_ns // (self.granularity * NS)
@@ -165,17 +174,19 @@ class GroupState:
     ) -> set[int]:
         """Fold `matches` in; the buckets that changed. The same audit event (event_count) or
         value (value_count) is kept once, however often it is delivered."""
-        k = geometry.k
         cap = correlation.condition.cap
         kind = correlation.type
         touched: set[int] = set()
         matches = list(matches)
-        if matches:  # the newest of the state and of the batch: arrival order does not matter
+        # Late means older than what the state still holds, from before this batch: a batch is
+        # folded whole (a backtest's batch may span days), and pruned after deciding.
+        floor = None if self.newest is None else self.newest - geometry.horizon
+        if matches:
             newest = max(geometry.bucket(m.time_ns) for m in matches)
             self.newest = newest if self.newest is None else max(self.newest, newest)
         for m in matches:
             index = geometry.bucket(m.time_ns)
-            if self.newest is not None and index < self.newest - 2 * k:
+            if floor is not None and index < floor:
                 self.late += 1
                 continue
             if self.decided is not None and index < self.decided:
@@ -194,12 +205,13 @@ class GroupState:
         return touched
 
     def prune(self, geometry: Geometry) -> None:
-        """Forget buckets two windows older than the newest (after deciding: an upper-bound
-        window is decided once a match past its end is seen, so none older is still open)."""
+        """Forget buckets older than `geometry.horizon` behind the newest (after deciding: an
+        upper-bound window is decided once a match past its end is seen, so none older is still
+        open)."""
         if self.newest is None:
             return
         k = geometry.k
-        floor = self.newest - 2 * k
+        floor = self.newest - geometry.horizon
         for index in [i for i in self.buckets if i < floor]:
             del self.buckets[index]
         self.fired = [f for f in self.fired if f >= floor - k]

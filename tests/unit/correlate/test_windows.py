@@ -15,10 +15,8 @@ The properties are the module docstring's promises:
     window holds N distinct events (time-ordered arrival);
 (f) a fired window taken back (`undo`) fires again when the same batch is retried.
 
-One batch spanning more than two windows drops its older matches as late (see
-`test_one_batch_is_a_single_pass_over_a_time_ordered_sequence`, xfail): the passing forms of (b)
-and (e) keep each batch within two windows. A 5-minute S3 object is such a batch for timespans of
-150 s and more; `falconet scan` (one batch up to FLUSH_MATCHES matches) is not.
+A batch may span any time (`falconet scan` folds up to FLUSH_MATCHES matches at once, over days):
+`test_one_batch_is_a_single_pass_over_a_time_ordered_sequence` holds it to the single pass.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -413,13 +410,6 @@ ONE_BATCH_LATE = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one batch spanning more than two windows drops its older matches as late: "
-    "GroupState.add takes the batch's newest bucket as the group's newest before folding, so a "
-    "time-ordered batch (a `falconet scan` of a long log: one batch up to FLUSH_MATCHES "
-    "matches) keeps only its last two windows",
-)
 @given(name=st.sampled_from(COUNTS), seed=st.integers(0, 2**32), matches=events(span_s=3000))
 @example(name="gte2_95s", seed=0, matches=ONE_BATCH_LATE)
 @FAST
