@@ -42,9 +42,12 @@ def load_rules(rules_dir: Path = RULES_DIR) -> list[dict[str, Any]]:
     """Every full rule definition of the bundled files, in evaluation order."""
     rules: list[dict[str, Any]] = []
     for path in sorted(rules_dir.glob("*.yaml")):
-        for item in yaml.safe_load(path.read_text()) or []:
-            if isinstance(item, dict) and "rule" in item and "condition" in item:
-                rules.append(item)
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, list):
+                continue  # a correlation document (rules/correlations.yaml)
+            for item in doc:
+                if isinstance(item, dict) and "rule" in item and "condition" in item:
+                    rules.append(item)
     return rules
 
 
