@@ -784,15 +784,9 @@ def test_new_user_agent_near_misses() -> None:
     assert alerts_of(learned, [event(kubelet, 3, T0 + 9 * DAY, agent=upgraded)]) == []
 
 
-# -- known problems ----------------------------------------------------------------------------
+# -- learning per cluster ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="correlator: learning is keyed on EventContext.cluster, not on falconet.cluster: a "
-    "cluster named only by its cluster_name annotation shares one learning period with every "
-    "other such cluster (and with events of no cluster)",
-)
 def test_learning_belongs_to_the_cluster_of_the_annotation() -> None:
     engine = _engine()
     correlator = Correlator.for_engine(engine, MemoryStore())

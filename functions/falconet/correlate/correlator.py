@@ -125,6 +125,9 @@ class Correlator:
                         None if value is None else getter(value),
                     )
                 )
+        # The cluster a match belongs to (first_seen learns per cluster): the event's
+        # falconet.cluster, as alerts and group-by read it (the envelope's, else the annotation).
+        self.cluster = getter("falconet.cluster")
         # Groups with windows still open (upper-bound conditions), decided by `finish`.
         self._open: dict[tuple[int, str], tuple[str | None, ...]] = {}
         self._lock = threading.Lock()
@@ -180,7 +183,7 @@ class Batch:
         audit_id = event.get("auditID")
         if time_ns is None or not isinstance(audit_id, str):
             return
-        cluster = ctx.cluster or ""
+        cluster = _value(self.correlator.cluster(event, ctx)) or ""
         for rule in matched:
             for reader in readers.get(rule, ()):
                 values = tuple(_value(g(event, ctx)) for g in reader.groups)

@@ -293,8 +293,13 @@ class _Reader:
         for name in sorted(silenced):
             by = [c for c in order if name in c.rules and not c.generate]
             self.warn(
-                "raises no alerts of its own: correlation "
-                f"{', '.join(repr(c.label) for c in by)} counts it (`generate: true` keeps them)",
+                "raises no alerts of its own: "
+                + (
+                    f"correlation {by[0].label!r} counts it"
+                    if len(by) == 1
+                    else f"correlations {', '.join(repr(c.label) for c in by)} count it"
+                )
+                + " (`generate: true` keeps them)",
                 by[0].position,
                 name,
                 "rule",
