@@ -95,6 +95,8 @@ class Correlator:
         self.learn = learn
         self.clock = clock
         self.geometry = [Geometry.of(c.timespan) for c in self.correlations]
+        # first_seen's history in ns per correlation (0: windowed)
+        self.history = [c.timespan * NS if c.type == "first_seen" else 0 for c in self.correlations]
         self.readers: dict[str, list[_Reader]] = defaultdict(list)
         self.feeds: dict[int, list[_Feed]] = defaultdict(list)
         labels: dict[str, int] = {}
@@ -156,8 +158,8 @@ class Correlator:
             open_groups = dict(self._open)
             self._open.clear()
         batch = Batch(self)
-        for (index, key), values in open_groups.items():
-            batch.pending[index].setdefault(key, (values, []))
+        for (index, _key), values in open_groups.items():
+            batch.pending[index].setdefault(values, [])
         return batch.flush(final=True)
 
 
@@ -167,10 +169,9 @@ class Batch:
     def __init__(self, correlator: Correlator, deadline: Deadline | None = None) -> None:
         self.correlator = correlator
         self.deadline = deadline
-        self.pending: dict[int, dict[str, tuple[tuple[str | None, ...], list[Match]]]] = (
-            defaultdict(dict)
-        )
+        self.pending: dict[int, dict[tuple[str | None, ...], list[Match]]] = defaultdict(dict)
         self.size = 0
+        self.matches = 0  # events added (counted into `counters` at each flush)
         self.fired: list[tuple[int, str, int | None, bytes | None, int]] = []
         self.counters: Counter[str] = Counter()
 
@@ -186,21 +187,38 @@ class Batch:
         cluster = _value(self.correlator.cluster(event, ctx)) or ""
         for rule in matched:
             for reader in readers.get(rule, ()):
-                values = tuple(_value(g(event, ctx)) for g in reader.groups)
+                values = tuple([_value(g(event, ctx)) for g in reader.groups])
                 value = _value(reader.value(event, ctx)) if reader.value is not None else None
                 self._put(
                     reader.correlation,
                     values,
                     Match(time_ns, audit_id, reader.rule, value, cluster),
                 )
-        self.counters["matches"] += 1
+        self.matches += 1
 
     def _put(self, index: int, values: tuple[str | None, ...], match: Match) -> None:
-        key = _group_key(values)
-        group = self.pending[index].get(key)
+        # Keyed by the values themselves here; hashed into the state's key once per group, at
+        # the flush (a hash per match cost ~1 us).
+        group = self.pending[index].get(values)
         if group is None:
-            group = self.pending[index][key] = (values, [])
-        group[1].append(match)
+            self.pending[index][values] = [match]
+            self.size += 1
+            return
+        history = self.correlator.history[index]
+        if history:  # first_seen: only a key's earliest match, or one after a long gap, matters
+            first, last = group[0].time_ns, group[-1].time_ns
+            if last - first <= history and first <= match.time_ns <= last:
+                return  # inside a span shorter than the history: changes nothing
+            # The earliest stays first and the latest last (the flush sorts the rest).
+            if match.time_ns < first:
+                group.insert(0, match)
+            elif match.time_ns > last:
+                group.append(match)
+            else:
+                group.insert(len(group) - 1, match)
+            self.size += 1
+            return
+        group.append(match)
         self.size += 1
 
     # -- flushing ----------------------------------------------------------------------------
@@ -211,9 +229,10 @@ class Batch:
         correlator = self.correlator
         alerts: list[Alert] = []
         for index, correlation in enumerate(correlator.correlations):
-            groups = self.pending.pop(index, None)
-            if not groups:
+            pending = self.pending.pop(index, None)
+            if not pending:
                 continue
+            groups = {_group_key(values): (values, found) for values, found in pending.items()}
             if correlation.type == "first_seen":
                 fired = self._first_seen(index, correlation, groups)
             else:
@@ -235,6 +254,8 @@ class Batch:
                 if correlation.label not in correlator.quiet:
                     alerts.append(alert)
         self.size = 0
+        self.counters["matches"] += self.matches
+        self.matches = 0
         with correlator._lock:
             correlator.counters.update(self.counters)
         return alerts
@@ -449,10 +470,11 @@ def _load_seen(data: bytes | None, pk: str) -> tuple[int, int] | None:
 
 
 def _value(raw: Any) -> str | None:
+    if type(raw) is str:
+        return raw if len(raw) <= _MAX_VALUE else raw[:_MAX_VALUE]
     if raw is None:
         return None
-    text = raw if isinstance(raw, str) else render_value(raw)
-    return text[:_MAX_VALUE]
+    return render_value(raw)[:_MAX_VALUE]
 
 
 def _group_key(values: Sequence[str | None]) -> str:

@@ -28,6 +28,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -71,9 +72,9 @@ class Geometry:
         return bucket * self.granularity * NS
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One base-rule match (or inner correlation alert) for one correlation and group."""
+class Match(NamedTuple):
+    """One base-rule match (or inner correlation alert) for one correlation and group (a named
+    tuple: one is made per match, and a frozen dataclass is ~4x slower to build)."""
 
     time_ns: int
     audit_id: str
