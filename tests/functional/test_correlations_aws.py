@@ -792,3 +792,30 @@ def test_a_window_fires_with_at_least_its_threshold_and_at_most_what_the_scan_sa
     }
     assert set(scanned) == set(handled)
     assert all(BACKTEST_THRESHOLD <= handled[u] <= scanned[u] for u in scanned)
+
+
+# ---- scan --learn seeds the live functions' history ------------------------------------------
+
+
+def test_scan_learn_seeds_the_history_the_functions_read(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    d = deploy(threshold=50)
+    archive = tmp_path / "archive.jsonl"
+    old = [audit_event(T0 - timedelta(days=3, minutes=m), ALICE) for m in range(3)]
+    archive.write_text("".join(json.dumps(e) + "\n" for e in old))
+    done = subprocess.run(
+        [sys.executable, "-m", "falconet", "scan", "--json", "--learn"]
+        + ["--state-table", d.table, "--rules", str(d.rules), str(archive)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=d.env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # learning raises nothing
+    live = [audit_event(T0, ALICE), audit_event(T0 + timedelta(seconds=5), BOB)]
+    d.invoke(d.put(f"cluster={CLUSTER}/live.gz", live)).ok()
+    first = correlation_alerts(d.alerts(), FIRST)
+    assert [group_of(a) for a in first] == [BOB]  # alice was learned from the archive
