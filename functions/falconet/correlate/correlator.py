@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 FLUSH_MATCHES = 10_000  # matches buffered before a flush (memory bound on huge objects)
 MAX_ATTEMPTS = 8  # conditional writes per group per flush before StateError
+SEEN_CACHE = 100_000  # first_seen keys a process remembers having seen (~10 MB at most)
 _MAX_VALUE = 1024  # characters of a group value kept in an alert
 SOURCE = "k8s_audit"
 _log = logging.getLogger("falconet.correlate")
@@ -133,7 +134,33 @@ class Correlator:
         # Groups with windows still open (upper-bound conditions), decided by `finish`.
         self._open: dict[tuple[int, str], tuple[str | None, ...]] = {}
         self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}  # first_seen keys this process read or wrote: last seen
         self.counters: Counter[str] = Counter()
+
+    def recently_seen(self, pk: str, newest: int, refresh: int) -> bool:
+        """True when this process knows first_seen key `pk` was sighted no earlier than
+        `newest - refresh` (so matches up to `newest` change nothing)."""
+        with self._lock:
+            last = self._seen.get(pk)
+        return last is not None and newest <= last + refresh
+
+    def saw(self, pk: str, last: int) -> None:
+        """Remember that first_seen key `pk` is stored with `last` as its last sighting."""
+        with self._lock:
+            self._seen.pop(pk, None)
+            self._seen[pk] = last
+            if len(self._seen) > SEEN_CACHE:
+                del self._seen[next(iter(self._seen))]  # the least recently written
+
+    def known(self, pk: str) -> int | None:
+        """What this process last read or wrote for `pk` (first_seen: the last sighting; a
+        learning period: its start), or None."""
+        with self._lock:
+            return self._seen.get(pk)
+
+    def forget(self, pk: str) -> None:
+        with self._lock:
+            self._seen.pop(pk, None)
 
     @classmethod
     def for_engine(cls, engine: Engine, store: StateStore, *, learn: bool = False) -> Correlator:
@@ -324,10 +351,23 @@ class Batch:
         groups: dict[str, tuple[tuple[str | None, ...], list[Match]]],
     ) -> list[tuple[tuple[str | None, ...], Window]]:
         correlator = self.correlator
-        starts = self._learning_starts(correlation, groups) if correlation.learning else {}
         history = correlation.timespan * NS
+        # A key's last sighting is written again only when it moved on by `refresh` (a thirtieth
+        # of the history, at most a day): a key seen all day costs one write a day, not one per
+        # invocation. A key this process knows was seen within `refresh` is not read either.
+        refresh = min(history // 30, 86400 * NS)
+        todo = {
+            key: group
+            for key, group in groups.items()
+            if not correlator.recently_seen(
+                _state_key("s", correlation, key), max(m.time_ns for m in group[1]), refresh
+            )
+        }
+        self.counters["known"] += len(groups) - len(todo)
+        if not todo:
+            return []
+        starts = self._learning_starts(correlation, todo) if correlation.learning else {}
         out: list[tuple[tuple[str | None, ...], Window]] = []
-        todo = dict(groups)
         for _attempt in range(MAX_ATTEMPTS):
             if not todo:
                 return out
@@ -347,8 +387,11 @@ class Batch:
                         new.append(m)
                     elif m.time_ns > last:
                         last = m.time_ns
-                if first is None or last is None or (first, last) == seen:
-                    continue  # nothing new
+                if first is None or last is None:
+                    continue
+                if not new and seen is not None and last <= seen[1] + refresh:
+                    correlator.saw(pk, seen[1])
+                    continue  # nothing new, and the stored sighting is recent enough
                 data = orjson.dumps([first, last])
                 expires = int(max(last // NS, correlator.clock())) + correlation.timespan + 86400
                 if not correlator.store.put(
@@ -358,6 +401,7 @@ class Batch:
                     retry[key] = todo[key]
                     continue
                 self.counters["state_writes"] += 1
+                correlator.saw(pk, last)
                 for m in new:
                     if correlator.learn:
                         continue
@@ -397,6 +441,11 @@ class Batch:
                     earliest[m.cluster] = m.time_ns
         keys = {_state_key("l", correlation, _group_key((c,))): c for c in earliest}
         starts: dict[str, int] = {}
+        for pk, cluster in list(keys.items()):  # a start this process knows, no later: kept
+            known = self.correlator.known(pk)
+            if known is not None and known <= earliest[cluster]:
+                starts[cluster] = known
+                del keys[pk]
         for _attempt in range(MAX_ATTEMPTS):
             if not keys:
                 return starts
@@ -409,12 +458,18 @@ class Batch:
                 start = earliest[cluster] if stored is None else min(stored[0], earliest[cluster])
                 starts[cluster] = start
                 if stored is not None and stored[0] <= start:
+                    self.correlator.saw(pk, start)
                     continue
                 expires = int(self.correlator.clock()) + correlation.timespan + 400 * 86400
                 if store.put(
-                    pk, orjson.dumps([start, start]), version=item.version, expires=expires
+                    pk,
+                    orjson.dumps([start, start]),
+                    version=item.version,
+                    expires=expires,
+                    deadline=self.deadline,
                 ):
                     self.counters["state_writes"] += 1
+                    self.correlator.saw(pk, start)
                 else:
                     retry[pk] = cluster
             keys = retry
@@ -430,6 +485,7 @@ class Batch:
             try:
                 item = store.get_many([pk])[pk]
                 if start is None:  # first_seen: restore what the group was, if still ours
+                    self.correlator.forget(pk)
                     if item.version == version:
                         store.put(pk, previous or b"null", version=version, expires=1)
                     continue

@@ -301,3 +301,19 @@ def test_alert_ids_are_stable(tmp_path: Path, order: str) -> None:
     assert fresh is not None
     (same,) = fresh.batch(events)
     assert alert.uuid == same.uuid
+
+
+def test_a_key_seen_all_day_costs_one_write_and_one_read(tmp_path: Path) -> None:
+    run = Run(tmp_path, FIRST_SEEN.replace("  learning: 1d\n", ""))
+    read = {"code": 200, "resource": "secrets", "user": "alice"}
+    alerts = []
+    for n in range(48):  # one invocation every 30 minutes for a day
+        alerts += run.batch([event(n, n * 30, **read)])
+    assert len(alerts) == 1
+    assert run.store.requests["write"] == 1  # the sighting moves on by less than a day
+    assert run.store.requests["read"] == 1  # and this process knows it is recent
+    fresh = Correlator.for_engine(run.engine, run.store)  # another instance: reads, no alert
+    batch = fresh.batch()
+    ev = event(100, 60 * 23, **read)
+    batch.add(ev, EventContext(), run.engine.judge(ev)[1])
+    assert batch.flush() == [] and run.store.requests["write"] == 1
