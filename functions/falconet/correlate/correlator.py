@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from falconet.alerts import Alert, render_value, stable_uuid
+from falconet.alerts import Alert, render_value
 from falconet.context import EventContext
 from falconet.correlate.model import Correlation, CorrelationSet
+from falconet.correlate.output import correlation_alert
 from falconet.correlate.windows import FINAL, NS, Geometry, GroupState, Match, Window
 from falconet.deadline import Deadline
 from falconet.errors import StateError
 from falconet.state import StateStore
-from falconet.timestamps import format_iso8601_ns, format_local_time_ns, parse_rfc3339_ns
+from falconet.timestamps import parse_rfc3339_ns
 
 if TYPE_CHECKING:
     from falconet.engine import Engine
@@ -48,7 +49,6 @@ FLUSH_MATCHES = 10_000  # matches buffered before a flush (memory bound on huge 
 MAX_ATTEMPTS = 8  # conditional writes per group per flush before StateError
 SEEN_CACHE = 100_000  # first_seen keys a process remembers having seen (~10 MB at most)
 _MAX_VALUE = 1024  # characters of a group value kept in an alert
-SOURCE = "k8s_audit"
 _log = logging.getLogger("falconet.correlate")
 
 Getter = Callable[[Mapping[str, Any], EventContext], Any]
@@ -265,7 +265,15 @@ class Batch:
             else:
                 fired = self._windowed(index, correlation, groups, final)
             for values, window in fired:
-                alert = _alert(correlator, index, values, window)
+                alert = correlation_alert(
+                    correlation,
+                    correlator.geometry[index],
+                    values,
+                    window,
+                    group=_group_key(values),
+                    hostname=correlator.hostname,
+                    iso_prefix=correlator.iso_prefix,
+                )
                 self.counters["alerts"] += 1
                 for feed in correlator.feeds.get(index, ()):
                     self._put(
@@ -542,70 +550,3 @@ def _group_key(values: Sequence[str | None]) -> str:
 
 def _state_key(kind: str, correlation: Correlation, group: str) -> str:
     return f"{kind}/{correlation.key}/{group}"
-
-
-def _alert(
-    correlator: Correlator, index: int, values: Sequence[str | None], window: Window
-) -> Alert:
-    correlation = correlator.correlations[index]
-    geometry = correlator.geometry[index]
-    group = _group_key(values)
-    first_seen = correlation.type == "first_seen"
-    fields: dict[str, Any] = dict(zip(correlation.group_by, values, strict=True))
-    start_ns = window.first_ns if first_seen else geometry.start_ns(window.start)
-    end_ns = start_ns + (
-        correlation.timespan * NS if first_seen else geometry.k * geometry.granularity * NS
-    )
-    fields.update(
-        {
-            "evt.time": window.last_ns,
-            "falconet.correlation.name": correlation.label,
-            "falconet.correlation.type": correlation.type,
-            "falconet.correlation.count": window.count,
-            "falconet.correlation.first_time": format_iso8601_ns(window.first_ns),
-            "falconet.correlation.last_time": format_iso8601_ns(window.last_ns),
-            "falconet.correlation.window_start": format_iso8601_ns(start_ns),
-            "falconet.correlation.window_end": format_iso8601_ns(end_ns),
-            "falconet.correlation.rules": [
-                r for i, r in enumerate(correlation.rules) if window.rules >> i & 1
-            ],
-            "falconet.correlation.audit_ids": list(window.audit_ids),
-        }
-    )
-    if correlation.type == "value_count":
-        fields["falconet.correlation.field"] = correlation.value_field
-        fields["falconet.correlation.values"] = list(window.values)
-    shown = " ".join(
-        f"{g}={render_value(v)}" for g, v in zip(correlation.group_by, values, strict=True)
-    )
-    if first_seen:
-        detail = f"first seen, not in the previous {_span(correlation.timespan)}"
-    else:
-        detail = (
-            f"count={window.count} ({correlation.condition}) within "
-            f"{_span(correlation.timespan)}, from {format_iso8601_ns(window.first_ns)} to "
-            f"{format_iso8601_ns(window.last_ns)}"
-        )
-    message = f"{correlation.title} ({shown + ' ' if shown else ''}{detail})"
-    iso = format_iso8601_ns(window.last_ns)
-    prefix = iso if correlator.iso_prefix else format_local_time_ns(window.last_ns)
-    return Alert(
-        correlation.title,
-        correlation.priority,
-        f"{prefix}: {correlation.priority} {message}",
-        iso,
-        window.last_ns,
-        correlation.tags,
-        dict(sorted(fields.items())),
-        stable_uuid("correlation", correlation.key, group, str(window.start)),
-        correlator.hostname,
-        SOURCE,
-        message,
-    )
-
-
-def _span(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
