@@ -96,6 +96,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="keep correlation state in this DynamoDB table (default: in memory, for this scan)",
     )
     scan.add_argument(
+        "--no-suppress",
+        action="store_true",
+        help="print every alert: no suppression policy (dedup, rate caps, digests) applies",
+    )
+    scan.add_argument(
         "--learn",
         action="store_true",
         help="record what first_seen correlations see, raise none of their alerts (seeds "
@@ -179,20 +184,14 @@ def _scan(args: argparse.Namespace) -> int:
         geoip=_geoip(args),
     )
     stats = DecodeStats()
-    by_rule: Counter[str] = Counter()
     out = sys.stdout.buffer
     started = time.perf_counter()
     from falconet.storage import open_inputs
-    from falconet.summary import alert_summary
 
-    def write(alerts: Sequence[Any], event: Any = None) -> None:
-        for alert in alerts:
-            by_rule[alert.rule] += 1
-            out.write((alert.to_json() if args.json else alert.output.encode()) + b"\n")
-            if args.summary and event is not None:
-                out.write(b"  " + alert_summary(alert, event).encode() + b"\n")
-
-    correlator = _correlator(args, engine)
+    store = _store(args, engine)
+    printer = _Printer(args, engine, store)
+    write = printer.write
+    correlator = _correlator(args, engine, store)
     batch = correlator.batch() if correlator is not None else None
     base_context = EventContext(cluster=args.cluster)
     limits = DecodeLimits.like(args.settings.decode.object)  # files and objects
@@ -215,31 +214,88 @@ def _scan(args: argparse.Namespace) -> int:
     if batch is not None and correlator is not None:
         write(batch.flush())
         write(correlator.finish())  # the windows still open are decided at the end
+    printer.finish()  # the alerts held for the policies, and every digest due at the end
     out.flush()
-    _summary(stats, by_rule, time.perf_counter() - started)
+    _summary(stats, printer.by_rule, time.perf_counter() - started)
     return EXIT_OK
 
 
-def _correlator(args: argparse.Namespace, engine: Any) -> Any:
-    """The scan's correlator: state in memory, or in the DynamoDB table of --state-table."""
-    if not engine.correlations:
-        return None
-    from falconet.correlate.correlator import Correlator
-    from falconet.state import MemoryStore
+class _Printer:
+    """Alerts to stdout (Falco's line or JSON, with `--summary` lines), through the suppression
+    policies when there are any: alerts are held 500 at a time for them, digests come at the
+    end."""
 
-    store: Any
+    HOLD = 500
+
+    def __init__(self, args: argparse.Namespace, engine: Any, store: Any) -> None:
+        from falconet.summary import alert_summary
+
+        self.args = args
+        self.summarize = alert_summary
+        self.out = sys.stdout.buffer
+        self.by_rule: Counter[str] = Counter()
+        self.held: list[tuple[Any, Any]] = []  # (alert, event)
+        self.suppressor: Any = None
+        self.suppress: Any = None
+        if engine.policies and not args.no_suppress and args.settings.state.suppress:
+            from falconet.suppress.suppressor import Suppressor
+
+            self.suppressor = Suppressor.for_engine(engine, store)
+            self.suppress = self.suppressor.batch()
+
+    def write(self, alerts: Sequence[Any], event: Any = None) -> None:
+        if self.suppress is None:
+            self.send([(alert, event) for alert in alerts])
+            return
+        self.held.extend((alert, event) for alert in alerts)
+        if len(self.held) >= self.HOLD:
+            self.release()
+
+    def release(self) -> None:
+        events = {alert.uuid: event for alert, event in self.held}
+        pairs = [(a, e.get("auditID") if isinstance(e, dict) else None) for a, e in self.held]
+        self.held.clear()
+        passed = self.suppress.filter(pairs)
+        self.send([(alert, events.get(alert.uuid)) for alert, _ in passed])
+
+    def finish(self) -> None:
+        if self.suppress is not None:
+            self.release()
+            self.send([(digest, None) for digest in self.suppressor.finish()])
+
+    def send(self, pairs: Sequence[tuple[Any, Any]]) -> None:
+        json = self.args.json
+        for alert, event in pairs:
+            self.by_rule[alert.rule] += 1
+            self.out.write((alert.to_json() if json else alert.output.encode()) + b"\n")
+            if self.args.summary and event is not None:
+                self.out.write(b"  " + self.summarize(alert, event).encode() + b"\n")
+
+
+def _store(args: argparse.Namespace, engine: Any) -> Any:
+    """The scan's state store (correlations, suppression): in memory, or the DynamoDB table of
+    --state-table."""
     if args.state_table:
         from falconet.state.dynamodb import DynamoDBStore
 
-        store = DynamoDBStore(args.state_table)
-    else:
-        store = MemoryStore()
-        if args.learn:
-            print(
-                "falconet: warning: --learn without --state-table: what is learned is lost "
-                "when the scan ends",
-                file=sys.stderr,
-            )
+        return DynamoDBStore(args.state_table)
+    from falconet.state import MemoryStore
+
+    if args.learn:
+        print(
+            "falconet: warning: --learn without --state-table: what is learned is lost when the "
+            "scan ends",
+            file=sys.stderr,
+        )
+    return MemoryStore()
+
+
+def _correlator(args: argparse.Namespace, engine: Any, store: Any) -> Any:
+    """The scan's correlator (None without correlations)."""
+    if not engine.correlations:
+        return None
+    from falconet.correlate.correlator import Correlator
+
     return Correlator.for_engine(engine, store, learn=args.learn)
 
 
@@ -274,6 +330,7 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from falconet.correlate.loader import load_correlations
     from falconet.rules.loader import load_rules
+    from falconet.suppress.policy import load_policies
 
     missing = [p for p in args.paths if not Path(p).exists()]
     for p in missing:
@@ -281,11 +338,17 @@ def _validate(args: argparse.Namespace) -> int:
     rules, ruleset = load_rules([p for p in args.paths if p not in missing])
     correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
     ruleset.diagnostics.extend(problems)
+    policies, problems = load_policies(ruleset.documents)
+    ruleset.diagnostics.extend(problems)
     for diagnostic in ruleset.diagnostics:
         print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
     status = "error" if errors else "ok"
-    counted = f", {len(correlations)} correlations" if ruleset.documents else ""
+    counted = (
+        f", {len(correlations)} correlations, {len(policies)} suppression policies"
+        if ruleset.documents
+        else ""
+    )
     print(
         f"{status}: {len(rules)} k8s_audit rules{counted}, {errors} error(s), "
         f"{len(ruleset.warnings)} warning(s)"

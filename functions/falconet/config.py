@@ -74,6 +74,7 @@ OBJECT_MAX_GZIP_LAYERS = "FALCONET_OBJECT_MAX_GZIP_LAYERS"
 OBJECT_MAX_RECORDS = "FALCONET_OBJECT_MAX_RECORDS"
 OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
+SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -216,6 +217,7 @@ class StateSettings:
     the process's memory."""
 
     table: str | None = None
+    suppress: bool = True  # run the suppression policies (FALCONET_SUPPRESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +379,10 @@ class Settings:
         table = self.get(STATE_TABLE)
         if table and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}|arn:aws[\w-]*:dynamodb:.+", table):
             raise ConfigError(f"{STATE_TABLE} must be a DynamoDB table name or ARN, got '{table}'")
-        return StateSettings(table=table or None)
+        suppress = self.get(SUPPRESS).lower() or "on"
+        if suppress not in ("on", "off"):
+            raise ConfigError(f"{SUPPRESS} must be on or off, got '{suppress}'")
+        return StateSettings(table=table or None, suppress=suppress == "on")
 
     @cached_property
     def decode(self) -> DecodeSettings:

@@ -32,6 +32,7 @@ from falconet.rules.loader import Diagnostic, RuleSet, load_rules
 from falconet.rules.model import PRIORITIES, Rule, parse_priority
 from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 from falconet.rules.reference import ReferenceEvaluator
+from falconet.suppress.policy import Policy, load_policies
 from falconet.timestamps import parse_rfc3339_ns
 
 RULE_MATCHING = ("first", "all")
@@ -98,6 +99,7 @@ class Engine:
         code_cache: str | Path | None = None,
         diagnostics: Sequence[Diagnostic] = (),
         correlations: CorrelationSet | None = None,
+        policies: Sequence[Policy] = (),
     ) -> None:
         if rule_matching not in RULE_MATCHING:
             raise ConfigError(f"rule_matching must be 'first' or 'all', got '{rule_matching}'")
@@ -127,6 +129,7 @@ class Engine:
             and (located or extra_fields is not None or name not in _LOCATION_FIELDS)
         ]
         self.correlations = correlations or CorrelationSet()
+        self.policies = tuple(policies)  # suppression policies (falconet.suppress)
         counted, silenced = self.correlations.counted, self.correlations.silenced
         # Rules below the threshold are not loaded (Falco), unless a correlation counts them;
         # disabled rules are compiled, not run.
@@ -186,6 +189,8 @@ class Engine:
         rules, ruleset = load_rules(paths, cache_dir=code_cache)
         correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
         ruleset.diagnostics.extend(problems)
+        policies, problems = load_policies(ruleset.documents)
+        ruleset.diagnostics.extend(problems)
         _raise_first(ruleset)
         return cls(
             rules,
@@ -198,6 +203,7 @@ class Engine:
             code_cache=code_cache,
             diagnostics=ruleset.diagnostics,
             correlations=correlations,
+            policies=policies,
         )
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from falconet.engine import Engine
 from falconet.errors import SinkError, StateError
 from falconet.sinks import Delivery, Sink, smallest_limit
 from falconet.storage import ObjectRef, cluster_from_key, open_object
+from falconet.suppress.suppressor import SuppressBatch, Suppressor
 from falconet.text import ECHO_LIMIT, echoable
 
 EMIT_CHUNK = 500  # alerts handed to the sinks at a time
@@ -79,6 +80,8 @@ class Result:
     dropped: Counter[str] = field(default_factory=Counter)  # per sink: refused for themselves
     dropped_alerts: list[str] = field(default_factory=list)  # the first few, with why
     correlation: Counter[str] = field(default_factory=Counter)  # matches, state reads/writes...
+    suppressed: int = 0  # alerts a suppression policy held back (counted into digests)
+    digests: int = 0  # digest alerts sent
 
     @property
     def events(self) -> int:
@@ -96,6 +99,8 @@ class Result:
         self.dropped.update(other.dropped)
         self.dropped_alerts.extend(other.dropped_alerts[: _SHOWN - len(self.dropped_alerts)])
         self.correlation.update(other.correlation)
+        self.suppressed += other.suppressed
+        self.digests += other.digests
 
     def to_dict(self) -> dict[str, Any]:
         """The counters, with every text that came from the input made echoable (bounded,
@@ -116,6 +121,9 @@ class Result:
             data["dropped_alerts"] = self.dropped_alerts[:_SHOWN]
         if self.correlation:
             data["correlation"] = dict(self.correlation)
+        if self.suppressed or self.digests:
+            data["suppressed"] = self.suppressed
+            data["digests"] = self.digests
         if self.origins:
             data["origins"] = [echoable(o) for o in self.origins[:_SHOWN]]
         if self.ignored:
@@ -129,7 +137,8 @@ class Pipeline:
     `key_pattern` names an object's cluster from its key (`scan`); None reads no cluster there.
     `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
     `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
-    `correlator` runs the engine's correlations (None: the engine has none, or they are off).
+    `correlator` runs the engine's correlations (None: the engine has none, or they are off);
+    `suppressor` its suppression policies (None: none, or off).
     """
 
     def __init__(
@@ -142,9 +151,11 @@ class Pipeline:
         body_limits: DecodeLimits = BODY_LIMITS,
         object_limits: DecodeLimits = OBJECT_LIMITS,
         correlator: Correlator | None = None,
+        suppressor: Suppressor | None = None,
     ) -> None:
         self.engine = engine
         self.correlator = correlator
+        self.suppressor = suppressor
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
         self.timeout = timeout
@@ -240,8 +251,9 @@ class Pipeline:
             deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
         batch = self.correlator.batch(deadline) if self.correlator is not None else None
+        suppress = self.suppressor.batch(deadline) if self.suppressor is not None else None
         try:
-            self._evaluate(events, deliveries, result, batch)
+            self._evaluate(events, deliveries, result, batch, suppress)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
@@ -255,6 +267,9 @@ class Pipeline:
         finally:
             if batch is not None:
                 result.correlation.update(batch.counters)
+            if suppress is not None:
+                result.suppressed += suppress.suppressed
+                result.digests += suppress.digests
             # The deliveries die here, with whatever a failure left unsent in them.
             for delivery in deliveries:
                 tally = delivery.tally
@@ -274,6 +289,7 @@ class Pipeline:
         deliveries: Sequence[Delivery],
         result: Result,
         batch: Batch | None,
+        suppress: SuppressBatch | None = None,
     ) -> None:
         evaluate = self.engine.evaluate
         judge = self.engine.judge if batch is not None else None
@@ -282,7 +298,7 @@ class Pipeline:
         # but a parsed webhook body keeps ~25,000 young objects alive, which every generation-0/1
         # collection walked again: measured +0.3x an orjson.loads per event on 400-event bodies.
         collecting = gc.isenabled()
-        outbox = _Outbox(deliveries, result, self.alert_limit, collecting)
+        outbox = _Outbox(deliveries, result, self.alert_limit, collecting, suppress)
         take = outbox.take
         gc.disable()
         try:
@@ -306,11 +322,11 @@ class Pipeline:
 
 
 class _Outbox:
-    """Alerts on their way to the deliveries: counted, fitted to the sinks' limit, and handed
-    over EMIT_CHUNK at a time, with the collector running if it was on (sinks and boto3 may make
-    reference cycles)."""
+    """Alerts on their way to the deliveries: counted, passed through the suppression policies
+    (when there are any), fitted to the sinks' limit, and handed over EMIT_CHUNK at a time, with
+    the collector running if it was on (sinks and boto3 may make reference cycles)."""
 
-    __slots__ = ("collecting", "deliveries", "limit", "pending", "result")
+    __slots__ = ("collecting", "deliveries", "limit", "pending", "result", "suppress")
 
     def __init__(
         self,
@@ -318,28 +334,21 @@ class _Outbox:
         result: Result,
         limit: int | None,
         collecting: bool,
+        suppress: SuppressBatch | None = None,
     ) -> None:
         self.deliveries = deliveries
         self.result = result
         self.limit = limit
         self.collecting = collecting
-        self.pending: list[Alert] = []
+        self.suppress = suppress
+        self.pending: list[tuple[Alert, str | None]] = []
 
     def take(self, alerts: Iterable[Alert], audit_id: str | None) -> None:
         result = self.result
-        limit = self.limit
         for alert in alerts:
             result.alerts_by_rule[alert.rule] += 1
             result.alerts += 1
-            if limit is not None:
-                fitted = fit(alert, limit, audit_id=audit_id)
-                if fitted is None:
-                    _unfit(result, alert, limit)
-                    continue
-                if fitted is not alert:
-                    result.truncated += 1
-                alert = fitted  # noqa: PLW2901 - the fitted alert replaces it
-            self.pending.append(alert)
+            self.pending.append((alert, audit_id))
         if len(self.pending) >= EMIT_CHUNK:
             self.flush()
 
@@ -347,14 +356,32 @@ class _Outbox:
         if not self.pending:
             return
         chunk, self.pending = self.pending, []
+        if self.suppress is not None:
+            chunk = self.suppress.filter(chunk)
+        ready = self._fitted(chunk)
         if self.collecting:
             gc.enable()
         try:
             for delivery in self.deliveries:
-                delivery.emit(chunk)
+                delivery.emit(ready)
         finally:
             if self.collecting:
                 gc.disable()
+
+    def _fitted(self, pairs: Sequence[tuple[Alert, str | None]]) -> list[Alert]:
+        limit = self.limit
+        if limit is None:
+            return [alert for alert, _ in pairs]
+        out = []
+        for alert, audit_id in pairs:
+            fitted = fit(alert, limit, audit_id=audit_id)
+            if fitted is None:
+                _unfit(self.result, alert, limit)
+                continue
+            if fitted is not alert:
+                self.result.truncated += 1
+            out.append(fitted)
+        return out
 
 
 def _audit_id(event: Any) -> str | None:

@@ -39,6 +39,7 @@ from falconet.pipeline import Pipeline
 from falconet.secrets import CachedSecret
 from falconet.sinks import sinks_from_settings
 from falconet.state import MemoryStore, StateStore
+from falconet.suppress.suppressor import Suppressor
 
 if TYPE_CHECKING:
     from falconet.notify import NotifyConfig
@@ -66,9 +67,11 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks, correlations with their state store, key pattern and decode limits from
-    `settings`. Raises ConfigError / RuleError."""
+    """Engine, sinks, correlations and suppression policies with their state store, key pattern
+    and decode limits from `settings`. Raises ConfigError / RuleError."""
     engine = build_engine(settings.engine)
+    suppress = settings.state.suppress and bool(engine.policies)
+    store = build_store(engine, settings.state) if engine.correlations or suppress else None
     return Pipeline(
         engine,
         sinks_from_settings(settings.sinks),
@@ -76,30 +79,31 @@ def build_pipeline(settings: Settings) -> Pipeline:
         timeout=settings.sinks.function_timeout,
         body_limits=DecodeLimits.like(settings.decode.body),
         object_limits=DecodeLimits.like(settings.decode.object),
-        correlator=build_correlator(engine, settings.state),
+        correlator=(
+            Correlator.for_engine(engine, store)
+            if engine.correlations and store is not None
+            else None
+        ),
+        suppressor=Suppressor.for_engine(engine, store) if suppress and store is not None else None,
     )
 
 
-def build_correlator(engine: Engine, settings: StateSettings) -> Correlator | None:
-    """The correlator of `engine`'s correlations (None when it has none), its state in the
-    DynamoDB table `settings` names, else in this process's memory (and a warning: on a
-    deployment of several instances, each then counts only what it sees)."""
-    if not engine.correlations:
-        return None
-    store: StateStore
+def build_store(engine: Engine, settings: StateSettings) -> StateStore:
+    """The state store of correlations and suppression: the DynamoDB table `settings` names,
+    else this process's memory (and a warning: on a deployment of several instances, each then
+    counts only what it sees)."""
     if settings.table:
         from falconet.state.dynamodb import DynamoDBStore
 
-        store = DynamoDBStore(settings.table)
-    else:
-        store = MemoryStore()
-        logging.getLogger("falconet.runtime").warning(
-            "falconet: %d correlation(s) keep their state in this instance's memory (no %s): "
-            "with several instances, each counts only the events it sees",
-            len(engine.correlations),
-            STATE_TABLE,
-        )
-    return Correlator.for_engine(engine, store)
+        return DynamoDBStore(settings.table)
+    logging.getLogger("falconet.runtime").warning(
+        "falconet: %d correlation(s) and %d suppression policies keep their state in this "
+        "instance's memory (no %s): with several instances, each counts only the events it sees",
+        len(engine.correlations),
+        len(engine.policies) if settings.suppress else 0,
+        STATE_TABLE,
+    )
+    return MemoryStore()
 
 
 class Runtime:

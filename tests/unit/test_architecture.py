@@ -42,9 +42,14 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         ("falconet.correlate.model", "falconet.correlate.loader"),
         BASE | {"fields", "rules"},
     ),
+    # Suppression policies (a falconet extension), read beside correlations.
+    "suppression rules": (
+        ("falconet.suppress.policy",),
+        BASE | {"fields", "rules", "correlation rules"},
+    ),
     "engine": (
         ("falconet.engine",),
-        BASE | {"fields", "codegen", "rules", "alerts", "correlation rules"},
+        BASE | {"fields", "codegen", "rules", "alerts", "correlation rules", "suppression rules"},
     ),
     "secrets": (("falconet.secrets",), BASE),
     "state": (("falconet.state",), BASE),
@@ -52,6 +57,10 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "correlate": (
         ("falconet.correlate",),
         BASE | {"alerts", "state", "correlation rules", "engine"},
+    ),
+    "suppress": (
+        ("falconet.suppress",),
+        BASE | {"alerts", "state", "suppression rules", "engine"},
     ),
     "config": (("falconet.config",), BASE | {"rules", "secrets"}),
     "geoip": (("falconet.geoip",), BASE | {"config"}),
@@ -63,7 +72,8 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "notify": (("falconet.notify",), BASE | {"alerts", "sinks", "summary", "config"}),
     "pipeline": (
         ("falconet.pipeline",),
-        BASE | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate"},
+        BASE
+        | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate", "suppress"},
     ),
     "webhook": (
         ("falconet.webhook",),

@@ -35,7 +35,7 @@ from falconet.correlate.model import (
     parse_timespan,
 )
 from falconet.rules.diagnostics import Diagnostic, located
-from falconet.rules.documents import SCALAR, SEQUENCE, Doc
+from falconet.rules.documents import MAPPING, SCALAR, SEQUENCE, Doc
 from falconet.rules.model import Position
 from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 
@@ -79,6 +79,8 @@ def load_correlations(
     are left out of the set)."""
     reader = _Reader(set(rule_names))
     for doc in documents:
+        if doc.kind == MAPPING and "suppress" in doc.value:
+            continue  # a suppression policy (falconet.suppress.policy reads it)
         try:
             reader.read(doc)
         except errs.RuleError as exc:

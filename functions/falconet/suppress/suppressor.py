@@ -1,0 +1,377 @@
+"""Suppression at run time: alerts in, the ones a policy admits out, the rest counted into digests.
+
+    suppressor = Suppressor(policies, store, hostname=...)   # once per process (falconet.runtime)
+    batch = suppressor.batch(deadline)                        # once per invocation
+    sent = batch.filter([(alert, audit_id), ...])             # admitted alerts and due digests
+    sent += suppressor.finish()                               # end of a scan: every digest due
+
+Alerts pass the policies in load order. For each policy that applies, the alert's group (the
+values of the policy's `group-by` in the alert, `rule` its rule) has a period that starts at its
+first alert (event time); the first `limit` alerts of a period go out, with `falconet.suppress.*`
+fields naming the policy and when the period ends; the rest are counted (first and last time, 10
+audit ids) and dropped. The first alert after the period ends opens the next period and sends the
+digest of the previous one (when it suppressed anything). A filter reads each group's state once
+and writes it once, conditionally (`falconet.state`); an alert is counted once however often it is
+delivered (its uuid is kept), and one sent before is sent again (a retried invocation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from falconet.alerts import SOURCE, Alert, render_value, stable_uuid
+from falconet.deadline import Deadline
+from falconet.errors import StateError
+from falconet.state import StateStore
+from falconet.suppress.policy import RULE, Policy
+from falconet.timestamps import format_iso8601_ns, format_local_time_ns
+
+NS = 1_000_000_000
+SAMPLE = 10  # audit ids a digest names
+MAX_KEPT = 10_000  # alert uuids a period remembers (past it, a re-delivered alert counts again)
+MAX_ATTEMPTS = 8
+_log = logging.getLogger("falconet.suppress")
+
+if TYPE_CHECKING:
+    from falconet.engine import Engine
+
+Pair = tuple[Alert, str | None]  # an alert and its audit event's id
+
+
+@dataclass(slots=True)
+class Period:
+    """One group's current period, as stored."""
+
+    start: int
+    rule: str
+    priority: str
+    tags: list[str]
+    values: list[Any]
+    sent: int = 0
+    suppressed: int = 0
+    first: int = 0
+    last: int = 0
+    audit_ids: list[str] = field(default_factory=list)
+    admitted: set[int] = field(default_factory=set)
+    counted: set[int] = field(default_factory=set)
+    digested: bool = False
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "s": self.start,
+                "r": self.rule,
+                "p": self.priority,
+                "t": self.tags,
+                "v": self.values,
+                "n": self.sent,
+                "k": self.suppressed,
+                "f": self.first,
+                "l": self.last,
+                "i": self.audit_ids,
+                "a": sorted(self.admitted),
+                "c": sorted(self.counted),
+                "d": self.digested,
+            }
+        )
+
+    @classmethod
+    def loads(cls, data: bytes) -> Period:
+        raw = orjson.loads(data)
+        return cls(
+            start=int(raw["s"]),
+            rule=str(raw["r"]),
+            priority=str(raw["p"]),
+            tags=[str(t) for t in raw["t"]],
+            values=list(raw["v"]),
+            sent=int(raw["n"]),
+            suppressed=int(raw["k"]),
+            first=int(raw["f"]),
+            last=int(raw["l"]),
+            audit_ids=[str(a) for a in raw["i"]],
+            admitted={int(a) for a in raw["a"]},
+            counted={int(c) for c in raw["c"]},
+            digested=bool(raw["d"]),
+        )
+
+
+class Suppressor:
+    """The policies and the store their state lives in (process-wide)."""
+
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        store: StateStore,
+        *,
+        hostname: str = "",
+        iso_prefix: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policies = tuple(policies)
+        self.store = store
+        self.hostname = hostname
+        self.iso_prefix = iso_prefix
+        self.clock = clock
+        self._lock = threading.Lock()
+        # Groups with suppressed alerts and no digest yet, for `finish` (a scan's end).
+        self._open: dict[str, int] = {}  # state key -> policy index
+
+    @classmethod
+    def for_engine(cls, engine: Engine, store: StateStore) -> Suppressor:
+        """The policies `engine` loaded; digests named with its host name and time format."""
+        return cls(
+            engine.policies,
+            store,
+            hostname=engine.hostname,
+            iso_prefix=engine.time_format_iso8601,
+        )
+
+    def batch(self, deadline: Deadline | None = None) -> SuppressBatch:
+        return SuppressBatch(self, deadline)
+
+    def finish(self) -> list[Alert]:
+        """The end of the input (a scan): the digest of every group that suppressed alerts."""
+        with self._lock:
+            pending, self._open = self._open, {}
+        return SuppressBatch(self, None).digest_all(pending)
+
+
+class SuppressBatch:
+    """One invocation's suppression (see the module docstring)."""
+
+    def __init__(self, suppressor: Suppressor, deadline: Deadline | None) -> None:
+        self.suppressor = suppressor
+        self.deadline = deadline
+        self.suppressed = 0
+        self.digests = 0
+
+    def filter(self, pairs: Sequence[Pair]) -> list[Pair]:
+        """The alerts that go out (admitted, with `falconet.suppress.*` fields), followed by the
+        digests of periods that ended. Raises StateError."""
+        out = list(pairs)
+        digests: list[Pair] = []
+        for index, policy in enumerate(self.suppressor.policies):
+            out, due = self._apply(index, policy, out)
+            digests.extend(due)
+        return out + digests
+
+    def _apply(
+        self, index: int, policy: Policy, pairs: list[Pair]
+    ) -> tuple[list[Pair], list[Pair]]:
+        suppressor = self.suppressor
+        groups: dict[tuple[Any, ...], list[Pair]] = {}
+        passing: list[Pair] = []
+        for pair in pairs:
+            alert = pair[0]
+            if not policy.applies(alert.rule, alert.priority, alert.tags, alert.cluster):
+                passing.append(pair)
+                continue
+            values = tuple(
+                alert.rule if f == RULE else _plain(alert.output_fields.get(f))
+                for f in policy.group_by
+            )
+            groups.setdefault(values, []).append(pair)
+        if not groups:
+            return pairs, []
+        admitted: list[Pair] = []
+        digests: list[Pair] = []
+        todo = {_key(policy, values): (values, found) for values, found in groups.items()}
+        for _attempt in range(MAX_ATTEMPTS):
+            if not todo:
+                break
+            items = suppressor.store.get_many(list(todo), deadline=self.deadline)
+            retry = {}
+            for pk, (values, found) in todo.items():
+                item = items[pk]
+                period = _load(item.data, pk)
+                sent, due, period = self._decide(policy, values, found, period)
+                data = period.dumps()
+                if data != item.data:
+                    expires = (
+                        int(max(period.last // NS, suppressor.clock())) + 2 * policy.period + 3600
+                    )
+                    if not suppressor.store.put(
+                        pk, data, version=item.version, expires=expires, deadline=self.deadline
+                    ):
+                        retry[pk] = (values, found)
+                        continue
+                admitted.extend(sent)
+                digests.extend(due)
+                with suppressor._lock:
+                    if period.suppressed and not period.digested:
+                        suppressor._open[pk] = index
+                    else:
+                        suppressor._open.pop(pk, None)
+            todo = retry
+        if todo:
+            raise StateError(
+                f"suppression policy '{policy.name}': state kept changing under {len(todo)} "
+                f"group(s) after {MAX_ATTEMPTS} attempts"
+            )
+        return passing + admitted, digests
+
+    def _decide(
+        self,
+        policy: Policy,
+        values: tuple[Any, ...],
+        found: list[Pair],
+        period: Period | None,
+    ) -> tuple[list[Pair], list[Pair], Period]:
+        sent: list[Pair] = []
+        due: list[Pair] = []
+        span = policy.period * NS
+        for alert, audit_id in sorted(found, key=lambda p: p[0].time_ns):
+            if period is None or alert.time_ns >= period.start + span:
+                if (
+                    period is not None
+                    and policy.digest
+                    and period.suppressed
+                    and not period.digested
+                ):
+                    due.append((self._digest(policy, period), None))
+                period = Period(
+                    start=alert.time_ns,
+                    rule=alert.rule,
+                    priority=alert.priority,
+                    tags=list(alert.tags),
+                    values=[_plain(v) for v in values],
+                )
+            mark = _hash(alert.uuid)
+            if mark in period.admitted:
+                sent.append((self._mark(policy, period, alert), audit_id))  # sent before: again
+                continue
+            if mark in period.counted:
+                continue  # counted before
+            if period.sent < policy.limit:
+                period.sent += 1
+                period.admitted.add(mark)
+                sent.append((self._mark(policy, period, alert), audit_id))
+                continue
+            period.suppressed += 1
+            self.suppressed += 1
+            if len(period.counted) < MAX_KEPT:
+                period.counted.add(mark)
+            period.first = alert.time_ns if not period.first else min(period.first, alert.time_ns)
+            period.last = max(period.last, alert.time_ns)
+            if audit_id and len(period.audit_ids) < SAMPLE:
+                period.audit_ids.append(audit_id[:64])
+        assert period is not None  # found is never empty
+        return sent, due, period
+
+    def digest_all(self, pending: dict[str, int]) -> list[Alert]:
+        """The digests of the groups `pending` names (state key -> policy index), marked sent."""
+        suppressor = self.suppressor
+        out: list[Alert] = []
+        todo = dict(pending)
+        for _attempt in range(MAX_ATTEMPTS):
+            if not todo:
+                return out
+            items = suppressor.store.get_many(list(todo), deadline=self.deadline)
+            retry = {}
+            for pk, index in todo.items():
+                item = items[pk]
+                period = _load(item.data, pk)
+                if period is None or not period.suppressed or period.digested:
+                    continue
+                policy = suppressor.policies[index]
+                period.digested = True
+                if not suppressor.store.put(
+                    pk,
+                    period.dumps(),
+                    version=item.version,
+                    expires=int(suppressor.clock()) + 86400,
+                    deadline=self.deadline,
+                ):
+                    retry[pk] = index
+                    continue
+                if policy.digest:
+                    out.append(self._digest(policy, period))
+            todo = retry
+        raise StateError("suppression state kept changing while digests were made")
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def _mark(self, policy: Policy, period: Period, alert: Alert) -> Alert:
+        fields = dict(alert.output_fields)
+        if "falconet.suppress.policy" in fields:
+            return alert  # an earlier policy named itself
+        fields["falconet.suppress.policy"] = policy.name
+        fields["falconet.suppress.until"] = format_iso8601_ns(period.start + policy.period * NS)
+        return alert._replace(output_fields=dict(sorted(fields.items())))
+
+    def _digest(self, policy: Policy, period: Period) -> Alert:
+        self.digests += 1
+        suppressor = self.suppressor
+        group = dict(zip(policy.group_by, period.values, strict=True))
+        shown = " ".join(f"{k}={render_value(v)}" for k, v in group.items() if k != RULE)
+        message = (
+            f"{period.suppressed} more alert(s) of {period.rule} suppressed by "
+            f"'{policy.title}' ({shown + ' ' if shown else ''}from "
+            f"{format_iso8601_ns(period.first)} to {format_iso8601_ns(period.last)})"
+        )
+        fields: dict[str, Any] = {k: v for k, v in group.items() if k != RULE}
+        fields.update(
+            {
+                "evt.time": period.last,
+                "falconet.suppress.policy": policy.name,
+                "falconet.suppress.digest": True,
+                "falconet.suppress.count": period.suppressed,
+                "falconet.suppress.first_time": format_iso8601_ns(period.first),
+                "falconet.suppress.last_time": format_iso8601_ns(period.last),
+                "falconet.suppress.period_start": format_iso8601_ns(period.start),
+                "falconet.suppress.period_end": format_iso8601_ns(
+                    period.start + policy.period * NS
+                ),
+                "falconet.suppress.audit_ids": list(period.audit_ids),
+            }
+        )
+        iso = format_iso8601_ns(period.last)
+        prefix = iso if suppressor.iso_prefix else format_local_time_ns(period.last)
+        return Alert(
+            period.rule,
+            period.priority,
+            f"{prefix}: {period.priority} {message}",
+            iso,
+            period.last,
+            tuple(sorted({*period.tags, "digest"})),
+            dict(sorted(fields.items())),
+            stable_uuid(
+                "digest", policy.key, _key(policy, tuple(period.values)), str(period.start)
+            ),
+            suppressor.hostname,
+            SOURCE,
+            message,
+        )
+
+
+def _key(policy: Policy, values: Sequence[Any]) -> str:
+    h = hashlib.sha256(orjson.dumps([_plain(v) for v in values]))
+    return f"p/{policy.key}/{h.hexdigest()[:32]}"
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | bool):
+        return value if not isinstance(value, str) else value[:1024]
+    return render_value(value)[:1024]
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def _load(data: bytes | None, pk: str) -> Period | None:
+    if data is None:
+        return None
+    try:
+        return Period.loads(data)
+    except (ValueError, KeyError, TypeError):
+        _log.warning("falconet: state item %s is not one this version wrote: starting it anew", pk)
+        return None
