@@ -93,18 +93,29 @@ CASES = (
         "validate-bundled",
         lambda: (("validate", "rules/"), ("validate", *_glob("tests/data/*.yaml"))),
     ),
-    Case("scan-bundled-repo-inputs", lambda: (("scan", "--json", *_repo_inputs()),)),
+    # The detections, every alert (--no-suppress); the suppression policies on their own case.
+    Case(
+        "scan-bundled-repo-inputs",
+        lambda: (("scan", "--json", "--no-suppress", *_repo_inputs()),),
+    ),
     Case(
         "scan-bundled-repo-inputs-all",
-        lambda: (("scan", "--json", "--rule-matching", "all", *_repo_inputs()),),
+        lambda: (("scan", "--json", "--no-suppress", "--rule-matching", "all", *_repo_inputs()),),
     ),
+    Case("scan-bundled-repo-inputs-suppressed", lambda: (("scan", "--json", *_repo_inputs()),)),
     Case("scan-text-explain", lambda: (("scan", "--explain", "examples/audit-batch.json"),)),
     Case("explain-upstream", lambda: (("explain", "--rules", UPSTREAM_RULES),), shared=True),
     Case("validate-shared-rules", _shared_rules, shared=True),
     Case("scan-upstream-traces", _traces("--rules", UPSTREAM_RULES), shared=True),
-    Case("scan-bundled-traces", _traces(), shared=True),
-    Case("scan-bundled-traces-all", _traces("--rule-matching", "all"), shared=True),
-    Case("scan-bundled-shared-samples", lambda: (("scan", "--json", "../shared/samples"),), True),
+    Case("scan-bundled-traces", _traces("--no-suppress"), shared=True),
+    Case(
+        "scan-bundled-traces-all", _traces("--no-suppress", "--rule-matching", "all"), shared=True
+    ),
+    Case(
+        "scan-bundled-shared-samples",
+        lambda: (("scan", "--json", "--no-suppress", "../shared/samples"),),
+        True,
+    ),
     Case("scan-falco-044", _falco_044_scans, shared=True),
 )
 

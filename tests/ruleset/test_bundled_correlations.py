@@ -269,7 +269,8 @@ def test_validate_exits_0() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        f"ok: 88 k8s_audit rules, {len(CORRELATIONS)} correlations, 0 error(s), "
+        f"ok: 88 k8s_audit rules, {len(CORRELATIONS)} correlations, 1 suppression policies, "
+        "0 error(s), "
         f"{len(SILENCED)} warning(s)\n"
     )
 
