@@ -5,6 +5,7 @@
   by SQS, it reports per-message failures (`batchItemFailures`) so only failed messages return.
 - `handle_http`: the same contract as `main.audit_http`, for a Function URL / API Gateway HTTP API
   (payload v2) event, base64 bodies included.
+- `handle_sweep`: the scheduled sweep: digests of suppression periods that ended.
 - `handle_notify`: the notification function (below).
 
 No module-level state: the process's settings, pipeline and notifier come from
@@ -35,6 +36,21 @@ from typing import Any
 import falconet
 
 log = logging.getLogger("falconet.lambda")
+
+
+def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The scheduled sweep (EventBridge Scheduler, every 5 minutes): sends the digests of every
+    suppression period that ended, even when no later alert of its group came. A failure raises
+    (logged); the next run picks up what is still due."""
+    deadline = falconet.Deadline.for_lambda(context)
+    pipeline = falconet.get_runtime().pipeline
+    try:
+        result = pipeline.sweep(deadline=deadline)
+    except (falconet.SinkError, falconet.StateError) as error:
+        falconet.log_invocation("handle_sweep", error.result, error=str(error))
+        raise
+    falconet.log_invocation("handle_sweep", result)
+    return {"status": "ok", "digests": result.digests}
 
 
 def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from falconet.errors import (
     ObjectGone,
     RuleError,
     SinkError,
+    StateError,
     StorageError,
 )
 
@@ -98,6 +99,7 @@ __all__ = [
     "RuleError",
     "Settings",
     "SinkError",
+    "StateError",
     "StorageError",
     "__version__",
     "alerts_from_message",

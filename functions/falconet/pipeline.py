@@ -199,6 +199,36 @@ class Pipeline:
             if close is not None:
                 close()
 
+    def sweep(self, *, deadline: Deadline | None = None) -> Result:
+        """The scheduled sweep: deliver the digests of every suppression period that ended,
+        whether or not a later alert of its group came (none without suppression policies).
+        Raises SinkError, StateError."""
+        started = time.perf_counter()
+        result = Result()
+        if self.suppressor is None:
+            return result
+        if deadline is None:
+            deadline = self.start_deadline()
+        deliveries = [sink.open(deadline) for sink in self.sinks]
+        try:
+            digests = self.suppressor.sweep(deadline)
+            outbox = _Outbox(deliveries, result, self.alert_limit, gc.isenabled())
+            outbox.take(digests, None)
+            outbox.flush()
+            for delivery in deliveries:
+                delivery.flush()
+            result.digests += len(digests)
+        except (SinkError, StateError) as error:
+            error.result = result
+            raise
+        finally:
+            for delivery in deliveries:
+                tally = delivery.tally
+                if tally.delivered:
+                    result.delivered[tally.sink] += tally.delivered
+            result.duration_ms = (time.perf_counter() - started) * 1000
+        return result
+
     def run_value(
         self,
         value: Any,

@@ -195,17 +195,37 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
     table = resources["StateTable"]
     assert table["Type"] == "AWS::DynamoDB::Table"
     # falconet.state.dynamodb's schema: `pk` (S) alone is the key; expiry is the attribute `x`.
+    # The sparse `due` index (`ds` shard, `da` epoch second) lists what the sweep must send.
     assert table["Properties"] == {
         "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "ds", "AttributeType": "S"},
+            {"AttributeName": "da", "AttributeType": "N"},
+        ],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "due",
+                "KeySchema": [
+                    {"AttributeName": "ds", "KeyType": "HASH"},
+                    {"AttributeName": "da", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
         "TimeToLiveSpecification": {"AttributeName": "x", "Enabled": True},
         "SSESpecification": {"SSEEnabled": True},
     }
     assert template["Outputs"]["StateTableName"]["Value"] == {"Ref": "StateTable"}
 
     functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert set(functions) == {"S3DetectorFunction", "HttpDetectorFunction", "NotifyFunction"}
+    assert set(functions) == {
+        "S3DetectorFunction",
+        "HttpDetectorFunction",
+        "SweepFunction",
+        "NotifyFunction",
+    }
     with_state = {
         name: variables["FALCONET_STATE_TABLE"]
         for name, function in functions.items()
@@ -215,6 +235,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
     assert with_state == {
         "S3DetectorFunction": {"Ref": "StateTable"},
         "HttpDetectorFunction": {"Ref": "StateTable"},
+        "SweepFunction": {"Ref": "StateTable"},
     }
 
     roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
@@ -233,7 +254,11 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
         assert sorted(statement["Action"]) == sorted(STATE_ACTIONS), name
         assert statement["Resource"] == state, name
         assert "Condition" not in statement
-    assert grants == {"NotifyFunctionExecutionRole": []}
+    items, due = grants.pop("SweepFunctionRole")  # the sweep: the table, and Query on `due` only
+    assert (sorted(items["Action"]), items["Resource"]) == (sorted(STATE_ACTIONS), state)
+    assert due["Action"] == "dynamodb:Query"
+    assert due["Resource"] == {"Fn::Sub": "${StateTable.Arn}/index/due"}
+    assert grants == {"NotifyFunctionExecutionRole": [], "SweepFunctionEveryFiveMinutesRole": []}
 
 
 def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
@@ -245,6 +270,8 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
     assert set(roles) == {
         "S3DetectorFunctionRole",
         "HttpDetectorFunctionRole",
+        "SweepFunctionRole",
+        "SweepFunctionEveryFiveMinutesRole",  # the scheduler's: invoke the sweep, nothing else
         "NotifyFunctionExecutionRole",
     }
     basic = "service-role/AWSLambdaBasicExecutionRole"
@@ -273,6 +300,8 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
             "secretsmanager:GetSecretValue",  # its own token's secret only (below)
             *STATE_ACTIONS,
         },
+        "SweepFunctionRole": {"sqs:SendMessage*", "sns:Publish", "dynamodb:Query", *STATE_ACTIONS},
+        "SweepFunctionEveryFiveMinutesRole": {"lambda:InvokeFunction"},
         "NotifyFunctionExecutionRole": {
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",

@@ -8,6 +8,7 @@ ever reach it.
     store = MemoryStore()                       # or DynamoDBStore("falconet-state")
     found = store.get_many(["c:1f...", "c:2a..."])     # key -> Item (absent: data None, version 0)
     ok = store.put("c:1f...", data, version=found["c:1f..."].version, expires=1767225600)
+    due = store.due_keys(before=int(time.time()))        # keys put with `due=` now passed
 
 The store keeps opaque bytes per key with a version: `put` writes only if the stored version is
 still the one read (optimistic concurrency: two invocations updating one key cannot lose each
@@ -62,9 +63,19 @@ class StateStore(Protocol):
         version: int,
         expires: int,
         deadline: Deadline | None = None,
+        due: int | None = None,
     ) -> bool:
         """Store `data` as version `version + 1` if the key is still at `version` (0: absent).
-        True when written, False when another writer got there first. Raises StateError."""
+        True when written, False when another writer got there first. `due` (epoch seconds):
+        the key is listed by `due_keys` from then on, until a put without it. Raises
+        StateError."""
+        ...
+
+    def due_keys(
+        self, before: int, *, limit: int = 1000, deadline: Deadline | None = None
+    ) -> list[str]:
+        """Keys whose `due` is at most `before` (epoch seconds), at most `limit` of them: what a
+        scheduled sweep must look at. Raises StateError."""
         ...
 
 

@@ -35,6 +35,7 @@ state store has no business depending on (the S3 reader in `falconet.storage` ma
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -49,6 +50,8 @@ from falconet.errors import StateError
 T = TypeVar("T")
 
 BATCH_GET_MAX_KEYS = 100  # BatchGetItem's limit per request
+DUE_INDEX = "due"  # the sparse global secondary index of keys due for a sweep
+DUE_SHARDS = 16  # its partition key `ds` takes 16 values, spread by key
 
 # As the AWS sinks (falconet.sinks._aws): connect quickly, give up on a silent endpoint soon.
 CONNECT_TIMEOUT_S = 2.0
@@ -156,9 +159,12 @@ class DynamoDBStore:
         version: int,
         expires: int,
         deadline: Deadline | None = None,
+        due: int | None = None,
     ) -> bool:
         """Store `data` as version `version + 1` if the key is still at `version` (0: absent).
-        True when written, False when another writer got there first. Raises StateError."""
+        True when written, False when another writer got there first. `due`: the item carries
+        the attributes of the sparse `due` index (`ds`, its shard; `da`, the epoch second).
+        Raises StateError."""
         state.check_item(key, data)
         from botocore.exceptions import ClientError
 
@@ -169,6 +175,9 @@ class DynamoDBStore:
             "d": {"B": bytes(data)},
             "x": {"N": str(int(expires))},
         }
+        if due is not None:
+            item["ds"] = {"S": _shard(key)}
+            item["da"] = {"N": str(int(due))}
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(pk)"}
             if version == 0
@@ -194,6 +203,36 @@ class DynamoDBStore:
             return False
         self.requests["write"] += 1
         return True
+
+    def due_keys(
+        self, before: int, *, limit: int = 1000, deadline: Deadline | None = None
+    ) -> list[str]:
+        """Keys whose `due` is at most `before`: a Query of the sparse `due` index on each of
+        its DUE_SHARDS partitions (spread so that no partition is hot), keys only."""
+        client = self._client_or_make()
+        found: list[tuple[int, str]] = []
+        for shard in range(DUE_SHARDS):
+            start: dict[str, Any] | None = None
+            while len(found) < limit:
+                request: dict[str, Any] = {
+                    "TableName": self.table,
+                    "IndexName": DUE_INDEX,
+                    "KeyConditionExpression": "ds = :s AND da <= :t",
+                    "ExpressionAttributeValues": {
+                        ":s": {"S": str(shard)},
+                        ":t": {"N": str(before)},
+                    },
+                    "Limit": limit,
+                }
+                if start:
+                    request["ExclusiveStartKey"] = start
+                page = self._call("Query", _query(client, request), deadline)
+                self.requests["query"] += 1
+                found.extend((int(i["da"]["N"]), i["pk"]["S"]) for i in page.get("Items", []))
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
+        return [key for _, key in sorted(found)[:limit]]
 
     def _batch_get(self, client: Any, keys: list[str]) -> Callable[[bool], Any]:
         request = {self.table: {"Keys": [{"pk": {"S": k}} for k in keys], "ConsistentRead": True}}
@@ -312,6 +351,16 @@ class DynamoDBStore:
 def _allows(deadline: Deadline | None, wait: float) -> bool:
     """Whether `deadline` leaves time to wait `wait` seconds and make one more request."""
     return deadline is None or deadline.allows(wait, CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+
+
+def _query(client: Any, request: dict[str, Any]) -> Callable[[bool], Any]:
+    return lambda _ambiguous: client.query(**request)  # reads: no harm in a retry
+
+
+def _shard(key: str) -> str:
+    return str(
+        int.from_bytes(hashlib.blake2b(key.encode(), digest_size=2).digest(), "big") % DUE_SHARDS
+    )
 
 
 def _same_item(stored: object, item: dict[str, Any]) -> bool:

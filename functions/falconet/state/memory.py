@@ -22,6 +22,7 @@ class MemoryStore:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._items: dict[str, tuple[bytes, int, int]] = {}
+        self._due: dict[str, int] = {}  # key -> epoch second it is due
         self._lock = threading.Lock()
         self._clock = clock
         self.requests: Counter[str] = Counter()
@@ -53,6 +54,7 @@ class MemoryStore:
         version: int,
         expires: int,
         deadline: Deadline | None = None,
+        due: int | None = None,
     ) -> bool:
         state.check_item(key, data)
         with self._lock:
@@ -63,7 +65,19 @@ class MemoryStore:
                 return False
             self.requests["write"] += 1
             self._items[key] = (bytes(data), version + 1, int(expires))
+            if due is None:
+                self._due.pop(key, None)
+            else:
+                self._due[key] = int(due)
             return True
+
+    def due_keys(
+        self, before: int, *, limit: int = 1000, deadline: Deadline | None = None
+    ) -> list[str]:
+        with self._lock:
+            self.requests["query"] += 1
+            found = sorted((at, key) for key, at in self._due.items() if at <= before)
+        return [key for _, key in found[:limit]]
 
     def __len__(self) -> int:
         return len(self._items)

@@ -38,6 +38,7 @@ NS = 1_000_000_000
 SAMPLE = 10  # audit ids a digest names
 MAX_KEPT = 10_000  # alert uuids a period remembers (past it, a re-delivered alert counts again)
 MAX_ATTEMPTS = 8
+GRACE_S = 120  # a period's digest is due this long after the period ends (late alerts)
 _log = logging.getLogger("falconet.suppress")
 
 if TYPE_CHECKING:
@@ -137,6 +138,19 @@ class Suppressor:
     def batch(self, deadline: Deadline | None = None) -> SuppressBatch:
         return SuppressBatch(self, deadline)
 
+    def sweep(self, deadline: Deadline | None = None, *, now: float | None = None) -> list[Alert]:
+        """The digests of every period that ended more than GRACE_S ago (by the store's `due`
+        index), even if no later alert of its group came: what the scheduled sweep sends.
+        Raises StateError."""
+        before = int(self.clock() if now is None else now)
+        indexes = {policy.key: n for n, policy in enumerate(self.policies)}
+        pending = {}
+        for pk in self.store.due_keys(before, deadline=deadline):
+            parts = pk.split("/")
+            if len(parts) == 3 and parts[0] == "p" and parts[1] in indexes:
+                pending[pk] = indexes[parts[1]]
+        return SuppressBatch(self, deadline).digest_all(pending)
+
     def finish(self) -> list[Alert]:
         """The end of the input (a scan): the digest of every group that suppressed alerts."""
         with self._lock:
@@ -198,8 +212,19 @@ class SuppressBatch:
                     expires = (
                         int(max(period.last // NS, suppressor.clock())) + 2 * policy.period + 3600
                     )
+                    # A period holding suppressed alerts is due for the sweep when it ends.
+                    sweep_at = (
+                        (period.start + policy.period * NS) // NS + GRACE_S
+                        if policy.digest and period.suppressed and not period.digested
+                        else None
+                    )
                     if not suppressor.store.put(
-                        pk, data, version=item.version, expires=expires, deadline=self.deadline
+                        pk,
+                        data,
+                        version=item.version,
+                        expires=expires,
+                        deadline=self.deadline,
+                        due=sweep_at,
                     ):
                         retry[pk] = (values, found)
                         continue
