@@ -43,6 +43,13 @@ from typing import IO, Any
 import orjson
 
 from falconet.alerts import Alert, fit
+from falconet.attribution import (
+    ATTRIBUTED,
+    FLUSH_RECORDS,
+    QUIET_VERBS,
+    AttributionBatch,
+    Attributor,
+)
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.correlate.correlator import FLUSH_MATCHES, Batch, Correlator
 from falconet.deadline import Deadline
@@ -79,6 +86,7 @@ class Result:
     dropped: Counter[str] = field(default_factory=Counter)  # per sink: refused for themselves
     dropped_alerts: list[str] = field(default_factory=list)  # the first few, with why
     correlation: Counter[str] = field(default_factory=Counter)  # matches, state reads/writes...
+    attribution: Counter[str] = field(default_factory=Counter)  # attributed, unknown, reads...
 
     @property
     def events(self) -> int:
@@ -96,6 +104,7 @@ class Result:
         self.dropped.update(other.dropped)
         self.dropped_alerts.extend(other.dropped_alerts[: _SHOWN - len(self.dropped_alerts)])
         self.correlation.update(other.correlation)
+        self.attribution.update(other.attribution)
 
     def to_dict(self) -> dict[str, Any]:
         """The counters, with every text that came from the input made echoable (bounded,
@@ -116,6 +125,8 @@ class Result:
             data["dropped_alerts"] = self.dropped_alerts[:_SHOWN]
         if self.correlation:
             data["correlation"] = dict(self.correlation)
+        if self.attribution:
+            data["attribution"] = dict(self.attribution)
         if self.origins:
             data["origins"] = [echoable(o) for o in self.origins[:_SHOWN]]
         if self.ignored:
@@ -130,6 +141,8 @@ class Pipeline:
     `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
     `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
     `correlator` runs the engine's correlations (None: the engine has none, or they are off).
+    `attributor` names the workload and person behind pods and workloads, `falconet.owner.*`
+    (None: attribution is off); it sees each event before the rules do.
     """
 
     def __init__(
@@ -142,9 +155,11 @@ class Pipeline:
         body_limits: DecodeLimits = BODY_LIMITS,
         object_limits: DecodeLimits = OBJECT_LIMITS,
         correlator: Correlator | None = None,
+        attributor: Attributor | None = None,
     ) -> None:
         self.engine = engine
         self.correlator = correlator
+        self.attributor = attributor
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
         self.timeout = timeout
@@ -240,8 +255,9 @@ class Pipeline:
             deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
         batch = self.correlator.batch(deadline) if self.correlator is not None else None
+        owners = self.attributor.batch(deadline) if self.attributor is not None else None
         try:
-            self._evaluate(events, deliveries, result, batch)
+            self._evaluate(events, deliveries, result, batch, owners)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
@@ -255,6 +271,8 @@ class Pipeline:
         finally:
             if batch is not None:
                 result.correlation.update(batch.counters)
+            if owners is not None:
+                result.attribution.update(owners.counters)
             # The deliveries die here, with whatever a failure left unsent in them.
             for delivery in deliveries:
                 tally = delivery.tally
@@ -274,6 +292,7 @@ class Pipeline:
         deliveries: Sequence[Delivery],
         result: Result,
         batch: Batch | None,
+        owners: AttributionBatch | None,
     ) -> None:
         evaluate = self.engine.evaluate
         judge = self.engine.judge if batch is not None else None
@@ -287,6 +306,18 @@ class Pipeline:
         gc.disable()
         try:
             for event, ctx in events:
+                if owners is not None:
+                    # The quick check: only writes and reads of pods and workloads may name an
+                    # owner (falconet.owner.*), and the rules must see it.
+                    ref = event.get("objectRef")
+                    if (
+                        type(ref) is dict
+                        and ref.get("resource") in ATTRIBUTED
+                        and event.get("verb") not in QUIET_VERBS
+                    ):
+                        ctx = owners.see(event, ctx)  # noqa: PLW2901 - the event's own context
+                        if owners.size >= FLUSH_RECORDS:
+                            owners.flush()
                 if judge is None:
                     alerts = evaluate(event, ctx)
                 else:
@@ -297,6 +328,8 @@ class Pipeline:
                             take(batch.flush(), None)  # type: ignore[union-attr]
                 if alerts:
                     take(alerts, _audit_id(event))
+            if owners is not None:
+                owners.flush()
             if batch is not None:
                 take(batch.flush(), None)
             outbox.flush()

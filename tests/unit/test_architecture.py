@@ -53,6 +53,8 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         ("falconet.correlate",),
         BASE | {"alerts", "state", "correlation rules", "engine"},
     ),
+    # Attribution: workload writes recorded in the store, the owner of a pod named in its context.
+    "attribution": (("falconet.attribution",), BASE | {"state"}),
     "config": (("falconet.config",), BASE | {"rules", "secrets"}),
     "geoip": (("falconet.geoip",), BASE | {"config"}),
     "decode": (("falconet.decode",), BASE),
@@ -63,7 +65,8 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "notify": (("falconet.notify",), BASE | {"alerts", "sinks", "summary", "config"}),
     "pipeline": (
         ("falconet.pipeline",),
-        BASE | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate"},
+        BASE
+        | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate", "attribution"},
     ),
     "webhook": (
         ("falconet.webhook",),
