@@ -74,6 +74,7 @@ OBJECT_MAX_GZIP_LAYERS = "FALCONET_OBJECT_MAX_GZIP_LAYERS"
 OBJECT_MAX_RECORDS = "FALCONET_OBJECT_MAX_RECORDS"
 OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
+ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -212,10 +213,11 @@ class DecodeSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    """Where correlations keep their state: a DynamoDB table shared by every instance, or (None)
-    the process's memory."""
+    """Where correlations and attribution keep their state: a DynamoDB table shared by every
+    instance, or (None) the process's memory; and whether attribution runs."""
 
     table: str | None = None
+    attribution: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +379,10 @@ class Settings:
         table = self.get(STATE_TABLE)
         if table and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}|arn:aws[\w-]*:dynamodb:.+", table):
             raise ConfigError(f"{STATE_TABLE} must be a DynamoDB table name or ARN, got '{table}'")
-        return StateSettings(table=table or None)
+        attribution = self.get(ATTRIBUTION).lower() or "on"
+        if attribution not in ("on", "off"):
+            raise ConfigError(f"{ATTRIBUTION} must be on or off, got '{attribution}'")
+        return StateSettings(table=table or None, attribution=attribution == "on")
 
     @cached_property
     def decode(self) -> DecodeSettings:

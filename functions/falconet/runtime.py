@@ -22,6 +22,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from falconet.attribution import Attributor
 from falconet.config import (
     NOTIFY_URL_SECRET,
     STATE_TABLE,
@@ -66,9 +67,11 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks, correlations with their state store, key pattern and decode limits from
-    `settings`. Raises ConfigError / RuleError."""
+    """Engine, sinks, correlations and attribution with their state store, key pattern and
+    decode limits from `settings`. Raises ConfigError / RuleError."""
     engine = build_engine(settings.engine)
+    state = settings.state
+    store = build_store(state) if engine.correlations or state.attribution else None
     return Pipeline(
         engine,
         sinks_from_settings(settings.sinks),
@@ -76,30 +79,47 @@ def build_pipeline(settings: Settings) -> Pipeline:
         timeout=settings.sinks.function_timeout,
         body_limits=DecodeLimits.like(settings.decode.body),
         object_limits=DecodeLimits.like(settings.decode.object),
-        correlator=build_correlator(engine, settings.state),
+        correlator=build_correlator(engine, state, store),
+        attributor=build_attributor(engine, state, store),
     )
 
 
-def build_correlator(engine: Engine, settings: StateSettings) -> Correlator | None:
-    """The correlator of `engine`'s correlations (None when it has none), its state in the
-    DynamoDB table `settings` names, else in this process's memory (and a warning: on a
-    deployment of several instances, each then counts only what it sees)."""
-    if not engine.correlations:
-        return None
-    store: StateStore
+def build_store(settings: StateSettings) -> StateStore:
+    """The DynamoDB table `settings` names, else this process's memory (and a warning: on a
+    deployment of several instances, each then knows only what it sees)."""
     if settings.table:
         from falconet.state.dynamodb import DynamoDBStore
 
-        store = DynamoDBStore(settings.table)
-    else:
-        store = MemoryStore()
-        logging.getLogger("falconet.runtime").warning(
-            "falconet: %d correlation(s) keep their state in this instance's memory (no %s): "
-            "with several instances, each counts only the events it sees",
-            len(engine.correlations),
-            STATE_TABLE,
-        )
-    return Correlator.for_engine(engine, store)
+        return DynamoDBStore(settings.table)
+    logging.getLogger("falconet.runtime").warning(
+        "falconet: correlations and attribution keep their state in this instance's memory "
+        "(no %s): with several instances, each counts and knows only the events it sees",
+        STATE_TABLE,
+    )
+    return MemoryStore()
+
+
+def build_correlator(
+    engine: Engine, settings: StateSettings, store: StateStore | None = None
+) -> Correlator | None:
+    """The correlator of `engine`'s correlations (None when it has none), its state in `store`,
+    else in the store `settings` name (`build_store`)."""
+    if not engine.correlations:
+        return None
+    return Correlator.for_engine(engine, store if store is not None else build_store(settings))
+
+
+def build_attributor(
+    engine: Engine, settings: StateSettings, store: StateStore | None = None
+) -> Attributor | None:
+    """The attributor (None when FALCONET_ATTRIBUTION is off), its records in `store`, else in
+    the store `settings` name; it reads `falconet.cluster` as the rules do."""
+    if not settings.attribution:
+        return None
+    return Attributor(
+        store if store is not None else build_store(settings),
+        cluster=engine.field_getter("falconet.cluster"),
+    )
 
 
 class Runtime:
