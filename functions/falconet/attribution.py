@@ -228,9 +228,13 @@ def _body(event: Mapping[str, Any]) -> Any:
     return request if type(request) is dict else None
 
 
-def _state_key(cluster: str, namespace: str, kind: str, name: str) -> str:
+Key = tuple[str, str, str, str]  # cluster, namespace, kind, name: how this process keys a record
+
+
+def _state_key(key: Key) -> str:
+    """The store's key of a record (hashed: bounded, and no names in the table's keys)."""
     h = hashlib.sha256()
-    for part in (cluster, namespace, kind, name):
+    for part in key:
         h.update(part.encode("utf-8", "surrogatepass") + b"\x00")
     return "a/" + h.hexdigest()[:32]
 
@@ -255,29 +259,29 @@ class Attributor:
         self.clock = clock
         self.monotonic = monotonic
         self.cache_entries = cache_entries
-        self._cache: OrderedDict[str, tuple[Record, float]] = OrderedDict()
+        self._cache: OrderedDict[Key, tuple[Record, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def batch(self, deadline: Deadline | None = None) -> AttributionBatch:
         """A new invocation's part; its store requests end by `deadline`."""
         return AttributionBatch(self, deadline)
 
-    def cached(self, pk: str) -> Record | None:
-        """The record of `pk` this process read or wrote within CACHE_SECONDS, or None."""
+    def cached(self, key: Key) -> Record | None:
+        """The record of `key` this process read or wrote within CACHE_SECONDS, or None."""
         with self._lock:
-            entry = self._cache.get(pk)
+            entry = self._cache.get(key)
             if entry is None:
                 return None
             if self.monotonic() - entry[1] > CACHE_SECONDS:
-                del self._cache[pk]
+                del self._cache[key]
                 return None
-            self._cache.move_to_end(pk)
+            self._cache.move_to_end(key)
             return entry[0]
 
-    def remember(self, pk: str, record: Record) -> None:
+    def remember(self, key: Key, record: Record) -> None:
         with self._lock:
-            self._cache[pk] = (record, self.monotonic())
-            self._cache.move_to_end(pk)
+            self._cache[key] = (record, self.monotonic())
+            self._cache.move_to_end(key)
             while len(self._cache) > self.cache_entries:
                 self._cache.popitem(last=False)  # the least recently used
 
@@ -291,9 +295,12 @@ class AttributionBatch:
     def __init__(self, attributor: Attributor, deadline: Deadline | None = None) -> None:
         self.attributor = attributor
         self.deadline = deadline
-        self.writes: dict[str, list[Write]] = defaultdict(list)
+        self.writes: dict[Key, list[Write]] = defaultdict(list)
         # What this batch read from the store (None: absent), or took from the process cache.
-        self.base: dict[str, Record | None] = {}
+        self.base: dict[Key, Record | None] = {}
+        # Chains this batch resolved (forgotten at each write it records): a ReplicaSet's pods
+        # after the first cost one dictionary lookup.
+        self.resolved: dict[Key, Owner | None] = {}
         self.counters: dict[str, int] = defaultdict(int)
 
     # -- per event ---------------------------------------------------------------------------
@@ -319,12 +326,18 @@ class AttributionBatch:
             return ctx
         if cluster is None:
             cluster = self._cluster(event, ctx)
-        found = self.resolve(cluster, namespace, owner)
+        start = (cluster, namespace, owner[0], owner[1])
+        if start in self.resolved:
+            found = self.resolved[start]
+        else:
+            found = self.resolved[start] = self.resolve(cluster, namespace, owner)
         if found is None:
             self.counters["unknown"] += 1
             return ctx
         self.counters["attributed"] += 1
-        return ctx.updated(owner_user=found.user, owner_kind=found.kind, owner_name=found.name)
+        return EventContext(
+            ctx.cluster, ctx.account, ctx.region, ctx.origin, found.user, found.kind, found.name
+        )
 
     def _cluster(self, event: Mapping[str, Any], ctx: EventContext) -> str:
         value = self.attributor.cluster(event, ctx)
@@ -359,8 +372,8 @@ class AttributionBatch:
         full = type(metadata) is dict and (
             event.get("verb") != "patch" or body is event.get("responseObject")
         )
-        pk = _state_key(cluster, namespace, kind, name)
-        self.writes[pk].append(Write(user, when, owner, full))
+        self.writes[(cluster, namespace, kind, name)].append(Write(user, when, owner, full))
+        self.resolved.clear()
         self.counters["recorded"] += 1
 
     # -- lookups -----------------------------------------------------------------------------
@@ -374,8 +387,7 @@ class AttributionBatch:
             if current is None:
                 break
             kind, name = current
-            pk = _state_key(cluster, namespace, kind, name)
-            record = self._lookup(pk, cluster, namespace, kind, name)
+            record = self._lookup((cluster, namespace, kind, name))
             if record is None:
                 return None  # a workload on the way is not known (yet)
             top = (kind, name, record)
@@ -388,9 +400,9 @@ class AttributionBatch:
         kind, name, record = top
         return Owner(record.human or record.user, kind, name)
 
-    def _lookup(self, pk: str, cluster: str, namespace: str, kind: str, name: str) -> Record | None:
-        base = self.base.get(pk, _UNREAD)
-        writes = self.writes.get(pk)
+    def _lookup(self, key: Key) -> Record | None:
+        base = self.base.get(key, _UNREAD)
+        writes = self.writes.get(key)
         if base is _UNREAD and writes:
             # Written by this invocation: what it wrote is enough when it logged the whole object
             # (so the owner is known) and, for a top workload, a person wrote it; the stored
@@ -399,31 +411,33 @@ class AttributionBatch:
             if ours.owner_time and (ours.owner is not None or ours.human is not None):
                 return ours
         if base is _UNREAD:
-            base = self.attributor.cached(pk)
+            base = self.attributor.cached(key)
             if base is None:
-                keys = [pk]
+                keys = [key]
+                cluster, namespace, kind, name = key
                 parent = _PARENT_GUESS.get(kind)
                 if parent is not None and "-" in name:
-                    guess = _state_key(cluster, namespace, parent, name.rsplit("-", 1)[0])
+                    guess = (cluster, namespace, parent, name.rsplit("-", 1)[0])
                     if guess not in self.base and self.attributor.cached(guess) is None:
                         keys.append(guess)
                 self._read(keys)
-                base = self.base[pk]
+                base = self.base[key]
             else:
-                self.base[pk] = base
+                self.base[key] = base
         record: Record | None = base  # type: ignore[assignment]
         for write in writes or ():
             record = merge(record, write)
         return record
 
-    def _read(self, keys: Sequence[str]) -> None:
-        items = self.attributor.store.get_many(keys, deadline=self.deadline)
+    def _read(self, keys: Sequence[Key]) -> None:
+        pks = {_state_key(key): key for key in keys}
+        items = self.attributor.store.get_many(list(pks), deadline=self.deadline)
         self.counters["state_reads"] += len(keys)
-        for pk in keys:
+        for pk, key in pks.items():
             record = Record.loads(items[pk].data, pk)
-            self.base[pk] = record
+            self.base[key] = record
             if record is not None:
-                self.attributor.remember(pk, record)
+                self.attributor.remember(key, record)
 
     # -- flushing ----------------------------------------------------------------------------
 
@@ -436,14 +450,14 @@ class AttributionBatch:
         changed, re-applied on a conflict. Raises StateError."""
         attributor = self.attributor
         store = attributor.store
-        todo = dict(self.writes)
+        todo = {_state_key(key): (key, writes) for key, writes in self.writes.items()}
         for _attempt in range(MAX_ATTEMPTS):
             if not todo:
                 break
             items = store.get_many(list(todo), deadline=self.deadline)
             self.counters["state_reads"] += len(todo)
-            retry: dict[str, list[Write]] = {}
-            for pk, writes in todo.items():
+            retry: dict[str, tuple[Key, list[Write]]] = {}
+            for pk, (key, writes) in todo.items():
                 item = items[pk]
                 stored = Record.loads(item.data, pk)
                 record = _fold(stored, writes)
@@ -454,10 +468,10 @@ class AttributionBatch:
                         pk, data, version=item.version, expires=expires, deadline=self.deadline
                     ):
                         self.counters["conflicts"] += 1
-                        retry[pk] = writes
+                        retry[pk] = (key, writes)
                         continue
                     self.counters["state_writes"] += 1
-                attributor.remember(pk, record)
+                attributor.remember(key, record)
             todo = retry
         else:
             if todo:
@@ -465,8 +479,8 @@ class AttributionBatch:
                     f"attribution: {len(todo)} record(s) kept changing after {MAX_ATTEMPTS} "
                     "attempts"
                 )
-        for pk in self.writes:
-            self.base.pop(pk, None)  # the next events read the merged record from the cache
+        for key in self.writes:
+            self.base.pop(key, None)  # the next events read the merged record from the cache
         self.writes.clear()
 
 
