@@ -430,3 +430,24 @@ def test_without_attribution_the_fields_are_absent(tmp_path: Any) -> None:
 def test_the_quick_check_covers_pods_and_workloads() -> None:
     workloads = {"deployments", "replicasets", "daemonsets", "statefulsets", "jobs", "cronjobs"}
     assert workloads | {"pods"} == ATTRIBUTED
+
+
+# ---- falconet scan -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["", "off"], ids=["on by default", "off"])
+def test_scan_attributes_with_a_memory_store(
+    setting: str,
+    tmp_path: Any,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from falconet import cli
+
+    monkeypatch.setenv("FALCONET_ATTRIBUTION", setting)
+    logs = tmp_path / "audit.jsonl"
+    logs.write_bytes(jsonl(deployment_chain(ALICE)))
+    assert cli.main(["scan", "--json", "--rules", str(BUNDLED_RULES), str(logs)]) == 0
+    alerts = [orjson.loads(line) for line in capsysbinary.readouterr().out.splitlines()]
+    (privileged,) = [a for a in alerts if a["rule"] == "Privileged Container Created"]
+    assert privileged["output_fields"].get("falconet.owner.user") == (None if setting else ALICE)
