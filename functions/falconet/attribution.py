@@ -15,7 +15,7 @@ event on a pod or workload with a controller ownerReference the top of that chai
 
 - **Recorded**: a successful (2xx, ResponseComplete) create, update or patch of a workload (not of
   a subresource): its last writer and time, its last writer that is not a platform controller
-  (`PLATFORM`), and its controller ownerReference (kind, name), from `responseObject` when the
+  (`is_platform`), and its controller ownerReference (kind, name), from `responseObject` when the
   audit policy logged it, else `requestObject`. Keyed by cluster, namespace, kind and name
   (hashed). A record expires `TTL_DAYS` after its last change.
 - **Resolved**: an event (any verb, any outcome) on a pod or workload whose body names a controller

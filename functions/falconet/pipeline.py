@@ -12,6 +12,10 @@ already parsed; `scan` opens a bucket object (`falconet.storage`), names its clu
 caller's, the object's `cluster` metadata, else the key pattern) and runs it. An object that no
 longer exists raises `ObjectGone`, for the entry point to acknowledge.
 
+With an attributor (`falconet.attribution`), each event of a pod or workload is seen by it before
+the rules: it records workload writes and sets `falconet.owner.*` in the event's context; the
+records reach the state store at the end of the call.
+
 Delivery, per invocation:
 - Each call opens one delivery per sink (`Sink.open`), hands it the alerts in chunks as they come
   (each delivery sends as soon as a request is full, so memory stays flat on large objects),
