@@ -13,7 +13,9 @@ traces:
 - peak RSS scanning generated gzip objects of two sizes (flat in the size means streaming);
 - GeoIP enrichment cost with a database and without;
 - with the bundled correlations: what they add per event end to end, and the state store requests
-  per 1,000 events (a fresh in-memory store: every group is new, the most writes).
+  per 1,000 events (a fresh in-memory store: every group is new, the most writes);
+- attribution (`falconet.owner.*`, on as deployed in the pipeline rows): what it adds end to end
+  on the corpus, and its cost per pod event naming an owner (warm, and each a new ReplicaSet).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "bench")]
 
 import corpus  # noqa: E402
+from falconet.attribution import Attributor  # noqa: E402
 from falconet.correlate.correlator import Correlator  # noqa: E402
 from falconet.decode import DecodeStats, decode  # noqa: E402
 from falconet.engine import Engine  # noqa: E402
@@ -138,10 +141,16 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
     plain = {"bundled": bundled_rules_only()} if bundled and bundled.correlations else {}
     requests: dict[str, tuple[int, int, int]] = {}
 
-    def pipeline_of(engine: Engine) -> Pipeline:
-        if not engine.correlations:
-            return Pipeline(engine, [])
-        return Pipeline(engine, [], correlator=Correlator.for_engine(engine, MemoryStore()))
+    def pipeline_of(engine: Engine, *, attribution: bool = True) -> Pipeline:
+        # As deployed: attribution on, correlations when the ruleset has some, one store.
+        store = MemoryStore()
+        correlator = Correlator.for_engine(engine, store) if engine.correlations else None
+        attributor = (
+            Attributor(store, cluster=engine.field_getter("falconet.cluster"))
+            if attribution
+            else None
+        )
+        return Pipeline(engine, [], correlator=correlator, attributor=attributor)
 
     for _ in range(rounds):
         add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
@@ -164,6 +173,16 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
                     collector=True,
                 ),
             )
+            if name == "bundled":
+                add(
+                    f"{name}, attribution off: end to end",
+                    timed(
+                        lambda e=engine: pipeline_run(
+                            pipeline_of(e, attribution=False), gz, bucket_object=True
+                        ),
+                        collector=True,
+                    ),
+                )
             if name in plain:
                 add(
                     f"{name}, correlations off: end to end",
@@ -204,6 +223,14 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
             f"{name}: {matches / n * 1000:.1f} counted matches, {reads / n * 1000:.2f} store "
             f"reads and {writes / n * 1000:.2f} writes per 1,000 events"
         )
+    if "bundled" in engines:
+        on = statistics.median(samples["bundled: end to end from gzip JSON lines"])
+        off = statistics.median(samples["bundled, attribution off: end to end"])
+        print(
+            f"bundled: attribution adds {on - off:+.2f} us/event end to end "
+            f"({(on - off) / parse:+.2f} x parse) on the corpus"
+        )
+        measure_attribution(engines["bundled"], parse)
     for name in plain:
         on = statistics.median(samples[f"{name}: end to end from gzip JSON lines"])
         off = statistics.median(samples[f"{name}, correlations off: end to end"])
@@ -212,6 +239,60 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
             f"end to end ({(on - off) / parse:+.2f} x parse), against the bundled detections alone "
             "(no correlation file, no base rules)"
         )
+
+
+def measure_attribution(engine: Engine, parse: float) -> None:
+    """Attribution per pod event that names an owner (its ReplicaSet and Deployment recorded):
+    warm (the chain in the process's memory) and cold (each pod of a new ReplicaSet: one batched
+    read of the in-memory store)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.workloads import deployment_chain
+
+    from falconet import EventContext
+
+    ctx = EventContext(cluster="bench")
+    n = 2000
+    chains = [deployment_chain(when=corpus_time(i)) for i in range(n)]
+    for i, (deployment, replicaset, pod) in enumerate(chains):
+        app, rs = f"web{i}", f"web{i}-7d4b9c8f5"  # as the deployment-controller names it
+        deployment["objectRef"]["name"] = deployment["requestObject"]["metadata"]["name"] = app
+        replicaset["objectRef"]["name"] = replicaset["requestObject"]["metadata"]["name"] = rs
+        replicaset["requestObject"]["metadata"]["ownerReferences"][0]["name"] = app
+        pod["requestObject"]["metadata"]["ownerReferences"][0]["name"] = rs
+        for event in (deployment, replicaset, pod):
+            event.pop("responseObject", None)
+    store = MemoryStore()
+    attributor = Attributor(store, cluster=engine.field_getter("falconet.cluster"))
+    seed = attributor.batch()
+    for deployment, replicaset, _ in chains:
+        seed.see(deployment, ctx)
+        seed.see(replicaset, ctx)
+    seed.flush()
+    pods = [pod for *_, pod in chains]
+
+    def run(a: Attributor) -> None:
+        batch = a.batch()
+        for pod in pods:
+            batch.see(pod, ctx)
+
+    cold: list[float] = []
+    warm: list[float] = []
+    for _ in range(5):
+        fresh = Attributor(store, cluster=engine.field_getter("falconet.cluster"))
+        cold.append(timed(lambda a=fresh: run(a)) / n * 1e6)
+        warm.append(timed(lambda a=fresh: run(a)) / n * 1e6)
+    for label, values in (("warm", warm), ("cold, one store read", cold)):
+        med = statistics.median(values)
+        print(
+            f"bundled: attribution per pod event naming an owner, {label}: {med:.2f} us "
+            f"({med / parse:.2f} x parse)"
+        )
+
+
+def corpus_time(i: int) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime(2026, 3, 11, 15, tzinfo=UTC) + timedelta(seconds=i)
 
 
 def bundled_rules_only() -> Engine:

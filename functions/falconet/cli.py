@@ -174,6 +174,7 @@ def _geoip(args: argparse.Namespace) -> Any:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from falconet.attribution import ATTRIBUTED, FLUSH_RECORDS, QUIET_VERBS
     from falconet.correlate.correlator import FLUSH_MATCHES
     from falconet.decode import DecodeLimits, DecodeStats, decode
 
@@ -188,11 +189,13 @@ def _scan(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     from falconet.storage import open_inputs
 
-    store = _store(args, engine)
+    attribution = args.settings.state.attribution
+    store = _store(args)
     printer = _Printer(args, engine, store)
     write = printer.write
     correlator = _correlator(args, engine, store)
     batch = correlator.batch() if correlator is not None else None
+    owners = _attributor(engine, store) if attribution else None
     base_context = EventContext(cluster=args.cluster)
     limits = DecodeLimits.like(args.settings.decode.object)  # files and objects
     for item in open_inputs(
@@ -202,6 +205,16 @@ def _scan(args: argparse.Namespace) -> int:
         for event, ctx in decode(
             chunks, stats=stats, context=item.context, name=name, limits=limits
         ):
+            if owners is not None:  # falconet.owner.*, before the rules see the event
+                ref = event.get("objectRef")
+                if (
+                    type(ref) is dict
+                    and ref.get("resource") in ATTRIBUTED
+                    and event.get("verb") not in QUIET_VERBS
+                ):
+                    ctx = owners.see(event, ctx)  # noqa: PLW2901 - the event's own context
+                    if owners.size >= FLUSH_RECORDS:
+                        owners.flush()
             if batch is None:
                 write(engine.evaluate(event, ctx), event)
                 continue
@@ -211,6 +224,8 @@ def _scan(args: argparse.Namespace) -> int:
                 batch.add(event, ctx, matched)
                 if batch.size >= FLUSH_MATCHES:
                     write(batch.flush())
+    if owners is not None:
+        owners.flush()  # with --state-table, what the scan learned is kept
     if batch is not None and correlator is not None:
         write(batch.flush())
         write(correlator.finish())  # the windows still open are decided at the end
@@ -272,31 +287,40 @@ class _Printer:
                 self.out.write(b"  " + self.summarize(alert, event).encode() + b"\n")
 
 
-def _store(args: argparse.Namespace, engine: Any) -> Any:
-    """The scan's state store (correlations, suppression): in memory, or the DynamoDB table of
-    --state-table."""
+def _store(args: argparse.Namespace) -> Any:
+    """The scan's state store (correlations, suppression, attribution): memory, or the DynamoDB
+    table of --state-table."""
+    from falconet.state import MemoryStore
+
     if args.state_table:
         from falconet.state.dynamodb import DynamoDBStore
 
         return DynamoDBStore(args.state_table)
-    from falconet.state import MemoryStore
-
     if args.learn:
         print(
-            "falconet: warning: --learn without --state-table: what is learned is lost when the "
-            "scan ends",
+            "falconet: warning: --learn without --state-table: what is learned is lost "
+            "when the scan ends",
             file=sys.stderr,
         )
     return MemoryStore()
 
 
 def _correlator(args: argparse.Namespace, engine: Any, store: Any) -> Any:
-    """The scan's correlator (None without correlations)."""
+    """The scan's correlator, its state in `store` (None without correlations)."""
     if not engine.correlations:
         return None
     from falconet.correlate.correlator import Correlator
 
     return Correlator.for_engine(engine, store, learn=args.learn)
+
+
+def _attributor(engine: Any, store: Any) -> Any:
+    """The scan's attribution batch, its records in `store` (None: FALCONET_ATTRIBUTION=off)."""
+    if store is None:
+        return None
+    from falconet.attribution import Attributor
+
+    return Attributor(store, cluster=engine.field_getter("falconet.cluster")).batch()
 
 
 def _default_extras() -> tuple[str, ...]:

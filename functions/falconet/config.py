@@ -75,6 +75,7 @@ OBJECT_MAX_RECORDS = "FALCONET_OBJECT_MAX_RECORDS"
 OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
 SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
+ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -213,11 +214,13 @@ class DecodeSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    """Where correlations keep their state: a DynamoDB table shared by every instance, or (None)
-    the process's memory."""
+    """Where correlations, suppression and attribution keep their state: a DynamoDB table shared
+    by every instance, or (None) the process's memory; and whether suppression and attribution
+    run."""
 
     table: str | None = None
     suppress: bool = True  # run the suppression policies (FALCONET_SUPPRESS)
+    attribution: bool = True  # the falconet.owner.* fields (FALCONET_ATTRIBUTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,10 +382,15 @@ class Settings:
         table = self.get(STATE_TABLE)
         if table and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}|arn:aws[\w-]*:dynamodb:.+", table):
             raise ConfigError(f"{STATE_TABLE} must be a DynamoDB table name or ARN, got '{table}'")
-        suppress = self.get(SUPPRESS).lower() or "on"
-        if suppress not in ("on", "off"):
-            raise ConfigError(f"{SUPPRESS} must be on or off, got '{suppress}'")
-        return StateSettings(table=table or None, suppress=suppress == "on")
+        switches = {}
+        for name in (SUPPRESS, ATTRIBUTION):
+            value = self.get(name).lower() or "on"
+            if value not in ("on", "off"):
+                raise ConfigError(f"{name} must be on or off, got '{value}'")
+            switches[name] = value == "on"
+        return StateSettings(
+            table=table or None, suppress=switches[SUPPRESS], attribution=switches[ATTRIBUTION]
+        )
 
     @cached_property
     def decode(self) -> DecodeSettings:

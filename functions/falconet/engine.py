@@ -59,6 +59,8 @@ DEFAULT_EXTRA_FIELDS: tuple[str, ...] = (
     "falconet.src.country",
     "falconet.src.city",
     "falconet.src.asn",
+    # who is behind it: the person who wrote the workload a controller's pod belongs to
+    "falconet.owner.user",
 )
 _LOCATION_FIELDS = frozenset({"falconet.src.country", "falconet.src.city", "falconet.src.asn"})
 _MISSING = object()

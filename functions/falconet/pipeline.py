@@ -12,6 +12,10 @@ already parsed; `scan` opens a bucket object (`falconet.storage`), names its clu
 caller's, the object's `cluster` metadata, else the key pattern) and runs it. An object that no
 longer exists raises `ObjectGone`, for the entry point to acknowledge.
 
+With an attributor (`falconet.attribution`), each event of a pod or workload is seen by it before
+the rules: it records workload writes and sets `falconet.owner.*` in the event's context; the
+records reach the state store at the end of the call.
+
 Delivery, per invocation:
 - Each call opens one delivery per sink (`Sink.open`), hands it the alerts in chunks as they come
   (each delivery sends as soon as a request is full, so memory stays flat on large objects),
@@ -43,6 +47,13 @@ from typing import IO, Any
 import orjson
 
 from falconet.alerts import Alert, fit
+from falconet.attribution import (
+    ATTRIBUTED,
+    FLUSH_RECORDS,
+    QUIET_VERBS,
+    AttributionBatch,
+    Attributor,
+)
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.correlate.correlator import FLUSH_MATCHES, Batch, Correlator
 from falconet.deadline import Deadline
@@ -82,6 +93,7 @@ class Result:
     correlation: Counter[str] = field(default_factory=Counter)  # matches, state reads/writes...
     suppressed: int = 0  # alerts a suppression policy held back (counted into digests)
     digests: int = 0  # digest alerts sent
+    attribution: Counter[str] = field(default_factory=Counter)  # attributed, unknown, reads...
 
     @property
     def events(self) -> int:
@@ -101,6 +113,7 @@ class Result:
         self.correlation.update(other.correlation)
         self.suppressed += other.suppressed
         self.digests += other.digests
+        self.attribution.update(other.attribution)
 
     def to_dict(self) -> dict[str, Any]:
         """The counters, with every text that came from the input made echoable (bounded,
@@ -124,6 +137,8 @@ class Result:
         if self.suppressed or self.digests:
             data["suppressed"] = self.suppressed
             data["digests"] = self.digests
+        if self.attribution:
+            data["attribution"] = dict(self.attribution)
         if self.origins:
             data["origins"] = [echoable(o) for o in self.origins[:_SHOWN]]
         if self.ignored:
@@ -138,7 +153,9 @@ class Pipeline:
     `timeout`: seconds a call without a deadline has for its deliveries (None: no limit).
     `body_limits` and `object_limits` bound what decoding one input may cost (docs/inputs.md).
     `correlator` runs the engine's correlations (None: the engine has none, or they are off);
-    `suppressor` its suppression policies (None: none, or off).
+    `suppressor` its suppression policies (None: none, or off); `attributor` names the workload
+    and person behind pods and workloads, `falconet.owner.*` (None: attribution is off); it sees
+    each event before the rules do.
     """
 
     def __init__(
@@ -152,10 +169,12 @@ class Pipeline:
         object_limits: DecodeLimits = OBJECT_LIMITS,
         correlator: Correlator | None = None,
         suppressor: Suppressor | None = None,
+        attributor: Attributor | None = None,
     ) -> None:
         self.engine = engine
         self.correlator = correlator
         self.suppressor = suppressor
+        self.attributor = attributor
         self.sinks = tuple(sinks)
         self.key_pattern = key_pattern
         self.timeout = timeout
@@ -282,8 +301,9 @@ class Pipeline:
         deliveries = [sink.open(deadline) for sink in self.sinks]
         batch = self.correlator.batch(deadline) if self.correlator is not None else None
         suppress = self.suppressor.batch(deadline) if self.suppressor is not None else None
+        owners = self.attributor.batch(deadline) if self.attributor is not None else None
         try:
-            self._evaluate(events, deliveries, result, batch, suppress)
+            self._evaluate(events, deliveries, result, batch, owners, suppress)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
@@ -300,6 +320,8 @@ class Pipeline:
             if suppress is not None:
                 result.suppressed += suppress.suppressed
                 result.digests += suppress.digests
+            if owners is not None:
+                result.attribution.update(owners.counters)
             # The deliveries die here, with whatever a failure left unsent in them.
             for delivery in deliveries:
                 tally = delivery.tally
@@ -319,6 +341,7 @@ class Pipeline:
         deliveries: Sequence[Delivery],
         result: Result,
         batch: Batch | None,
+        owners: AttributionBatch | None,
         suppress: SuppressBatch | None = None,
     ) -> None:
         evaluate = self.engine.evaluate
@@ -333,6 +356,18 @@ class Pipeline:
         gc.disable()
         try:
             for event, ctx in events:
+                if owners is not None:
+                    # The quick check: only writes and reads of pods and workloads may name an
+                    # owner (falconet.owner.*), and the rules must see it.
+                    ref = event.get("objectRef")
+                    if (
+                        type(ref) is dict
+                        and ref.get("resource") in ATTRIBUTED
+                        and event.get("verb") not in QUIET_VERBS
+                    ):
+                        ctx = owners.see(event, ctx)  # noqa: PLW2901 - the event's own context
+                        if owners.size >= FLUSH_RECORDS:
+                            owners.flush()
                 if judge is None:
                     alerts = evaluate(event, ctx)
                 else:
@@ -343,6 +378,8 @@ class Pipeline:
                             take(batch.flush(), None)  # type: ignore[union-attr]
                 if alerts:
                     take(alerts, _audit_id(event))
+            if owners is not None:
+                owners.flush()
             if batch is not None:
                 take(batch.flush(), None)
             outbox.flush()

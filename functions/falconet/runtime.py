@@ -22,6 +22,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from falconet.attribution import Attributor
 from falconet.config import (
     NOTIFY_URL_SECRET,
     STATE_TABLE,
@@ -67,11 +68,13 @@ def build_engine(settings: EngineSettings) -> Engine:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """Engine, sinks, correlations and suppression policies with their state store, key pattern
-    and decode limits from `settings`. Raises ConfigError / RuleError."""
+    """Engine, sinks, correlations, suppression policies and attribution with their state store,
+    key pattern and decode limits from `settings`. Raises ConfigError / RuleError."""
     engine = build_engine(settings.engine)
-    suppress = settings.state.suppress and bool(engine.policies)
-    store = build_store(engine, settings.state) if engine.correlations or suppress else None
+    state = settings.state
+    suppress = state.suppress and bool(engine.policies)
+    needed = engine.correlations or suppress or state.attribution
+    store = build_store(state) if needed else None
     return Pipeline(
         engine,
         sinks_from_settings(settings.sinks),
@@ -79,31 +82,49 @@ def build_pipeline(settings: Settings) -> Pipeline:
         timeout=settings.sinks.function_timeout,
         body_limits=DecodeLimits.like(settings.decode.body),
         object_limits=DecodeLimits.like(settings.decode.object),
-        correlator=(
-            Correlator.for_engine(engine, store)
-            if engine.correlations and store is not None
-            else None
-        ),
+        correlator=build_correlator(engine, state, store),
         suppressor=Suppressor.for_engine(engine, store) if suppress and store is not None else None,
+        attributor=build_attributor(engine, state, store),
     )
 
 
-def build_store(engine: Engine, settings: StateSettings) -> StateStore:
-    """The state store of correlations and suppression: the DynamoDB table `settings` names,
-    else this process's memory (and a warning: on a deployment of several instances, each then
-    counts only what it sees)."""
+def build_store(settings: StateSettings) -> StateStore:
+    """The DynamoDB table `settings` names, else this process's memory (and a warning: on a
+    deployment of several instances, each then knows only what it sees)."""
     if settings.table:
         from falconet.state.dynamodb import DynamoDBStore
 
         return DynamoDBStore(settings.table)
     logging.getLogger("falconet.runtime").warning(
-        "falconet: %d correlation(s) and %d suppression policies keep their state in this "
-        "instance's memory (no %s): with several instances, each counts only the events it sees",
-        len(engine.correlations),
-        len(engine.policies) if settings.suppress else 0,
+        "falconet: correlations, suppression and attribution keep their state in this "
+        "instance's memory (no %s): with several instances, each counts and knows only the "
+        "events it sees",
         STATE_TABLE,
     )
     return MemoryStore()
+
+
+def build_correlator(
+    engine: Engine, settings: StateSettings, store: StateStore | None = None
+) -> Correlator | None:
+    """The correlator of `engine`'s correlations (None when it has none), its state in `store`,
+    else in the store `settings` name (`build_store`)."""
+    if not engine.correlations:
+        return None
+    return Correlator.for_engine(engine, store if store is not None else build_store(settings))
+
+
+def build_attributor(
+    engine: Engine, settings: StateSettings, store: StateStore | None = None
+) -> Attributor | None:
+    """The attributor (None when FALCONET_ATTRIBUTION is off), its records in `store`, else in
+    the store `settings` name; it reads `falconet.cluster` as the rules do."""
+    if not settings.attribution:
+        return None
+    return Attributor(
+        store if store is not None else build_store(settings),
+        cluster=engine.field_getter("falconet.cluster"),
+    )
 
 
 class Runtime:

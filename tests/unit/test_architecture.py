@@ -62,6 +62,8 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         ("falconet.suppress",),
         BASE | {"alerts", "state", "suppression rules", "engine"},
     ),
+    # Attribution: workload writes recorded in the store, the owner of a pod named in its context.
+    "attribution": (("falconet.attribution",), BASE | {"state"}),
     "config": (("falconet.config",), BASE | {"rules", "secrets"}),
     "geoip": (("falconet.geoip",), BASE | {"config"}),
     "decode": (("falconet.decode",), BASE),
@@ -73,7 +75,17 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "pipeline": (
         ("falconet.pipeline",),
         BASE
-        | {"engine", "alerts", "decode", "sinks", "storage", "config", "correlate", "suppress"},
+        | {
+            "engine",
+            "alerts",
+            "decode",
+            "sinks",
+            "storage",
+            "config",
+            "correlate",
+            "suppress",
+            "attribution",
+        },
     ),
     "webhook": (
         ("falconet.webhook",),

@@ -278,5 +278,26 @@ def test_correlations_without_a_table_say_they_are_per_instance(
     pipeline = build_pipeline(Settings({"FALCONET_RULES": f"{tmp_path}/r.yaml,{tmp_path}/c.yaml"}))
     assert pipeline.correlator is not None and pipeline.correlator.store.name == "memory"
     assert "keep their state in this instance's memory" in caplog.text
+    # Attribution shares the correlations' store.
+    assert (
+        pipeline.attributor is not None and pipeline.attributor.store is pipeline.correlator.store
+    )
     plain = build_pipeline(Settings({"FALCONET_RULES": f"{tmp_path}/r.yaml"}))
     assert plain.correlator is None
+    assert plain.attributor is not None  # on by default, in memory without a table
+    off = build_pipeline(
+        Settings({"FALCONET_RULES": f"{tmp_path}/r.yaml", "FALCONET_ATTRIBUTION": "off"})
+    )
+    assert off.correlator is None and off.attributor is None
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [("", True), ("on", True), ("ON", True), ("off", False), (" Off ", False)]
+)
+def test_attribution_is_on_unless_turned_off(value: str, on: bool) -> None:
+    assert Settings({"FALCONET_ATTRIBUTION": value}).state.attribution is on
+
+
+def test_attribution_is_on_or_off() -> None:
+    with pytest.raises(ConfigError, match="^FALCONET_ATTRIBUTION must be on or off, got 'yes'$"):
+        Settings({"FALCONET_ATTRIBUTION": "yes"}).state  # noqa: B018

@@ -2,7 +2,9 @@
 
 The client address and its scope and location (`falconet.src.*`, the location from a GeoIP
 database bound once per engine through `BindEnv`), and the cluster, account, region and origin of
-the batch (`falconet.cluster`, ... from the `EventContext` the decoder built)."""
+the batch (`falconet.cluster`, ... from the `EventContext` the decoder built), and the workload
+behind the event's object (`falconet.owner.*`, from the `EventContext` the pipeline's attribution
+derived for the event: absent when attribution is off or the owner is not known)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,30 @@ for _attr, _desc in (
             ((ANNOTATIONS, None), ("cluster_name", None)) if _attr == "cluster" else (),
             context=_attr,
         ),
+    )
+
+
+for _attr, _desc in (
+    (
+        "user",
+        "Who last created or changed the top workload behind the event's object (a person, "
+        "else the controller or GitOps tool that wrote it): docs/attribution.md",
+    ),
+    ("kind", "The kind of that workload: Deployment, CronJob, DaemonSet, StatefulSet, ..."),
+    ("name", "The name of that workload (in the event's namespace)"),
+):
+
+    def _owner_attr(_ev: Event, ctx: EventContext, _a: str | None, attr: str = _attr) -> Value:
+        return getattr(ctx, "owner_" + attr)  # type: ignore[no-any-return]
+
+    custom_field(
+        f"falconet.owner.{_attr}",
+        _desc,
+        lambda _e, _a: None,
+        gated=False,
+        extension=True,
+        ctx_fn=_owner_attr,
+        inline=InlineRead((), context="owner_" + _attr),
     )
 
 
