@@ -229,15 +229,20 @@ class Pipeline:
         if deadline is None:
             deadline = self.start_deadline()
         deliveries = [sink.open(deadline) for sink in self.sinks]
+        sweep = self.suppressor.batch(deadline)
         try:
-            digests = self.suppressor.sweep(deadline)
+            digests = sweep.sweep()
             outbox = _Outbox(deliveries, result, self.alert_limit, gc.isenabled())
             outbox.take(digests, None)
             outbox.flush()
             for delivery in deliveries:
                 delivery.flush()
             result.digests += len(digests)
-        except (SinkError, StateError) as error:
+        except SinkError as error:
+            sweep.undo()  # the next sweep sends them again
+            error.result = result
+            raise
+        except StateError as error:
             error.result = result
             raise
         finally:
@@ -309,6 +314,8 @@ class Pipeline:
         except SinkError as error:
             if batch is not None:
                 batch.undo()  # the retry must raise the correlation alerts again
+            if suppress is not None:
+                suppress.undo()  # and send the digests again
             error.result = result
             raise
         except StateError as error:

@@ -103,13 +103,6 @@ def test_without_a_suppressor_every_alert_goes_out(tmp_path: Path) -> None:
     assert not any("falconet.suppress.policy" in a.output_fields for a in sink.alerts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the suppression state is written before the sinks are handed the alerts and is not "
-    "taken back on SinkError (correlations undo theirs): the period whose digest was due has "
-    "been replaced by the next, so the retried invocation sends the new period's alert again "
-    "but the digest is lost for good",
-)
 def test_a_digest_whose_delivery_failed_is_sent_by_the_retry(tmp_path: Path) -> None:
     sink = Flaky()
     p = warm(tmp_path, sink)

@@ -151,9 +151,10 @@ def _read(doc: Doc) -> tuple[str, Policy | None]:
 
 
 def _group_by(doc: Doc | None, name: str) -> list[str]:
-    items = [] if doc is None else doc.sequence("`group-by`")
     if doc is not None and doc.kind == SCALAR and not doc.is_null():
-        items = [doc]
+        items = [doc]  # one field, written without a list
+    else:
+        items = [] if doc is None else doc.sequence("`group-by`")
     if len(items) > MAX_GROUP_BY:
         raise _error(f"`group-by` has more than {MAX_GROUP_BY} fields", doc, name)
     group_by: list[str] = []

@@ -17,6 +17,7 @@ delivered (its uuid is kept), and one sent before is sent again (a retried invoc
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import threading
@@ -36,7 +37,7 @@ from falconet.timestamps import format_iso8601_ns, format_local_time_ns
 
 NS = 1_000_000_000
 SAMPLE = 10  # audit ids a digest names
-MAX_KEPT = 10_000  # alert uuids a period remembers (past it, a re-delivered alert counts again)
+MAX_KEPT = 10_000  # alert uuids a period remembers, sent and counted each (~220 KB at most)
 MAX_ATTEMPTS = 8
 GRACE_S = 120  # a period's digest is due this long after the period ends (late alerts)
 _log = logging.getLogger("falconet.suppress")
@@ -78,8 +79,8 @@ class Period:
                 "f": self.first,
                 "l": self.last,
                 "i": self.audit_ids,
-                "a": sorted(self.admitted),
-                "c": sorted(self.counted),
+                "a": _pack(self.admitted),
+                "c": _pack(self.counted),
                 "d": self.digested,
             }
         )
@@ -98,8 +99,8 @@ class Period:
             first=int(raw["f"]),
             last=int(raw["l"]),
             audit_ids=[str(a) for a in raw["i"]],
-            admitted={int(a) for a in raw["a"]},
-            counted={int(c) for c in raw["c"]},
+            admitted=_unpack(raw["a"]),
+            counted=_unpack(raw["c"]),
             digested=bool(raw["d"]),
         )
 
@@ -140,16 +141,8 @@ class Suppressor:
 
     def sweep(self, deadline: Deadline | None = None, *, now: float | None = None) -> list[Alert]:
         """The digests of every period that ended more than GRACE_S ago (by the store's `due`
-        index), even if no later alert of its group came: what the scheduled sweep sends.
-        Raises StateError."""
-        before = int(self.clock() if now is None else now)
-        indexes = {policy.key: n for n, policy in enumerate(self.policies)}
-        pending = {}
-        for pk in self.store.due_keys(before, deadline=deadline):
-            parts = pk.split("/")
-            if len(parts) == 3 and parts[0] == "p" and parts[1] in indexes:
-                pending[pk] = indexes[parts[1]]
-        return SuppressBatch(self, deadline).digest_all(pending)
+        index), even if no later alert of its group came. Raises StateError."""
+        return self.batch(deadline).sweep(now=now)
 
     def finish(self) -> list[Alert]:
         """The end of the input (a scan): the digest of every group that suppressed alerts."""
@@ -166,6 +159,8 @@ class SuppressBatch:
         self.deadline = deadline
         self.suppressed = 0
         self.digests = 0
+        # Digests this batch made, undoable: (policy index, key, stored before, version written).
+        self.taken: list[tuple[int, str, bytes | None, int]] = []
 
     def filter(self, pairs: Sequence[Pair]) -> list[Pair]:
         """The alerts that go out (admitted, with `falconet.suppress.*` fields), followed by the
@@ -206,7 +201,7 @@ class SuppressBatch:
             for pk, (values, found) in todo.items():
                 item = items[pk]
                 period = _load(item.data, pk)
-                sent, due, period = self._decide(policy, values, found, period)
+                sent, due, period, held = self._decide(policy, values, found, period)
                 data = period.dumps()
                 if data != item.data:
                     expires = (
@@ -228,6 +223,11 @@ class SuppressBatch:
                     ):
                         retry[pk] = (values, found)
                         continue
+                # Counted once the write holds (a conflict's retry decides again).
+                self.suppressed += held
+                self.digests += len(due)
+                if due and item.data is not None:  # a digest replaced its period: undo-able
+                    self.taken.append((index, pk, item.data, item.version + 1))
                 admitted.extend(sent)
                 digests.extend(due)
                 with suppressor._lock:
@@ -249,11 +249,20 @@ class SuppressBatch:
         values: tuple[Any, ...],
         found: list[Pair],
         period: Period | None,
-    ) -> tuple[list[Pair], list[Pair], Period]:
+    ) -> tuple[list[Pair], list[Pair], Period, int]:
+        """What goes out of `found` (one group's alerts), the digests due, the group's period
+        after them, and how many alerts it held back."""
         sent: list[Pair] = []
         due: list[Pair] = []
+        held = 0
         span = policy.period * NS
         for alert, audit_id in sorted(found, key=lambda p: p[0].time_ns):
+            if period is not None and alert.time_ns < period.start:
+                # Older than the group's current period: a late or re-delivered alert of a
+                # period already over. It goes out as is (its uuid lets a consumer drop a
+                # duplicate); counting it now would put it in the wrong digest.
+                sent.append((alert, audit_id))
+                continue
             if period is None or alert.time_ns >= period.start + span:
                 if (
                     period is not None
@@ -277,11 +286,12 @@ class SuppressBatch:
                 continue  # counted before
             if period.sent < policy.limit:
                 period.sent += 1
-                period.admitted.add(mark)
+                if len(period.admitted) < MAX_KEPT:
+                    period.admitted.add(mark)
                 sent.append((self._mark(policy, period, alert), audit_id))
                 continue
             period.suppressed += 1
-            self.suppressed += 1
+            held += 1
             if len(period.counted) < MAX_KEPT:
                 period.counted.add(mark)
             period.first = alert.time_ns if not period.first else min(period.first, alert.time_ns)
@@ -289,7 +299,20 @@ class SuppressBatch:
             if audit_id and len(period.audit_ids) < SAMPLE:
                 period.audit_ids.append(audit_id[:64])
         assert period is not None  # found is never empty
-        return sent, due, period
+        return sent, due, period, held
+
+    def sweep(self, *, now: float | None = None) -> list[Alert]:
+        """What the scheduled sweep sends: the digests of every period that ended more than
+        GRACE_S ago (the store's `due` index), undoable with `undo`. Raises StateError."""
+        suppressor = self.suppressor
+        before = int(suppressor.clock() if now is None else now)
+        indexes = {policy.key: n for n, policy in enumerate(suppressor.policies)}
+        pending = {}
+        for pk in suppressor.store.due_keys(before, deadline=self.deadline):
+            parts = pk.split("/")
+            if len(parts) == 3 and parts[0] == "p" and parts[1] in indexes:
+                pending[pk] = indexes[parts[1]]
+        return self.digest_all(pending)
 
     def digest_all(self, pending: dict[str, int]) -> list[Alert]:
         """The digests of the groups `pending` names (state key -> policy index), marked sent."""
@@ -319,8 +342,35 @@ class SuppressBatch:
                     continue
                 if policy.digest:
                     out.append(self._digest(policy, period))
+                    self.digests += 1
+                    self.taken.append((index, pk, item.data, item.version + 1))
             todo = retry
         raise StateError("suppression state kept changing while digests were made")
+
+    def undo(self) -> None:
+        """Put back the periods whose digests this batch made (their delivery failed), if no one
+        wrote them since, so the retried invocation makes the digests again. Best effort: a
+        failure here is logged, and those digests are lost."""
+        suppressor = self.suppressor
+        for index, pk, previous, version in reversed(self.taken):
+            policy = suppressor.policies[index]
+            period = _load(previous, pk)
+            try:
+                item = suppressor.store.get_many([pk], deadline=self.deadline)[pk]
+                if item.version != version or previous is None or period is None:
+                    continue
+                due = (
+                    (period.start + policy.period * NS) // NS + GRACE_S
+                    if period.suppressed and not period.digested
+                    else None
+                )
+                expires = int(suppressor.clock()) + 2 * policy.period + 3600
+                suppressor.store.put(
+                    pk, previous, version=version, expires=expires, deadline=self.deadline, due=due
+                )
+            except StateError as exc:
+                _log.warning("falconet: could not take back a digest of %s: %s", pk, exc)
+        self.taken.clear()
 
     # -- alerts ------------------------------------------------------------------------------
 
@@ -333,7 +383,6 @@ class SuppressBatch:
         return alert._replace(output_fields=dict(sorted(fields.items())))
 
     def _digest(self, policy: Policy, period: Period) -> Alert:
-        self.digests += 1
         suppressor = self.suppressor
         group = dict(zip(policy.group_by, period.values, strict=True))
         shown = " ".join(f"{k}={render_value(v)}" for k, v in group.items() if k != RULE)
@@ -386,6 +435,16 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | int | bool):
         return value if not isinstance(value, str) else value[:1024]
     return render_value(value)[:1024]
+
+
+def _pack(marks: set[int]) -> str:
+    """A set of 64-bit hashes as base64 of their bytes (11 characters each, not ~20)."""
+    return base64.b64encode(b"".join(m.to_bytes(8, "little") for m in sorted(marks))).decode()
+
+
+def _unpack(text: str) -> set[int]:
+    data = base64.b64decode(text)
+    return {int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)}
 
 
 def _hash(text: str) -> int:

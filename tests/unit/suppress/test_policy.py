@@ -235,11 +235,6 @@ def test_policies_and_correlations_load_from_one_file(tmp_path: Path) -> None:
     assert [(p.name, p.rules) for p in e.policies] == [("One burst alert a day", {"Denied burst"})]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy._group_by calls doc.sequence() before its branch for a single scalar, so "
-    "`group-by: rule` is refused ('`group-by` must be a list') and that branch is dead code",
-)
 def test_a_single_group_by_field_may_be_written_without_a_list(tmp_path: Path) -> None:
     one = REPEATS.replace("[rule, ka.user.name, ka.target.name]", "rule")
     (p,) = engine(tmp_path, one).policies

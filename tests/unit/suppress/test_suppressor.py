@@ -9,13 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from falconet import Engine, EventContext
 from falconet.alerts import Alert
 from falconet.config import Settings
 from falconet.correlate.correlator import Correlator
-from falconet.errors import StateError
 from falconet.runtime import build_pipeline
 from falconet.state import MemoryStore
 from falconet.suppress.suppressor import Suppressor
@@ -314,13 +311,6 @@ def test_alerts_a_policy_does_not_match_pass_untouched(tmp_path: Path) -> None:
     assert run.suppressor.finish() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StateError,
-    reason="a period keeps the uuid of every admitted alert besides the 10,000 it counted; at "
-    "limit 10000 that is ~20,000 numbers, over state.MAX_ITEM_BYTES (350,000): the put raises "
-    "StateError and the invocation fails (and is retried) for as long as the flood lasts",
-)
 def test_a_rate_cap_at_the_largest_limit_holds_a_flood_past_it(tmp_path: Path) -> None:
     run = Run(tmp_path, RATE_CAP.replace("limit: 3", "limit: 10000"))
     out = run.batch(event(n, n % 600, user=f"u{n}") for n in range(18_000))
@@ -356,12 +346,6 @@ def test_redelivery_mixed_with_new_alerts_counts_only_the_new(tmp_path: Path) ->
     assert digest.output_fields["falconet.suppress.last_time"] == iso(20 * 60 + 4 * 60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suppressor._decide counts an alert older than the current period into it: a period "
-    "that has ended (digested with the next period's first alert) forgets its uuids, so an "
-    "object re-delivered after that is counted again, in the new period's digest",
-)
 def test_a_late_redelivery_after_the_next_period_began_counts_nothing_twice(
     tmp_path: Path,
 ) -> None:
@@ -389,12 +373,6 @@ class Racing(MemoryStore):
         return super().put(key, data, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SuppressBatch._decide adds to the batch's `suppressed` (and _digest to `digests`) on "
-    "every attempt: after a write conflict the retry counts the same alerts again, so "
-    "Result.suppressed / the log line over-count under concurrency (the stored count is right)",
-)
 def test_a_write_conflict_counts_each_alert_once_in_the_invocation_counters(
     tmp_path: Path,
 ) -> None:
