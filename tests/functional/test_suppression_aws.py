@@ -241,12 +241,6 @@ def test_the_bundled_policy_holds_back_repeats_of_a_bundled_rule(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the suppression state is written before the SQS delivery and not taken back when it "
-    "fails: the period whose digest was due is replaced by the next, so Lambda's retry sends "
-    "the new period's alert again and the digest (9 held back) is never sent",
-)
 def test_a_digest_whose_sqs_delivery_failed_is_sent_by_the_retry(
     deployment: Callable[[], Deployment],
 ) -> None:
