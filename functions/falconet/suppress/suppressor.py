@@ -38,6 +38,7 @@ from falconet.timestamps import format_iso8601_ns, format_local_time_ns
 NS = 1_000_000_000
 SAMPLE = 10  # audit ids a digest names
 MAX_KEPT = 10_000  # alert uuids a period remembers, sent and counted each (~220 KB at most)
+MAX_PREVIOUS = 5_000  # and of the period before it, to know a late re-delivery (~55 KB)
 MAX_ATTEMPTS = 8
 GRACE_S = 120  # a period's digest is due this long after the period ends (late alerts)
 _log = logging.getLogger("falconet.suppress")
@@ -65,6 +66,7 @@ class Period:
     admitted: set[int] = field(default_factory=set)
     counted: set[int] = field(default_factory=set)
     digested: bool = False
+    previous: set[int] = field(default_factory=set)  # the period before's uuids (late copies)
 
     def dumps(self) -> bytes:
         return orjson.dumps(
@@ -82,6 +84,7 @@ class Period:
                 "a": _pack(self.admitted),
                 "c": _pack(self.counted),
                 "d": self.digested,
+                "q": _pack(self.previous),
             }
         )
 
@@ -102,6 +105,7 @@ class Period:
             admitted=_unpack(raw["a"]),
             counted=_unpack(raw["c"]),
             digested=bool(raw["d"]),
+            previous=_unpack(raw.get("q", "")),
         )
 
 
@@ -257,12 +261,6 @@ class SuppressBatch:
         held = 0
         span = policy.period * NS
         for alert, audit_id in sorted(found, key=lambda p: p[0].time_ns):
-            if period is not None and alert.time_ns < period.start:
-                # Older than the group's current period: a late or re-delivered alert of a
-                # period already over. It goes out as is (its uuid lets a consumer drop a
-                # duplicate); counting it now would put it in the wrong digest.
-                sent.append((alert, audit_id))
-                continue
             if period is None or alert.time_ns >= period.start + span:
                 if (
                     period is not None
@@ -271,14 +269,18 @@ class SuppressBatch:
                     and not period.digested
                 ):
                     due.append((self._digest(policy, period), None))
+                before = set() if period is None else period.admitted | period.counted
                 period = Period(
                     start=alert.time_ns,
                     rule=alert.rule,
                     priority=alert.priority,
                     tags=list(alert.tags),
                     values=[_plain(v) for v in values],
+                    previous=set(sorted(before)[:MAX_PREVIOUS]),
                 )
             mark = _hash(alert.uuid)
+            if mark in period.previous:
+                continue  # handled in the period before (a late re-delivery): not again
             if mark in period.admitted:
                 sent.append((self._mark(policy, period, alert), audit_id))  # sent before: again
                 continue
