@@ -362,7 +362,10 @@ def _validate(args: argparse.Namespace) -> int:
     rules, ruleset = load_rules([p for p in args.paths if p not in missing])
     correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
     ruleset.diagnostics.extend(problems)
-    policies, problems = load_policies(ruleset.documents)
+    policies, problems = load_policies(
+        ruleset.documents,
+        [r.name for r in rules] + [c.title for c in correlations.correlations],
+    )
     ruleset.diagnostics.extend(problems)
     for diagnostic in ruleset.diagnostics:
         print(str(diagnostic), file=sys.stderr)

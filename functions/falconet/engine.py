@@ -191,7 +191,10 @@ class Engine:
         rules, ruleset = load_rules(paths, cache_dir=code_cache)
         correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
         ruleset.diagnostics.extend(problems)
-        policies, problems = load_policies(ruleset.documents)
+        policies, problems = load_policies(
+            ruleset.documents,
+            [r.name for r in rules] + [c.title for c in correlations.correlations],
+        )
         ruleset.diagnostics.extend(problems)
         _raise_first(ruleset)
         return cls(

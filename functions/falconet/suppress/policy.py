@@ -25,7 +25,7 @@ have `suppress` and leaves the others to the correlation loader.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from falconet import errors as errs
@@ -74,9 +74,13 @@ class Policy:
         return self.clusters is None or cluster in self.clusters
 
 
-def load_policies(documents: Sequence[Doc]) -> tuple[tuple[Policy, ...], list[Diagnostic]]:
+def load_policies(
+    documents: Sequence[Doc], known_rules: Iterable[str] | None = None
+) -> tuple[tuple[Policy, ...], list[Diagnostic]]:
     """The enabled policies of the documents that have `suppress`, in load order (a later one
-    with an earlier one's name takes its place), and located diagnostics for the bad ones."""
+    with an earlier one's name takes its place), and located diagnostics for the bad ones; with
+    `known_rules` (the loaded rules' names and correlations' titles), a warning for each name in
+    `match.rules` that is none of them (it would match nothing)."""
     by_name: dict[str, Policy | None] = {}
     problems: list[Diagnostic] = []
     for doc in documents:
@@ -95,7 +99,24 @@ def load_policies(documents: Sequence[Doc]) -> tuple[tuple[Policy, ...], list[Di
             continue
         by_name.pop(name, None)  # a replacement takes the later place
         by_name[name] = policy
-    return tuple(p for p in by_name.values() if p is not None), problems
+    policies = tuple(p for p in by_name.values() if p is not None)
+    if known_rules is not None:
+        known = set(known_rules)
+        for policy in policies:
+            for name in sorted((policy.rules or set()) - known):
+                problems.append(
+                    Diagnostic(
+                        located(
+                            f"match.rules names '{name}', which is no loaded rule or correlation "
+                            "title: it matches nothing",
+                            policy.position,
+                            kind="policy",
+                            item=policy.name,
+                        ),
+                        "warning",
+                    )
+                )
+    return policies, problems
 
 
 def _error(message: str, doc: Doc | None, name: str | None = None) -> errs.RuleError:

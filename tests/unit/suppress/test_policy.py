@@ -297,3 +297,10 @@ def test_priority_names_are_falco_s_in_any_case(tmp_path: Path) -> None:
     assert p.applies("r", "Informational", (), None)
     assert p.applies("r", "Debug", (), None)
     assert not p.applies("r", "Notice", (), None)
+
+
+def test_a_rule_name_that_matches_nothing_is_a_warning(tmp_path: Path) -> None:
+    typo = FULL.replace("rules: [Secret read denied]", "rules: [Secret read denid]")
+    warnings = engine(tmp_path, typo).warnings
+    assert any("'Secret read denid', which is no loaded rule" in w for w in warnings)
+    assert not any("which is no loaded rule" in w for w in engine(tmp_path / "ok", FULL).warnings)
