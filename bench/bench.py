@@ -47,6 +47,7 @@ from falconet.decode import DecodeStats, decode  # noqa: E402
 from falconet.engine import Engine  # noqa: E402
 from falconet.pipeline import Pipeline  # noqa: E402
 from falconet.state import MemoryStore  # noqa: E402
+from falconet.suppress.suppressor import Suppressor  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 UPSTREAM = SHARED / "conformance" / "falco-plugins-k8saudit" / "v0.18.0" / "k8s_audit_rules.yaml"
@@ -141,8 +142,11 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
     plain = {"bundled": bundled_rules_only()} if bundled and bundled.correlations else {}
     requests: dict[str, tuple[int, int, int]] = {}
 
-    def pipeline_of(engine: Engine, *, attribution: bool = True) -> Pipeline:
-        # As deployed: attribution on, correlations when the ruleset has some, one store.
+    def pipeline_of(
+        engine: Engine, *, attribution: bool = True, suppression: bool = True
+    ) -> Pipeline:
+        # As deployed: attribution on, correlations and suppression policies when the ruleset
+        # has some, one store.
         store = MemoryStore()
         correlator = Correlator.for_engine(engine, store) if engine.correlations else None
         attributor = (
@@ -150,7 +154,12 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
             if attribution
             else None
         )
-        return Pipeline(engine, [], correlator=correlator, attributor=attributor)
+        suppressor = (
+            Suppressor.for_engine(engine, store) if suppression and engine.policies else None
+        )
+        return Pipeline(
+            engine, [], correlator=correlator, attributor=attributor, suppressor=suppressor
+        )
 
     for _ in range(rounds):
         add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
@@ -182,6 +191,24 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
                         ),
                         collector=True,
                     ),
+                )
+            if engine.policies:
+                add(
+                    f"{name}, suppression off: end to end",
+                    timed(
+                        lambda e=engine: pipeline_run(
+                            pipeline_of(e, suppression=False), gz, bucket_object=True
+                        ),
+                        collector=True,
+                    ),
+                )
+                store = MemoryStore()
+                quiet = Pipeline(engine, [], suppressor=Suppressor.for_engine(engine, store))
+                result = quiet.run(gz, limits=quiet.object_limits)
+                requests[name + ", suppression alone, one object"] = (
+                    store.requests["read"],
+                    store.requests["write"],
+                    result.suppressed,
                 )
             if name in plain:
                 add(
@@ -219,10 +246,19 @@ def measure_speed(engines: dict[str, Engine], lines: list[bytes], rounds: int) -
     for name, count in alerts.items():
         print(f"{name}: alert rate {count / n:.2%} ({count} alerts)")
     for name, (reads, writes, matches) in requests.items():
+        what = "alerts suppressed" if "suppression" in name else "counted matches"
         print(
-            f"{name}: {matches / n * 1000:.1f} counted matches, {reads / n * 1000:.2f} store "
+            f"{name}: {matches / n * 1000:.1f} {what}, {reads / n * 1000:.2f} store "
             f"reads and {writes / n * 1000:.2f} writes per 1,000 events"
         )
+    for name, engine in engines.items():
+        if engine.policies:
+            on = statistics.median(samples[f"{name}: end to end from gzip JSON lines"])
+            off = statistics.median(samples[f"{name}, suppression off: end to end"])
+            print(
+                f"{name}: {len(engine.policies)} suppression policies add {on - off:+.2f} "
+                f"us/event end to end ({(on - off) / parse:+.2f} x parse)"
+            )
     if "bundled" in engines:
         on = statistics.median(samples["bundled: end to end from gzip JSON lines"])
         off = statistics.median(samples["bundled, attribution off: end to end"])
