@@ -3,6 +3,9 @@
     who=alice@example.com (groups: dev,system:authenticated) what=delete namespaces/demo -> 200
     when=2026-03-11T15:45:00.123456Z where=81.2.69.160 (Paris, FR) cluster=prod-eu
 
+An alert on a controller's pod names the person behind it (`falconet.owner.*`):
+`who=system:serviceaccount:kube-system:replicaset-controller for alice@example.com Deployment/web`.
+
 Built from the alert's `output_fields` (the engine adds the who/what fields to every alert by
 default, see `engine.DEFAULT_EXTRA_FIELDS`), so the notify function can print it from a queued
 alert; with the audit event at hand (`falconet scan --summary`), the event fills any gap.
@@ -59,6 +62,12 @@ def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
         who += f" (groups: {','.join(str(g) for g in f['groups'])})"
     if f["impersonated"]:
         who += f" as {f['impersonated']}"
+    owner = alert.output_fields.get("falconet.owner.user")
+    if owner and owner != f["user"]:
+        kind = alert.output_fields.get("falconet.owner.kind")
+        name = alert.output_fields.get("falconet.owner.name")
+        behind = f" {kind}/{name}" if kind and name else ""
+        who += f" for {owner}{behind}"  # the person behind a controller (falconet.owner.*)
     target = "/".join(str(p) for p in (f["namespace"], f["resource"], f["name"]) if p)
     if f["subresource"]:
         target += f"/{f['subresource']}"
