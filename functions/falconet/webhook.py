@@ -151,9 +151,7 @@ def _dispatch(
 ) -> Result:
     ctype = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
     if _header(headers, "ce-specversion"):
-        attributes = {
-            name: _header(headers, f"ce-{name}") or "" for name in ("type", "source", "id")
-        }
+        attributes = _binary_attributes(headers, body)
         return handle_cloudevent(
             pipeline, attributes, body, context, allowed=allowed, deadline=deadline
         )
@@ -193,13 +191,47 @@ def _parse_json(body: bytes | bytearray | str) -> Any:
         raise _BadRequest("the request body is not JSON") from None
 
 
+def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """A binary-mode CloudEvent's type, source and id, checked against the specification by the
+    CloudEvents SDK (specversion 1.0 or 0.3, every required attribute present); the body is not
+    parsed here. Raises _BadRequest."""
+    missing = [
+        f"ce-{name}" for name in ("id", "source", "type") if not _header(headers, f"ce-{name}")
+    ]
+    if missing:  # the SDK's message would name specversion
+        raise _BadRequest(
+            "a binary-mode CloudEvent needs ce-id, ce-source and ce-type headers "
+            f"(missing: {', '.join(missing)})"
+        )
+    from cloudevents.exceptions import GenericException
+    from cloudevents.http import from_http
+
+    try:
+        event = from_http(dict(headers.items()), body, data_unmarshaller=_raw)
+    except GenericException as exc:
+        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
+    return {name: str(event[name]) for name in ("type", "source", "id")}
+
+
+def _raw(data: Any) -> Any:
+    return data
+
+
 def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
     """The attributes and data of one structured-mode CloudEvent, parsed (its data read from the
-    parsed envelope, never parsed again). Raises _BadRequest."""
+    parsed envelope, never parsed again), its attributes checked against the specification by
+    the CloudEvents SDK. Raises _BadRequest."""
     if not isinstance(envelope, dict) or not all(
         isinstance(envelope.get(k), str) for k in ("specversion", "type", "source", "id")
     ):
         raise _BadRequest("a structured CloudEvent needs specversion, type, source and id")
+    from cloudevents.exceptions import GenericException
+    from cloudevents.http import from_dict
+
+    try:  # the attributes only: the data is ours to read
+        from_dict({k: v for k, v in envelope.items() if k not in ("data", "data_base64")})
+    except GenericException as exc:
+        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
     attributes = {k: envelope[k] for k in ("type", "source", "id")}
     if "data_base64" in envelope:
         try:

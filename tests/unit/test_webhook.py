@@ -95,14 +95,24 @@ def test_what_a_cloudevent_carries_is_read_from_its_attributes(
 
 
 def test_an_s3_event_that_creates_nothing_is_acknowledged(pipeline: Pipeline) -> None:
-    headers = {"ce-specversion": "1.0", "ce-type": "Object Deleted", "ce-source": "aws.s3"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "Object Deleted",
+        "ce-source": "aws.s3",
+        "ce-id": "1",
+    }
     response = post(pipeline, b'{"detail": {}}', **headers)
     assert response.status == 200
     assert response.body["ignored"] == ["S3 Object Deleted is not an object creation"]
 
 
 def test_a_storage_event_without_an_object_is_400(pipeline: Pipeline) -> None:
-    headers = {"ce-specversion": "1.0", "ce-type": "Object Created", "ce-source": "aws.s3"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "Object Created",
+        "ce-source": "aws.s3",
+        "ce-id": "1",
+    }
     response = post(pipeline, b'{"detail": {}}', **headers)
     assert response.status == 400
     assert response.body["error"] == "the Object Created event does not name a bucket object"
@@ -141,7 +151,12 @@ def test_request_values_are_echoed_bounded_and_printable(pipeline: Pipeline, len
 
 
 def test_objects_outside_the_allowed_prefixes_are_not_read(pipeline: Pipeline) -> None:
-    headers = {"ce-specversion": "1.0", "ce-type": "Object Created", "ce-source": "aws.s3"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "Object Created",
+        "ce-source": "aws.s3",
+        "ce-id": "1",
+    }
     data = b'{"detail": {"bucket": {"name": "secrets"}, "object": {"key": "k"}}}'
     response = post(pipeline, data, **headers)  # no FALCONET_ALLOWED_OBJECTS: nothing is read
     assert response.status == 200
@@ -195,3 +210,35 @@ def test_a_gzip_bomb_body_is_400_naming_the_limit(pipeline: Pipeline) -> None:
     assert response.body["error"] == (
         "no audit events in the request body: input over the compression ratio limit (1)"
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        (
+            {"ce-specversion": "9.9", "ce-type": "t", "ce-source": "s", "ce-id": "1"},
+            "not a valid CloudEvent: Found invalid specversion 9.9",
+        ),
+        (
+            {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s"},
+            "a binary-mode CloudEvent needs ce-id, ce-source and ce-type headers (missing: ce-id)",
+        ),
+        (
+            {"ce-specversion": "1.0", "ce-id": "1"},
+            "a binary-mode CloudEvent needs ce-id, ce-source and ce-type headers "
+            "(missing: ce-source, ce-type)",
+        ),
+    ],
+)
+def test_a_binary_cloudevent_is_checked_against_the_specification(
+    pipeline: Pipeline, headers: dict[str, str], error: str
+) -> None:
+    response = post(pipeline, b"{}", **headers)
+    assert (response.status, response.body["error"]) == (400, error)
+
+
+def test_a_structured_cloudevent_with_an_unknown_specversion_is_refused(pipeline: Pipeline) -> None:
+    envelope = b'{"specversion": "2.0", "type": "t", "source": "s", "id": "1", "data": {}}'
+    response = post(pipeline, envelope, **{"content-type": "application/cloudevents+json"})
+    assert response.status == 400
+    assert response.body["error"].startswith("not a valid CloudEvent")
