@@ -5,6 +5,7 @@
   by SQS, it reports per-message failures (`batchItemFailures`) so only failed messages return.
 - `handle_http`: the same contract as `main.audit_http`, for a Function URL / API Gateway HTTP API
   (payload v2) event, base64 bodies included.
+- `handle_cloudwatch`: an EKS audit log through a CloudWatch Logs subscription (`awslogs`).
 - `handle_sweep`: the scheduled sweep: digests of suppression periods that ended.
 - `handle_notify`: the notification function (below).
 
@@ -36,6 +37,34 @@ from typing import Any
 import falconet
 
 log = logging.getLogger("falconet.lambda")
+
+
+def handle_cloudwatch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """An EKS audit log through a CloudWatch Logs subscription (`{"awslogs": {"data": ...}}`):
+    the events of the batch, their cluster from the log group `/aws/eks/<cluster>/cluster`.
+    Anything else is an error (raised, so the asynchronous invocation is retried and then kept
+    by the on-failure destination): a subscription's batch is never acknowledged unread."""
+    deadline = falconet.Deadline.for_lambda(context)
+    request = getattr(context, "aws_request_id", None)
+    if not isinstance(event, dict) or not isinstance(event.get("awslogs"), dict):
+        error = "not a CloudWatch Logs subscription event (no awslogs.data)"
+        falconet.log_invocation("handle_cloudwatch", None, error=error, request=request)
+        raise falconet.DecodeError(error)
+    pipeline = falconet.get_runtime().pipeline
+    context_ = falconet.EventContext(origin="cloudwatch-logs")
+    try:
+        result = pipeline.run_value(
+            event, context=context_, name="awslogs", size=None, deadline=deadline
+        )
+    except falconet.FalconetError as exc:
+        falconet.log_invocation(
+            "handle_cloudwatch", getattr(exc, "result", None), error=str(exc), request=request
+        )
+        raise
+    falconet.log_invocation("handle_cloudwatch", result, request=request)
+    if result.stats.rejected_total and not result.events:
+        raise falconet.DecodeError(f"no audit events in the subscription batch: {result.to_dict()}")
+    return {"status": "ok", **result.to_dict()}
 
 
 def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -223,6 +223,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
     assert set(functions) == {
         "S3DetectorFunction",
         "HttpDetectorFunction",
+        "CloudWatchDetectorFunction",
         "SweepFunction",
         "NotifyFunction",
     }
@@ -235,6 +236,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
     assert with_state == {
         "S3DetectorFunction": {"Ref": "StateTable"},
         "HttpDetectorFunction": {"Ref": "StateTable"},
+        "CloudWatchDetectorFunction": {"Ref": "StateTable"},
         "SweepFunction": {"Ref": "StateTable"},
     }
 
@@ -248,7 +250,11 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
         for name, role in roles.items()
     }
     state = {"Fn::GetAtt": ["StateTable", "Arn"]}
-    for name in ("S3DetectorFunctionRole", "HttpDetectorFunctionRole"):
+    for name in (
+        "S3DetectorFunctionRole",
+        "HttpDetectorFunctionRole",
+        "CloudWatchDetectorFunctionRole",
+    ):
         (statement,) = grants.pop(name)
         assert statement["Effect"] == "Allow"
         assert sorted(statement["Action"]) == sorted(STATE_ACTIONS), name
@@ -270,6 +276,7 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
     assert set(roles) == {
         "S3DetectorFunctionRole",
         "HttpDetectorFunctionRole",
+        "CloudWatchDetectorFunctionRole",
         "SweepFunctionRole",
         "SweepFunctionEveryFiveMinutesRole",  # the scheduler's: invoke the sweep, nothing else
         "NotifyFunctionExecutionRole",
@@ -298,6 +305,12 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
             "sqs:SendMessage*",
             "sns:Publish",
             "secretsmanager:GetSecretValue",  # its own token's secret only (below)
+            *STATE_ACTIONS,
+        },
+        "CloudWatchDetectorFunctionRole": {
+            "sqs:SendMessage*",
+            "sns:Publish",
+            "sqs:SendMessage",  # the on-failure destination
             *STATE_ACTIONS,
         },
         "SweepFunctionRole": {"sqs:SendMessage*", "sns:Publish", "dynamodb:Query", *STATE_ACTIONS},
@@ -332,3 +345,30 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
     assert read[0]["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${AuditBucketName}/${AuditKeyPrefix}*"
     }
+
+
+def test_one_parameter_subscribes_an_eks_clusters_audit_log(
+    tools_python: Path, tmp_path: Path
+) -> None:
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    template = json.loads(translated.read_text())
+    resources = template["Resources"]
+    assert template["Conditions"]["HasEksCluster"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EksClusterName"}, ""]}]
+    }
+    for name in (
+        "CloudWatchDetectorFunction",
+        "CloudWatchDetectorPermission",
+        "EksAuditSubscription",
+    ):
+        assert resources[name]["Condition"] == "HasEksCluster", name
+    function = resources["CloudWatchDetectorFunction"]["Properties"]
+    assert function["Handler"] == "lambda_handlers.handle_cloudwatch"
+    subscription = resources["EksAuditSubscription"]["Properties"]
+    assert subscription["LogGroupName"] == {"Fn::Sub": "/aws/eks/${EksClusterName}/cluster"}
+    assert subscription["DestinationArn"] == {"Fn::GetAtt": ["CloudWatchDetectorFunction", "Arn"]}
+    permission = resources["CloudWatchDetectorPermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com"  # only that log group may invoke it
+    assert "log-group:/aws/eks/${EksClusterName}/cluster:*" in permission["SourceArn"]["Fn::Sub"]
