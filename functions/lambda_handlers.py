@@ -45,7 +45,7 @@ def handle_cloudwatch(event: dict[str, Any], context: Any = None) -> dict[str, A
     Anything else is an error (raised, so the asynchronous invocation is retried and then kept
     by the on-failure destination): a subscription's batch is never acknowledged unread."""
     deadline = falconet.Deadline.for_lambda(context)
-    request = getattr(context, "aws_request_id", None)
+    request = _request(context)
     if not isinstance(event, dict) or not isinstance(event.get("awslogs"), dict):
         error = "not a CloudWatch Logs subscription event (no awslogs.data)"
         falconet.log_invocation("handle_cloudwatch", None, error=error, request=request)
@@ -76,9 +76,11 @@ def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         result = pipeline.sweep(deadline=deadline)
     except (falconet.SinkError, falconet.StateError) as error:
-        falconet.log_invocation("handle_sweep", error.result, error=str(error))
+        falconet.log_invocation(
+            "handle_sweep", error.result, error=str(error), request=_request(context)
+        )
         raise
-    falconet.log_invocation("handle_sweep", result)
+    falconet.log_invocation("handle_sweep", result, request=_request(context))
     return {"status": "ok", "digests": result.digests}
 
 
@@ -89,7 +91,7 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "Records" not in event and "alerts" in event:
         alerts = falconet.alerts_from_message(json.dumps(event))
         failed = falconet.deliver(config, [("invoke", alerts)], deadline=deadline)
-        _log_summary(records=1, alerts=len(alerts), failed=len(failed))
+        _log_summary(context, records=1, alerts=len(alerts), failed=len(failed))
         if failed:
             raise falconet.SinkError(
                 f"notify: {len(alerts)} alert(s) from an invoke were not delivered"
@@ -110,6 +112,7 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
             failures.append(message_id)
     failures += falconet.deliver(config, messages, deadline=deadline)
     _log_summary(
+        context,
         records=len(event.get("Records") or []),
         alerts=sum(len(alerts) for _, alerts in messages),
         failed=len(failures),
@@ -117,9 +120,15 @@ def handle_notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
 
-def _log_summary(**counters: int) -> None:
+def _log_summary(context: Any, **counters: int) -> None:
     # One structured line per invocation, in the same shape as every entry point's.
-    falconet.log_invocation("handle_notify", None, **counters)
+    falconet.log_invocation("handle_notify", None, request=_request(context), **counters)
+
+
+def _request(context: Any) -> str | None:
+    """The Lambda request id, for the invocation's log line (None outside Lambda)."""
+    request = getattr(context, "aws_request_id", None)
+    return request if isinstance(request, str) else None
 
 
 def _scan_records(event: Any, result: falconet.Result, deadline: falconet.Deadline) -> None:
@@ -147,9 +156,11 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         try:
             _scan_records(event, result, deadline)
         except Exception as exc:
-            falconet.log_invocation("handle_s3", result, error=f"{type(exc).__name__}: {exc}")
+            falconet.log_invocation(
+                "handle_s3", result, error=f"{type(exc).__name__}: {exc}", request=_request(context)
+            )
             raise  # the async invocation is retried, then sent to the on-failure destination
-        falconet.log_invocation("handle_s3", result)
+        falconet.log_invocation("handle_s3", result, request=_request(context))
         return {"status": "ok", **result.to_dict()}
     failures = []
     errors = []
@@ -159,7 +170,12 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         except Exception as exc:  # one bad message must not return the whole batch
             failures.append({"itemIdentifier": record.get("messageId", "")})
             errors.append(f"{record.get('messageId')}: {type(exc).__name__}: {exc}")
-    falconet.log_invocation("handle_s3", result, error="; ".join(errors) if errors else None)
+    falconet.log_invocation(
+        "handle_s3",
+        result,
+        error="; ".join(errors) if errors else None,
+        request=_request(context),
+    )
     return {"batchItemFailures": failures}
 
 
@@ -192,11 +208,12 @@ def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             deadline=falconet.Deadline.for_lambda(context),
         )
     except falconet.FalconetError as exc:
-        falconet.log_invocation("handle_http", None, error=str(exc))
+        falconet.log_invocation("handle_http", None, error=str(exc), request=_request(context))
         raise
     falconet.log_invocation(
         "handle_http",
         response.result,
+        request=_request(context),
         status=response.status,
         error=response.body.get("error") if response.status >= 400 else None,
     )
