@@ -372,3 +372,28 @@ def test_one_parameter_subscribes_an_eks_clusters_audit_log(
     permission = resources["CloudWatchDetectorPermission"]["Properties"]
     assert permission["Principal"] == "logs.amazonaws.com"  # only that log group may invoke it
     assert "log-group:/aws/eks/${EksClusterName}/cluster:*" in permission["SourceArn"]["Fn::Sub"]
+
+
+def test_the_detector_watches_itself(tools_python: Path, tmp_path: Path) -> None:
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    resources = json.loads(translated.read_text())["Resources"]
+    alarms = {
+        n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert set(alarms) == {"AlertsDeadLetterAlarm", "DetectorFailuresAlarm", "SilentDetectorAlarm"}
+    for name in ("AlertsDeadLetterAlarm", "DetectorFailuresAlarm"):  # anything kept: alarm
+        assert (alarms[name]["Threshold"], alarms[name]["ComparisonOperator"]) == (
+            0,
+            "GreaterThanThreshold",
+        )
+    silent = alarms["SilentDetectorAlarm"]
+    assert resources["SilentDetectorAlarm"]["Condition"] == "WatchSilence"
+    assert (silent["MetricName"], silent["TreatMissingData"]) == ("Invocations", "breaching")
+    logs = {n: r for n, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(logs) == len(functions)  # every function's logs, kept LogRetentionDays
+    assert all(
+        r["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for r in logs.values()
+    )
