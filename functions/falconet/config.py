@@ -435,16 +435,14 @@ def aws_client_settings() -> tuple[str | None, str | None]:
 
 # -- values ----------------------------------------------------------------------------------------
 def bundled_rules_dir() -> Path:
-    """The bundled `rules/` directory: beside the package when deployed, else at the repo top.
-
-    A SAM/Lambda artifact holds `falconet/` and `rules/` side by side; a source checkout holds
-    `functions/falconet/` and the top-level `rules/`.
-    """
-    for candidate in (_PACKAGE_DIR.parent / "rules", _PACKAGE_DIR.parent.parent / "rules"):
-        if candidate.is_dir():
-            return candidate
+    """The bundled rules: `falconet/bundled_rules/` in an installed package (pyproject.toml maps
+    it to the top-level rules/), `rules/` beside `falconet/` in a Lambda zip, the top-level `rules/`
+    of a source checkout (editable install, PYTHONPATH). Raises ConfigError when none is there."""
+    for candidate in ("bundled_rules", "../rules", "../../rules"):
+        if (_PACKAGE_DIR / candidate).is_dir():
+            return (_PACKAGE_DIR / candidate).resolve()
     raise ConfigError(
-        "the bundled rules directory was not found beside the falconet package; "
+        "the bundled rules directory was not found in or beside the falconet package; "
         f"set {RULES} to a rules file or directory"
     )
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from falconet.errors import ConfigError
+from falconet.extras import require_aws
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL = 300.0
@@ -46,6 +47,7 @@ def parse_reference(setting: str, reference: str) -> tuple[str, str, str | None]
 def fetch(setting: str, reference: str) -> str:
     """The secret `reference` names, now. Raises ConfigError naming `setting` (never the value)."""
     service, name, key = parse_reference(setting, reference)
+    require_aws(setting)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -1,7 +1,8 @@
 """What `sam build` ships: the Makefile's `build-<Function>` target, run as SAM runs it (with
 ARTIFACTS_DIR), for this machine's architecture so the result can be imported and run here.
 
-Checks the package contract of template.yaml: the bundled rules beside the falconet package,
+Checks the package contract of template.yaml: a build target for every function, the artifact
+built once by `make build` and copied for each function, the bundled rules beside the package,
 runtime dependencies only (no functions-framework, Flask, cloudevents, boto3 or test tools),
 hash-based .pyc for every module, and a working `handle_notify` that imports no boto3 or Flask.
 Needs PyPI (pip downloads the platform wheels), like `make test` itself.
@@ -157,7 +158,8 @@ def test_the_packaged_detector_loads_its_compiled_rules_from_the_cache(artifacts
         cache.chmod(0o755)
 
 
-def test_every_template_handler_exists() -> None:
+def _functions() -> dict[str, dict]:
+    """template.yaml's functions by logical id (intrinsic functions read as None)."""
     import yaml
 
     class _Loader(yaml.SafeLoader):
@@ -168,13 +170,63 @@ def test_every_template_handler_exists() -> None:
 
     _Loader.add_multi_constructor("!", _any)
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def test_every_template_function_has_its_build_target(tmp_path: Path) -> None:
+    functions = _functions()
+    assert functions
+    for name, resource in functions.items():
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        done = subprocess.run(
+            ["make", "-n", f"build-{name}", f"ARTIFACTS_DIR={tmp_path}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"sam build would fail for {name}: {done.stderr}"
+
+
+def test_make_build_builds_the_artifact_once(tmp_path: Path) -> None:
+    """`make build` passes LAMBDA_PREBUILT to sam build: each function's target then only copies
+    the artifact built once (LAMBDA_PY points nowhere, so any build step would fail)."""
+    prebuilt = tmp_path / "prebuilt"
+    (prebuilt / "falconet").mkdir(parents=True)
+    (prebuilt / "falconet" / "marker.py").write_text("BUILT_ONCE = True\n")
+    recipe = subprocess.run(
+        ["make", "-n", "build"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "lambda-artifact" in recipe and "LAMBDA_PREBUILT=" in recipe
+    for name in _functions():
+        target = tmp_path / name
+        target.mkdir()
+        done = subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                f"build-{name}",
+                f"ARTIFACTS_DIR={target}",
+                f"LAMBDA_PREBUILT={prebuilt}",
+                "LAMBDA_PY=/nonexistent/python",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (target / "falconet" / "marker.py").read_text() == "BUILT_ONCE = True\n"
+
+
+def test_every_template_handler_exists() -> None:
     import lambda_handlers
 
-    handlers = [
-        r["Properties"]["Handler"]
-        for r in template["Resources"].values()
-        if r.get("Type") == "AWS::Serverless::Function"
-    ]
+    handlers = [r["Properties"]["Handler"] for r in _functions().values()]
     assert handlers
     for handler in handlers:
         module, _, name = handler.partition(".")

@@ -30,6 +30,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
             "falconet.ipscope",
             "falconet.text",
             "falconet.deadline",
+            "falconet.extras",
         ),
         set(),
     ),

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from falconet.alerts import Alert
 from falconet.deadline import Deadline
 from falconet.errors import SinkError
+from falconet.extras import require_aws
 from falconet.sinks import Tally
 from falconet.sinks._retry import backoff_delay
 
@@ -88,6 +89,7 @@ class Refused(Exception):
 def make_client(service: str, region: str | None = None) -> Any:
     """A boto3 client for `service` from the process-wide session (boto3 imported here, lazily)."""
     global _session  # noqa: PLW0603 - one session per process is the point (cold-start cost)
+    require_aws(f"the {service} sink")
     import boto3
     from botocore.config import Config
 

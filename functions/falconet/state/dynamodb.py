@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 from falconet import state
 from falconet.deadline import Deadline
 from falconet.errors import StateError
+from falconet.extras import require_aws
 
 T = TypeVar("T")
 
@@ -112,6 +113,8 @@ class DynamoDBStore:
     ) -> None:
         if not table:
             raise StateError("the state table's name is empty")
+        if client is None:
+            require_aws(f"the state table {table!r}")  # ConfigError naming the extra
         self.table = table
         self.name = f"dynamodb:{table}"
         self.requests: Counter[str] = Counter()

@@ -16,6 +16,7 @@ from typing import Any
 from falconet.config import aws_client_settings
 from falconet.decode.compression import CHUNK
 from falconet.errors import ConfigError, DecodeError, ObjectGone
+from falconet.extras import require_aws
 from falconet.storage.objects import ObjectRef, OpenedObject
 
 _GONE_CODES = frozenset(("NoSuchKey", "NoSuchBucket", "404", "NotFound"))
@@ -23,6 +24,7 @@ _GONE_CODES = frozenset(("NoSuchKey", "NoSuchBucket", "404", "NotFound"))
 
 @functools.cache
 def _client(endpoint: str | None, region: str | None) -> Any:
+    require_aws("s3:// objects")
     import boto3  # ~200 ms of import: only when S3 is used
 
     return boto3.client("s3")
@@ -35,6 +37,7 @@ def client() -> Any:
 
 def open_object(ref: ObjectRef) -> OpenedObject:
     """Open an object for streaming, with its user metadata. Raises ObjectGone."""
+    require_aws("s3:// objects")
     from botocore.exceptions import ClientError
 
     try:
@@ -53,6 +56,7 @@ def open_object(ref: ObjectRef) -> OpenedObject:
 def list_keys(bucket: str, key: str, spec: str) -> Iterator[str]:
     """The object `key` itself when it exists, else every object under the prefix `key`
     (console "folder" markers skipped). Raises ConfigError when there is none or listing fails."""
+    require_aws(spec)
     from botocore.exceptions import BotoCoreError, ClientError
 
     paginator = client().get_paginator("list_objects_v2")
@@ -82,6 +86,7 @@ class Chunks:
     key: str
 
     def __iter__(self) -> Iterator[bytes]:
+        require_aws("s3:// objects")
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
