@@ -1,7 +1,8 @@
 """The `falconet` command: the same engine and decoders from a shell.
 
+    falconet --version
     falconet scan [--rules PATH]... [--rule-matching first|all] [--min-priority P] [--json]
-                  [--summary] [INPUT]...
+                  [--summary] [--since T] [--until T] [--fail-on P] [--[no-]progress] [INPUT]...
     falconet validate PATH...
     falconet fields [--json]
     falconet rules [--rules PATH]... [--markdown]
@@ -9,6 +10,12 @@
 
 `scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
 summary on stderr (events read, records rejected with their reason and position, alerts by rule).
+Exit status: 0 done, 1 error, 2 usage, 3 an alert at or above `--fail-on` (see `SCAN_EPILOG`).
+
+Why this module is long: `scan --help` carries its own manual (input forms, time forms, examples,
+exit status: `SCAN_EPILOG`), and the scan loop is kept in one function so the per-event path has
+no calls it does not need. The progress line and the time window live in `falconet.progress` and
+`falconet.window`.
 """
 
 from __future__ import annotations
@@ -20,18 +27,51 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from falconet import fields
+from falconet import __version__, fields
 from falconet.config import GEOIP_DB, RULES, Settings, rules_paths, split_list
 from falconet.context import EventContext
 from falconet.errors import FalconetError, RuleError
 
+if TYPE_CHECKING:
+    from falconet.progress import Progress
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_ALERTS = 3  # scan --fail-on P: an alert at or above P was raised
+
+SCAN_EPILOG = """\
+inputs (any number, in order; the format is detected from the content, gzip or not):
+  FILE                 JSON lines, an EventList, JSON arrays, CloudWatch exports, webhook bodies
+  DIR                  every regular file below it, in path order (dot-files skipped)
+  -                    standard input; the default when no INPUT is given, unless stdin is a
+                       terminal (then falconet prints this hint and exits 2 instead of waiting)
+  s3://BUCKET/PREFIX   that object, or every object under the prefix (AWS credentials as boto3
+                       finds them)
+  gs://BUCKET/PREFIX   likewise in Google Cloud Storage (pip install 'falconet[gcs]')
+
+time window (--since, --until): on each event's stageTimestamp; events outside are skipped and
+counted in the summary. T is RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00), a date
+(2024-05-01, midnight UTC), or an age before now: 90s, 30m, 24h, 7d, 2w. --since is inclusive,
+--until exclusive.
+
+examples:
+  falconet scan /var/log/kubernetes/audit.log
+  falconet scan --json logs/ > alerts.jsonl
+  zcat audit.log.gz | falconet scan
+  falconet scan --since 24h --fail-on warning s3://audit-archive/cluster=prod/
+  falconet scan --since 2024-05-01 --until 2024-05-02 gs://audit-archive/prod/ audit-extra.json
+
+exit status:
+  0  the scan finished (alerts or not, unless --fail-on says otherwise)
+  1  error: rules, settings, an input that cannot be listed or read
+  2  usage: a bad option, or no INPUT while stdin is a terminal
+  3  --fail-on P was given and an alert at or above priority P was printed
+"""
 
 
 def _rules_paths(values: Sequence[str] | None, settings: Settings) -> list[str]:
@@ -61,14 +101,43 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _event_time(text: str) -> int:
+    """`--since`/`--until`: nanoseconds since the epoch (see `falconet.window`)."""
+    from falconet.window import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _priority(text: str) -> int:
+    """`--fail-on`: Falco's priority number (0 = Emergency ... 7 = Debug)."""
+    from falconet.rules.model import PRIORITIES, parse_priority
+
+    number = parse_priority(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a priority ({', '.join(p.lower() for p in PRIORITIES)})"
+        )
+    return number
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="falconet",
         description="Falco-compatible detection of threats in Kubernetes audit logs.",
     )
+    parser.add_argument("--version", action="version", version=f"falconet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    scan = sub.add_parser("scan", help="evaluate audit logs and print alerts")
+    scan = sub.add_parser(
+        "scan",
+        help="evaluate audit logs and print alerts",
+        description="Evaluate audit logs and print alerts on stdout, a summary on stderr.",
+        epilog=SCAN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_engine_options(scan)
     scan.add_argument("--json", action="store_true", help="print Falco JSON alerts")
     scan.add_argument(
@@ -107,11 +176,35 @@ def _build_parser() -> argparse.ArgumentParser:
         "history from archives; use with --state-table)",
     )
     scan.add_argument(
+        "--since",
+        type=_event_time,
+        metavar="T",
+        help="skip events before T (RFC 3339, a date, or an age like 24h; see below)",
+    )
+    scan.add_argument(
+        "--until", type=_event_time, metavar="T", help="skip events at or after T (likewise)"
+    )
+    scan.add_argument(
+        "--fail-on",
+        type=_priority,
+        metavar="P",
+        help="exit 3 when an alert of priority P or more severe is printed (e.g. warning)",
+    )
+    scan.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="objects, bytes and events done, rate and ETA on stderr (default: when stderr "
+        "is a terminal)",
+    )
+    scan.add_argument(
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="audit log files (JSON lines, EventList, gzip, ...); '-' or none = stdin",
+        help="files, directories, '-' (stdin), s3://BUCKET/PREFIX, gs://BUCKET/PREFIX; "
+        "none = stdin (see below)",
     )
+    scan.set_defaults(usage=scan.format_usage())
 
     validate = sub.add_parser("validate", help="check rules files and report every problem")
     validate.add_argument("paths", nargs="+", metavar="PATH")
@@ -166,45 +259,104 @@ def _engine(
 
 
 def _geoip(args: argparse.Namespace) -> Any:
+    """The GeoIP database of --geoip-db or FALCONET_GEOIP_DB, or None when neither is set (no
+    notice here: `_geoip_notice` says it only when the scan would show a location)."""
     from falconet.geoip import GeoIP
 
     if args.geoip_db:
-        return GeoIP.from_setting(args.geoip_db, origin="--geoip-db")
-    return GeoIP.from_setting(args.settings.get(GEOIP_DB) or None)
+        return GeoIP.open(args.geoip_db, origin="--geoip-db")
+    setting = args.settings.get(GEOIP_DB)
+    return GeoIP.open(setting) if setting and setting.strip() else None
+
+
+def _geoip_notice(args: argparse.Namespace, engine: Any, geoip: Any) -> None:
+    """Say (once per process) that geolocation is off only when this scan would show a location:
+    a rule that can match or a correlation reads a location field, --extra-field names one, or
+    --summary prints its "where". The default outputs lose nothing asked for: quiet then."""
+    if geoip is not None:
+        return
+    wanted = engine.fields_read() | set(args.extra_field or ())
+    if args.summary or {"falconet.src.country", "falconet.src.city", "falconet.src.asn"} & wanted:
+        from falconet.geoip import warn_off
+
+        warn_off()
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def _would_wait_on_terminal(args: argparse.Namespace) -> bool:
+    """No INPUT and stdin is a terminal: reading it would wait, silently, for audit events typed
+    by hand. Says so with the usage line (an explicit '-' still reads the terminal)."""
+    if args.inputs or not _stdin_is_terminal():
+        return False
+    print(args.usage, end="", file=sys.stderr)
+    print(
+        "falconet scan: error: no INPUT given and stdin is a terminal: name files, "
+        "directories, s3:// or gs:// prefixes, or pipe audit logs in ('-' reads the "
+        "terminal); see falconet scan --help",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _scan(args: argparse.Namespace) -> int:
+    if _would_wait_on_terminal(args):
+        return EXIT_USAGE
     from falconet.attribution import ATTRIBUTED, FLUSH_RECORDS, QUIET_VERBS
     from falconet.correlate.correlator import FLUSH_MATCHES
     from falconet.decode import DecodeLimits, DecodeStats, decode
 
     extra = args.extra_field
+    geoip = _geoip(args)
     engine = _engine(
         args,
         extra_fields=None if not extra else [*_default_extras(), *extra],
-        geoip=_geoip(args),
+        geoip=geoip,
     )
+    _geoip_notice(args, engine, geoip)
     stats = DecodeStats()
     out = sys.stdout.buffer
     started = time.perf_counter()
     from falconet.storage import open_inputs
 
+    base_context = EventContext(cluster=args.cluster)
+    # Listed before the first byte is read: a mistyped path or bucket fails now, not after
+    # an hour of scanning, and the progress line knows how many objects (and bytes) there are.
+    inputs = list(
+        open_inputs(
+            args.inputs or ["-"], context=base_context, key_pattern=args.settings.key_pattern
+        )
+    )
     attribution = args.settings.state.attribution
     store = _store(args)
-    printer = _Printer(args, engine, store)
+    progress = _progress(args, inputs, stats)
+    printer = _Printer(args, engine, store, progress)
     write = printer.write
     correlator = _correlator(args, engine, store)
     batch = correlator.batch() if correlator is not None else None
     owners = _attributor(engine, store) if attribution else None
-    base_context = EventContext(cluster=args.cluster)
     limits = DecodeLimits.like(args.settings.decode.object)  # files and objects
-    for item in open_inputs(
-        args.inputs or ["-"], context=base_context, key_pattern=args.settings.key_pattern
-    ):
-        chunks, name = item.chunks, item.name
-        for event, ctx in decode(
-            chunks, stats=stats, context=item.context, name=name, limits=limits
-        ):
+    window = None
+    if args.since is not None or args.until is not None:
+        from falconet.window import Window
+
+        window = Window(args.since, args.until)
+    for item in inputs:
+        events = decode(
+            progress.track(item.chunks),
+            stats=stats,
+            context=item.context,
+            name=item.name,
+            limits=limits,
+        )
+        if window is not None:
+            events = window.within(events)
+        for event, ctx in events:
             if owners is not None:  # falconet.owner.*, before the rules see the event
                 ref = event.get("objectRef")
                 if (
@@ -224,6 +376,7 @@ def _scan(args: argparse.Namespace) -> int:
                 batch.add(event, ctx, matched)
                 if batch.size >= FLUSH_MATCHES:
                     write(batch.flush())
+        progress.object_done()
     if owners is not None:
         owners.flush()  # with --state-table, what the scan learned is kept
     if batch is not None and correlator is not None:
@@ -231,8 +384,33 @@ def _scan(args: argparse.Namespace) -> int:
         write(correlator.finish())  # the windows still open are decided at the end
     printer.finish()  # the alerts held for the policies, and every digest due at the end
     out.flush()
-    _summary(stats, printer.by_rule, time.perf_counter() - started)
+    progress.clear()
+    outside = window.outside if window is not None else None
+    _summary(stats, printer.by_rule, time.perf_counter() - started, outside)
+    if args.fail_on is not None and printer.worst <= args.fail_on:
+        return EXIT_ALERTS
     return EXIT_OK
+
+
+def _progress(args: argparse.Namespace, inputs: Sequence[Any], stats: Any) -> Progress:
+    """The progress line: on with --progress, or without --no-progress when stderr is a
+    terminal; the total size known when every input is a local file."""
+    from falconet.progress import Progress
+    from falconet.storage.local import FileChunks
+
+    on = args.progress
+    if on is None:
+        try:
+            on = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # replaced or closed
+            on = False
+    total = None
+    if on and inputs and all(type(i.chunks) is FileChunks for i in inputs):
+        try:
+            total = sum(i.chunks.path.stat().st_size for i in inputs)
+        except OSError:
+            total = None
+    return Progress(len(inputs), total, stats, on=bool(on))
 
 
 class _Printer:
@@ -242,10 +420,18 @@ class _Printer:
 
     HOLD = 500
 
-    def __init__(self, args: argparse.Namespace, engine: Any, store: Any) -> None:
+    def __init__(
+        self, args: argparse.Namespace, engine: Any, store: Any, progress: Progress
+    ) -> None:
+        from falconet.rules.model import PRIORITIES, parse_priority
         from falconet.summary import alert_summary
 
         self.args = args
+        self.progress = progress
+        # The most severe priority printed (0 = Emergency), for --fail-on; 8: none yet.
+        self.worst = len(PRIORITIES)
+        self.priorities: dict[str, int] = {}
+        self.parse_priority = parse_priority
         self.summarize = alert_summary
         self.out = sys.stdout.buffer
         self.by_rule: Counter[str] = Counter()
@@ -280,8 +466,16 @@ class _Printer:
 
     def send(self, pairs: Sequence[tuple[Any, Any]]) -> None:
         json = self.args.json
+        if pairs:
+            self.progress.clear()
         for alert, event in pairs:
             self.by_rule[alert.rule] += 1
+            number = self.priorities.get(alert.priority)
+            if number is None:
+                parsed = self.parse_priority(alert.priority)
+                number = self.worst if parsed is None else parsed
+                self.priorities[alert.priority] = number
+            self.worst = min(self.worst, number)
             self.out.write((alert.to_json() if json else alert.output.encode()) + b"\n")
             if self.args.summary and event is not None:
                 self.out.write(b"  " + self.summarize(alert, event).encode() + b"\n")
@@ -329,7 +523,9 @@ def _default_extras() -> tuple[str, ...]:
     return tuple(f for f in DEFAULT_EXTRA_FIELDS if fields.lookup(f) is not None)
 
 
-def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
+def _summary(stats: Any, by_rule: Counter[str], seconds: float, outside: int | None) -> None:
+    """The scan's summary on stderr; `outside`: events skipped by --since/--until (None: no
+    window was given)."""
     err = sys.stderr
     for problem in stats.problems:
         print(
@@ -339,14 +535,16 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
         )
     rejected = stats.rejected_total
     print(
-        f"falconet: {stats.events} events evaluated, {rejected} records rejected, "
-        f"{sum(by_rule.values())} alerts in {seconds:.2f}s",
+        f"falconet: {stats.events - (outside or 0)} events evaluated, {rejected} records "
+        f"rejected, {sum(by_rule.values())} alerts in {seconds:.2f}s",
         file=err,
     )
     for reason, count in sorted(stats.rejected.items()):
         print(f"  rejected: {reason}: {count}", file=err)
     for reason, count in sorted(stats.skipped.items()):
         print(f"  skipped: {reason}: {count}", file=err)
+    if outside is not None:
+        print(f"  skipped: outside --since/--until: {outside}", file=err)
     for rule, count in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {count:6d}  {rule}", file=err)
 

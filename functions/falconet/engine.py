@@ -211,6 +211,19 @@ class Engine:
             policies=policies,
         )
 
+    def fields_read(self) -> frozenset[str]:
+        """Every field read by the loaded rules that can match (conditions and outputs) and by
+        the correlations counting them (group-by). Computed on demand, not at a cold start: the
+        CLI asks it to say "geolocation is off" only when a location field is among them."""
+        from falconet.rules.compiler import can_match
+
+        live = [r for r in self._active if can_match(r.condition)]
+        names = {r.name for r in live}
+        return frozenset().union(
+            *(r.fields_used for r in live),
+            *(c.group_by for c in self.correlations.correlations if names.intersection(c.rules)),
+        )
+
     # -- evaluation ------------------------------------------------------------------------------
 
     def evaluate(

@@ -249,6 +249,28 @@ def split_paths(setting: str) -> list[str]:
     return [part.strip() for part in setting.split(os.pathsep) if part.strip()]
 
 
+_warned_off: list[bool] = []  # once per process: see `warn_off`
+
+
+def warn_off() -> None:
+    """Log, once per process, that geolocation is off and how to turn it on (the CLI, when a
+    scan would show a location)."""
+    if not _warned_off:
+        _warned_off.append(True)
+        _log_off()
+
+
+def _log_off() -> None:
+    _log().warning(
+        "geolocation is off: falconet.src.country, falconet.src.city and falconet.src.asn "
+        "will be absent. To enable it, %s and set %s (or --geoip-db) to a GeoLite2 or "
+        "DB-IP lite .mmdb file; see %s",
+        INSTALL_HINT,
+        GEOIP_DB,
+        DOCS,
+    )
+
+
 class GeoIP:
     """Scope and location of client addresses, from zero or more MaxMind-format databases.
 
@@ -322,14 +344,7 @@ class GeoIP:
         """`open(setting)`, or, when the setting is unset or blank, `disabled()` and one warning
         saying how to enable geolocation. Call it once per cold start. Raises as `open` does."""
         if setting is None or not setting.strip():
-            _log().warning(
-                "geolocation is off: falconet.src.country, falconet.src.city and falconet.src.asn "
-                "will be absent. To enable it, %s and set %s (or --geoip-db) to a GeoLite2 or "
-                "DB-IP lite .mmdb file; see %s",
-                INSTALL_HINT,
-                GEOIP_DB,
-                DOCS,
-            )
+            _log_off()
             return cls.disabled(cache_size=cache_size)
         return cls.open(setting, origin=origin, cache_size=cache_size)
 
@@ -464,4 +479,5 @@ __all__ = [
     "parse_ip",
     "scope_of",
     "split_paths",
+    "warn_off",
 ]

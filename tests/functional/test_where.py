@@ -103,11 +103,23 @@ def test_private_addresses_are_scoped_not_located(geoip_db: str, tmp_path: Path)
 
 
 def test_without_a_database_location_is_absent_and_one_warning_says_how() -> None:
+    # The default outputs lose nothing the user asked for: no warning.
     done = scan("--json", str(SAMPLE), env={"FALCONET_GEOIP_DB": ""})
     assert done.returncode == 0, done.stderr
     fields = deletion([json.loads(x) for x in done.stdout.splitlines()])["output_fields"]
     assert fields["falconet.src.ip"] == "81.2.69.160" and fields["falconet.src.scope"] == "public"
     assert "falconet.src.country" not in fields
+    assert "geolocation is off" not in done.stderr
+    # Asking for a location field: one warning saying how to get it.
+    done = scan(
+        "--json",
+        "--extra-field",
+        "falconet.src.country",
+        str(SAMPLE),
+        str(SAMPLE),
+        env={"FALCONET_GEOIP_DB": ""},
+    )
+    assert done.returncode == 0, done.stderr
     assert done.stderr.count("geolocation is off") == 1
     assert "FALCONET_GEOIP_DB" in done.stderr
 

@@ -135,6 +135,13 @@ def _fold_constants(node: ast.Expr) -> ast.Expr:
     return node
 
 
+def can_match(condition: ast.Expr) -> bool:
+    """False when the condition folds to false whatever the event (e.g. an opt-in rule whose
+    switch macro is left at `falconet_never_true`): such a rule never raises nor counts."""
+    folded = _fold_constants(condition)
+    return not (isinstance(folded, ast.Constant) and folded.value is False)
+
+
 def build_index(
     rules: Sequence[CompiledRule],
     *,
