@@ -121,7 +121,8 @@ lambda-artifact:
 
 # One target per function of template.yaml (tests/functional/test_lambda_package.py checks it).
 # Without LAMBDA_PREBUILT (`sam build` run directly, the tests) each builds the artifact itself.
-LAMBDA_FUNCTIONS := S3DetectorFunction HttpDetectorFunction SweepFunction NotifyFunction
+LAMBDA_FUNCTIONS := S3DetectorFunction HttpDetectorFunction CloudWatchDetectorFunction SweepFunction \
+                    NotifyFunction
 
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 ifdef LAMBDA_PREBUILT
