@@ -353,6 +353,7 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from falconet.correlate.loader import load_correlations
+    from falconet.rules.diagnostics import in_line_order
     from falconet.rules.loader import load_rules
     from falconet.suppress.policy import load_policies
 
@@ -367,7 +368,7 @@ def _validate(args: argparse.Namespace) -> int:
         [r.name for r in rules] + [c.title for c in correlations.correlations],
     )
     ruleset.diagnostics.extend(problems)
-    for diagnostic in ruleset.diagnostics:
+    for diagnostic in in_line_order(ruleset.diagnostics, list(ruleset.texts)):
         print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
     status = "error" if errors else "ok"
