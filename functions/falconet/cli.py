@@ -355,6 +355,7 @@ def _validate(args: argparse.Namespace) -> int:
     from falconet.correlate.loader import load_correlations
     from falconet.rules.diagnostics import in_line_order
     from falconet.rules.loader import load_rules
+    from falconet.rules.shadow import shadow_warnings
     from falconet.suppress.policy import load_policies
 
     missing = [p for p in args.paths if not Path(p).exists()]
@@ -368,6 +369,7 @@ def _validate(args: argparse.Namespace) -> int:
         [r.name for r in rules] + [c.title for c in correlations.correlations],
     )
     ruleset.diagnostics.extend(problems)
+    ruleset.diagnostics.extend(shadow_warnings(rules, correlations.silenced))
     for diagnostic in in_line_order(ruleset.diagnostics, list(ruleset.texts)):
         print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
