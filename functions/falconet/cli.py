@@ -6,7 +6,7 @@
     falconet validate PATH...
     falconet fields [--json]
     falconet rules [--rules PATH]... [--markdown]
-    falconet explain [--rules PATH]...
+    falconet explain [--rules PATH]... [--rule NAME --event FILE...]
 
 `scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
 summary on stderr (events read, records rejected with their reason and position, alerts by rule).
@@ -216,8 +216,21 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_engine_options(rules_cmd)
     rules_cmd.add_argument("--markdown", action="store_true", help="a Markdown table")
 
-    explain = sub.add_parser("explain", help="print the generated evaluation code")
+    explain = sub.add_parser(
+        "explain",
+        help="print the generated evaluation code, or (--rule, --event) why a rule did or "
+        "did not fire on events",
+    )
     _add_engine_options(explain)
+    explain.add_argument(
+        "--rule", metavar="NAME", help="the rule to explain (with --event): its condition traced"
+    )
+    explain.add_argument(
+        "--event",
+        action="append",
+        metavar="FILE",
+        help="audit events to explain --rule on (any format scan reads; repeatable)",
+    )
     return parser
 
 
@@ -551,7 +564,9 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float, outside: int | N
 
 def _validate(args: argparse.Namespace) -> int:
     from falconet.correlate.loader import load_correlations
+    from falconet.rules.diagnostics import in_line_order
     from falconet.rules.loader import load_rules
+    from falconet.rules.shadow import shadow_warnings
     from falconet.suppress.policy import load_policies
 
     missing = [p for p in args.paths if not Path(p).exists()]
@@ -565,7 +580,8 @@ def _validate(args: argparse.Namespace) -> int:
         [r.name for r in rules] + [c.title for c in correlations.correlations],
     )
     ruleset.diagnostics.extend(problems)
-    for diagnostic in ruleset.diagnostics:
+    ruleset.diagnostics.extend(shadow_warnings(rules, correlations.silenced))
+    for diagnostic in in_line_order(ruleset.diagnostics, list(ruleset.texts)):
         print(str(diagnostic), file=sys.stderr)
     errors = len(ruleset.errors) + len(missing)
     status = "error" if errors else "ok"
@@ -622,8 +638,46 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    if (args.rule is None) != (args.event is None):
+        print("falconet: error: --rule and --event go together", file=sys.stderr)
+        return EXIT_USAGE
     engine = _engine(args)
-    print(engine.explain())
+    if args.rule is None:
+        print(engine.explain())
+        return EXIT_OK
+    from falconet.decode import DecodeStats, decode
+    from falconet.storage import open_inputs
+
+    stats = DecodeStats()
+    count = 0
+    for item in open_inputs(args.event, key_pattern=args.settings.key_pattern):
+        for event, ctx in decode(item.chunks, stats=stats, context=item.context, name=item.name):
+            count += 1
+            why = engine.why(args.rule, event, ctx)
+            where = why.defined_at
+            ref = event.get("objectRef")
+            target = (
+                "/".join(str(ref.get(k)) for k in ("resource", "namespace", "name") if ref.get(k))
+                if isinstance(ref, dict)
+                else ""
+            )
+            print(
+                f"event {count} ({item.name}): auditID={event.get('auditID')} "
+                f"stage={event.get('stage')} verb={event.get('verb')} {target}".rstrip()
+            )
+            print(f"rule '{why.rule}' ({where.file}:{where.line}), {why.state}")
+            print("condition, macros expanded (value, part, [field: value on this event]):")
+            for line in why.trace:
+                print(f"  {line}")
+            print(why.verdict())
+            shown = ", ".join(f"'{r}'" for r in why.alerts) or "none"
+            print(f"alerts raised for this event (rule_matching {args.rule_matching}): {shown}")
+            print()
+    for problem in stats.problems:
+        print(f"{problem.position}: {problem.reason}", file=sys.stderr)
+    if not count:
+        print("falconet: error: no audit event in --event", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -160,6 +160,7 @@ class Engine:
         self._table_other = self._table[OTHER]
         self._first = rule_matching == "first"
         self._reference = ReferenceEvaluator(self._env)
+        self._by_name = {r.name: r for r in rules}  # for `why` (the disabled and silent too)
 
     @classmethod
     def from_paths(
@@ -325,6 +326,40 @@ class Engine:
         """Rule names matching `event` by the reference tree-walker (for differential tests)."""
         return [a.rule for a in self._evaluate_reference(event, context)]
 
+    def why(
+        self, name: str, event: Mapping[str, Any], context: EventContext = EMPTY_CONTEXT
+    ) -> Why:
+        """Why rule `name` did or did not raise an alert on `event` (`falconet explain --rule`):
+        its condition traced by the reference evaluator, whether it takes part in matching, the
+        earlier rule first-match gave the event to, and the alerts `evaluate` really raises.
+        Raises ConfigError for an unknown rule name."""
+        from falconet.rules.trace import trace_condition
+
+        rule = self._by_name.get(name)
+        if rule is None:
+            raise ConfigError(f"no loaded rule is named '{name}' (see `falconet rules`)")
+        matched, lines = trace_condition(rule.condition, self._reference, event, context)
+        slot = self._names.index(name) if name in self._names else None
+        if not rule.enabled:
+            state = "disabled"
+        elif slot is None:
+            state = f"not loaded: less severe than min_priority {self.min_priority}"
+        elif not self._emits[slot]:
+            state = "silenced: it raises no alerts of its own (a correlation counts it)"
+        else:
+            state = "active"
+        taken_by = None
+        if matched and self._first and slot is not None:
+            for s, other in enumerate(self._active[:slot]):
+                if self._emits[s] and self._reference.evaluate(other.condition, event, context):
+                    taken_by = other.name
+                    break
+        timed = parse_rfc3339_ns(event.get("stageTimestamp")) is not None
+        alerts = tuple(a.rule for a in self.evaluate(event, context))
+        return Why(
+            rule.name, rule.defined_at, matched, tuple(lines), state, taken_by, timed, alerts
+        )
+
     def field_getter(self, spec: str) -> Callable[[Mapping[str, Any], EventContext], Any]:
         """How a correlation reads a field (`spec` with its argument, checked at load): the
         registry's getter bound to this engine's GeoIP database; ka.* fields read the event."""
@@ -356,6 +391,41 @@ class Engine:
             "wildcard_rules": self._index.wildcard,
             "active_rules": len(self._active),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    """What `Engine.why` found: did the rule match, does it take part, who took the event."""
+
+    rule: str
+    defined_at: Any  # rules.model.Position
+    matched: bool  # its condition, by the reference evaluator
+    trace: tuple[str, ...]  # the condition tree, one part per line with its value
+    state: str  # "active", or why the rule raises no alert whatever the event
+    taken_by: str | None  # first-match: the earlier rule that matched the event first
+    timed: bool  # the event has a valid stageTimestamp (else no rule alerts on it)
+    alerts: tuple[str, ...]  # the rules whose alerts `evaluate` raises for the event
+
+    @property
+    def fired(self) -> bool:
+        return self.rule in self.alerts
+
+    def verdict(self) -> str:
+        if self.fired:
+            return f"fired: rule '{self.rule}' raised an alert"
+        if not self.matched:
+            return "did not fire: its condition is false (see the false parts above)"
+        if self.state != "active":
+            return f"did not fire: its condition is true, but the rule is {self.state}"
+        if self.taken_by is not None:
+            return (
+                f"did not fire: its condition is true, but under rule_matching 'first' the "
+                f"earlier rule '{self.taken_by}' took the event (see `falconet validate` and "
+                "docs/rules.md, 'Your own rules and first-match')"
+            )
+        if not self.timed:
+            return "did not fire: the event has no valid stageTimestamp (Falco drops such events)"
+        return "did not fire"
 
 
 def _known(name: str, configured: Sequence[str] | None) -> bool:
@@ -433,4 +503,4 @@ def _raise_first(ruleset: RuleSet) -> None:
     raise first
 
 
-__all__ = ["DEFAULT_EXTRA_FIELDS", "Alert", "Engine", "RuleError", "RuleInfo"]
+__all__ = ["DEFAULT_EXTRA_FIELDS", "Alert", "Engine", "RuleError", "RuleInfo", "Why"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -251,7 +252,9 @@ def test_docs_rules_table_is_current() -> None:
 
 def _doc_examples() -> str:
     doc = (REPO / "docs" / "rules.md").read_text()
-    return "\n".join(re.findall(r"```yaml\n(.*?)```", doc, flags=re.S))
+    # A block inside a list item is indented with it: dedent each (fence included).
+    blocks = re.findall(r"^( *)```yaml\n(.*?)^ *```", doc, flags=re.S | re.M)
+    return "\n".join(textwrap.dedent(indent + "x\n" + body)[2:] for indent, body in blocks)
 
 
 def test_docs_extension_examples_load_and_take_effect(tmp_path: Path) -> None:
@@ -270,3 +273,9 @@ def test_docs_extension_examples_load_and_take_effect(tmp_path: Path) -> None:
     assert alert.priority == "Warning"
     ingress = json.loads((DATA / "ingress-without-tls-created" / "positive.json").read_text())
     assert "Ingress Without TLS Created" not in [a.rule for a in engine.evaluate(ingress)]
+    secret = json.loads(
+        (DATA / "secret-read-by-non-platform-identity" / "positive.json").read_text()
+    )
+    assert "Secret Read By Non-Platform Identity" in [a.rule for a in engine.evaluate(secret)]
+    secret["objectRef"]["namespace"] = "payments"  # the exception that makes room for your rule
+    assert "Secret Read By Non-Platform Identity" not in [a.rule for a in engine.evaluate(secret)]

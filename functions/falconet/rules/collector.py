@@ -115,14 +115,17 @@ class MacroItem(Item):
 
 class RuleItem(Item):
     __slots__ = (
+        "broken",
         "condition",
         "desc",
         "enabled",
         "exception_names",
         "exceptions",
         "output",
+        "output_spans",
         "priority",
         "source",
+        "source_given",
         "tags",
     )
 
@@ -135,6 +138,11 @@ class RuleItem(Item):
         self.desc = ""
         self.priority = 7
         self.source = "syscall"
+        self.source_given = False  # Falco's default source: a rule without one is 'syscall'
+        self.output_spans: list[Span] = []  # where the output text came from (its errors)
+        # An error was recorded for this rule while collecting it (a bad priority): it is still
+        # compiled, so its other problems are reported too, but never loaded.
+        self.broken = False
         self.enabled = True
         self.tags: list[str] | set[str] = []  # a set once appended to (sorted when loaded)
         self.exceptions: list[ExceptionItem] = []
@@ -427,12 +435,14 @@ class Collector:
             "rule", name, existing.index if existing else self._counter, self._counter, position
         )
         rule.source = source
+        rule.source_given = "source" in item or (existing is not None and existing.source_given)
         node = item["condition"]
         rule.condition = node.scalar("condition")
         rule.spans = [node.span()]
         rule.output = item["output"].scalar("output").strip()
+        rule.output_spans = [item["output"].span()]
         rule.desc = item["desc"].scalar("desc")
-        rule.priority = self._priority(item["priority"], name)
+        self._set_priority(rule, item["priority"])
         rule.enabled = item["enabled"].boolean("enabled") if "enabled" in item else True
         rule.tags = _tags(item.get("tags"))
         rule.exceptions = read_exceptions(
@@ -440,17 +450,25 @@ class Collector:
         )
         self.rules[name] = rule
 
-    def _priority(self, node: YamlNode, name: str) -> int:
+    def _set_priority(self, rule: RuleItem, node: YamlNode) -> None:
+        """Set the rule's priority; a bad one is recorded, not raised, and marks the rule broken:
+        the rest of the rule is still read and compiled, so its other errors are reported too."""
         text = node.scalar("priority")
         value = parse_priority(text)
         if value is None:
-            raise located(
-                f"Invalid priority '{text}' (expected one of {', '.join(PRIORITIES)})",
-                node.position,
-                kind="rule",
-                item=name,
+            rule.broken = True
+            self.diagnostics.append(
+                Diagnostic(
+                    located(
+                        f"Invalid priority '{text}' (expected one of {', '.join(PRIORITIES)})",
+                        node.position,
+                        kind="rule",
+                        item=rule.name,
+                    )
+                )
             )
-        return value
+            return
+        rule.priority = value
 
     def _amend_rule(
         self, rule: RuleItem, item: dict[str, YamlNode], ops: dict[str, str], name: str
@@ -471,6 +489,8 @@ class Collector:
                 new = f"{old} {text}" if op == "append" else text
                 if key == "output":
                     rule.output = new.strip()
+                    spans = rule.output_spans if op == "append" else []
+                    rule.output_spans = [*spans, node.span()]
                 else:
                     rule.desc = new
             elif key == "tags":
@@ -491,7 +511,7 @@ class Collector:
                     )
                     rule.exception_names = None
             elif key == "priority":
-                rule.priority = self._priority(node, name)
+                self._set_priority(rule, node)
             elif key == "enabled":
                 rule.enabled = node.boolean("enabled")
             # warn_evttypes, skip-if-unknown-filter, capture*: accepted, no effect here.

@@ -64,3 +64,19 @@ def located(
         item=item,
         excerpt=excerpt,
     )
+
+
+def in_line_order(diagnostics: list[Diagnostic], files: list[str]) -> list[Diagnostic]:
+    """`diagnostics` file by file (in `files`' order, then any other file by first appearance),
+    by line and column within a file: the stages report in their own order (a bad priority when
+    the rule is collected, its condition's problems when it is compiled), a reader wants the
+    file's. Problems without a line stay first in their file, in their order."""
+    rank = {name: i for i, name in enumerate(files)}
+    for d in diagnostics:
+        rank.setdefault(d.error.file or "", len(rank))
+
+    def key(d: Diagnostic) -> tuple[int, int, int]:
+        e = d.error
+        return (rank[e.file or ""], e.line or 0, e.column or 0)
+
+    return sorted(diagnostics, key=key)

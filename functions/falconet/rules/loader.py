@@ -18,6 +18,7 @@ values stay data.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -293,6 +294,8 @@ class RuleSet:
         if tree is None:
             return None
         if rule.source != SOURCE:
+            if not rule.source_given and self._unsourced_k8s(rule, tree):
+                return None
             self._skipped_sources[(rule.position.file, rule.source)] = (
                 self._skipped_sources.get((rule.position.file, rule.source), 0) + 1
             )
@@ -319,13 +322,15 @@ class RuleSet:
             self._error(
                 located(
                     exc.message,
-                    self._locate(rule, "") or rule.position,
+                    self._locate_output(rule, exc.offset),
                     cls=exc.cls,
                     kind="rule",
                     item=rule.name,
                     excerpt=caret(rule.output, exc.offset),
                 )
             )
+            return None
+        if rule.broken:  # its collection error is recorded; its other problems now are too
             return None
         used = set(field_names(tree, memo.names))
         used.update(p.name for p in parts if not isinstance(p, str))
@@ -343,6 +348,47 @@ class RuleSet:
             frozenset(used),
             tuple(parts),
         )
+
+    def _unsourced_k8s(self, rule: RuleItem, tree: ast.Expr) -> bool:
+        """A rule without `source` is a `syscall` rule (Falco's default). When it reads a
+        k8s_audit field, Falco 0.44 fails to load it (conformance case P22_no_source: "rule
+        output" error): report it as an error naming the rule, at its line. True if reported."""
+        names = set(field_names(tree, {}))
+        with contextlib.suppress(OutputFormatError):  # e.g. a syscall field: not ours to read
+            names.update(p.name for p in parse_output(rule.output) if not isinstance(p, str))
+        k8s = sorted(n for n in names if n.startswith(_K8S_PREFIXES))
+        if not k8s:
+            return False
+        self._error(
+            located(
+                f"rule has no 'source', so it is a 'syscall' rule (Falco's default), and a "
+                f"'syscall' rule cannot read '{k8s[0]}': Falco fails to load it. "
+                f"Add 'source: {SOURCE}'",
+                rule.position,
+                cls=errs.RuleDefinitionError,
+                kind="rule",
+                item=rule.name,
+            )
+        )
+        return True
+
+    def _locate_output(self, rule: RuleItem, offset: int) -> Position:
+        """The place of `offset` in the rule's output: the word there found in the output's YAML
+        scalar(s), else the output's first scalar, else the rule."""
+        m = re.compile(r"\S+").match(rule.output, min(offset, len(rule.output)))
+        word = m.group(0) if m else ""
+        for span in rule.output_spans:
+            text = self.texts.get(span.file, "")
+            found = text.find(word, span.start, span.end) if word else -1
+            if found >= 0:
+                from falconet.rules.lexer import line_col  # on first use: see _parse
+
+                line, col = line_col(text, found)
+                return Position(span.file, line, col)
+        if rule.output_spans:
+            span = rule.output_spans[0]
+            return Position(span.file, span.line, span.column)
+        return rule.position
 
     def _over_limit(self, tree: ast.Expr, memo: Memo) -> str | None:
         """Why a resolved condition is past a limit on its size or depth as a tree (what the
@@ -374,6 +420,11 @@ class RuleSet:
                 f"'{SOURCE}' rules only (their conditions were parsed)",
                 Position(file, 1, 1),
             )
+
+
+# Fields of the k8s_audit source (the k8saudit and json plugins', falconet's): a 'syscall' rule
+# cannot read them.
+_K8S_PREFIXES = ("ka.", "jevt.", "json.", "falconet.")
 
 
 def _mixed(root: YamlNode) -> errs.RuleError:

@@ -80,9 +80,10 @@ def test_macro_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     code, err = validate(tmp_path, text, capsys)
     assert code == 1
-    assert first_line(err) == (
+    # Diagnostics come in line order: b's use of the broken 'a' (line 5) before the loop (7).
+    assert (
         f"{tmp_path}/rules.yaml:7:14: error: macro 'a': reference loop in macro 'a' (a -> b -> a)"
-    )
+    ) in err.splitlines()
 
 
 def test_macro_may_not_use_a_later_macro(
@@ -227,7 +228,7 @@ def test_output_field_arguments_are_checked_at_load(
     code, err = validate(tmp_path, HEADER + OUTPUT_RULE.format(output=output), capsys)
     assert code == 1
     assert err.splitlines()[:3] == [
-        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': field "
+        f"{tmp_path}/rules.yaml:5:18: error: rule 'R': field "
         "'ka.req.pod.containers.host_port' takes a numeric index argument, got 'abc'",
         "    ports=%ka.req.pod.containers.host_port[abc] user=%ka.user.name",
         "          ^",
@@ -250,7 +251,8 @@ def test_output_arguments_follow_the_condition_rules(
     with pytest.raises(FieldArgumentError) as info:
         Engine.from_paths([path])
     assert info.value.message == message
-    assert (info.value.item, info.value.line, info.value.column) == ("R", 2, 3)
+    # at the field in the output line, not at the rule
+    assert (info.value.item, info.value.line, info.value.column) == ("R", 5, 12)
 
 
 def test_output_width_is_capped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,7 +262,7 @@ def test_output_width_is_capped(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert code == 1
     assert first_line(err) == (
-        f"{tmp_path}/rules.yaml:2:3: error: rule 'R': output field width 200000000 exceeds the "
+        f"{tmp_path}/rules.yaml:5:14: error: rule 'R': output field width 200000000 exceeds the "
         "limit of 1024"
     )
     path = tmp_path / "r.yaml"
@@ -368,3 +370,79 @@ def test_a_field_on_the_right_has_the_type_of_the_left(
     assert code == 1
     column = 14 + condition.index("val(")
     assert first_line(err) == f"{tmp_path}/rules.yaml:4:{column}: error: rule 'R': {message}"
+
+
+# -- issue 14, item 4: every problem of a rule, each at its own line, in line order -----------
+
+
+def test_rule_without_source_reading_k8s_fields_is_an_error_at_the_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Falco 0.44 fails to load it (conformance case P22_no_source); falconet used to skip it as
+    # a syscall rule with a file-wide warning that named neither the rule nor its line.
+    text = HEADER + "- rule: Forgot Source\n  desc: d\n  condition: ka.verb=get\n"
+    text += "  output: out %ka.user.name\n  priority: WARNING\n"
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        f"{tmp_path}/rules.yaml:2:3: error: rule 'Forgot Source': rule has no 'source', so it is "
+        "a 'syscall' rule (Falco's default), and a 'syscall' rule cannot read 'ka.user.name': "
+        "Falco fails to load it. Add 'source: k8s_audit'"
+    ]
+
+
+def test_syscall_rule_without_source_is_still_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = HEADER + "- rule: Shell\n  desc: d\n  condition: evt.type=execve and proc.name=bash\n"
+    text += "  output: '%proc.name'\n  priority: WARNING\n"
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 0
+    assert "skipped 1 rule(s) of source 'syscall'" in err
+
+
+def test_unknown_output_field_is_reported_at_the_output_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = HEADER + (
+        "- rule: R\n  desc: d\n  condition: ka.verb=get\n"
+        "  output: >\n    first line %ka.verb\n    second %ka.nosuch\n"
+        "  priority: WARNING\n  source: k8s_audit\n"
+    )
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert first_line(err) == (
+        f"{tmp_path}/rules.yaml:7:12: error: rule 'R': unknown field 'ka.nosuch' in output"
+    )
+
+
+def test_bad_priority_does_not_hide_the_rules_other_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = HEADER + (
+        "- rule: R\n  desc: d\n  condition: ka.verb=get and ka.nosuch=1\n"
+        "  output: out %ka.nope\n  priority: SEVERE\n  source: k8s_audit\n"
+        "- rule: S\n  desc: d\n  condition: ka.verb=list\n"
+        "  output: out\n  priority: WARNING\n  source: k8s_audit\n"
+    )
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 1
+    located = [line.split(": error: ")[0] for line in err.splitlines() if ": error: " in line]
+    # in line order: the condition (line 4), the priority (line 6)
+    assert located == [f"{tmp_path}/rules.yaml:4:30", f"{tmp_path}/rules.yaml:6:13"]
+    assert "unknown field 'ka.nosuch'" in err
+    assert "Invalid priority 'SEVERE'" in err
+    assert err.count("error:") == 2
+
+
+def test_bad_priority_rule_is_not_loaded(tmp_path: Path) -> None:
+    from falconet.rules.loader import load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        HEADER + "- rule: R\n  desc: d\n  condition: ka.verb=get\n"
+        "  output: out\n  priority: SEVERE\n  source: k8s_audit\n"
+    )
+    rules, ruleset = load_rules([path])
+    assert rules == []
+    assert [e.line for e in ruleset.errors] == [6]
