@@ -231,6 +231,22 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="audit events to explain --rule on (any format scan reads; repeatable)",
     )
+
+    coverage = sub.add_parser(
+        "coverage",
+        help="which rules can fire on a sample of a cluster's logs, and what the logs lack",
+    )
+    coverage.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH",
+        help="rules file or directory (repeatable; default: FALCONET_RULES or the bundled rules)",
+    )
+    coverage.add_argument("--json", action="store_true", help="the report as JSON")
+    coverage.add_argument("--cluster", help="cluster name for events that carry none")
+    coverage.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="a sample of the logs (any form scan reads)"
+    )
     return parser
 
 
@@ -243,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fields": _fields,
         "rules": _rules,
         "explain": _explain,
+        "coverage": _coverage,
     }
     args.settings = Settings.from_env()
     try:
@@ -634,6 +651,33 @@ def _rules(args: argparse.Namespace) -> int:
     for r in engine.rules:
         state = "" if r.enabled else " (disabled)"
         print(f"{r.priority:<13} {r.name}{state}  [{', '.join(r.tags)}]")
+    return EXIT_OK
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    """`falconet coverage`: every rule evaluated on the sample; see falconet/coverage.py."""
+    from falconet.coverage import measure
+    from falconet.decode import DecodeLimits, DecodeStats, decode
+    from falconet.engine import Engine
+    from falconet.storage import open_inputs
+
+    engine = Engine.from_paths(_rules_paths(args.rules, args.settings), rule_matching="all")
+    stats = DecodeStats()
+    limits = DecodeLimits.like(args.settings.decode.object)
+
+    def events() -> Any:
+        for item in open_inputs(
+            args.inputs, context=EventContext(cluster=args.cluster), key_pattern=None
+        ):
+            yield from decode(
+                item.chunks, stats=stats, context=item.context, name=item.name, limits=limits
+            )
+
+    report = measure(engine, events())
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(report.render())
     return EXIT_OK
 
 

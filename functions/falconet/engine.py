@@ -212,6 +212,11 @@ class Engine:
             policies=policies,
         )
 
+    def active_rules(self) -> tuple[Rule, ...]:
+        """The rules this engine evaluates (enabled, at or above min_priority or counted by a
+        correlation), in evaluation order."""
+        return self._active
+
     def fields_read(self) -> frozenset[str]:
         """Every field read by the loaded rules that can match (conditions and outputs) and by
         the correlations counting them (group-by). Computed on demand, not at a cold start: the

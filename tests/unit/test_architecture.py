@@ -96,7 +96,13 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
 _BELOW_ENTRY = set(ROOMS)
 ROOMS["runtime"] = (("falconet.runtime",), _BELOW_ENTRY)
 ROOMS["cli"] = (
-    ("falconet.cli", "falconet.progress", "falconet.window", "falconet.__main__"),
+    (
+        "falconet.cli",
+        "falconet.progress",
+        "falconet.window",
+        "falconet.coverage",
+        "falconet.__main__",
+    ),
     _BELOW_ENTRY,
 )
 ROOMS["api"] = (("falconet",), _BELOW_ENTRY | {"runtime"})  # the package's own __init__
