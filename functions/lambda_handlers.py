@@ -32,6 +32,7 @@ import base64
 import binascii
 import json
 import logging
+import sys
 from typing import Any
 
 import falconet
@@ -62,6 +63,7 @@ def handle_cloudwatch(event: dict[str, Any], context: Any = None) -> dict[str, A
         )
         raise
     falconet.log_invocation("handle_cloudwatch", result, request=request)
+    _metrics("handle_cloudwatch", result)
     if result.stats.rejected_total and not result.events:
         raise falconet.DecodeError(f"no audit events in the subscription batch: {result.to_dict()}")
     return {"status": "ok", **result.to_dict()}
@@ -125,6 +127,16 @@ def _log_summary(context: Any, **counters: int) -> None:
     falconet.log_invocation("handle_notify", None, request=_request(context), **counters)
 
 
+def _metrics(entry: str, result: falconet.Result | None) -> None:
+    """The invocation's per-cluster metrics as CloudWatch embedded-metric lines (stderr: stdout
+    may be the stdout sink's alerts)."""
+    if result is None:
+        return
+    for line in falconet.metric_lines(result, entry):
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _request(context: Any) -> str | None:
     """The Lambda request id, for the invocation's log line (None outside Lambda)."""
     request = getattr(context, "aws_request_id", None)
@@ -161,6 +173,7 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             )
             raise  # the async invocation is retried, then sent to the on-failure destination
         falconet.log_invocation("handle_s3", result, request=_request(context))
+        _metrics("handle_s3", result)
         return {"status": "ok", **result.to_dict()}
     failures = []
     errors = []
@@ -176,6 +189,7 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         error="; ".join(errors) if errors else None,
         request=_request(context),
     )
+    _metrics("handle_s3", result)
     return {"batchItemFailures": failures}
 
 
@@ -217,6 +231,7 @@ def handle_http(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         status=response.status,
         error=response.body.get("error") if response.status >= 400 else None,
     )
+    _metrics("handle_http", response.result)
     return _http_answer(response.status, response.body, response.headers)
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from falconet.deadline import Deadline
     from falconet.engine import Engine
     from falconet.notify import alerts_from_message, deliver
-    from falconet.pipeline import Pipeline, Result, log_invocation
+    from falconet.pipeline import Pipeline, Result, log_invocation, metric_lines
     from falconet.rules.loader import load_rules
     from falconet.runtime import get_runtime, reset_runtime, start_runtime
     from falconet.storage import ObjectRef
@@ -75,6 +75,7 @@ _LAZY = {
     "handle_request": "falconet.webhook",
     "load_rules": "falconet.rules.loader",
     "log_invocation": "falconet.pipeline",
+    "metric_lines": "falconet.pipeline",
     "objects_in_event": "falconet.triggers",
     "reset_runtime": "falconet.runtime",
     "sqs_records": "falconet.triggers",
@@ -110,6 +111,7 @@ __all__ = [
     "handle_request",
     "load_rules",
     "log_invocation",
+    "metric_lines",
     "objects_in_event",
     "reset_runtime",
     "sqs_records",

@@ -76,6 +76,31 @@ EMIT_CHUNK = 500  # alerts handed to the sinks at a time
 _SHOWN = 20  # list items a log line or an answer shows
 
 
+class ClusterTally:
+    """Per cluster: events, the newest event time seen (as its text), alerts by priority."""
+
+    __slots__ = ("alerts", "events", "newest")
+
+    def __init__(self) -> None:
+        self.events: Counter[str] = Counter()
+        self.newest: dict[str, str] = {}
+        self.alerts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, cluster: str | None, events: int, last: Any) -> None:
+        name = cluster or ""
+        self.events[name] += events
+        stamp = last.get("stageTimestamp") if isinstance(last, dict) else None
+        if isinstance(stamp, str) and stamp > self.newest.get(name, ""):
+            self.newest[name] = stamp
+
+    def merge(self, other: ClusterTally) -> None:
+        self.events.update(other.events)
+        self.alerts.update(other.alerts)
+        for name, stamp in other.newest.items():
+            if stamp > self.newest.get(name, ""):
+                self.newest[name] = stamp
+
+
 @dataclass(slots=True)
 class Result:
     """What one invocation did: counters for the log line and the HTTP response."""
@@ -91,6 +116,7 @@ class Result:
     dropped: Counter[str] = field(default_factory=Counter)  # per sink: refused for themselves
     dropped_alerts: list[str] = field(default_factory=list)  # the first few, with why
     correlation: Counter[str] = field(default_factory=Counter)  # matches, state reads/writes...
+    clusters: ClusterTally = field(default_factory=ClusterTally)  # for the metrics
     suppressed: int = 0  # alerts a suppression policy held back (counted into digests)
     digests: int = 0  # digest alerts sent
     attribution: Counter[str] = field(default_factory=Counter)  # attributed, unknown, reads...
@@ -111,6 +137,7 @@ class Result:
         self.dropped.update(other.dropped)
         self.dropped_alerts.extend(other.dropped_alerts[: _SHOWN - len(self.dropped_alerts)])
         self.correlation.update(other.correlation)
+        self.clusters.merge(other.clusters)
         self.suppressed += other.suppressed
         self.digests += other.digests
         self.attribution.update(other.attribution)
@@ -144,6 +171,67 @@ class Result:
         if self.ignored:
             data["ignored"] = [echoable(i, 2 * ECHO_LIMIT) for i in self.ignored[:_SHOWN]]
         return data
+
+
+def metric_lines(result: Result, entry: str, *, now_ns: int | None = None) -> list[str]:
+    """CloudWatch embedded-metric-format lines (one per cluster) for `result`: Events, Alerts
+    (and per priority), Rejected, and LagSeconds (now minus the newest event time seen), in the
+    namespace `falconet` with the dimension Cluster. Written by the Lambda handlers to stdout,
+    where CloudWatch turns them into metrics; elsewhere they are plain JSON lines."""
+    from falconet.timestamps import parse_rfc3339_ns
+
+    now = time.time_ns() if now_ns is None else now_ns
+    tally = result.clusters
+    names = sorted(set(tally.events) | {c for c, _ in tally.alerts})
+    lines = []
+    for name in names:
+        by_priority = {p: n for (c, p), n in tally.alerts.items() if c == name}
+        record: dict[str, Any] = {
+            "_aws": {
+                "Timestamp": now // 1_000_000,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "falconet",
+                        "Dimensions": [["Cluster"]],
+                        "Metrics": [
+                            {"Name": "Events", "Unit": "Count"},
+                            {"Name": "Alerts", "Unit": "Count"},
+                            *({"Name": f"Alerts{p}", "Unit": "Count"} for p in sorted(by_priority)),
+                            {"Name": "LagSeconds", "Unit": "Seconds"},
+                        ],
+                    }
+                ],
+            },
+            "falconet": entry,
+            "Cluster": echoable(name or "<unknown>"),
+            "Events": tally.events.get(name, 0),
+            "Alerts": sum(by_priority.values()),
+            **{f"Alerts{p}": n for p, n in by_priority.items()},
+        }
+        newest = parse_rfc3339_ns(tally.newest.get(name))
+        if newest is not None:
+            record["LagSeconds"] = round(max(0, now - newest) / 1e9, 3)
+        lines.append(orjson.dumps(record).decode())
+    if result.stats.rejected_total:  # not per cluster: a rejected record has none
+        lines.append(
+            orjson.dumps(
+                {
+                    "_aws": {
+                        "Timestamp": now // 1_000_000,
+                        "CloudWatchMetrics": [
+                            {
+                                "Namespace": "falconet",
+                                "Dimensions": [["Entry"]],
+                                "Metrics": [{"Name": "Rejected", "Unit": "Count"}],
+                            }
+                        ],
+                    },
+                    "Entry": entry,
+                    "Rejected": result.stats.rejected_total,
+                }
+            ).decode()
+        )
+    return lines
 
 
 class Pipeline:
@@ -361,8 +449,21 @@ class Pipeline:
         outbox = _Outbox(deliveries, result, self.alert_limit, collecting, suppress)
         take = outbox.take
         gc.disable()
+        # Per-cluster counts for the invocation's metrics, counted by runs of events that share
+        # one context (the decoders hand out one per input or envelope): one identity test per
+        # event, not a dictionary update.
+        clusters = result.clusters
+        run_ctx: EventContext | None = None
+        run = 0
+        last: Any = None
         try:
             for event, ctx in events:
+                if ctx is not run_ctx:
+                    if run_ctx is not None:
+                        clusters.add(run_ctx.cluster, run, last)
+                    run_ctx, run = ctx, 0
+                run += 1
+                last = event
                 if owners is not None:
                     # The quick check: only writes and reads of pods and workloads may name an
                     # owner (falconet.owner.*), and the rules must see it.
@@ -385,6 +486,8 @@ class Pipeline:
                             take(batch.flush(), None)  # type: ignore[union-attr]
                 if alerts:
                     take(alerts, _audit_id(event))
+            if run_ctx is not None:
+                clusters.add(run_ctx.cluster, run, last)
             if owners is not None:
                 owners.flush()
             if batch is not None:
@@ -422,6 +525,7 @@ class _Outbox:
         for alert in alerts:
             result.alerts_by_rule[alert.rule] += 1
             result.alerts += 1
+            result.clusters.alerts[(alert.cluster or "", alert.priority)] += 1
             self.pending.append((alert, audit_id))
         if len(self.pending) >= EMIT_CHUNK:
             self.flush()

@@ -47,7 +47,7 @@ def test_a_subscription_batch_is_evaluated_with_its_cluster(
         "Test Namespace Deleted",
     ]
     assert {a["output_fields"]["falconet.cluster"] for a in alerts} == {"prod-eks"}
-    log = json.loads(err.strip().splitlines()[-1])
+    (log,) = [json.loads(x) for x in err.splitlines() if x.startswith('{"falconet"')]
     assert (log["falconet"], log["request"]) == ("handle_cloudwatch", Context.aws_request_id)
 
 
@@ -61,3 +61,19 @@ def test_anything_else_fails_loudly(
 ) -> None:
     with pytest.raises(DecodeError):  # retried, then kept by the on-failure destination
         handler(event)
+
+
+def test_each_cluster_gets_embedded_metrics(
+    handler: Callable[[Any], dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler(json.loads(awslogs_event(ITEMS, cluster="prod-eks")))
+    _, err = capsys.readouterr()
+    metrics = [json.loads(line) for line in err.splitlines() if line.startswith('{"_aws"')]
+    (line,) = metrics  # one cluster, nothing rejected
+    definition = line["_aws"]["CloudWatchMetrics"][0]
+    assert definition["Namespace"] == "falconet" and definition["Dimensions"] == [["Cluster"]]
+    names = {m["Name"] for m in definition["Metrics"]}
+    assert {"Events", "Alerts", "LagSeconds"} <= names
+    assert (line["Cluster"], line["Events"], line["Alerts"]) == ("prod-eks", len(ITEMS), 3)
+    assert all(line[n] is not None for n in names)  # every metric named has its value
+    assert line["LagSeconds"] > 0  # the sample's events are from the past
