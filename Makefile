@@ -19,7 +19,7 @@ LINT_DIRS := functions tests $(wildcard bench tools)
 TOOLS       := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: venv tools run test quick lint bench fuzz validate build lambda-artifact clean
+.PHONY: venv tools run test quick lint bench fuzz validate build gcf-source lambda-artifact clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,20 @@ build: $(TOOLS_STAMP)
 	rm -rf "$(LAMBDA_ARTIFACT)" && mkdir -p "$(LAMBDA_ARTIFACT)"
 	$(MAKE) --no-print-directory lambda-artifact ARTIFACTS_DIR="$(LAMBDA_ARTIFACT)"
 	LAMBDA_PREBUILT="$(LAMBDA_ARTIFACT)" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --template template.yaml
+
+# A Google Cloud Functions (gen2) / Cloud Run source directory: functions/main.py, the falconet
+# package and the bundled rules side by side (the layout falconet finds its rules in, as in the
+# Lambda zip), with a requirements.txt the buildpack installs. Deploy it with
+#   gcloud functions deploy falconet-audit --gen2 --runtime python311 --source build/gcf \
+#       --entry-point audit_http --trigger-http ...
+GCF_SOURCE := build/gcf
+gcf-source:
+	rm -rf "$(GCF_SOURCE)" && mkdir -p "$(GCF_SOURCE)/rules"
+	cp functions/main.py "$(GCF_SOURCE)/"
+	cp -R functions/falconet "$(GCF_SOURCE)/"
+	cp rules/*.yaml "$(GCF_SOURCE)/rules/"
+	find "$(GCF_SOURCE)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	{ cat functions/requirements.txt; echo "functions-framework>=3.5,<4"; echo "google-cloud-storage>=2.10"; } > "$(GCF_SOURCE)/requirements.txt"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build .aws-sam .fuzz
