@@ -57,7 +57,7 @@ def _facts(alert: Alert, event: Mapping[str, Any] | None) -> dict[str, Any]:
 def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
     """Who did what, when and from where (see the module docstring)."""
     f = _facts(alert, event)
-    who = str(f["user"] or "<unknown>")
+    who = str(f["user"] or "<NA>")
     if isinstance(f["groups"], list) and f["groups"]:
         who += f" (groups: {','.join(str(g) for g in f['groups'])})"
     if f["impersonated"]:
@@ -75,7 +75,7 @@ def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
     if f["code"] is not None:
         what += f" -> {f['code']}"
     fields = alert.output_fields
-    where = str(f["ip"] or "<unknown>")
+    where = str(f["ip"] or "<NA>")
     place = [
         str(p) for p in (fields.get("falconet.src.city"), fields.get("falconet.src.country")) if p
     ]
@@ -86,5 +86,5 @@ def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
         where += f" ({scope})"
     return (
         f"who={who} what={what} when={f['when']} where={where} "
-        f"cluster={alert.cluster or '<unknown>'}"
+        f"cluster={alert.cluster or '<NA>'}"
     )
