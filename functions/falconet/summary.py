@@ -84,7 +84,4 @@ def alert_summary(alert: Alert, event: Mapping[str, Any] | None = None) -> str:
         where += f" ({', '.join(place)})"
     elif scope and scope != "public":
         where += f" ({scope})"
-    return (
-        f"who={who} what={what} when={f['when']} where={where} "
-        f"cluster={alert.cluster or '<NA>'}"
-    )
+    return f"who={who} what={what} when={f['when']} where={where} cluster={alert.cluster or '<NA>'}"
