@@ -53,8 +53,7 @@ import orjson
 
 from falconet.context import EventContext
 from falconet.deadline import Deadline
-from falconet.errors import StateError
-from falconet.state import StateStore
+from falconet.state import Item, Put, StateStore, update
 from falconet.timestamps import parse_rfc3339_ns
 
 # resource -> (kind, API group): the workloads recorded (apps/v1, batch/v1)
@@ -78,7 +77,6 @@ CACHE_ENTRIES = 50_000  # records a process keeps (a few MB)
 CACHE_SECONDS = 300.0  # how long a record read from the store is trusted (another instance's
 # later write is seen after at most this long)
 MAX_DEPTH = 4  # ownerReference levels followed (Pod -> Job -> CronJob is 2)
-MAX_ATTEMPTS = 8  # conditional writes per record per flush before StateError
 FLUSH_RECORDS = 10_000  # changed records buffered before a flush
 _MAX_TEXT = 512  # characters of a user, kind or name kept
 _NS = 1_000_000_000
@@ -449,36 +447,24 @@ class AttributionBatch:
         """Write every changed record: one batched read, one conditional put per record that
         changed, re-applied on a conflict. Raises StateError."""
         attributor = self.attributor
-        store = attributor.store
-        todo = {_state_key(key): (key, writes) for key, writes in self.writes.items()}
-        for _attempt in range(MAX_ATTEMPTS):
-            if not todo:
-                break
-            items = store.get_many(list(todo), deadline=self.deadline)
-            self.counters["state_reads"] += len(todo)
-            retry: dict[str, tuple[Key, list[Write]]] = {}
-            for pk, (key, writes) in todo.items():
-                item = items[pk]
-                stored = Record.loads(item.data, pk)
-                record = _fold(stored, writes)
-                data = record.dumps()
-                if data != item.data:
-                    expires = max(record.time // _NS, int(attributor.clock())) + TTL_DAYS * 86400
-                    if not store.put(
-                        pk, data, version=item.version, expires=expires, deadline=self.deadline
-                    ):
-                        self.counters["conflicts"] += 1
-                        retry[pk] = (key, writes)
-                        continue
-                    self.counters["state_writes"] += 1
-                attributor.remember(key, record)
-            todo = retry
-        else:
-            if todo:
-                raise StateError(
-                    f"attribution: {len(todo)} record(s) kept changing after {MAX_ATTEMPTS} "
-                    "attempts"
-                )
+        keys = {_state_key(key): key for key in self.writes}
+
+        def change(pk: str, item: Item) -> tuple[Put, Record]:
+            record = _fold(Record.loads(item.data, pk), self.writes[keys[pk]])
+            expires = max(record.time // _NS, int(attributor.clock())) + TTL_DAYS * 86400
+            return Put(record.dumps(), expires), record
+
+        done = update(
+            attributor.store,
+            keys,
+            change,
+            what="attribution",
+            noun="record(s)",
+            deadline=self.deadline,
+            counters=self.counters,
+        )
+        for pk, record in done.items():
+            attributor.remember(keys[pk], record)
         for key in self.writes:
             self.base.pop(key, None)  # the next events read the merged record from the cache
         self.writes.clear()

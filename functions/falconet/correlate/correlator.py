@@ -39,14 +39,13 @@ from falconet.correlate.output import correlation_alert
 from falconet.correlate.windows import FINAL, NS, Geometry, GroupState, Match, Window
 from falconet.deadline import Deadline
 from falconet.errors import StateError
-from falconet.state import StateStore
+from falconet.state import Item, Put, StateStore, update
 from falconet.timestamps import parse_rfc3339_ns
 
 if TYPE_CHECKING:
     from falconet.engine import Engine
 
 FLUSH_MATCHES = 10_000  # matches buffered before a flush (memory bound on huge objects)
-MAX_ATTEMPTS = 8  # conditional writes per group per flush before StateError
 SEEN_CACHE = 100_000  # first_seen keys a process remembers having seen (~10 MB at most)
 _MAX_VALUE = 1024  # characters of a group value kept in an alert
 _log = logging.getLogger("falconet.correlate")
@@ -305,52 +304,44 @@ class Batch:
         correlator = self.correlator
         geometry = correlator.geometry[index]
         at_once = correlation.condition.at_once
-        out: list[tuple[tuple[str | None, ...], Window]] = []
-        todo = dict(groups)
-        for _attempt in range(MAX_ATTEMPTS):
-            if not todo:
-                return out
-            keys = {_state_key("c", correlation, key): key for key in todo}
-            items = correlator.store.get_many(list(keys), deadline=self.deadline)
-            self.counters["state_reads"] += len(keys)
-            retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
-            for pk, key in keys.items():
-                values, matches = todo[key]
-                item = items[pk]
-                state = _load(item.data, pk)
-                touched = state.add(matches, correlation, geometry)
-                if at_once:
-                    windows = state.fire_at_once(touched, correlation, geometry)
-                else:
-                    windows = state.decide_closed(FINAL if final else None, correlation, geometry)
-                state.prune(geometry)
-                self.counters["late"] += state.late
-                data = state.dumps()
-                if data == item.data:
-                    continue  # nothing new (a re-delivered batch): no write
-                newest = geometry.start_ns(state.newest or 0) // NS
-                expires = int(max(newest, correlator.clock())) + 3 * correlation.timespan + 3600
-                if not correlator.store.put(
-                    pk, data, version=item.version, expires=expires, deadline=self.deadline
-                ):
-                    self.counters["conflicts"] += 1
-                    retry[key] = todo[key]
-                    continue
-                self.counters["state_writes"] += 1
-                for window in windows:
-                    self.fired.append((index, pk, window.start, None, item.version + 1))
-                    out.append((values, window))
-                if not at_once:
-                    with correlator._lock:
-                        if state.open():
-                            correlator._open[(index, key)] = values
-                        else:
-                            correlator._open.pop((index, key), None)
-            todo = retry
-        raise StateError(
-            f"correlation '{correlation.label}': state kept changing under {len(todo)} group(s) "
-            f"after {MAX_ATTEMPTS} attempts"
+        keys = {_state_key("c", correlation, key): key for key in groups}
+
+        def change(pk: str, item: Item) -> tuple[Put, tuple[list[Window], bool, int]]:
+            state = _load(item.data, pk)
+            touched = state.add(groups[keys[pk]][1], correlation, geometry)
+            if at_once:
+                windows = state.fire_at_once(touched, correlation, geometry)
+            else:
+                windows = state.decide_closed(FINAL if final else None, correlation, geometry)
+            state.prune(geometry)
+            self.counters["late"] += state.late
+            newest = geometry.start_ns(state.newest or 0) // NS
+            expires = int(max(newest, correlator.clock())) + 3 * correlation.timespan + 3600
+            return Put(state.dumps(), expires), (windows, state.open(), item.version + 1)
+
+        done = update(
+            correlator.store,
+            keys,
+            change,
+            what=f"correlation '{correlation.label}'",
+            noun="group(s)",
+            deadline=self.deadline,
+            counters=self.counters,
         )
+        out: list[tuple[tuple[str | None, ...], Window]] = []
+        for pk, (windows, still_open, version) in done.items():
+            key = keys[pk]
+            values = groups[key][0]
+            for window in windows:
+                self.fired.append((index, pk, window.start, None, version))
+                out.append((values, window))
+            if not at_once:
+                with correlator._lock:
+                    if still_open:
+                        correlator._open[(index, key)] = values
+                    else:
+                        correlator._open.pop((index, key), None)
+        return out
 
     def _first_seen(
         self,
@@ -364,75 +355,75 @@ class Batch:
         # of the history, at most a day): a key seen all day costs one write a day, not one per
         # invocation. A key this process knows was seen within `refresh` is not read either.
         refresh = min(history // 30, 86400 * NS)
-        todo = {
-            key: group
+        keys = {
+            pk: key
             for key, group in groups.items()
             if not correlator.recently_seen(
-                _state_key("s", correlation, key), max(m.time_ns for m in group[1]), refresh
+                pk := _state_key("s", correlation, key), max(m.time_ns for m in group[1]), refresh
             )
         }
-        self.counters["known"] += len(groups) - len(todo)
-        if not todo:
+        self.counters["known"] += len(groups) - len(keys)
+        if not keys:
             return []
+        todo = {key: groups[key] for key in keys.values()}
         starts = self._learning_starts(correlation, todo) if correlation.learning else {}
-        out: list[tuple[tuple[str | None, ...], Window]] = []
-        for _attempt in range(MAX_ATTEMPTS):
-            if not todo:
-                return out
-            keys = {_state_key("s", correlation, key): key for key in todo}
-            items = correlator.store.get_many(list(keys), deadline=self.deadline)
-            self.counters["state_reads"] += len(keys)
-            retry: dict[str, tuple[tuple[str | None, ...], list[Match]]] = {}
-            for pk, key in keys.items():
-                values, matches = todo[key]
-                item = items[pk]
-                seen = _load_seen(item.data, pk)
-                first, last = seen if seen else (None, None)
-                new: list[Match] = []
-                for m in sorted(matches, key=lambda m: m.time_ns):
-                    if last is None or (m.time_ns > last and m.time_ns - last > history):
-                        first = last = m.time_ns
-                        new.append(m)
-                    elif m.time_ns > last:
-                        last = m.time_ns
-                if first is None or last is None:
-                    continue
-                if not new and seen is not None and last <= seen[1] + refresh:
-                    correlator.saw(pk, seen[1])
-                    continue  # nothing new, and the stored sighting is recent enough
-                data = orjson.dumps([first, last])
-                expires = int(max(last // NS, correlator.clock())) + correlation.timespan + 86400
-                if not correlator.store.put(
-                    pk, data, version=item.version, expires=expires, deadline=self.deadline
-                ):
-                    self.counters["conflicts"] += 1
-                    retry[key] = todo[key]
-                    continue
-                self.counters["state_writes"] += 1
-                correlator.saw(pk, last)
-                for m in new:
-                    if correlator.learn:
-                        continue
-                    start = starts.get(m.cluster)
-                    if start is not None and m.time_ns < start + correlation.learning * NS:
-                        self.counters["learning"] += 1
-                        continue
-                    window = Window(
-                        start=m.time_ns // NS,
-                        count=1,
-                        first_ns=m.time_ns,
-                        last_ns=m.time_ns,
-                        audit_ids=(m.audit_id[:64],),
-                        rules=1 << m.rule,
-                        values=(),
-                    )
-                    self.fired.append((index, pk, None, item.data, item.version + 1))
-                    out.append((values, window))
-            todo = retry
-        raise StateError(
-            f"correlation '{correlation.label}': state kept changing under {len(todo)} group(s) "
-            f"after {MAX_ATTEMPTS} attempts"
+
+        Seen = tuple[list[Match], int | None, bytes | None, int]  # new, last, before, version
+
+        def change(pk: str, item: Item) -> tuple[Put | None, Seen]:
+            seen = _load_seen(item.data, pk)
+            first, last = seen if seen else (None, None)
+            new: list[Match] = []
+            for m in sorted(groups[keys[pk]][1], key=lambda m: m.time_ns):
+                if last is None or (m.time_ns > last and m.time_ns - last > history):
+                    first = last = m.time_ns
+                    new.append(m)
+                elif m.time_ns > last:
+                    last = m.time_ns
+            if first is None or last is None:
+                return None, ([], None, item.data, item.version)  # no match: nothing to do
+            if not new and seen is not None and last <= seen[1] + refresh:
+                return None, ([], seen[1], item.data, item.version)  # recent enough as stored
+            expires = int(max(last // NS, correlator.clock())) + correlation.timespan + 86400
+            return Put(orjson.dumps([first, last]), expires), (
+                new,
+                last,
+                item.data,
+                item.version + 1,
+            )
+
+        done = update(
+            correlator.store,
+            keys,
+            change,
+            what=f"correlation '{correlation.label}'",
+            noun="group(s)",
+            deadline=self.deadline,
+            counters=self.counters,
         )
+        out: list[tuple[tuple[str | None, ...], Window]] = []
+        for pk, (new, last, previous, version) in done.items():
+            if last is not None:
+                correlator.saw(pk, last)
+            for m in new:
+                if correlator.learn:
+                    continue
+                start = starts.get(m.cluster)
+                if start is not None and m.time_ns < start + correlation.learning * NS:
+                    self.counters["learning"] += 1
+                    continue
+                window = Window(
+                    start=m.time_ns // NS,
+                    count=1,
+                    first_ns=m.time_ns,
+                    last_ns=m.time_ns,
+                    audit_ids=(m.audit_id[:64],),
+                    rules=1 << m.rule,
+                    values=(),
+                )
+                self.fired.append((index, pk, None, previous, version))
+                out.append((groups[keys[pk]][0], window))
+        return out
 
     def _learning_starts(
         self,
@@ -441,7 +432,7 @@ class Batch:
     ) -> dict[str, int]:
         """Each cluster's first event time (the learning period starts there), created from
         this batch's earliest match for a cluster the store has not seen."""
-        store = self.correlator.store
+        correlator = self.correlator
         earliest: dict[str, int] = {}
         for _values, matches in groups.values():
             for m in matches:
@@ -450,38 +441,32 @@ class Batch:
         keys = {_state_key("l", correlation, _group_key((c,))): c for c in earliest}
         starts: dict[str, int] = {}
         for pk, cluster in list(keys.items()):  # a start this process knows, no later: kept
-            known = self.correlator.known(pk)
+            known = correlator.known(pk)
             if known is not None and known <= earliest[cluster]:
                 starts[cluster] = known
                 del keys[pk]
-        for _attempt in range(MAX_ATTEMPTS):
-            if not keys:
-                return starts
-            items = store.get_many(list(keys), deadline=self.deadline)
-            self.counters["state_reads"] += len(keys)
-            retry = {}
-            for pk, cluster in keys.items():
-                item = items[pk]
-                stored = _load_seen(item.data, pk)
-                start = earliest[cluster] if stored is None else min(stored[0], earliest[cluster])
-                starts[cluster] = start
-                if stored is not None and stored[0] <= start:
-                    self.correlator.saw(pk, start)
-                    continue
-                expires = int(self.correlator.clock()) + correlation.timespan + 400 * 86400
-                if store.put(
-                    pk,
-                    orjson.dumps([start, start]),
-                    version=item.version,
-                    expires=expires,
-                    deadline=self.deadline,
-                ):
-                    self.counters["state_writes"] += 1
-                    self.correlator.saw(pk, start)
-                else:
-                    retry[pk] = cluster
-            keys = retry
-        raise StateError(f"correlation '{correlation.label}': learning state kept changing")
+
+        def change(pk: str, item: Item) -> tuple[Put | None, int]:
+            stored = _load_seen(item.data, pk)
+            cluster = earliest[keys[pk]]
+            start = cluster if stored is None else min(stored[0], cluster)
+            if stored is not None and stored[0] <= start:
+                return None, start
+            expires = int(correlator.clock()) + correlation.timespan + 400 * 86400
+            return Put(orjson.dumps([start, start]), expires), start
+
+        done = update(
+            correlator.store,
+            keys,
+            change,
+            what=f"correlation '{correlation.label}' (learning)",
+            deadline=self.deadline,
+            counters=self.counters,
+        )
+        for pk, start in done.items():
+            starts[keys[pk]] = start
+            correlator.saw(pk, start)
+        return starts
 
     # -- failure -----------------------------------------------------------------------------
 

@@ -19,9 +19,9 @@ after which the item reads as absent (DynamoDB's TTL deletes it some time later)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from falconet.deadline import Deadline
 from falconet.errors import StateError
@@ -29,7 +29,15 @@ from falconet.errors import StateError
 MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; our keys are hashes
 MAX_ITEM_BYTES = 350_000  # DynamoDB's item limit is 400 KB, attribute names and key included
 
-__all__ = ["MAX_ITEM_BYTES", "Item", "MemoryStore", "StateError", "StateStore"]
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "Item",
+    "MemoryStore",
+    "Put",
+    "StateError",
+    "StateStore",
+    "update",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,73 @@ class StateStore(Protocol):
         """Keys whose `due` is at most `before` (epoch seconds), at most `limit` of them: what a
         scheduled sweep must look at. Raises StateError."""
         ...
+
+
+MAX_ATTEMPTS = 8  # reads of a key `update` makes before it gives up on a contended key
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """What `update`'s change function wants stored for a key (see `StateStore.put`)."""
+
+    data: bytes
+    expires: int
+    due: int | None = None
+
+
+def update(
+    store: StateStore,
+    keys: Iterable[str],
+    change: Callable[[str, Item], tuple[Put | None, T]],
+    *,
+    what: str,
+    noun: str = "key(s)",
+    deadline: Deadline | None = None,
+    counters: MutableMapping[str, int] | None = None,
+) -> dict[str, T]:
+    """Optimistic read-modify-write of many keys: one batched read, then for each key
+    `change(key, item)` gives what to store (None, or the same bytes: nothing) and what to report
+    once that holds; a key another writer changed in between is read again and changed again.
+    Returns the reports of every key. `counters` counts `state_reads`, `state_writes` and
+    `conflicts`. Raises StateError (`what`: who, in the message) after MAX_ATTEMPTS reads of a
+    key that kept changing, or from the store."""
+    done: dict[str, T] = {}
+    todo = list(dict.fromkeys(keys))
+    tally: MutableMapping[str, int] = {} if counters is None else counters
+
+    def count(name: str, n: int = 1) -> None:
+        tally[name] = tally.get(name, 0) + n
+
+    for _attempt in range(MAX_ATTEMPTS):
+        if not todo:
+            return done
+        items = store.get_many(todo, deadline=deadline)
+        count("state_reads", len(todo))
+        retry = []
+        for key in todo:
+            item = items[key]
+            put, report = change(key, item)
+            if put is not None and put.data != item.data:
+                due = {} if put.due is None else {"due": put.due}  # absent: not due
+                if not store.put(
+                    key,
+                    put.data,
+                    version=item.version,
+                    expires=put.expires,
+                    deadline=deadline,
+                    **due,
+                ):
+                    count("conflicts")
+                    retry.append(key)
+                    continue
+                count("state_writes")
+            done[key] = report
+        todo = retry
+    if not todo:
+        return done
+    raise StateError(f"{what}: {len(todo)} {noun} kept changing after {MAX_ATTEMPTS} attempts")
 
 
 def check_item(key: str, data: bytes) -> None:

@@ -31,7 +31,7 @@ import orjson
 from falconet.alerts import SOURCE, Alert, render_value, stable_uuid
 from falconet.deadline import Deadline
 from falconet.errors import StateError
-from falconet.state import StateStore
+from falconet.state import Item, Put, StateStore, update
 from falconet.suppress.policy import RULE, Policy
 from falconet.timestamps import format_iso8601_ns, format_local_time_ns
 
@@ -39,7 +39,6 @@ NS = 1_000_000_000
 SAMPLE = 10  # audit ids a digest names
 MAX_KEPT = 10_000  # alert uuids a period remembers, sent and counted each (~220 KB at most)
 MAX_PREVIOUS = 5_000  # and of the period before it, to know a late re-delivery (~55 KB)
-MAX_ATTEMPTS = 8
 GRACE_S = 120  # a period's digest is due this long after the period ends (late alerts)
 _log = logging.getLogger("falconet.suppress")
 
@@ -194,57 +193,45 @@ class SuppressBatch:
             groups.setdefault(values, []).append(pair)
         if not groups:
             return pairs, []
+        keys = {_key(policy, values): (values, found) for values, found in groups.items()}
+        Decided = tuple[list[Pair], list[Pair], Period, int, bytes | None, int]
+
+        def change(pk: str, item: Item) -> tuple[Put, Decided]:
+            values, found = keys[pk]
+            sent, due, period, held = self._decide(policy, values, found, _load(item.data, pk))
+            expires = int(max(period.last // NS, suppressor.clock())) + 2 * policy.period + 3600
+            # A period holding suppressed alerts is due for the sweep when it ends.
+            sweep_at = (
+                (period.start + policy.period * NS) // NS + GRACE_S
+                if policy.digest and period.suppressed and not period.digested
+                else None
+            )
+            decided = (sent, due, period, held, item.data, item.version + 1)
+            return Put(period.dumps(), expires, sweep_at), decided
+
+        done = update(
+            suppressor.store,
+            keys,
+            change,
+            what=f"suppression policy '{policy.name}'",
+            noun="group(s)",
+            deadline=self.deadline,
+        )
         admitted: list[Pair] = []
         digests: list[Pair] = []
-        todo = {_key(policy, values): (values, found) for values, found in groups.items()}
-        for _attempt in range(MAX_ATTEMPTS):
-            if not todo:
-                break
-            items = suppressor.store.get_many(list(todo), deadline=self.deadline)
-            retry = {}
-            for pk, (values, found) in todo.items():
-                item = items[pk]
-                period = _load(item.data, pk)
-                sent, due, period, held = self._decide(policy, values, found, period)
-                data = period.dumps()
-                if data != item.data:
-                    expires = (
-                        int(max(period.last // NS, suppressor.clock())) + 2 * policy.period + 3600
-                    )
-                    # A period holding suppressed alerts is due for the sweep when it ends.
-                    sweep_at = (
-                        (period.start + policy.period * NS) // NS + GRACE_S
-                        if policy.digest and period.suppressed and not period.digested
-                        else None
-                    )
-                    if not suppressor.store.put(
-                        pk,
-                        data,
-                        version=item.version,
-                        expires=expires,
-                        deadline=self.deadline,
-                        due=sweep_at,
-                    ):
-                        retry[pk] = (values, found)
-                        continue
-                # Counted once the write holds (a conflict's retry decides again).
-                self.suppressed += held
-                self.digests += len(due)
-                if due and item.data is not None:  # a digest replaced its period: undo-able
-                    self.taken.append((index, pk, item.data, item.version + 1))
-                admitted.extend(sent)
-                digests.extend(due)
-                with suppressor._lock:
-                    if period.suppressed and not period.digested:
-                        suppressor._open[pk] = index
-                    else:
-                        suppressor._open.pop(pk, None)
-            todo = retry
-        if todo:
-            raise StateError(
-                f"suppression policy '{policy.name}': state kept changing under {len(todo)} "
-                f"group(s) after {MAX_ATTEMPTS} attempts"
-            )
+        for pk, (sent, due, period, held, previous, version) in done.items():
+            # Counted once the write holds (a conflict's retry decides again).
+            self.suppressed += held
+            self.digests += len(due)
+            if due and previous is not None:  # a digest replaced its period: undo-able
+                self.taken.append((index, pk, previous, version))
+            admitted.extend(sent)
+            digests.extend(due)
+            with suppressor._lock:
+                if period.suppressed and not period.digested:
+                    suppressor._open[pk] = index
+                else:
+                    suppressor._open.pop(pk, None)
         return passing + admitted, digests
 
     def _decide(
@@ -319,35 +306,28 @@ class SuppressBatch:
     def digest_all(self, pending: dict[str, int]) -> list[Alert]:
         """The digests of the groups `pending` names (state key -> policy index), marked sent."""
         suppressor = self.suppressor
+
+        Marked = tuple[Period | None, bytes | None, int]
+
+        def change(pk: str, item: Item) -> tuple[Put | None, Marked]:
+            period = _load(item.data, pk)
+            if period is None or not period.suppressed or period.digested:
+                return None, (None, None, item.version)  # digested already, or nothing held
+            period.digested = True  # and no longer due
+            expires = int(suppressor.clock()) + 86400
+            return Put(period.dumps(), expires), (period, item.data, item.version + 1)
+
+        done = update(
+            suppressor.store, pending, change, what="suppression digests", deadline=self.deadline
+        )
         out: list[Alert] = []
-        todo = dict(pending)
-        for _attempt in range(MAX_ATTEMPTS):
-            if not todo:
-                return out
-            items = suppressor.store.get_many(list(todo), deadline=self.deadline)
-            retry = {}
-            for pk, index in todo.items():
-                item = items[pk]
-                period = _load(item.data, pk)
-                if period is None or not period.suppressed or period.digested:
-                    continue
-                policy = suppressor.policies[index]
-                period.digested = True
-                if not suppressor.store.put(
-                    pk,
-                    period.dumps(),
-                    version=item.version,
-                    expires=int(suppressor.clock()) + 86400,
-                    deadline=self.deadline,
-                ):
-                    retry[pk] = index
-                    continue
-                if policy.digest:
-                    out.append(self._digest(policy, period))
-                    self.digests += 1
-                    self.taken.append((index, pk, item.data, item.version + 1))
-            todo = retry
-        raise StateError("suppression state kept changing while digests were made")
+        for pk, (period, previous, version) in done.items():
+            policy = suppressor.policies[pending[pk]]
+            if period is not None and policy.digest:
+                out.append(self._digest(policy, period))
+                self.digests += 1
+                self.taken.append((pending[pk], pk, previous, version))
+        return out
 
     def undo(self) -> None:
         """Put back the periods whose digests this batch made (their delivery failed), if no one
