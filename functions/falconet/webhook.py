@@ -206,9 +206,13 @@ def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_http
 
+    # The ce-* headers only: with a `content-type: application/cloudevents...` the SDK would
+    # read the body as a structured event (json.loads of the whole body, and a JSONDecodeError
+    # for one that is not JSON). The body is the data here, and it is not parsed by the SDK.
+    attributes = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
     try:
-        event = from_http(dict(headers.items()), body, data_unmarshaller=_raw)
-    except GenericException as exc:
+        event = from_http(attributes, body, data_unmarshaller=_raw)
+    except (GenericException, ValueError) as exc:
         raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
     return {name: str(event[name]) for name in ("type", "source", "id")}
 

@@ -242,3 +242,21 @@ def test_a_structured_cloudevent_with_an_unknown_specversion_is_refused(pipeline
     response = post(pipeline, envelope, **{"content-type": "application/cloudevents+json"})
     assert response.status == 400
     assert response.body["error"].startswith("not a valid CloudEvent")
+
+
+def test_a_binary_cloudevent_with_a_structured_content_type_is_read_as_binary(
+    pipeline: Pipeline,
+) -> None:
+    # Found by fuzz_http: the SDK read such a body as a structured event and raised
+    # JSONDecodeError (a traceback) for one that is not JSON.
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "io.k8s.audit",
+        "ce-source": "s",
+        "ce-id": "1",
+        "content-type": "application/cloudevents+json",
+    }
+    response = post(pipeline, b"\x01", **headers)
+    assert response.status == 400
+    assert response.body["error"] == "the request body is not JSON"  # a named reason
+    assert response.body["rejected_by_reason"] == {"not JSON": 1}
