@@ -230,3 +230,44 @@ def deliver(sink: Any, alerts: Any, deadline: Any = None) -> Any:
     delivery.emit(alerts)
     delivery.flush()
     return delivery.tally
+
+
+def create_state_table(aws: Aws, *, due_index: bool = True) -> str:
+    """The state table as template.yaml's StateTable: `pk` (S) hash key, on demand, TTL on `x`,
+    and (unless `due_index` is False) the sparse `due` index the sweep queries."""
+    name = f"falconet-state-{uuidlib.uuid4().hex[:8]}"
+    client = aws.client("dynamodb")
+    attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+    indexes: dict[str, Any] = {}
+    if due_index:
+        attributes += [
+            {"AttributeName": "ds", "AttributeType": "S"},
+            {"AttributeName": "da", "AttributeType": "N"},
+        ]
+        indexes["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": "due",
+                "KeySchema": [
+                    {"AttributeName": "ds", "KeyType": "HASH"},
+                    {"AttributeName": "da", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ]
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=attributes,
+        BillingMode="PAY_PER_REQUEST",
+        **indexes,
+    )
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "x"}
+    )
+    return name
+
+
+@pytest.fixture
+def state_table(aws: Aws) -> str:
+    """A new state table, as the template defines it."""
+    return create_state_table(aws)

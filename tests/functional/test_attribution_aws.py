@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import BUNDLED_RULES
-from tests.functional.conftest import Aws
-from tests.functional.test_correlations_aws import Deployment, create_state_table, firehose_key
+from tests.functional.conftest import Aws, create_state_table
+from tests.functional.test_correlations_aws import Deployment, firehose_key
 from tests.workloads import ALICE, REPLICASET_CONTROLLER, T0, deployment_chain
 
 OWNER_RULE = """\

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import ROOT
-from tests.functional.conftest import Aws, _receive_all
+from tests.functional.conftest import Aws, _receive_all, create_state_table
 from tests.functional.test_lambda_s3 import s3_notification
 
 from falconet.correlate.windows import GroupState
@@ -170,27 +170,6 @@ def firehose_key(start: datetime) -> str:
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
-
-
-def create_state_table(aws: Aws) -> str:
-    """The state table as template.yaml's StateTable: `pk` (S) hash key, on demand, TTL on x."""
-    name = f"falconet-state-{uuid.uuid4().hex[:8]}"
-    client = aws.client("dynamodb")
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "x"}
-    )
-    return name
-
-
-@pytest.fixture
-def state_table(aws: Aws) -> str:
-    return create_state_table(aws)
 
 
 def write_rules(root: Path, threshold: int) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,27 +38,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def create_table(aws: Aws, name: str | None = None) -> str:
-    """The state table as template.yaml declares it: `pk` (S) hash key only, on demand, TTL on x."""
-    name = name or f"falconet-state-{uuid.uuid4().hex[:8]}"
-    client = aws.client("dynamodb")
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "x"}
-    )
-    return name
-
-
-@pytest.fixture
-def state_table(aws: Aws) -> str:
-    return create_table(aws)
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 from tests.conftest import ROOT
-from tests.functional.conftest import Aws
+from tests.functional.conftest import Aws, create_state_table
 from tests.functional.test_correlations_aws import (
     CLUSTER,
     Deployment,
     audit_event,
-    create_state_table,
     firehose_key,
     scan_alerts,
 )

@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.functional.conftest import Aws
+from tests.functional.conftest import Aws, create_state_table
 from tests.functional.test_correlations_aws import (
     BASE_RULES,
     Deployment,
     audit_event,
-    create_state_table,
 )
 
 POLICY = """\
@@ -34,32 +32,6 @@ print(json.dumps(lambda_handlers.handle_sweep({}, None)))
 """
 
 
-def create_table_with_due_index(aws: Aws) -> str:
-    """The state table as template.yaml defines it, with the sparse `due` index."""
-    name = f"falconet-state-{uuid.uuid4().hex[:8]}"
-    aws.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "ds", "AttributeType": "S"},
-            {"AttributeName": "da", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "due",
-                "KeySchema": [
-                    {"AttributeName": "ds", "KeyType": "HASH"},
-                    {"AttributeName": "da", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
-
-
 @pytest.fixture
 def deployment(
     aws: Aws, tmp_path: Path, sqs_queue: str, audit_bucket: str
@@ -68,7 +40,7 @@ def deployment(
     rules.mkdir()
     (rules / "denied.yaml").write_text(BASE_RULES)
     (rules / "policies.yaml").write_text(POLICY)
-    return lambda: Deployment(aws, rules, create_table_with_due_index(aws), sqs_queue, audit_bucket)
+    return lambda: Deployment(aws, rules, create_state_table(aws), sqs_queue, audit_bucket)
 
 
 def sweep(d: Deployment) -> dict[str, Any]:
@@ -119,7 +91,7 @@ def test_the_state_table_of_the_correlation_tests_has_no_due_index(aws: Aws) -> 
     from falconet.errors import StateError
     from falconet.state.dynamodb import DynamoDBStore
 
-    store = DynamoDBStore(create_state_table(aws), max_attempts=1)
+    store = DynamoDBStore(create_state_table(aws, due_index=False), max_attempts=1)
     with pytest.raises(StateError, match="state table") as error:
         store.due_keys(0)
     assert "Query" in str(error.value)
