@@ -580,23 +580,16 @@ def _summary(stats: Any, by_rule: Counter[str], seconds: float, outside: int | N
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from falconet.correlate.loader import load_correlations
+    from falconet.engine import load_documents
     from falconet.rules.diagnostics import in_line_order
     from falconet.rules.loader import load_rules
     from falconet.rules.shadow import shadow_warnings
-    from falconet.suppress.policy import load_policies
 
     missing = [p for p in args.paths if not Path(p).exists()]
     for p in missing:
         print(f"{p}: error: no such file or directory", file=sys.stderr)
     rules, ruleset = load_rules([p for p in args.paths if p not in missing])
-    correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
-    ruleset.diagnostics.extend(problems)
-    policies, problems = load_policies(
-        ruleset.documents,
-        [r.name for r in rules] + [c.title for c in correlations.correlations],
-    )
-    ruleset.diagnostics.extend(problems)
+    correlations, policies = load_documents(ruleset, rules)
     ruleset.diagnostics.extend(shadow_warnings(rules, correlations.silenced))
     for diagnostic in in_line_order(ruleset.diagnostics, list(ruleset.texts)):
         print(str(diagnostic), file=sys.stderr)

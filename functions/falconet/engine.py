@@ -190,13 +190,7 @@ class Engine:
             if not Path(p).exists():
                 raise ConfigError(f"rules path '{p}' does not exist")
         rules, ruleset = load_rules(paths, cache_dir=code_cache)
-        correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
-        ruleset.diagnostics.extend(problems)
-        policies, problems = load_policies(
-            ruleset.documents,
-            [r.name for r in rules] + [c.title for c in correlations.correlations],
-        )
-        ruleset.diagnostics.extend(problems)
+        correlations, policies = load_documents(ruleset, rules)
         _raise_first(ruleset)
         return cls(
             rules,
@@ -431,6 +425,21 @@ class Why:
         if not self.timed:
             return "did not fire: the event has no valid stageTimestamp (Falco drops such events)"
         return "did not fire"
+
+
+def load_documents(
+    ruleset: RuleSet, rules: Sequence[Rule]
+) -> tuple[CorrelationSet, tuple[Policy, ...]]:
+    """The correlations and suppression policies of the rules paths' mapping documents, checked
+    against the loaded `rules`; their problems join `ruleset.diagnostics`."""
+    correlations, problems = load_correlations(ruleset.documents, [r.name for r in rules])
+    ruleset.diagnostics.extend(problems)
+    policies, problems = load_policies(
+        ruleset.documents,
+        [r.name for r in rules] + [c.title for c in correlations.correlations],
+    )
+    ruleset.diagnostics.extend(problems)
+    return correlations, policies
 
 
 def _known(name: str, configured: Sequence[str] | None) -> bool:
