@@ -248,7 +248,8 @@ class Engine:
     ) -> tuple[list[Alert], list[str]]:
         """`evaluate`, and the names of every rule a correlation counts that `event` matched,
         whatever `rule_matching` says (first-match decides which alert is emitted, not what
-        correlations count). Events without a valid `stageTimestamp` match nothing."""
+        correlations count). An event without a valid `stageTimestamp` raises no alert, and the
+        correlator counts none of its matches (it reads the time once, when it buffers them)."""
         if not self._judging or "auditID" not in event:
             return self.evaluate(event, context), []
         slots = self._hits(event, context)
@@ -257,10 +258,7 @@ class Engine:
         counts = self._counts
         names = self._names
         matched = [names[s] for s in slots if counts[s]]
-        alerts = self._emitted(event, context, slots)
-        if matched and parse_rfc3339_ns(event.get("stageTimestamp")) is None:
-            matched = []
-        return alerts, matched
+        return self._emitted(event, context, slots), matched
 
     def _hits(self, event: Mapping[str, Any], context: EventContext) -> Any:
         """The bucket function's answer for `event`: the first matching slot (-1: none) with
