@@ -16,7 +16,7 @@ def test_defaults_run_locally_with_no_cloud() -> None:
     settings = Settings({})
     engine = settings.engine
     assert engine.rules == (str(bundled_rules_dir()),)
-    assert bundled_rules_dir() == ROOT / "rules"
+    assert bundled_rules_dir() == ROOT / "functions" / "rules"
     assert (engine.rule_matching, engine.min_priority) == ("first", "debug")
     assert engine.extra_fields is None and engine.code_cache is None and engine.geoip_db is None
     assert settings.http.token is None and settings.http.max_body == DEFAULT_MAX_BODY
