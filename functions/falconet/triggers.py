@@ -20,7 +20,8 @@ import orjson
 
 from falconet.storage.objects import ObjectRef
 
-GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+GCS_EVENT_PREFIX = "google.cloud.storage.object.v1."  # every Cloud Storage object event type
+GCS_FINALIZED = GCS_EVENT_PREFIX + "finalized"
 S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
 S3_SOURCE = "aws.s3"  # the EventBridge source (and CloudEvent source) of S3 events
 

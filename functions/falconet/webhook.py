@@ -42,7 +42,14 @@ from falconet.decode import NOT_JSON
 from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
 from falconet.text import ECHO_LIMIT, echoable
-from falconet.triggers import GCS_FINALIZED, S3_OBJECT_CREATED, S3_SOURCE, gcs_object, s3_object
+from falconet.triggers import (
+    GCS_EVENT_PREFIX,
+    GCS_FINALIZED,
+    S3_OBJECT_CREATED,
+    S3_SOURCE,
+    gcs_object,
+    s3_object,
+)
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
 
@@ -67,17 +74,30 @@ def _attributes(get: Any) -> dict[str, str]:
     return {name: echoable(get(name) or "") for name in ("type", "source", "id")}
 
 
-class _BadRequest(Exception):
-    pass
+class BadRequest(Exception):
+    """A request or CloudEvent that can never be served as sent (retrying it cannot help): the
+    HTTP target answers 400, the CloudEvent target acknowledges it with this reason."""
 
 
 def authorized(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
-    """Whether the request carries the configured bearer token (always, when none is set)."""
-    if not settings.token:
+    """Whether the request carries the configured bearer token or, when push accounts are set, a
+    Google-signed OIDC token of one of them for the push audience (`falconet.oidc`). Always true
+    when neither is configured."""
+    if not settings.token and not settings.push_accounts:
         return True
     supplied = headers.get("authorization") or headers.get("Authorization") or ""
-    expected = f"Bearer {settings.token}"
-    return hmac.compare_digest(supplied.encode(), expected.encode())
+    if settings.token and hmac.compare_digest(
+        supplied.encode(), f"Bearer {settings.token}".encode()
+    ):
+        return True
+    if settings.push_accounts and settings.push_audience:
+        from falconet.oidc import push_verifier
+
+        verifier = push_verifier(
+            settings.push_audience, settings.push_accounts, settings.push_certs_url
+        )
+        return verifier.check(supplied) is not None
+    return False
 
 
 def too_large(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
@@ -114,13 +134,15 @@ def handle_request(
     deadline = deadline or pipeline.start_deadline()
     try:
         result = _dispatch(pipeline, headers, body, context, settings.allowed_objects, deadline)
-    except _BadRequest as exc:
+    except BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
         done = exc.result.to_dict() if exc.result is not None else {}
         error = f"alerts could not be delivered: {exc}"
         return Response(503, {"error": error, **done}, result=exc.result)
-    if result.events == 0 and not result.ignored:
+    # Nothing evaluated, nothing acknowledged and nothing skipped on purpose (a Pub/Sub message
+    # of another log, a control message: answered 200, or Pub/Sub would redeliver it forever).
+    if result.events == 0 and not result.ignored and not result.stats.skipped:
         return Response(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
         )
@@ -158,7 +180,7 @@ def _dispatch(
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
-            raise _BadRequest("a CloudEvents batch must be a JSON array")
+            raise BadRequest("a CloudEvents batch must be a JSON array")
         # Every envelope is checked before any is scanned: a bad one refuses the whole batch
         # (400, the sender fixes and resends it) before any alert of it was delivered.
         events = [_structured(envelope) for envelope in envelopes]
@@ -188,18 +210,18 @@ def _parse_json(body: bytes | bytearray | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise _BadRequest("the request body is not JSON") from None
+        raise BadRequest("the request body is not JSON") from None
 
 
 def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
     """A binary-mode CloudEvent's type, source and id, checked against the specification by the
     CloudEvents SDK (specversion 1.0 or 0.3, every required attribute present); the body is not
-    parsed here. Raises _BadRequest."""
+    parsed here. Raises BadRequest."""
     missing = [
         f"ce-{name}" for name in ("id", "source", "type") if not _header(headers, f"ce-{name}")
     ]
     if missing:  # the SDK's message would name specversion
-        raise _BadRequest(
+        raise BadRequest(
             "a binary-mode CloudEvent needs ce-id, ce-source and ce-type headers "
             f"(missing: {', '.join(missing)})"
         )
@@ -213,7 +235,7 @@ def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str
     try:
         event = from_http(attributes, body, data_unmarshaller=_raw)
     except (GenericException, ValueError) as exc:
-        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
+        raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
     return {name: str(event[name]) for name in ("type", "source", "id")}
 
 
@@ -224,24 +246,24 @@ def _raw(data: Any) -> Any:
 def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
     """The attributes and data of one structured-mode CloudEvent, parsed (its data read from the
     parsed envelope, never parsed again), its attributes checked against the specification by
-    the CloudEvents SDK. Raises _BadRequest."""
+    the CloudEvents SDK. Raises BadRequest."""
     if not isinstance(envelope, dict) or not all(
         isinstance(envelope.get(k), str) for k in ("specversion", "type", "source", "id")
     ):
-        raise _BadRequest("a structured CloudEvent needs specversion, type, source and id")
+        raise BadRequest("a structured CloudEvent needs specversion, type, source and id")
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_dict
 
     try:  # the attributes only: the data is ours to read
         from_dict({k: v for k, v in envelope.items() if k not in ("data", "data_base64")})
     except GenericException as exc:
-        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
+        raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
     attributes = {k: envelope[k] for k in ("type", "source", "id")}
     if "data_base64" in envelope:
         try:
             data: Any = base64.b64decode(envelope["data_base64"], validate=True)
         except (binascii.Error, ValueError, TypeError):
-            raise _BadRequest("data_base64 is not valid base64") from None
+            raise BadRequest("data_base64 is not valid base64") from None
     else:
         data = envelope.get("data")
     return attributes, data
@@ -262,6 +284,8 @@ def classify(attributes: Mapping[str, str]) -> str:
         return S3
     if attributes.get("source") == S3_SOURCE:
         return f"ignored: S3 {ce_type or 'event'} is not an object creation"
+    if ce_type.startswith(GCS_EVENT_PREFIX):  # deleted, archived, metadataUpdated
+        return f"ignored: {ce_type} is not an object finalization"
     return DATA
 
 
@@ -287,7 +311,7 @@ def handle_cloudevent(
     if kind != DATA:
         return _object_event(pipeline, kind, attributes, data, context, allowed, deadline)
     if data is None:
-        raise _BadRequest("the CloudEvent has no data")
+        raise BadRequest("the CloudEvent has no data")
     context = context.updated(origin=attributes.get("source") or None)
     name = attributes.get("id") or "cloudevent"
     if isinstance(data, bytes | bytearray):
@@ -312,7 +336,7 @@ def _object_event(
     ref = gcs_object(value) if kind == GCS else s3_object(value)
     if ref is None:
         what = attributes.get("type") or "storage"
-        raise _BadRequest(f"the {what} event does not name a bucket object")
+        raise BadRequest(f"the {what} event does not name a bucket object")
     if not any(prefix.holds(ref) for prefix in allowed):
         return Result(ignored=[f"{ref.url} is not under {ALLOWED_OBJECTS}"])
     try:
