@@ -85,6 +85,7 @@ SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
 ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AZURE_STORAGE_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"  # the Azure SDK's own setting
 # Google's client libraries' emulator variable, honoured by the Pub/Sub sink likewise.
 PUBSUB_EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -125,7 +126,8 @@ class EngineSettings:
 
 @dataclass(frozen=True, slots=True)
 class ObjectPrefix:
-    """`s3://bucket/prefix` or `gs://bucket/prefix`: objects a CloudEvent may have read."""
+    """`s3://bucket/prefix`, `gs://bucket/prefix` or `az://account/container/prefix`: objects a
+    CloudEvent may have read."""
 
     provider: str
     bucket: str
@@ -464,6 +466,12 @@ class Settings:
             raise ConfigError(f"{CLUSTER_KEY_PATTERN}: {exc}") from None
 
 
+def azure_connection_string() -> str | None:
+    """The Azure SDK's standard AZURE_STORAGE_CONNECTION_STRING, read when a blob client is made
+    (storage.azure); None when unset (then DefaultAzureCredential)."""
+    return os.environ.get(AZURE_STORAGE_CONNECTION_STRING) or None
+
+
 def aws_client_settings() -> tuple[str | None, str | None]:
     """The endpoint and region an AWS client is made for now (boto3 reads them itself): the key
     that keeps one client per endpoint in a process."""
@@ -496,16 +504,22 @@ def split_list(value: str) -> list[str]:
 
 
 def object_prefix(text: str) -> ObjectPrefix:
-    """An entry of FALCONET_ALLOWED_OBJECTS (`s3://bucket[/prefix]`, `gs://...`)."""
+    """An entry of FALCONET_ALLOWED_OBJECTS (`s3://bucket[/prefix]`, `gs://...`, or
+    `az://account/container[/prefix]`, whose "bucket" is `account/container`)."""
     scheme, sep, rest = text.partition("://")
     bucket, _, prefix = rest.partition("/")
-    if (
-        not sep
-        or scheme not in ("s3", "gs")
-        or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}", bucket)
-    ):
+    if scheme == "az":
+        container, _, prefix = prefix.partition("/")
+        valid = bool(re.fullmatch(r"[a-z0-9]{3,24}", bucket)) and bool(
+            re.fullmatch(r"[a-z0-9$][a-z0-9-]{1,62}", container)
+        )
+        bucket = f"{bucket}/{container}"
+    else:
+        valid = scheme in ("s3", "gs") and bool(re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}", bucket))
+    if not sep or not valid:
         raise ConfigError(
-            f"{ALLOWED_OBJECTS}: {text!r} is not s3://<bucket>[/<prefix>] or gs://<bucket>[/<prefix>]"
+            f"{ALLOWED_OBJECTS}: {text!r} is not s3://<bucket>[/<prefix>], "
+            "gs://<bucket>[/<prefix>] or az://<account>/<container>[/<prefix>]"
         )
     return ObjectPrefix(scheme, bucket, prefix)
 

@@ -8,14 +8,17 @@ One target serves the kube-apiserver audit webhook and CloudEvents:
   here because functions-framework's `cloud_event` signature rejects plain JSON and batches.
 
 What a CloudEvent carries is decided from its attributes (`classify`), never by parsing its data to
-look: a GCS "object finalized" or an S3 "Object Created" event names a bucket object, which is
+look: a GCS "object finalized", an S3 "Object Created" or an Event Grid "Microsoft.Storage.
+BlobCreated" event names a bucket object (an Azure blob by the event's source and subject), which is
 read and scanned if it lies under a prefix of FALCONET_ALLOWED_OBJECTS (else, like one that no
 longer exists, it is acknowledged with the reason); any other event carries audit data. A batch
 is checked whole before any of its events is scanned. A body is parsed once: a binary-mode body
 goes to the decoder as it came, a structured envelope is parsed once and its data read from the
 parsed value.
 
-Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
+Answers: the CloudEvents webhook validation handshake (OPTIONS with `WebHook-Request-Origin`, as
+Event Grid sends it) is answered with `WebHook-Allowed-Origin`; 401 without the configured bearer
+token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
 503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable),
 with the counters of what was done; 200 with the invocation counters otherwise. `deadline`
@@ -43,15 +46,22 @@ from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
 from falconet.text import ECHO_LIMIT, echoable
 from falconet.triggers import (
+    AZURE_BLOB_CREATED,
+    AZURE_EVENT_PREFIX,
     GCS_EVENT_PREFIX,
     GCS_FINALIZED,
     S3_OBJECT_CREATED,
     S3_SOURCE,
+    azure_blob,
     gcs_object,
     s3_object,
 )
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
+_MAX_SUBJECT = 2048
+# Event Grid's abuse protection (CloudEvents 1.0 webhook spec): an OPTIONS request with this header
+# must be answered with WebHook-Allowed-Origin before any event is delivered.
+_ORIGIN = re.compile(r"[A-Za-z0-9.-]{1,253}\Z")
 
 
 @dataclass(slots=True)
@@ -70,8 +80,13 @@ def _error(status: int, message: str, **headers: str) -> Response:
 
 
 def _attributes(get: Any) -> dict[str, str]:
-    """A CloudEvent's type, source and id, as text safe to carry on (names, origins, logs)."""
-    return {name: echoable(get(name) or "") for name in ("type", "source", "id")}
+    """A CloudEvent's type, source and id, as text safe to carry on (names, origins, logs), and
+    its subject as sent (it may name a blob; bounded, never echoed)."""
+    attributes = {name: echoable(get(name) or "") for name in ("type", "source", "id")}
+    subject = get("subject")
+    if isinstance(subject, str) and len(subject) <= _MAX_SUBJECT:
+        attributes["subject"] = subject
+    return attributes
 
 
 class BadRequest(Exception):
@@ -120,6 +135,9 @@ def handle_request(
     deadline: Deadline | None = None,
 ) -> Response:
     """Serve one request. `headers` must be case-insensitive or lower-cased."""
+    origin = _header(headers, "webhook-request-origin")
+    if method.upper() == "OPTIONS" and origin is not None:
+        return _validation_handshake(origin)
     if not authorized(settings, headers):
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
     if method.upper() != "POST":
@@ -147,6 +165,15 @@ def handle_request(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
         )
     return Response(200, result.to_dict(), result=result)
+
+
+def _validation_handshake(origin: str) -> Response:
+    """Answer the CloudEvents webhook validation (Event Grid sends it before delivering events in
+    the CloudEvents schema): it does no work and reveals nothing, so no token is asked for."""
+    if not _ORIGIN.match(origin):
+        return _error(400, "WebHook-Request-Origin must be a host name")
+    headers = {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST"}
+    return Response(200, {}, headers)
 
 
 def _no_events_reason(result: Result) -> str:
@@ -236,7 +263,11 @@ def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str
         event = from_http(attributes, body, data_unmarshaller=_raw)
     except (GenericException, ValueError) as exc:
         raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
-    return {name: str(event[name]) for name in ("type", "source", "id")}
+    return {
+        name: str(event[name])
+        for name in ("type", "source", "id", "subject")
+        if event.get(name) is not None
+    }
 
 
 def _raw(data: Any) -> Any:
@@ -258,7 +289,11 @@ def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
         from_dict({k: v for k, v in envelope.items() if k not in ("data", "data_base64")})
     except GenericException as exc:
         raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
-    attributes = {k: envelope[k] for k in ("type", "source", "id")}
+    attributes = {
+        k: envelope[k]
+        for k in ("type", "source", "id", "subject")
+        if isinstance(envelope.get(k), str)
+    }
     if "data_base64" in envelope:
         try:
             data: Any = base64.b64decode(envelope["data_base64"], validate=True)
@@ -272,6 +307,7 @@ def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
 DATA = "data"  # the event carries audit data
 GCS = "gs"  # the event names a GCS object
 S3 = "s3"  # the event names an S3 object
+AZ = "az"  # the event names an Azure blob
 
 
 def classify(attributes: Mapping[str, str]) -> str:
@@ -286,6 +322,10 @@ def classify(attributes: Mapping[str, str]) -> str:
         return f"ignored: S3 {ce_type or 'event'} is not an object creation"
     if ce_type.startswith(GCS_EVENT_PREFIX):  # deleted, archived, metadataUpdated
         return f"ignored: {ce_type} is not an object finalization"
+    if ce_type == AZURE_BLOB_CREATED:
+        return AZ
+    if ce_type.startswith(AZURE_EVENT_PREFIX):  # BlobDeleted, BlobTierChanged, ...
+        return f"ignored: {ce_type} is not a blob creation"
     return DATA
 
 
@@ -333,7 +373,10 @@ def _object_event(
     if kind.startswith("ignored: "):
         return Result(ignored=[kind.removeprefix("ignored: ")])
     value = _parse_json(data) if isinstance(data, bytes | bytearray | str) else data
-    ref = gcs_object(value) if kind == GCS else s3_object(value)
+    if kind == AZ:
+        ref = azure_blob(attributes.get("source", ""), attributes.get("subject", ""), value)
+    else:
+        ref = gcs_object(value) if kind == GCS else s3_object(value)
     if ref is None:
         what = attributes.get("type") or "storage"
         raise BadRequest(f"the {what} event does not name a bucket object")

@@ -98,8 +98,8 @@ def test_hostname_from_falconet_then_falco() -> None:
         (
             {"FALCONET_ALLOWED_OBJECTS": "s3://audit/logs/, https://evil/x"},
             "http",
-            "FALCONET_ALLOWED_OBJECTS: 'https://evil/x' is not s3://<bucket>[/<prefix>] or "
-            "gs://<bucket>[/<prefix>]",
+            "FALCONET_ALLOWED_OBJECTS: 'https://evil/x' is not s3://<bucket>[/<prefix>], "
+            "gs://<bucket>[/<prefix>] or az://<account>/<container>[/<prefix>]",
         ),
         (
             {"FALCONET_NOTIFY_URL": "https://h/", "FALCONET_NOTIFY_EXPLAIN": "maybe"},
