@@ -36,7 +36,8 @@ def audit_http(request: flask.Request) -> flask.Response:
     # otherwise read at most one byte past the limit, so a larger body is refused unbuffered.
     http = RUNTIME.http  # the token re-read from its secret when that is due
     drained = False
-    if falconet.authorized(http, request.headers) and not falconet.too_large(http, request.headers):
+    authorized = falconet.authorized(http, request.headers, request.args)
+    if authorized and not falconet.too_large(http, request.headers):
         body = request.stream.read(http.max_body + 1)
         drained = len(body) <= http.max_body
     else:

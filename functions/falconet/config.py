@@ -50,6 +50,7 @@ WEBHOOK_TOKEN = "FALCONET_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, no
 WEBHOOK_TOKEN_SECRET = "FALCONET_WEBHOOK_TOKEN_SECRET"  # noqa: S105 - where the token lives
 MAX_BODY_BYTES = "FALCONET_MAX_BODY_BYTES"
 ALLOWED_OBJECTS = "FALCONET_ALLOWED_OBJECTS"  # bucket prefixes a CloudEvent may have read
+TOKEN_IN_QUERY = "FALCONET_WEBHOOK_TOKEN_IN_QUERY"  # noqa: S105 - a name; ?token= (IBM IKS)
 PUSH_AUDIENCE = "FALCONET_PUSH_AUDIENCE"  # the audience of Pub/Sub push OIDC tokens
 PUSH_ACCOUNTS = "FALCONET_PUSH_SERVICE_ACCOUNTS"  # the service accounts they may name
 PUSH_CERTS_URL = "FALCONET_PUSH_CERTS_URL"  # Google's signing certificates (tests, mirrors)
@@ -152,6 +153,7 @@ class HttpSettings:
     allowed_objects: tuple[ObjectPrefix, ...] = ()
     token_secret: str | None = None  # where the token lives (secrets.py); the runtime reads it
     secret_ttl: float = 300.0
+    token_in_query: bool = False  # the token also accepted as the `token` query parameter
     # Pub/Sub push subscriptions' OIDC tokens (falconet.oidc), accepted beside the bearer token
     # when `push_accounts` is set.
     push_audience: str | None = None
@@ -319,12 +321,16 @@ class Settings:
             if not re.fullmatch(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}", account):
                 raise ConfigError(f"{PUSH_ACCOUNTS}: {account!r} is not a service account email")
         certs_url = self.get(PUSH_CERTS_URL)
+        in_query = self.get(TOKEN_IN_QUERY).lower()
+        if in_query not in _BOOLEANS:
+            raise ConfigError(f"{TOKEN_IN_QUERY} must be true or false, got '{in_query}'")
         return HttpSettings(
             token=token,
             max_body=max_body,
             allowed_objects=tuple(object_prefix(p) for p in split_list(self.get(ALLOWED_OBJECTS))),
             token_secret=token_secret or None,
             secret_ttl=self.secret_ttl,
+            token_in_query=in_query in _TRUE,
             push_audience=audience or None,
             push_accounts=accounts,
             push_certs_url=http_url(PUSH_CERTS_URL, certs_url) if certs_url else GOOGLE_CERTS_URL,

@@ -94,10 +94,13 @@ class BadRequest(Exception):
     HTTP target answers 400, the CloudEvent target acknowledges it with this reason."""
 
 
-def authorized(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
-    """Whether the request carries the configured bearer token or, when push accounts are set, a
-    Google-signed OIDC token of one of them for the push audience (`falconet.oidc`). Always true
-    when neither is configured."""
+def authorized(
+    settings: HttpSettings, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+) -> bool:
+    """Whether the request carries the configured bearer token (in the `token` query parameter
+    too, when `token_in_query` allows it: for callers that cannot send headers, such as IBM Cloud's
+    IKS audit webhook) or, when push accounts are set, a Google-signed OIDC token of one of them
+    for the push audience (`falconet.oidc`). Always true when neither is configured."""
     if not settings.token and not settings.push_accounts:
         return True
     supplied = headers.get("authorization") or headers.get("Authorization") or ""
@@ -105,6 +108,10 @@ def authorized(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
         supplied.encode(), f"Bearer {settings.token}".encode()
     ):
         return True
+    if settings.token and settings.token_in_query and query is not None:
+        in_query = query.get("token") or ""
+        if hmac.compare_digest(in_query.encode(), settings.token.encode()):
+            return True
     if settings.push_accounts and settings.push_audience:
         from falconet.oidc import push_verifier
 
@@ -138,7 +145,7 @@ def handle_request(
     origin = _header(headers, "webhook-request-origin")
     if method.upper() == "OPTIONS" and origin is not None:
         return _validation_handshake(origin)
-    if not authorized(settings, headers):
+    if not authorized(settings, headers, query):
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
     if method.upper() != "POST":
         return _error(405, "use POST", Allow="POST")

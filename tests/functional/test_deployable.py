@@ -20,9 +20,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import ROOT
@@ -76,12 +78,14 @@ def _containerfile() -> tuple[list[list[str]], list[str]]:
     return runs, cmd
 
 
-def _post(port: int, body: bytes, path: str = "/", token: str = TOKEN) -> tuple[int, dict]:
+def _post(
+    port: int, body: bytes, path: str = "/", token: str | None = TOKEN
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-        method="POST",
+        f"http://127.0.0.1:{port}{path}", data=body, headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -140,15 +144,37 @@ def test_the_deployable_directory_runs_alone_as_the_containerfile_builds_it(
 
 
 def test_functions_framework_serves_audit_http_from_the_repository_root(tmp_path: Path) -> None:
-    """As a newcomer types it in the checkout: the default source ./main.py is functions/main.py."""
+    """As a newcomer types it in the checkout: the default source ./main.py is functions/main.py.
+    Served as on IBM Cloud Code Engine for IKS: the IKS audit webhook (`ibmcloud ks cluster master
+    audit-webhook set --remote-server <url>`) POSTs the kube-apiserver's EventList and can send no
+    header of its own, so its URL carries the cluster name and the token."""
     port = free_port()
-    env = {**os.environ, "FALCONET_WEBHOOK_TOKEN": TOKEN, "PORT": str(port)}
+    env = {
+        **os.environ,
+        "FALCONET_WEBHOOK_TOKEN": TOKEN,
+        "FALCONET_WEBHOOK_TOKEN_IN_QUERY": "true",
+        "PORT": str(port),
+    }
     env.pop("FALCONET_RULES", None)
     command = [str(Path(sys.executable).parent / "functions-framework"), "--target", "audit_http"]
     with serving(command, port=port, log=tmp_path / "log", cwd=ROOT, env=env):
-        # The EventList a kube-apiserver audit webhook backend POSTs (IBM Cloud's IKS
-        # `cluster master audit-webhook` included): one batch of audit.k8s.io/v1 Events.
         events = json.loads(BATCH.read_text())
-        assert events["kind"] == "EventList"
-        status, answer = _post(port, json.dumps(events).encode(), "/?cluster=iks-prod")
+        assert (events["kind"], events["apiVersion"]) == ("EventList", "audit.k8s.io/v1")
+        body = json.dumps(events).encode()
+        status, answer = _post(port, body, f"/?cluster=iks-prod&token={TOKEN}", token=None)
         assert (status, answer["events"], answer["alerts"]) == (200, 6, 4)
+        assert _post(port, body, "/?cluster=iks-prod&token=guess", token=None)[0] == 401
+        assert _post(port, body, "/?cluster=iks-prod", token=None)[0] == 401
+        assert _post(port, body, "/?cluster=iks-prod")[0] == 200  # the header works as ever
+
+
+def test_the_token_in_the_url_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL is logged in more places than a header: the query token is opt-in."""
+    from functions_framework import create_app
+
+    monkeypatch.delenv("FALCONET_RULES", raising=False)
+    monkeypatch.setenv("FALCONET_WEBHOOK_TOKEN", TOKEN)
+    monkeypatch.delenv("FALCONET_WEBHOOK_TOKEN_IN_QUERY", raising=False)
+    client = create_app("audit_http", str(DEPLOYABLE / "main.py"), "http").test_client()
+    answer = client.post(f"/?token={TOKEN}", data=BATCH.read_bytes())
+    assert answer.status_code == 401
