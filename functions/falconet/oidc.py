@@ -12,8 +12,9 @@ configured service accounts. Anything else, including a token over `MAX_TOKEN_BY
 certificate fetch that fails, is refused (None) with the reason logged, never raised.
 
 Google's certificates (a JSON object of key id to PEM certificate) are fetched on first use,
-kept for the response's `max-age` (between 5 minutes and a day), and fetched again early, at most
-once a minute, when a token names a key id they do not hold (Google rotated its keys).
+kept for the response's `max-age` (between 5 minutes and a day), and fetched again early when a
+token names a key id they do not hold (Google rotated its keys); never more than once a minute, so
+neither made-up key ids nor an unreachable Google cost a fetch per request.
 `certs_url` is Google's (config.GOOGLE_CERTS_URL) unless FALCONET_PUSH_CERTS_URL says otherwise
 (tests, private mirrors).
 """
@@ -83,7 +84,7 @@ class PushVerifier:
         self._lock = threading.Lock()
         self._certs: dict[str, str] = {}
         self._expires = 0.0
-        self._fetched = 0.0
+        self._fetched: float | None = None
 
     def check(self, authorization: str) -> str | None:
         """The verified service-account email of an `Authorization: Bearer <JWT>` value, or None
@@ -120,16 +121,22 @@ class PushVerifier:
         return claims
 
     def _certificates(self, kid: str | None) -> dict[str, str]:
+        """Google's certificates: fetched when they expired or lack `kid`, at most once a minute
+        (a failed fetch too: the ones held are kept, and the failure raised only without any)."""
         with self._lock:
             now = time.monotonic()
-            stale = now >= self._expires
-            unknown = (
-                kid is not None and kid not in self._certs and now - self._fetched > _REFETCH_S
-            )
-            if stale or unknown:
-                self._certs, ttl = self._fetch()
+            wanted = now >= self._expires or kid not in self._certs
+            if wanted and (self._fetched is None or now - self._fetched >= _REFETCH_S):
                 self._fetched = now
-                self._expires = now + ttl
+                try:
+                    self._certs, ttl = self._fetch()
+                    self._expires = now + ttl
+                except Exception as exc:
+                    log.warning("falconet: Google's certificates not fetched: %s", exc)
+                    if not self._certs:
+                        raise
+            if not self._certs:
+                raise ValueError("Google's certificates are not available yet")
             return self._certs
 
     def _fetch(self) -> tuple[dict[str, str], float]:

@@ -354,6 +354,30 @@ def test_a_token_signed_by_another_key_is_refused(push_client: Callable[..., Any
     assert answer.status_code == 401
 
 
+def test_made_up_key_ids_do_not_cost_a_certificate_fetch_each(
+    push_client: Callable[..., Any], google: tuple[_Google, str, list[str]]
+) -> None:
+    _, _, fetched = google
+    client = push_client()
+    before = len(fetched)
+    for n in range(5):
+        forger = _Google(kid=f"made-up-{n}")
+        headers = {"Authorization": f"Bearer {forger.token()}"}
+        assert client.post("/", headers=headers, data=b"{}").status_code == 401
+    assert len(fetched) - before <= 1  # at most one refetch a minute
+
+
+def test_unreachable_certificates_refuse_the_token_not_the_server(
+    push_client: Callable[..., Any], google: tuple[_Google, str, list[str]]
+) -> None:
+    signer, _, _ = google
+    client = push_client(FALCONET_PUSH_CERTS_URL=f"http://127.0.0.1:{free_port()}/certs")
+    answer = client.post("/", headers={"Authorization": f"Bearer {signer.token()}"}, data=b"{}")
+    assert answer.status_code == 401
+    answer = client.post("/", headers={"Authorization": f"Bearer {TOKEN}"}, data=b"{}")
+    assert answer.status_code == 400  # the bearer token still gets in: the body is the problem
+
+
 @pytest.mark.parametrize("auth", ["Bearer " + "A" * 20000, "Bearer a.b.c", "Basic eDp5", ""])
 def test_garbage_authorization_is_refused(push_client: Callable[..., Any], auth: str) -> None:
     answer = push_client().post("/", headers={"Authorization": auth}, data=b"{}")
