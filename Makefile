@@ -19,7 +19,7 @@ LINT_DIRS := functions tests $(wildcard bench tools)
 TOOLS       := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: venv tools run test quick lint bench fuzz validate build gcf-source lambda-artifact clean
+.PHONY: venv tools run test quick lint bench fuzz validate build lambda-artifact clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,20 +77,6 @@ build: $(TOOLS_STAMP)
 	$(MAKE) --no-print-directory lambda-artifact ARTIFACTS_DIR="$(LAMBDA_ARTIFACT)"
 	LAMBDA_PREBUILT="$(LAMBDA_ARTIFACT)" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --template template.yaml
 
-# A Google Cloud Functions (gen2) / Cloud Run source directory: functions/main.py, the falconet
-# package and the bundled rules side by side (the layout falconet finds its rules in, as in the
-# Lambda zip), with a requirements.txt the buildpack installs. Deploy it with
-#   gcloud functions deploy falconet-audit --gen2 --runtime python311 --source build/gcf \
-#       --entry-point audit_http --trigger-http ...
-GCF_SOURCE := build/gcf
-gcf-source:
-	rm -rf "$(GCF_SOURCE)" && mkdir -p "$(GCF_SOURCE)/rules"
-	cp functions/main.py "$(GCF_SOURCE)/"
-	cp -R functions/falconet "$(GCF_SOURCE)/"
-	cp rules/*.yaml "$(GCF_SOURCE)/rules/"
-	find "$(GCF_SOURCE)" -name __pycache__ -type d -prune -exec rm -rf {} +
-	{ cat functions/requirements.txt; echo "functions-framework>=3.5,<4"; echo "google-cloud-storage>=2.10"; } > "$(GCF_SOURCE)/requirements.txt"
-
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build .aws-sam .fuzz
 
@@ -101,7 +87,8 @@ clean:
 # ordinary .pyc never validate and /var/task is read-only; unchecked-hash .pyc cut a cold
 # `import boto3, yaml` from ~1 s to ~0.34 s.
 # LAMBDA_PY must be the runtime's minor version (template.yaml: Runtime python3.11), .pyc are per
-# version. Never add functions-framework, Flask or cloudevents here (functions/requirements.txt).
+# version. The zip installs functions/requirements-lambda.txt only: never functions-framework, Flask
+# or the Google Cloud / Azure clients (functions/requirements.txt, the deployable directory's).
 LAMBDA_PY             ?= python3.11
 LAMBDA_PYTHON_VERSION ?= 3.11
 LAMBDA_PLATFORM       ?= manylinux2014_aarch64
@@ -110,9 +97,9 @@ define lambda_artifacts
 	$(LAMBDA_PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; assert v == "$(LAMBDA_PYTHON_VERSION)", "LAMBDA_PY is Python " + v + ", the runtime is $(LAMBDA_PYTHON_VERSION)"'
 	$(LAMBDA_PY) -m pip install --quiet --disable-pip-version-check --no-compile \
 	    --platform $(LAMBDA_PLATFORM) --implementation cp --python-version $(LAMBDA_PYTHON_VERSION) \
-	    --only-binary=:all: -r functions/requirements.txt -t "$(ARTIFACTS_DIR)"
+	    --only-binary=:all: -r functions/requirements-lambda.txt -t "$(ARTIFACTS_DIR)"
 	cp -R functions/falconet functions/lambda_handlers.py "$(ARTIFACTS_DIR)/"
-	mkdir -p "$(ARTIFACTS_DIR)/rules" && cp rules/*.yaml "$(ARTIFACTS_DIR)/rules/"
+	mkdir -p "$(ARTIFACTS_DIR)/rules" && cp functions/rules/*.yaml "$(ARTIFACTS_DIR)/rules/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 	$(LAMBDA_PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"
 	$(warm_rule_cache)
@@ -124,7 +111,7 @@ endef
 # wheels of pyyaml/orjson in a scratch directory (the artifact's wheels are for the Lambda platform).
 define warm_rule_cache
 	rm -rf "$(ARTIFACTS_DIR)/.warm" && $(LAMBDA_PY) -m pip install --quiet --disable-pip-version-check \
-	    --no-compile -r functions/requirements.txt -t "$(ARTIFACTS_DIR)/.warm"
+	    --no-compile -r functions/requirements-lambda.txt -t "$(ARTIFACTS_DIR)/.warm"
 	PYTHONPATH="$(ARTIFACTS_DIR)/.warm:functions" $(LAMBDA_PY) -c 'from falconet.engine import Engine; \
 	    Engine.from_paths(["$(ARTIFACTS_DIR)/rules"], code_cache="$(ARTIFACTS_DIR)/rules-cache")'
 	rm -rf "$(ARTIFACTS_DIR)/.warm"

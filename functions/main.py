@@ -1,7 +1,12 @@
 """functions-framework targets: the HTTP webhook / CloudEvents target and the CloudEvent target.
 
-    functions-framework --source functions/main.py --target audit_http --port 8080
+    functions-framework --target audit_http --port 8080        # in functions/ or the repo root
     functions-framework --source functions/main.py --target audit_cloudevent
+
+functions/ is the deployable source directory (Cloud Functions gen2, Cloud Run from source, the
+Containerfile): this file, the falconet package, the bundled rules (functions/rules/) and the
+requirements.txt a buildpack installs. The repository root's main.py is a symlink to this file, so
+functions-framework's default source works from the root as well.
 
 Thin adapters: they turn a request into one `falconet` call (its public API only) and map the
 outcome to a status code. The settings, engine and sinks are built when this module is imported
@@ -31,7 +36,8 @@ def audit_http(request: flask.Request) -> flask.Response:
     # otherwise read at most one byte past the limit, so a larger body is refused unbuffered.
     http = RUNTIME.http  # the token re-read from its secret when that is due
     drained = False
-    if falconet.authorized(http, request.headers) and not falconet.too_large(http, request.headers):
+    authorized = falconet.authorized(http, request.headers, request.args)
+    if authorized and not falconet.too_large(http, request.headers):
         body = request.stream.read(http.max_body + 1)
         drained = len(body) <= http.max_body
     else:
@@ -85,6 +91,10 @@ def audit_cloudevent(cloud_event: CloudEvent) -> None:
             context,
             allowed=RUNTIME.settings.http.allowed_objects,
         )
+    except falconet.BadRequest as exc:
+        # An event that can never be served (no data, not JSON, no object named): acknowledged
+        # with the reason, since a 500 would have the trigger redeliver it until it expires.
+        result = falconet.Result(ignored=[f"{exc}"])
     except Exception as exc:
         done = exc.result if isinstance(exc, falconet.SinkError) else None  # its counters
         falconet.log_invocation("audit_cloudevent", done, error=f"{type(exc).__name__}: {exc}")

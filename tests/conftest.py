@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-BUNDLED_RULES = ROOT / "rules"
+BUNDLED_RULES = ROOT / "functions" / "rules"  # the top-level rules/ links to it
 
 
 def shared_path(*parts: str) -> Path:

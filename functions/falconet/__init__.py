@@ -17,7 +17,7 @@ other programs use; everything else is internal and may change::
   time an invocation's deliveries must end by (`Deadline.for_lambda(context)`);
 - triggers and storage: `objects_in_event`, `sqs_records`, `Ignored`, `ObjectRef`;
 - the HTTP contract (`falconet.webhook`): `handle_request`, `handle_cloudevent`, `authorized`,
-  `too_large`, `Response`;
+  `too_large`, `Response`, `BadRequest` (a request that can never be served as sent);
 - notifications (`falconet.notify`): `alerts_from_message`, `deliver`;
 - the errors: `FalconetError` and its branches.
 
@@ -53,12 +53,20 @@ if TYPE_CHECKING:
     from falconet.runtime import get_runtime, reset_runtime, start_runtime
     from falconet.storage import ObjectRef
     from falconet.triggers import Ignored, objects_in_event, sqs_records
-    from falconet.webhook import Response, authorized, handle_cloudevent, handle_request, too_large
+    from falconet.webhook import (
+        BadRequest,
+        Response,
+        authorized,
+        handle_cloudevent,
+        handle_request,
+        too_large,
+    )
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Alert": "falconet.alerts",
+    "BadRequest": "falconet.webhook",
     "Deadline": "falconet.deadline",
     "Engine": "falconet.engine",
     "Ignored": "falconet.triggers",
@@ -85,6 +93,7 @@ _LAZY = {
 
 __all__ = [
     "Alert",
+    "BadRequest",
     "ConfigError",
     "Deadline",
     "DecodeError",

@@ -14,6 +14,9 @@ instead of running half-configured, while a function that never reads a section 
 never reads the engine's) is not failed by it. An empty value counts as unset: SAM and
 CloudFormation pass "" for parameters left blank. `falconet.runtime` builds the process's objects
 from these settings; nothing else reads the environment.
+
+Why this module is long: it is the one reader of the environment, so every setting of every
+platform (AWS, Google Cloud, the webhook, the decoders) is named and checked here, side by side.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ WEBHOOK_TOKEN = "FALCONET_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, no
 WEBHOOK_TOKEN_SECRET = "FALCONET_WEBHOOK_TOKEN_SECRET"  # noqa: S105 - where the token lives
 MAX_BODY_BYTES = "FALCONET_MAX_BODY_BYTES"
 ALLOWED_OBJECTS = "FALCONET_ALLOWED_OBJECTS"  # bucket prefixes a CloudEvent may have read
+TOKEN_IN_QUERY = "FALCONET_WEBHOOK_TOKEN_IN_QUERY"  # noqa: S105 - a name; ?token= (IBM IKS)
+PUSH_AUDIENCE = "FALCONET_PUSH_AUDIENCE"  # the audience of Pub/Sub push OIDC tokens
+PUSH_ACCOUNTS = "FALCONET_PUSH_SERVICE_ACCOUNTS"  # the service accounts they may name
+PUSH_CERTS_URL = "FALCONET_PUSH_CERTS_URL"  # Google's signing certificates (tests, mirrors)
+PUBSUB_TOPIC = "FALCONET_PUBSUB_TOPIC"  # projects/<project>/topics/<topic>: alerts to Pub/Sub
 SQS_QUEUE_URL = "FALCONET_SQS_QUEUE_URL"
 SNS_TOPIC_ARN = "FALCONET_SNS_TOPIC_ARN"
 NOTIFY_FUNCTION = "FALCONET_NOTIFY_FUNCTION"
@@ -78,8 +86,12 @@ SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
 ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AZURE_STORAGE_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"  # the Azure SDK's own setting
+# Google's client libraries' emulator variable, honoured by the Pub/Sub sink likewise.
+PUBSUB_EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"  # Google's ID-token signing keys
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_MAX_ALERT_BYTES = 1_048_576  # SQS's and Lambda's message limits; SNS's is lower, 256 KiB
 MIN_ALERT_BYTES = 4096  # below this an alert's own fields may not fit
@@ -115,7 +127,8 @@ class EngineSettings:
 
 @dataclass(frozen=True, slots=True)
 class ObjectPrefix:
-    """`s3://bucket/prefix` or `gs://bucket/prefix`: objects a CloudEvent may have read."""
+    """`s3://bucket/prefix`, `gs://bucket/prefix` or `az://account/container/prefix`: objects a
+    CloudEvent may have read."""
 
     provider: str
     bucket: str
@@ -140,6 +153,12 @@ class HttpSettings:
     allowed_objects: tuple[ObjectPrefix, ...] = ()
     token_secret: str | None = None  # where the token lives (secrets.py); the runtime reads it
     secret_ttl: float = 300.0
+    token_in_query: bool = False  # the token also accepted as the `token` query parameter
+    # Pub/Sub push subscriptions' OIDC tokens (falconet.oidc), accepted beside the bearer token
+    # when `push_accounts` is set.
+    push_audience: str | None = None
+    push_accounts: tuple[str, ...] = ()
+    push_certs_url: str = GOOGLE_CERTS_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +171,8 @@ class SinkSettings:
     http_url: str | None = None
     http_format: HttpFormat = "cloudevent"
     http_headers: Mapping[str, str] = field(default_factory=dict)
+    pubsub_topic: str | None = None  # projects/<project>/topics/<topic>
+    pubsub_emulator_host: str | None = None  # host:port of a Pub/Sub emulator
     # Alerts are fitted to the smallest of this and the sinks' own limits (`alerts.fit`).
     max_alert_bytes: int = DEFAULT_MAX_ALERT_BYTES
     # An invocation's time limit where the platform does not tell the function (functions-
@@ -293,12 +314,26 @@ class Settings:
             raise ConfigError(f"set {WEBHOOK_TOKEN} or {WEBHOOK_TOKEN_SECRET}, not both")
         if token_secret:
             parse_reference(WEBHOOK_TOKEN_SECRET, token_secret)
+        audience, accounts = self.get(PUSH_AUDIENCE), tuple(split_list(self.get(PUSH_ACCOUNTS)))
+        if bool(audience) != bool(accounts):
+            raise ConfigError(f"set both {PUSH_AUDIENCE} and {PUSH_ACCOUNTS}, or neither")
+        for account in accounts:
+            if not re.fullmatch(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}", account):
+                raise ConfigError(f"{PUSH_ACCOUNTS}: {account!r} is not a service account email")
+        certs_url = self.get(PUSH_CERTS_URL)
+        in_query = self.get(TOKEN_IN_QUERY).lower()
+        if in_query not in _BOOLEANS:
+            raise ConfigError(f"{TOKEN_IN_QUERY} must be true or false, got '{in_query}'")
         return HttpSettings(
             token=token,
             max_body=max_body,
             allowed_objects=tuple(object_prefix(p) for p in split_list(self.get(ALLOWED_OBJECTS))),
             token_secret=token_secret or None,
             secret_ttl=self.secret_ttl,
+            token_in_query=in_query in _TRUE,
+            push_audience=audience or None,
+            push_accounts=accounts,
+            push_certs_url=http_url(PUSH_CERTS_URL, certs_url) if certs_url else GOOGLE_CERTS_URL,
         )
 
     @cached_property
@@ -325,6 +360,14 @@ class Settings:
         queue_url = sqs_queue_url(queue) if queue else None
         topic_arn = sns_topic_arn(topic) if topic else None
         function = function_name(function) if function else ""
+        topic_name = self.get(PUBSUB_TOPIC)
+        if topic_name and not re.fullmatch(
+            r"projects/[a-z][a-z0-9.:-]{4,62}/topics/[A-Za-z][\w.~+%-]{2,254}", topic_name
+        ):
+            raise ConfigError(
+                f"{PUBSUB_TOPIC}: {topic_name!r} is not a Pub/Sub topic; expected "
+                "projects/<project-id>/topics/<topic>"
+            )
         url = self.get(HTTP_SINK_URL)
         fmt = http_format(self.get(HTTP_SINK_FORMAT))
         headers = http_headers(HTTP_SINK_HEADERS, self.get(HTTP_SINK_HEADERS))
@@ -341,6 +384,8 @@ class Settings:
             http_url=url or None,
             http_format=fmt,
             http_headers=headers,
+            pubsub_topic=topic_name or None,
+            pubsub_emulator_host=self.get(PUBSUB_EMULATOR_HOST) or None,
             max_alert_bytes=int(
                 number(MAX_ALERT_BYTES, self.get(MAX_ALERT_BYTES), DEFAULT_MAX_ALERT_BYTES)
             ),
@@ -427,6 +472,12 @@ class Settings:
             raise ConfigError(f"{CLUSTER_KEY_PATTERN}: {exc}") from None
 
 
+def azure_connection_string() -> str | None:
+    """The Azure SDK's standard AZURE_STORAGE_CONNECTION_STRING, read when a blob client is made
+    (storage.azure); None when unset (then DefaultAzureCredential)."""
+    return os.environ.get(AZURE_STORAGE_CONNECTION_STRING) or None
+
+
 def aws_client_settings() -> tuple[str | None, str | None]:
     """The endpoint and region an AWS client is made for now (boto3 reads them itself): the key
     that keeps one client per endpoint in a process."""
@@ -436,9 +487,10 @@ def aws_client_settings() -> tuple[str | None, str | None]:
 # -- values ----------------------------------------------------------------------------------------
 def bundled_rules_dir() -> Path:
     """The bundled rules: `falconet/bundled_rules/` in an installed package (pyproject.toml maps
-    it to the top-level rules/), `rules/` beside `falconet/` in a Lambda zip, the top-level `rules/`
-    of a source checkout (editable install, PYTHONPATH). Raises ConfigError when none is there."""
-    for candidate in ("bundled_rules", "../rules", "../../rules"):
+    it to functions/rules/), else `rules/` beside `falconet/`: in a source checkout (editable
+    install, PYTHONPATH), in the deployable directory functions/ (Cloud Functions, Cloud Run, the
+    Containerfile) and in a Lambda zip. Raises ConfigError when none is there."""
+    for candidate in ("bundled_rules", "../rules"):
         if (_PACKAGE_DIR / candidate).is_dir():
             return (_PACKAGE_DIR / candidate).resolve()
     raise ConfigError(
@@ -458,16 +510,22 @@ def split_list(value: str) -> list[str]:
 
 
 def object_prefix(text: str) -> ObjectPrefix:
-    """An entry of FALCONET_ALLOWED_OBJECTS (`s3://bucket[/prefix]`, `gs://...`)."""
+    """An entry of FALCONET_ALLOWED_OBJECTS (`s3://bucket[/prefix]`, `gs://...`, or
+    `az://account/container[/prefix]`, whose "bucket" is `account/container`)."""
     scheme, sep, rest = text.partition("://")
     bucket, _, prefix = rest.partition("/")
-    if (
-        not sep
-        or scheme not in ("s3", "gs")
-        or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}", bucket)
-    ):
+    if scheme == "az":
+        container, _, prefix = prefix.partition("/")
+        valid = bool(re.fullmatch(r"[a-z0-9]{3,24}", bucket)) and bool(
+            re.fullmatch(r"[a-z0-9$][a-z0-9-]{1,62}", container)
+        )
+        bucket = f"{bucket}/{container}"
+    else:
+        valid = scheme in ("s3", "gs") and bool(re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}", bucket))
+    if not sep or not valid:
         raise ConfigError(
-            f"{ALLOWED_OBJECTS}: {text!r} is not s3://<bucket>[/<prefix>] or gs://<bucket>[/<prefix>]"
+            f"{ALLOWED_OBJECTS}: {text!r} is not s3://<bucket>[/<prefix>], "
+            "gs://<bucket>[/<prefix>] or az://<account>/<container>[/<prefix>]"
         )
     return ObjectPrefix(scheme, bucket, prefix)
 

@@ -189,10 +189,14 @@ def get_runtime() -> Runtime:
 def start_runtime() -> Runtime:
     """A new runtime from the environment as it is now, made the process's, with its pipeline
     built at once. Raises ConfigError / RuleError."""
+    from falconet.oidc import push_verifier
+
     global _RUNTIME  # noqa: PLW0603
     started = Runtime(Settings.from_env())
     started.pipeline  # noqa: B018 - built now: a bad setting or rule fails the start
-    started.http  # noqa: B018 - and the token read now, from its secret if it has one
+    http = started.http  # the token read now, from its secret if it has one
+    if http.push_accounts and http.push_audience:  # google-auth there to verify push tokens
+        push_verifier(http.push_audience, http.push_accounts, http.push_certs_url)
     with _lock:
         _RUNTIME = started
     return started

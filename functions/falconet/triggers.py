@@ -3,16 +3,19 @@
     refs, ignored = objects_in_event(lambda_event)   # S3 notifications, direct or wrapped
 
 Handles S3 event notifications delivered directly, inside SQS messages, inside SNS notifications
-(and SNS inside SQS), EventBridge "Object Created" events, and the GCS
-`google.cloud.storage.object.v1.finalized` CloudEvent data. Keys of S3 notifications are
-form-encoded (`+` for spaces) and are decoded; `s3:TestEvent` is acknowledged and ignored.
-Nothing here reads an object: it only says which ones to read.
+(and SNS inside SQS), EventBridge "Object Created" events, the GCS
+`google.cloud.storage.object.v1.finalized` CloudEvent data, and Event Grid's
+`Microsoft.Storage.BlobCreated` CloudEvent (account from `source`, blob from `subject`). Keys of
+S3 notifications are form-encoded (`+` for spaces) and are decoded; `s3:TestEvent` is
+acknowledged and ignored. Nothing here reads an object: it only says which ones to read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -20,9 +23,24 @@ import orjson
 
 from falconet.storage.objects import ObjectRef
 
-GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+GCS_EVENT_PREFIX = "google.cloud.storage.object.v1."  # every Cloud Storage object event type
+GCS_FINALIZED = GCS_EVENT_PREFIX + "finalized"
 S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
 S3_SOURCE = "aws.s3"  # the EventBridge source (and CloudEvent source) of S3 events
+AZURE_EVENT_PREFIX = "Microsoft.Storage."  # every Event Grid Blob Storage event type
+AZURE_BLOB_CREATED = AZURE_EVENT_PREFIX + "BlobCreated"
+_AZURE_ACCOUNT = re.compile(
+    r"/providers/Microsoft\.Storage/storageAccounts/([a-z0-9]{3,24})\Z", re.I
+)
+_AZURE_SUBJECT = re.compile(
+    r"/blobServices/default/containers/([a-z0-9$][a-z0-9-]{1,62})/blobs/(.+)\Z"
+)
+MAX_BLOB_NAME = 1024  # Azure's limit
+# Azure Monitor diagnostic settings: one append blob per resource and hour.
+_HOURLY = re.compile(
+    r"(?P<head>.*/)y=(?P<y>\d{4})/m=(?P<mo>\d{2})/d=(?P<d>\d{2})/h=(?P<h>\d{2})/m=00/PT1H\.json\Z",
+    re.S,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +163,37 @@ def gcs_object(data: Any) -> ObjectRef | None:
     ):
         return ObjectRef("gs", data["bucket"], data["name"])
     return None
+
+
+def azure_blob(source: str, subject: str, data: Any) -> ObjectRef | None:
+    """The blob to read for an Event Grid `Microsoft.Storage.BlobCreated` CloudEvent: its storage
+    account from `source`, container and blob from `subject` (never the `url` in its data, which
+    anyone sending the event could point anywhere); None when they name none.
+
+    Diagnostic settings (AKS kube-audit) append to one `.../h=HH/m=00/PT1H.json` append blob per
+    hour, and Event Grid raises BlobCreated only when that blob is created, empty or nearly so
+    (appends raise no event). So the creation of hour H's append blob is read as the signal that
+    hour H-1's is complete, and that one is named instead."""
+    account, where = _AZURE_ACCOUNT.search(source), _AZURE_SUBJECT.match(subject)
+    if account is None or where is None or len(where.group(2)) > MAX_BLOB_NAME:
+        return None
+    container, name = where.groups()
+    value = parse_json_text(data)
+    if isinstance(value, Mapping) and value.get("blobType") == "AppendBlob":
+        name = previous_hour(name) or name
+    return ObjectRef("az", f"{account.group(1).lower()}/{container}", name)
+
+
+def previous_hour(name: str) -> str | None:
+    """The hourly diagnostic-settings blob of the hour before `name`'s, or None when `name` is
+    not one (`.../y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`)."""
+    found = _HOURLY.match(name)
+    if found is None:
+        return None
+    try:
+        y, mo, d, h = (int(found.group(k)) for k in ("y", "mo", "d", "h"))
+        hour = datetime(y, mo, d, h)  # a name's hour: no time zone needed
+    except ValueError:
+        return None
+    before = hour - timedelta(hours=1)
+    return f"{found.group('head')}{before:y=%Y/m=%m/d=%d/h=%H}/m=00/PT1H.json"

@@ -8,14 +8,17 @@ One target serves the kube-apiserver audit webhook and CloudEvents:
   here because functions-framework's `cloud_event` signature rejects plain JSON and batches.
 
 What a CloudEvent carries is decided from its attributes (`classify`), never by parsing its data to
-look: a GCS "object finalized" or an S3 "Object Created" event names a bucket object, which is
+look: a GCS "object finalized", an S3 "Object Created" or an Event Grid "Microsoft.Storage.
+BlobCreated" event names a bucket object (an Azure blob by the event's source and subject), which is
 read and scanned if it lies under a prefix of FALCONET_ALLOWED_OBJECTS (else, like one that no
 longer exists, it is acknowledged with the reason); any other event carries audit data. A batch
 is checked whole before any of its events is scanned. A body is parsed once: a binary-mode body
 goes to the decoder as it came, a structured envelope is parsed once and its data read from the
 parsed value.
 
-Answers: 401 without the configured bearer token (constant-time compare); 405 for other methods;
+Answers: the CloudEvents webhook validation handshake (OPTIONS with `WebHook-Request-Origin`, as
+Event Grid sends it) is answered with `WebHook-Allowed-Origin`; 401 without the configured bearer
+token (constant-time compare); 405 for other methods;
 413 over the body limit; 400 with a reason for a body that is not JSON or holds no audit event;
 503 when a sink cannot deliver (the apiserver retries; alert uuids make retries deduplicable),
 with the counters of what was done; 200 with the invocation counters otherwise. `deadline`
@@ -42,9 +45,23 @@ from falconet.decode import NOT_JSON
 from falconet.errors import ObjectGone, SinkError
 from falconet.pipeline import Pipeline, Result
 from falconet.text import ECHO_LIMIT, echoable
-from falconet.triggers import GCS_FINALIZED, S3_OBJECT_CREATED, S3_SOURCE, gcs_object, s3_object
+from falconet.triggers import (
+    AZURE_BLOB_CREATED,
+    AZURE_EVENT_PREFIX,
+    GCS_EVENT_PREFIX,
+    GCS_FINALIZED,
+    S3_OBJECT_CREATED,
+    S3_SOURCE,
+    azure_blob,
+    gcs_object,
+    s3_object,
+)
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}\Z")
+_MAX_SUBJECT = 2048
+# Event Grid's abuse protection (CloudEvents 1.0 webhook spec): an OPTIONS request with this header
+# must be answered with WebHook-Allowed-Origin before any event is delivered.
+_ORIGIN = re.compile(r"[A-Za-z0-9.-]{1,253}\Z")
 
 
 @dataclass(slots=True)
@@ -63,21 +80,46 @@ def _error(status: int, message: str, **headers: str) -> Response:
 
 
 def _attributes(get: Any) -> dict[str, str]:
-    """A CloudEvent's type, source and id, as text safe to carry on (names, origins, logs)."""
-    return {name: echoable(get(name) or "") for name in ("type", "source", "id")}
+    """A CloudEvent's type, source and id, as text safe to carry on (names, origins, logs), and
+    its subject as sent (it may name a blob; bounded, never echoed)."""
+    attributes = {name: echoable(get(name) or "") for name in ("type", "source", "id")}
+    subject = get("subject")
+    if isinstance(subject, str) and len(subject) <= _MAX_SUBJECT:
+        attributes["subject"] = subject
+    return attributes
 
 
-class _BadRequest(Exception):
-    pass
+class BadRequest(Exception):
+    """A request or CloudEvent that can never be served as sent (retrying it cannot help): the
+    HTTP target answers 400, the CloudEvent target acknowledges it with this reason."""
 
 
-def authorized(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
-    """Whether the request carries the configured bearer token (always, when none is set)."""
-    if not settings.token:
+def authorized(
+    settings: HttpSettings, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+) -> bool:
+    """Whether the request carries the configured bearer token (in the `token` query parameter
+    too, when `token_in_query` allows it: for callers that cannot send headers, such as IBM Cloud's
+    IKS audit webhook) or, when push accounts are set, a Google-signed OIDC token of one of them
+    for the push audience (`falconet.oidc`). Always true when neither is configured."""
+    if not settings.token and not settings.push_accounts:
         return True
     supplied = headers.get("authorization") or headers.get("Authorization") or ""
-    expected = f"Bearer {settings.token}"
-    return hmac.compare_digest(supplied.encode(), expected.encode())
+    if settings.token and hmac.compare_digest(
+        supplied.encode(), f"Bearer {settings.token}".encode()
+    ):
+        return True
+    if settings.token and settings.token_in_query and query is not None:
+        in_query = query.get("token") or ""
+        if hmac.compare_digest(in_query.encode(), settings.token.encode()):
+            return True
+    if settings.push_accounts and settings.push_audience:
+        from falconet.oidc import push_verifier
+
+        verifier = push_verifier(
+            settings.push_audience, settings.push_accounts, settings.push_certs_url
+        )
+        return verifier.check(supplied) is not None
+    return False
 
 
 def too_large(settings: HttpSettings, headers: Mapping[str, str]) -> bool:
@@ -100,7 +142,10 @@ def handle_request(
     deadline: Deadline | None = None,
 ) -> Response:
     """Serve one request. `headers` must be case-insensitive or lower-cased."""
-    if not authorized(settings, headers):
+    origin = _header(headers, "webhook-request-origin")
+    if method.upper() == "OPTIONS" and origin is not None:
+        return _validation_handshake(origin)
+    if not authorized(settings, headers, query):
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
     if method.upper() != "POST":
         return _error(405, "use POST", Allow="POST")
@@ -114,17 +159,28 @@ def handle_request(
     deadline = deadline or pipeline.start_deadline()
     try:
         result = _dispatch(pipeline, headers, body, context, settings.allowed_objects, deadline)
-    except _BadRequest as exc:
+    except BadRequest as exc:
         return _error(400, str(exc))
     except SinkError as exc:
         done = exc.result.to_dict() if exc.result is not None else {}
         error = f"alerts could not be delivered: {exc}"
         return Response(503, {"error": error, **done}, result=exc.result)
-    if result.events == 0 and not result.ignored:
+    # Nothing evaluated, nothing acknowledged and nothing skipped on purpose (a Pub/Sub message
+    # of another log, a control message: answered 200, or Pub/Sub would redeliver it forever).
+    if result.events == 0 and not result.ignored and not result.stats.skipped:
         return Response(
             400, {"error": _no_events_reason(result), **result.to_dict()}, result=result
         )
     return Response(200, result.to_dict(), result=result)
+
+
+def _validation_handshake(origin: str) -> Response:
+    """Answer the CloudEvents webhook validation (Event Grid sends it before delivering events in
+    the CloudEvents schema): it does no work and reveals nothing, so no token is asked for."""
+    if not _ORIGIN.match(origin):
+        return _error(400, "WebHook-Request-Origin must be a host name")
+    headers = {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST"}
+    return Response(200, {}, headers)
 
 
 def _no_events_reason(result: Result) -> str:
@@ -158,7 +214,7 @@ def _dispatch(
     if ctype.startswith("application/cloudevents-batch"):
         envelopes = _parse_json(body)
         if not isinstance(envelopes, list):
-            raise _BadRequest("a CloudEvents batch must be a JSON array")
+            raise BadRequest("a CloudEvents batch must be a JSON array")
         # Every envelope is checked before any is scanned: a bad one refuses the whole batch
         # (400, the sender fixes and resends it) before any alert of it was delivered.
         events = [_structured(envelope) for envelope in envelopes]
@@ -188,18 +244,18 @@ def _parse_json(body: bytes | bytearray | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise _BadRequest("the request body is not JSON") from None
+        raise BadRequest("the request body is not JSON") from None
 
 
 def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
     """A binary-mode CloudEvent's type, source and id, checked against the specification by the
     CloudEvents SDK (specversion 1.0 or 0.3, every required attribute present); the body is not
-    parsed here. Raises _BadRequest."""
+    parsed here. Raises BadRequest."""
     missing = [
         f"ce-{name}" for name in ("id", "source", "type") if not _header(headers, f"ce-{name}")
     ]
     if missing:  # the SDK's message would name specversion
-        raise _BadRequest(
+        raise BadRequest(
             "a binary-mode CloudEvent needs ce-id, ce-source and ce-type headers "
             f"(missing: {', '.join(missing)})"
         )
@@ -213,8 +269,12 @@ def _binary_attributes(headers: Mapping[str, str], body: bytes) -> dict[str, str
     try:
         event = from_http(attributes, body, data_unmarshaller=_raw)
     except (GenericException, ValueError) as exc:
-        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
-    return {name: str(event[name]) for name in ("type", "source", "id")}
+        raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
+    return {
+        name: str(event[name])
+        for name in ("type", "source", "id", "subject")
+        if event.get(name) is not None
+    }
 
 
 def _raw(data: Any) -> Any:
@@ -224,24 +284,28 @@ def _raw(data: Any) -> Any:
 def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
     """The attributes and data of one structured-mode CloudEvent, parsed (its data read from the
     parsed envelope, never parsed again), its attributes checked against the specification by
-    the CloudEvents SDK. Raises _BadRequest."""
+    the CloudEvents SDK. Raises BadRequest."""
     if not isinstance(envelope, dict) or not all(
         isinstance(envelope.get(k), str) for k in ("specversion", "type", "source", "id")
     ):
-        raise _BadRequest("a structured CloudEvent needs specversion, type, source and id")
+        raise BadRequest("a structured CloudEvent needs specversion, type, source and id")
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_dict
 
     try:  # the attributes only: the data is ours to read
         from_dict({k: v for k, v in envelope.items() if k not in ("data", "data_base64")})
     except GenericException as exc:
-        raise _BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
-    attributes = {k: envelope[k] for k in ("type", "source", "id")}
+        raise BadRequest(f"not a valid CloudEvent: {echoable(str(exc))}") from None
+    attributes = {
+        k: envelope[k]
+        for k in ("type", "source", "id", "subject")
+        if isinstance(envelope.get(k), str)
+    }
     if "data_base64" in envelope:
         try:
             data: Any = base64.b64decode(envelope["data_base64"], validate=True)
         except (binascii.Error, ValueError, TypeError):
-            raise _BadRequest("data_base64 is not valid base64") from None
+            raise BadRequest("data_base64 is not valid base64") from None
     else:
         data = envelope.get("data")
     return attributes, data
@@ -250,6 +314,7 @@ def _structured(envelope: Any) -> tuple[dict[str, str], Any]:
 DATA = "data"  # the event carries audit data
 GCS = "gs"  # the event names a GCS object
 S3 = "s3"  # the event names an S3 object
+AZ = "az"  # the event names an Azure blob
 
 
 def classify(attributes: Mapping[str, str]) -> str:
@@ -262,6 +327,12 @@ def classify(attributes: Mapping[str, str]) -> str:
         return S3
     if attributes.get("source") == S3_SOURCE:
         return f"ignored: S3 {ce_type or 'event'} is not an object creation"
+    if ce_type.startswith(GCS_EVENT_PREFIX):  # deleted, archived, metadataUpdated
+        return f"ignored: {ce_type} is not an object finalization"
+    if ce_type == AZURE_BLOB_CREATED:
+        return AZ
+    if ce_type.startswith(AZURE_EVENT_PREFIX):  # BlobDeleted, BlobTierChanged, ...
+        return f"ignored: {ce_type} is not a blob creation"
     return DATA
 
 
@@ -287,7 +358,7 @@ def handle_cloudevent(
     if kind != DATA:
         return _object_event(pipeline, kind, attributes, data, context, allowed, deadline)
     if data is None:
-        raise _BadRequest("the CloudEvent has no data")
+        raise BadRequest("the CloudEvent has no data")
     context = context.updated(origin=attributes.get("source") or None)
     name = attributes.get("id") or "cloudevent"
     if isinstance(data, bytes | bytearray):
@@ -309,10 +380,13 @@ def _object_event(
     if kind.startswith("ignored: "):
         return Result(ignored=[kind.removeprefix("ignored: ")])
     value = _parse_json(data) if isinstance(data, bytes | bytearray | str) else data
-    ref = gcs_object(value) if kind == GCS else s3_object(value)
+    if kind == AZ:
+        ref = azure_blob(attributes.get("source", ""), attributes.get("subject", ""), value)
+    else:
+        ref = gcs_object(value) if kind == GCS else s3_object(value)
     if ref is None:
         what = attributes.get("type") or "storage"
-        raise _BadRequest(f"the {what} event does not name a bucket object")
+        raise BadRequest(f"the {what} event does not name a bucket object")
     if not any(prefix.holds(ref) for prefix in allowed):
         return Result(ignored=[f"{ref.url} is not under {ALLOWED_OBJECTS}"])
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -142,14 +143,19 @@ def test_only_objects_under_the_allowed_prefixes_are_read(
 
 
 def test_gcs_object_without_the_optional_extra_says_what_to_install(
-    client: Any, capfd: pytest.CaptureFixture[str]
+    client: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    try:
-        import google.cloud.storage  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("google-cloud-storage is installed: the missing-extra path cannot be shown")
+    from falconet.storage import gcs
+
+    # As without the extra: the import fails (None in sys.modules makes `import` raise).
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
+    if (cloud := sys.modules.get("google.cloud")) is not None:
+        monkeypatch.delattr(cloud, "storage", raising=False)
+    gcs.client.cache_clear()
+    request.addfinalizer(gcs.client.cache_clear)  # the next test's client is a real one
     event = CloudEvent(
         {
             "type": "google.cloud.storage.object.v1.finalized",

@@ -2,7 +2,7 @@
 extras into a fresh venv, run from outside the repository.
 
 Checks that the bundled rules ship inside the package (falconet/bundled_rules/, built from the
-top-level rules/), that the core install carries neither boto3 nor functions-framework, Flask or
+functions/rules/), that the core install carries neither boto3 nor functions-framework, Flask or
 cloudevents, that `falconet scan` and `falconet validate` work with it alone, and that an s3://
 input without the `aws` extra says what to install instead of a traceback.
 Needs PyPI (the build backend and the runtime dependencies); skipped with the reason when the
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 SAMPLE = ROOT / "examples" / "audit-batch.json"
 # What a wheel is built from: everything else in the checkout stays out (a stale build/ included).
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "functions/falconet", "rules")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "functions/falconet", "functions/rules")
 
 
 def _run(args: list[str], *, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:

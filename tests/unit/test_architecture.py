@@ -53,6 +53,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         BASE | {"fields", "codegen", "rules", "alerts", "correlation rules", "suppression rules"},
     ),
     "secrets": (("falconet.secrets",), BASE),
+    "oidc": (("falconet.oidc",), BASE),  # Pub/Sub push tokens checked
     "state": (("falconet.state",), BASE),
     # Correlations at run time: matches in, state in the store, correlation alerts out.
     "correlate": (
@@ -90,7 +91,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     ),
     "webhook": (
         ("falconet.webhook",),
-        BASE | {"pipeline", "triggers", "storage", "decode", "config"},
+        BASE | {"pipeline", "triggers", "storage", "decode", "config", "oidc"},
     ),
 }
 _BELOW_ENTRY = set(ROOMS)

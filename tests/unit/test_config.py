@@ -16,7 +16,7 @@ def test_defaults_run_locally_with_no_cloud() -> None:
     settings = Settings({})
     engine = settings.engine
     assert engine.rules == (str(bundled_rules_dir()),)
-    assert bundled_rules_dir() == ROOT / "rules"
+    assert bundled_rules_dir() == ROOT / "functions" / "rules"
     assert (engine.rule_matching, engine.min_priority) == ("first", "debug")
     assert engine.extra_fields is None and engine.code_cache is None and engine.geoip_db is None
     assert settings.http.token is None and settings.http.max_body == DEFAULT_MAX_BODY
@@ -98,8 +98,8 @@ def test_hostname_from_falconet_then_falco() -> None:
         (
             {"FALCONET_ALLOWED_OBJECTS": "s3://audit/logs/, https://evil/x"},
             "http",
-            "FALCONET_ALLOWED_OBJECTS: 'https://evil/x' is not s3://<bucket>[/<prefix>] or "
-            "gs://<bucket>[/<prefix>]",
+            "FALCONET_ALLOWED_OBJECTS: 'https://evil/x' is not s3://<bucket>[/<prefix>], "
+            "gs://<bucket>[/<prefix>] or az://<account>/<container>[/<prefix>]",
         ),
         (
             {"FALCONET_NOTIFY_URL": "https://h/", "FALCONET_NOTIFY_EXPLAIN": "maybe"},

@@ -1,5 +1,6 @@
 """pyproject.toml's package list, which names the packages one by one (see its comment): every
-package directory under functions/falconet is listed, and the bundled rules map to rules/."""
+package directory under functions/falconet is listed, and the bundled rules map to
+functions/rules/."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def test_every_package_in_the_tree_is_listed() -> None:
     assert set(_setuptools()["packages"]) == in_tree | {"falconet.bundled_rules"}  # type: ignore[arg-type]
 
 
-def test_the_bundled_rules_package_is_the_top_level_rules_directory() -> None:
+def test_the_bundled_rules_package_is_the_one_rules_directory() -> None:
     table = _setuptools()
-    assert table["package-dir"] == {"": "functions", "falconet.bundled_rules": "rules"}
+    assert table["package-dir"] == {"": "functions", "falconet.bundled_rules": "functions/rules"}
     assert table["package-data"]["falconet.bundled_rules"] == ["*.yaml"]  # type: ignore[index]
-    assert not (ROOT / "functions" / "falconet" / "bundled_rules").exists()  # one copy, in rules/
+    assert not (ROOT / "functions" / "falconet" / "bundled_rules").exists()  # one copy
+    # the top-level rules/ users edit is that same directory
+    assert (ROOT / "rules").resolve() == (ROOT / "functions" / "rules").resolve()

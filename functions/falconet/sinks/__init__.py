@@ -30,6 +30,7 @@ every configured sink is used (`falconet.config` reads and checks the variables)
     FALCONET_SQS_QUEUE_URL      SqsSink     (a `.fifo` URL selects FIFO mode)
     FALCONET_SNS_TOPIC_ARN      SnsSink     (a `.fifo` topic selects FIFO mode)
     FALCONET_NOTIFY_FUNCTION    LambdaSink  (function name, partial ARN or ARN, optional `:alias`)
+    FALCONET_PUBSUB_TOPIC       PubSubSink  (projects/<project>/topics/<topic>)
     FALCONET_HTTP_SINK_URL      HttpSink
       FALCONET_HTTP_SINK_FORMAT   cloudevent (default) | falco
       FALCONET_HTTP_SINK_HEADERS  JSON object of extra request headers, e.g. an Authorization header
@@ -104,10 +105,12 @@ class Sink(Protocol):
 
 
 def sinks_from_settings(settings: SinkSettings) -> list[Sink]:
-    """The sinks `settings` names, in a fixed order (SQS, SNS, Lambda, HTTP), or `[stdout]`."""
+    """The sinks `settings` names, in a fixed order (SQS, SNS, Lambda, Pub/Sub, HTTP), or
+    `[stdout]`."""
     # Imported here: entry points that never emit (e.g. `falconet validate`) skip these modules.
     from falconet.sinks.http import HttpSink
     from falconet.sinks.lambda_invoke import LambdaSink
+    from falconet.sinks.pubsub import PubSubSink
     from falconet.sinks.sns import SnsSink
     from falconet.sinks.sqs import SqsSink
     from falconet.sinks.stdout import StdoutSink
@@ -120,6 +123,14 @@ def sinks_from_settings(settings: SinkSettings) -> list[Sink]:
         sinks.append(SnsSink(settings.sns_topic_arn, max_alert_bytes=cap))
     if settings.notify_function:
         sinks.append(LambdaSink(settings.notify_function, max_alert_bytes=cap))
+    if settings.pubsub_topic:
+        sinks.append(
+            PubSubSink(
+                settings.pubsub_topic,
+                emulator_host=settings.pubsub_emulator_host,
+                max_alert_bytes=cap,
+            )
+        )
     if settings.http_url:
         sinks.append(
             HttpSink(

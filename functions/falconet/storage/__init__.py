@@ -15,6 +15,8 @@ pattern). Supported specs:
 * `s3://bucket/key`: that object; when no object has exactly that key, every object under the
   prefix. `s3://bucket/prefix/` and `s3://bucket`: every object under the prefix.
 * `gs://bucket/name` and `gs://bucket/prefix/` likewise, with the optional extra `falconet[gcs]`.
+* `az://account/container/name` and `az://account/container/prefix/` likewise (Azure Blob Storage),
+  with the optional extra `falconet[azure]`.
 
 Nothing is read when `open_inputs` yields: a file is opened, an object fetched, when its chunks
 are iterated, and streamed in 64 KiB chunks, then closed. Provider libraries are imported on first
@@ -58,6 +60,10 @@ def open_object(ref: ObjectRef) -> OpenedObject:
         from falconet.storage import gcs
 
         return gcs.open_object(ref)
+    if ref.provider == "az":
+        from falconet.storage import azure
+
+        return azure.open_object(ref)
     raise ConfigError(f"unsupported object store '{ref.provider}'")
 
 
@@ -91,8 +97,18 @@ def open_inputs(
             bucket, key = _split_url(spec, "gs://")
             for found in gcs.list_names(bucket, key, spec):
                 yield make(f"gs://{bucket}/{found}", gcs.Chunks(bucket, found), found)
+        elif spec.startswith("az://"):
+            from falconet.storage import azure
+
+            account, rest = _split_url(spec, "az://")
+            container, _, name = rest.partition("/")
+            if not container:
+                raise ConfigError(f"{spec}: no container name (az://<account>/<container>/...)")
+            for found in azure.list_names(account, container, name, spec):
+                url = f"az://{account}/{container}/{found}"
+                yield make(url, azure.Chunks(account, container, found), found)
         elif "://" in spec:
-            raise ConfigError(f"{spec}: unsupported input (use a path, '-', s3:// or gs://)")
+            raise ConfigError(f"{spec}: unsupported input (use a path, '-', s3://, gs:// or az://)")
         else:
             for path in local_files(spec):
                 yield make(str(path), FileChunks(path), path.as_posix())

@@ -14,7 +14,7 @@ from typing import Any
 
 from falconet.decode.compression import CHUNK
 from falconet.errors import ConfigError, ObjectGone
-from falconet.storage.objects import ObjectRef, OpenedObject
+from falconet.storage.objects import ObjectRef, OpenedObject, exact_or_under
 
 INSTALL_HINT = "pip install 'falconet[gcs]'"
 
@@ -43,18 +43,8 @@ def open_object(ref: ObjectRef) -> OpenedObject:
 def list_names(bucket: str, name: str, spec: str) -> Iterator[str]:
     """The object `name` itself when it exists, else every object under the prefix `name`.
     Raises ConfigError when there is none."""
-    found = False
-    for blob in client().list_blobs(bucket, prefix=name):
-        blob_name: str = blob.name
-        if not found and blob_name == name and name and not name.endswith("/"):
-            yield blob_name
-            return
-        if blob_name.endswith("/"):
-            continue
-        found = True
-        yield blob_name
-    if not found:
-        raise ConfigError(f"{spec}: no such object or prefix")
+    listed = (str(blob.name) for blob in client().list_blobs(bucket, prefix=name))
+    return exact_or_under(listed, name, spec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
 from falconet.context import EventContext
+from falconet.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +41,20 @@ class Input:
     name: str  # e.g. "audit.log.gz", "s3://bucket/key": prefixes every problem's position
     chunks: Iterable[bytes]  # lazy: opens, streams and closes on iteration
     context: EventContext
+
+
+def exact_or_under(listed: Iterable[str], name: str, spec: str) -> Iterator[str]:
+    """From the names a store lists under the prefix `name` (in order): `name` itself when it is
+    an object, else every object under it ("folder" markers ending in / skipped). Raises
+    ConfigError when there is none."""
+    found = False
+    for item in listed:
+        if not found and item == name and name and not name.endswith("/"):
+            yield item
+            return
+        if item.endswith("/"):
+            continue
+        found = True
+        yield item
+    if not found:
+        raise ConfigError(f"{spec}: no such object or prefix")

@@ -1,0 +1,1 @@
+functions/main.py
