@@ -6,8 +6,8 @@ and `gcloud run deploy --source functions` upload, and what functions/Containerf
   directory holds none); installed into a fresh venv from its requirements.txt alone, by the
   Containerfile's own RUN step, and served by the Containerfile's own CMD from that directory,
   as the buildpack and the image run it: a POSTed audit batch is answered with its alerts.
-- `functions-framework --target audit_http` from the repository root (its main.py links to
-  functions/main.py) answers an EventList as the kube-apiserver's (or IKS's) audit webhook sends it.
+- `functions-framework --source functions/main.py --target audit_http` from the repository root
+  answers an EventList as the kube-apiserver's (or IKS's) audit webhook sends it.
 
 The fresh venv needs PyPI (pip's cache makes a rerun quick); skipped with the reason without it.
 """
@@ -144,7 +144,7 @@ def test_the_deployable_directory_runs_alone_as_the_containerfile_builds_it(
 
 
 def test_functions_framework_serves_audit_http_from_the_repository_root(tmp_path: Path) -> None:
-    """As a newcomer types it in the checkout: the default source ./main.py is functions/main.py.
+    """As README tells a newcomer to type it in the checkout (the top level has no main.py).
     Served as on IBM Cloud Code Engine for IKS: the IKS audit webhook (`ibmcloud ks cluster master
     audit-webhook set --remote-server <url>`) POSTs the kube-apiserver's EventList and can send no
     header of its own, so its URL carries the cluster name and the token."""
@@ -156,7 +156,10 @@ def test_functions_framework_serves_audit_http_from_the_repository_root(tmp_path
         "PORT": str(port),
     }
     env.pop("FALCONET_RULES", None)
-    command = [str(Path(sys.executable).parent / "functions-framework"), "--target", "audit_http"]
+    command = [
+        str(Path(sys.executable).parent / "functions-framework"),
+        *("--source", "functions/main.py", "--target", "audit_http"),
+    ]
     with serving(command, port=port, log=tmp_path / "log", cwd=ROOT, env=env):
         events = json.loads(BATCH.read_text())
         assert (events["kind"], events["apiVersion"]) == ("EventList", "audit.k8s.io/v1")
