@@ -124,7 +124,7 @@ def test_rule_metadata_answers_who_what_where(rule: dict[str, Any]) -> None:
     assert rule["source"] == "k8s_audit"
     assert rule["desc"].strip()
     condition = " ".join(rule["condition"].split())
-    assert "falconet_complete" in condition or "falconet_started" in condition
+    assert any(guard in condition for guard in ("falconet_complete", "falconet_stream_opened"))
     output = rule["output"]
     for field in (
         "%ka.user.name",
