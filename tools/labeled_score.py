@@ -4,6 +4,9 @@
     python tools/labeled_score.py --rules /other/rules   # another ruleset, e.g. an older checkout
     python tools/labeled_score.py --rules rules --rules extra.yaml --verbose
 
+The corpus's threat list (tests/data/labeled/threat_intel.yaml, built by `falconet intel` from
+threat_feed.txt beside it) is always loaded after the rules, as a user would load theirs.
+
 Every record goes through falconet's decoders (EKS message, GKE LogEntry, AKS diagnostic record)
 and the engine with rule_matching=all. An attack is detected when it raises at least one alert of
 priority Notice or more severe; a benign case is a false alarm when it raises any such alert.
@@ -22,6 +25,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "labeled"
+THREAT_LIST = "threat_intel.yaml"
 NOTICE = 5  # index of Notice in falconet.rules.model.PRIORITIES (Emergency = 0)
 
 
@@ -54,7 +58,8 @@ def score(rules: list[str], corpus: Path = CORPUS) -> dict[str, Any]:
     """Per class: cases, hits (detected attacks or false alarms), and each case's alerts."""
     from falconet import Engine
 
-    engine = Engine.from_paths(rules, rule_matching="all", hostname="labeled")
+    paths = [*rules, str(corpus / THREAT_LIST)] if (corpus / THREAT_LIST).exists() else rules
+    engine = Engine.from_paths(paths, rule_matching="all", hostname="labeled")
     classes: dict[str, dict[str, Any]] = defaultdict(lambda: {"cases": 0, "hits": 0, "rows": []})
     for case in load_cases(corpus):
         raised = alerts_of(engine, case["record"])
