@@ -250,6 +250,14 @@ def test_docs_rules_table_is_current() -> None:
     )
 
 
+def test_every_rule_is_mapped_to_its_equivalents() -> None:
+    """The rules table says, for every rule, which GuardDuty / Sigma / Falco rule it matches
+    ("" when none): a new rule fails here until someone has looked."""
+    from tools import rules_table
+
+    assert set(rules_table.EQUIVALENTS) == {r["rule"] for r in BUNDLED_RULES}
+
+
 def _doc_examples() -> str:
     doc = (REPO / "docs" / "rules.md").read_text()
     # A block inside a list item is indented with it: dedent each (fence included).
