@@ -1,8 +1,10 @@
 """The labeled corpus (tests/data/labeled/): EKS, GKE and AKS deliveries through the real decoders.
 
 Every attack raises an alert of priority Notice or above; every benign case raises none, except the
-two audit-trail Notices the ruleset raises by design for any person doing them (an exec session,
-reading a secret). `python tools/labeled_score.py --verbose` prints the same per class.
+audit-trail Notices the ruleset raises by design (an exec session or a secret read by a person, a
+binding to `admin`). The held-out cases, written after the rules, keep their misses here, named:
+a fix makes its test fail until the entry goes. `python tools/labeled_score.py --verbose` prints
+the same per class.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ CASES = labeled_score.load_cases()
 BY_DESIGN = {
     "aks-036": {"Pod Exec Or Attach"},
     "gke-032": {"Secret Read By Non-Platform Identity"},
+    "eks-106": {"Admin Or System Role Bound"},  # a namespace-admin binding is one, even by CI
+}
+
+# Held-out attacks the rules miss, and why.
+KNOWN_MISSES = {
+    "aks-101": "Data Store Exposed By LoadBalancer reads spec.ports[].port, not targetPort",
+    "eks-098": "no rule for a binding of a custom role; the change feed reports it (Info)",
+    "eks-103": "server-side apply creates with verb patch: the creation rules want create",
+    "gke-096": "edit is not in falconet_powerful_roles (too common in namespaces)",
+    "gke-102": "metrics-server is not in falconet_system_component_name (often installed "
+    "outside kube-system)",
 }
 
 
@@ -49,6 +62,6 @@ def test_corpus_covers_every_class_of_issue_17() -> None:
 def test_labeled_case(case: dict[str, Any]) -> None:
     raised = {rule for rule, _ in labeled_score.alerts_of(_engine(), case["record"])}
     if case["label"] == "attack":
-        assert raised, f"missed: {case['note']}"
+        assert bool(raised) != (case["id"] in KNOWN_MISSES), f"{case['note']}: {sorted(raised)}"
     else:
         assert raised <= BY_DESIGN.get(case["id"], set()), f"false alarm: {case['note']}"

