@@ -31,7 +31,6 @@ BY_DESIGN = {
 KNOWN_MISSES = {
     "aks-101": "Data Store Exposed By LoadBalancer reads spec.ports[].port, not targetPort",
     "eks-098": "no rule for a binding of a custom role; the change feed reports it (Info)",
-    "eks-103": "server-side apply creates with verb patch: the creation rules want create",
     "gke-096": "edit is not in falconet_powerful_roles (too common in namespaces)",
     "gke-102": "metrics-server is not in falconet_system_component_name (often installed "
     "outside kube-system)",
