@@ -29,7 +29,6 @@ BY_DESIGN = {
 
 # Held-out attacks the rules miss, and why.
 KNOWN_MISSES = {
-    "aks-101": "Data Store Exposed By LoadBalancer reads spec.ports[].port, not targetPort",
     "eks-098": "no rule for a binding of a custom role; the change feed reports it (Info)",
     "gke-096": "edit is not in falconet_powerful_roles (too common in namespaces)",
     "gke-102": "metrics-server is not in falconet_system_component_name (often installed "
