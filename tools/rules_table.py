@@ -5,7 +5,9 @@
     python tools/rules_table.py --check    # exit 1 if docs/rules.md is out of date
 
 The table lists every rule of `rules/*.yaml` (files in name order, rules in definition order,
-which is also their evaluation order under Falco's default first-match) with its priority, tags
+which is also their evaluation order under Falco's default first-match) with its priority, its
+MITRE ATT&CK techniques (from its tags), the equivalent GuardDuty finding type or Sigma rule where
+one exists (`EQUIVALENTS` below: every rule has an entry, empty when nothing equivalent exists)
 and the first sentence of its description.
 """
 
@@ -38,6 +40,156 @@ _PRIORITY_NAMES = {
 }
 
 
+# GuardDuty = Amazon GuardDuty EKS audit-log finding types; Sigma = SigmaHQ rules under
+# rules/application/kubernetes/audit/. "~" marks a partial equivalent (narrower or broader).
+_GD = "GuardDuty "
+EQUIVALENTS: dict[str, str] = {
+    "Role Granted To Anonymous Or All Users": _GD + "`Policy:Kubernetes/AnonymousAccessGranted`",
+    "Certificate Signing Request For System Masters": "",
+    "Default Service Account Granted Admin Role": _GD
+    + "`Policy:Kubernetes/AdminAccessToDefaultServiceAccount`",
+    "Admin Role Binding Modified": "Sigma *Kubernetes Rolebinding Modification* (~)",
+    "Kubernetes Dashboard Exposed": _GD
+    + "`Policy:Kubernetes/ExposedDashboard`, `Policy:Kubernetes/KubeflowDashboardExposed`",
+    "Cluster-Admin Role Bound": "Falco *Attach to cluster-admin Role*; "
+    + _GD
+    + "`PrivilegeEscalation:Kubernetes/AnomalousBehavior.RoleBindingCreated` (~)",
+    "Admin Or System Role Bound": _GD
+    + "`PrivilegeEscalation:Kubernetes/AnomalousBehavior.RoleBindingCreated` (~)",
+    "Role With Escalation Verbs Written": _GD
+    + "`PrivilegeEscalation:Kubernetes/AnomalousBehavior.RoleCreated` (~)",
+    "Role With Wildcard Permissions Created": "Falco *ClusterRole With Wildcard Created*",
+    "Role Patched To Wildcard Permissions": "",
+    "Role With Pod Exec Created": "Falco *ClusterRole With Pod Exec Created*",
+    "System Role Modified Or Deleted": "Falco *System ClusterRole Modified/Deleted*",
+    "Cluster Identity Map Modified": "",
+    "Cluster Network ConfigMap Modified": "",
+    "Data Store Exposed By LoadBalancer": "",
+    "Admission Webhook Configuration Changed": "Sigma *Kubernetes Admission Controller "
+    "Modification*",
+    "Pod Security Enforcement Weakened": "",
+    "Kubernetes Events Deleted": "Sigma *Kubernetes Events Deleted*",
+    "Secrets Enumerated": "Sigma *Kubernetes Secrets Enumeration*; "
+    + _GD
+    + "`CredentialAccess:Kubernetes/AnomalousBehavior.SecretsAccessed` (~)",
+    "Secret Access Denied": "Falco *K8s Secret Get Unsuccessfully Tried*; Sigma *Kubernetes "
+    "Unauthorized or Unauthenticated Access* (~)",
+    "Secret Access By Generic HTTP Client": _GD
+    + "`CredentialAccess:Kubernetes/AnomalousBehavior.SecretsAccessed` (~)",
+    "Service Account Token Minted": "",
+    "Long-Lived Service Account Token Created": "",
+    "Certificate Signing Request Approved By Non-Platform Identity": "",
+    "Node Proxy Subresource Accessed": "",
+    "Reverse Shell Exec In Pod": "Sigma *Potential Remote Command Execution In Pod Container* "
+    "(~); " + _GD + "`Execution:Kubernetes/AnomalousBehavior.ExecInPod` (~)",
+    "Credential Read Exec In Pod": _GD + "`Execution:Kubernetes/AnomalousBehavior.ExecInPod` (~)",
+    "Download Exec In Pod": _GD + "`Execution:Kubernetes/AnomalousBehavior.ExecInPod` (~)",
+    "Exec Into Kube Namespace Pod": _GD + "`Execution:Kubernetes/ExecInKubeSystemPod`",
+    "Interactive Shell Exec In Pod": "Sigma *Potential Remote Command Execution In Pod Container*",
+    "Ephemeral Container Added In Kube Namespace": "",
+    "Privileged Container Created": "Falco *Create Privileged Pod*; "
+    + _GD
+    + "`PrivilegeEscalation:Kubernetes/PrivilegedContainer`; Sigma *Privileged Container "
+    "Deployed*",
+    "Dangerous Capabilities Added": "Sigma *Privileged Container Deployed* (~)",
+    "Sensitive Host Path Mounted": "Falco *Create Sensitive Mount Pod*; "
+    + _GD
+    + "`Persistence:Kubernetes/ContainerWithSensitiveMount`",
+    "Sensitive Host Path Persistent Volume Created": _GD
+    + "`Persistence:Kubernetes/ContainerWithSensitiveMount` (~)",
+    "Host Network Pod Created": "Falco *Create HostNetwork Pod*",
+    "Host PID Pod Created": "Falco *Create HostPid Pod*",
+    "Host IPC Pod Created": "Falco *Create HostIPC Pod*",
+    "Pod Created In Kube Namespace": "Falco *Pod Created in Kube Namespace*; Sigma *Creation Of "
+    "Pod In System Namespace*",
+    "Pod Masquerading As System Component": "",
+    "Workload Created In Kube Namespace": "Sigma *Creation Of Pod In System Namespace* (~)",
+    "Service Account Created In Kube Namespace": "Falco *Service Account Created in Kube "
+    "Namespace*; Sigma *New Kubernetes Service Account Created* (~)",
+    "ConfigMap With Credentials Written": "Falco *Create/Modify Configmap With Private "
+    "Credentials*",
+    "Request From Threat Source IP": _GD
+    + "`*:Kubernetes/MaliciousIPCaller.Custom`, `*:Kubernetes/TorIPCaller` (with a Tor list)",
+    "Anonymous Request Allowed": "Falco *Anonymous Request Allowed*; "
+    + _GD
+    + "`*:Kubernetes/SuccessfulAnonymousAccess`",
+    "Recon Tool User Agent": "Sigma *Potential Enumeration Activity* (~)",
+    "Impersonation By Unexpected User": "",
+    "Control Plane Identity From Public IP": "",
+    "Anonymous Request From Public Address": _GD
+    + "`*:Kubernetes/SuccessfulAnonymousAccess` (~); Sigma *Kubernetes Unauthorized or "
+    "Unauthenticated Access* (~)",
+    "Audit Body Truncated On Sensitive Write": "",
+    "Permissions Self-Review By Workload Identity": "Sigma *RBAC Permission Enumeration "
+    "Attempt*; " + _GD + "`Discovery:Kubernetes/AnomalousBehavior.PermissionChecked` (~)",
+    "Service Account Denied Sensitive Request": "Sigma *Kubernetes Unauthorized or "
+    "Unauthenticated Access* (~)",
+    "Client Certificate Requested By Non-Platform Identity": "",
+    "Certificate Signing Request Deleted": "",
+    "Sidecar Container Injected": "Sigma *Potential Sidecar Injection Into Running Deployment*",
+    "Pod With Weak Security Context Created": "",
+    "Host Path Mounted": "Sigma *Container With A hostPath Mount Created*",
+    "Ephemeral Container Added": "Falco *EphemeralContainers Created*",
+    "Pod File Copy Via Exec": "",
+    "Pod Exec Or Attach": "Falco *Attach/Exec Pod*; "
+    + _GD
+    + "`Execution:Kubernetes/AnomalousBehavior.ExecInPod` (~)",
+    "Pod Port Forward": "Falco *port-forward*",
+    "Role With Write Privileges Created": "Falco *ClusterRole With Write Privileges Created*",
+    "NodePort Service Created": "Falco *Create NodePort Service*",
+    "CronJob Created Or Modified": "Sigma *Kubernetes CronJob/Job Modification*",
+    "DaemonSet Created By Non-Platform Identity": _GD
+    + "`Execution:Kubernetes/AnomalousBehavior.WorkloadDeployed` (~)",
+    "Ingress Without TLS Created": "Falco *Ingress Object without TLS Certificate Created*",
+    "Namespace Created Outside Allowed List": "Falco *Create Disallowed Namespace*",
+    "Secret Read By Non-Platform Identity": "Falco *K8s Secret Get Successfully*",
+    "Secret Read Not Found": "",
+    "Request By Unlisted User": "Falco *Disallowed K8s User*",
+    "Pod With Unlisted Image Created": "Falco *Create Disallowed Pod*",
+    "Node Registration Outside Allowed List": "Falco *Untrusted Node Successfully Joined the "
+    "Cluster*",
+    "Default Admin Account Used": "Falco *Full K8s Administrative Access*",
+    "K8s Deployment Deleted": "Sigma *Deployment Deleted From Kubernetes Cluster*",
+    "K8s Secret Created": "Sigma *Kubernetes Secrets Modified or Deleted* (~)",
+    "K8s Secret Deleted": "Sigma *Kubernetes Secrets Modified or Deleted* (~)",
+    "K8s ServiceAccount Created": "Sigma *New Kubernetes Service Account Created*",
+    "K8s RoleBinding Created": "Sigma *Kubernetes Rolebinding Modification* (~)",
+    "K8s ClusterRoleBinding Created": "Sigma *Kubernetes Rolebinding Modification* (~)",
+    "K8s Audit Event Received": "Falco *All K8s Audit Events*",
+    "Denied Request By Named Identity": "Sigma *Kubernetes Unauthorized or Unauthenticated "
+    "Access* (counted)",
+    "Denied Anonymous Request": "Sigma *Kubernetes Unauthorized or Unauthenticated Access* "
+    "(counted)",
+    "Resource Read For Discovery": "",
+    "Permission Check Requested": _GD
+    + "`Discovery:Kubernetes/AnomalousBehavior.PermissionChecked` (counted)",
+    "RBAC Object Written": _GD
+    + "`PrivilegeEscalation:Kubernetes/AnomalousBehavior.RoleBindingCreated` (counted)",
+    "Workload Or Exec Started": "",
+    "Object Deleted": "",
+    "Node Identity Request From Public Address": "",
+    "Control Plane Identity Request From Public Address": "",
+    "Request By Non-Platform Identity": "",
+    "Request By Non-Platform Identity From Public Address": "",
+}
+# The change feed's other rules (K8s <Kind> Created/Deleted) mirror Falco's rules of the same
+# names and have no GuardDuty or Sigma equivalent.
+for _kind in (
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "Namespace",
+    "ServiceAccount",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "Secret",
+):
+    for _what in ("Created", "Deleted"):
+        EQUIVALENTS.setdefault(f"K8s {_kind} {_what}", "")
+
+
 def load_rules(rules_dir: Path = RULES_DIR) -> list[dict[str, Any]]:
     """Every full rule definition of the bundled files, in evaluation order."""
     rules: list[dict[str, Any]] = []
@@ -57,16 +209,27 @@ def first_sentence(text: str) -> str:
     return (match.group(1) if match else text).replace("|", "\\|")
 
 
+def techniques(rule: dict[str, Any]) -> str:
+    """The rule's ATT&CK techniques (tags like T1098.006), linked to attack.mitre.org."""
+    found = [t for t in rule.get("tags") or [] if re.fullmatch(r"T\d{4}(\.\d{3})?", str(t))]
+    return ", ".join(
+        f"[{t}](https://attack.mitre.org/techniques/{t.replace('.', '/')}/)" for t in found
+    )
+
+
 def table(rules: list[dict[str, Any]]) -> str:
     lines = [
-        "| # | Rule | Priority | Tags | Description |",
-        "|---|---|---|---|---|",
+        "| # | Rule | Priority | ATT&CK | GuardDuty / Sigma / Falco equivalent | Description |",
+        "|---|---|---|---|---|---|",
     ]
     for number, rule in enumerate(rules, 1):
         priority = _PRIORITY_NAMES[str(rule["priority"]).lower()]
-        tags = ", ".join(f"`{t}`" for t in rule.get("tags") or [])
+        if "correlation_base" in (rule.get("tags") or []):
+            priority += " (counted)"
+        same = EQUIVALENTS.get(rule["rule"], "") or "-"
         lines.append(
-            f"| {number} | {rule['rule']} | {priority} | {tags} | {first_sentence(rule['desc'])} |"
+            f"| {number} | {rule['rule']} | {priority} | {techniques(rule) or '-'} | {same} "
+            f"| {first_sentence(rule['desc'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@
     falconet fields [--json]
     falconet rules [--rules PATH]... [--markdown]
     falconet explain [--rules PATH]... [--rule NAME --event FILE...]
+    falconet intel [--output FILE] [--list NAME] [--max-addresses N] FEED...
 
 `scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
 summary on stderr (events read, records rejected with their reason and position, alerts by rule).
@@ -34,7 +35,7 @@ import orjson
 from falconet import __version__, fields
 from falconet.config import GEOIP_DB, RULES, Settings, rules_paths, split_list
 from falconet.context import EventContext
-from falconet.errors import FalconetError, RuleError
+from falconet.errors import ConfigError, FalconetError, RuleError
 
 if TYPE_CHECKING:
     from falconet.progress import Progress
@@ -247,6 +248,19 @@ def _build_parser() -> argparse.ArgumentParser:
     coverage.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="a sample of the logs (any form scan reads)"
     )
+    intel = sub.add_parser(
+        "intel",
+        help="build the threat-intelligence address list (a rules file) from downloaded feeds",
+        description="Read feed files (one IP address or CIDR network a line; '#' and ';' "
+        "comments) and write a rules file that replaces a list of the bundled rules "
+        "(falconet_threat_source_ips: 'Request From Threat Source IP'). See docs/rules.md.",
+    )
+    intel.add_argument("feeds", nargs="+", metavar="FEED", help="feed file ('-': stdin)")
+    intel.add_argument("--output", "-o", default="-", help="rules file to write (default: stdout)")
+    intel.add_argument("--list", help="list to replace (default: falconet_threat_source_ips)")
+    intel.add_argument(
+        "--max-addresses", type=int, default=None, help="refuse entries beyond this many addresses"
+    )
     return parser
 
 
@@ -260,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": _rules,
         "explain": _explain,
         "coverage": _coverage,
+        "intel": _intel,
     }
     args.settings = Settings.from_env()
     try:
@@ -720,3 +735,20 @@ def _explain(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+def _intel(args: argparse.Namespace) -> int:
+    from falconet import intel
+
+    name = intel.check_list_name(args.list or intel.DEFAULT_LIST)
+    limit = intel.DEFAULT_MAX_ADDRESSES if args.max_addresses is None else args.max_addresses
+    if limit < 1:
+        raise ConfigError("--max-addresses must be at least 1")
+    result = intel.build(args.feeds, limit)
+    text = intel.render(result, name, args.feeds)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        intel.write_atomically(args.output, text)
+    print(intel.summary(result, args.feeds), file=sys.stderr)
+    return EXIT_OK

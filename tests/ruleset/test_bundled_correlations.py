@@ -269,7 +269,7 @@ def test_validate_exits_0() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        f"ok: 88 k8s_audit rules, {len(CORRELATIONS)} correlations, 1 suppression policies, "
+        f"ok: 105 k8s_audit rules, {len(CORRELATIONS)} correlations, 1 suppression policies, "
         "0 error(s), "
         f"{len(SILENCED)} warning(s)\n"
     )
@@ -482,9 +482,12 @@ def test_grant_then_run_positive() -> None:
         "Workload Or Exec Started",
     ]
     assert set(fields["falconet.correlation.audit_ids"]) == {grant["auditID"], shell["auditID"]}
-    # The binding is in the change feed, the exec raises its own alert (first-match picks the
-    # specific one), as before: the silenced base rules add nothing.
-    assert [a.rule for a in plain] == ["K8s RoleBinding Created", "Interactive Shell Exec In Pod"]
+    # The binding (to the namespace's admin role) and the exec raise their own alerts
+    # (first-match picks the specific one), as before: the silenced base rules add nothing.
+    assert [a.rule for a in plain] == [
+        "Admin Or System Role Bound",
+        "Interactive Shell Exec In Pod",
+    ]
     only(
         alerts_of([event(GRANT, 3, T0), event(DEPLOY, 4, T0 + 29 * MIN)]),
         "falconet_grant_then_run",
@@ -612,8 +615,9 @@ def test_first_rbac_write_positive() -> None:
         {"ka.user.name": "alice@example.com", "falconet.cluster": CLUSTER},
         1,
     )
-    # The change feed reports each binding, as before; RBAC Object Written adds nothing.
-    assert [a.rule for a in plain] == ["K8s RoleBinding Created"] * 2
+    # Each binding (to the admin role) raises its own alert, as before; RBAC Object Written adds
+    # nothing.
+    assert [a.rule for a in plain] == ["Admin Or System Role Bound"] * 2
 
 
 def test_first_rbac_write_near_misses() -> None:

@@ -72,6 +72,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "storage": (("falconet.storage",), BASE | {"decode", "config"}),
     "triggers": (("falconet.triggers",), BASE | {"storage"}),
     "summary": (("falconet.summary",), BASE | {"alerts"}),
+    "intel": (("falconet.intel",), BASE),  # threat-intelligence lists: feed files to a rules file
     "sinks": (("falconet.sinks",), BASE | {"alerts", "config"}),
     "notify": (("falconet.notify",), BASE | {"alerts", "sinks", "summary", "config"}),
     "pipeline": (
