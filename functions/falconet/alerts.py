@@ -224,6 +224,15 @@ def _escape_control(match: re.Match[str]) -> str:
     return _ESCAPES.get(c) or f"\\u{ord(c):04x}"
 
 
+def text_line(text: str) -> str:
+    """`text` (an alert's `output`) as one safe line: control characters escaped (`\\n`, `\\t`,
+    `\\u001b`), so an event value cannot forge alert lines in a text stream. Alerts keep the raw
+    text, as Falco's do (in JSON it is escaped anyway)."""
+    if text.isprintable():  # C-speed check; the regex runs only when needed
+        return text
+    return _CONTROL.sub(_escape_control, text)
+
+
 def render_value(value: Any) -> str:
     """A field value as Falco prints it in an output line."""
     if value is None:
@@ -426,8 +435,6 @@ class AlertFactory:
             message, output_fields = fill(event, ctx, time_ns)
         else:  # the k8saudit gate: every ka.* field is absent
             message, output_fields = self.getter_fields(event, ctx, time_ns, gate=True)
-        if not message.isprintable():  # C-speed check; the regex runs only when needed
-            message = _CONTROL.sub(_escape_control, message)
         iso = format_iso8601_ns(time_ns)
         cluster = output_fields.get("falconet.cluster") or ctx.cluster
         return Alert(

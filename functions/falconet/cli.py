@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from falconet import __version__, fields
+from falconet.alerts import text_line
 from falconet.config import GEOIP_DB, RULES, Settings, rules_paths, split_list
 from falconet.context import EventContext
 from falconet.errors import FalconetError, RuleError
@@ -506,7 +507,7 @@ class _Printer:
                 number = self.worst if parsed is None else parsed
                 self.priorities[alert.priority] = number
             self.worst = min(self.worst, number)
-            self.out.write((alert.to_json() if json else alert.output.encode()) + b"\n")
+            self.out.write((alert.to_json() if json else text_line(alert.output).encode()) + b"\n")
             if self.args.summary and event is not None:
                 self.out.write(b"  " + self.summarize(alert, event).encode() + b"\n")
 

@@ -125,15 +125,12 @@ def _container_host_ports(key: str) -> Callable[[Event, Any], Value]:
         items = _containers(ev, key, arg)
         if not items:
             return None
-        index = index_arg(arg)
         out = []
-        for c in items:
+        for c in items:  # the index picks a container: every port of it counts
             ports = c.get("ports") if type(c) is dict else None
             if type(ports) is not list:
                 continue
-            # QUIRK: an index replaces every array met on the path, ports included.
-            selected = pick(ports, index)
-            for p in selected or ():
+            for p in ports:
                 if type(p) is not dict:
                     continue
                 v = p.get("hostPort", p.get("containerPort", MISSING))
