@@ -13,7 +13,10 @@ What it gives that `orjson.loads` does not:
   is read as a `Sourced` string of that text wherever it is not a plain integer;
 * a string with a NUL is compared up to the NUL (Falco hands plugin strings to the rule engine as
   C strings): it is read as a `Sourced` string holding the text before the NUL, whose `json` is
-  the whole string as written, for a containing object rendered as text.
+  the whole string as written, for a containing object rendered as text;
+* a string whose escapes orjson would write differently (`caf\\u00e9`, `a\\u0026b`, `\\/`) is a
+  `Sourced` string too, so that an object holding it prints with the source's escapes, as
+  fastjson's `MarshalTo` writes them (a value read alone is its decoded text, as always).
 
 `Sourced` is a `str` whose value is Falco's string view of the JSON value and whose `json` is its
 JSON text; `falconet.fields.registry.stringify` renders both. The reader is iterative (no
@@ -163,16 +166,19 @@ def _key(text: str, i: int) -> tuple[str, int]:
 
 def _string(text: str, start: int, *, key: bool = False) -> tuple[str, int]:
     """The string whose opening quote is at `start`, and the position after its closing quote.
-    Lone surrogates become U+FFFD; a value (not a key) with a NUL is `Sourced` (see above)."""
+    Lone surrogates become U+FFFD; a value (not a key) with a NUL, or written with escapes orjson
+    would write otherwise, is `Sourced` (see above)."""
     try:
         value, end = _scanstring(text, start + 1, True)
     except ValueError as exc:
         raise SourceError(f"bad string: {exc}", text, start) from None
-    if text.find("\\u", start, end) >= 0:
+    if text.find("\\", start, end) >= 0:  # escaped: the value may print differently
         if _SURROGATE.search(value):
             value = _SURROGATE.sub("\ufffd", value)
-        if not key and "\x00" in value:
-            value = Sourced(value.partition("\x00")[0], text[start:end])
+        if not key:
+            written = text[start:end]
+            if "\x00" in value or orjson.dumps(value).decode() != written:
+                value = Sourced(value.partition("\x00")[0], written)
     return value, end
 
 

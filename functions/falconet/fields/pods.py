@@ -77,7 +77,7 @@ def _container_joined(key: str, attr: str) -> Callable[[Event, Any], Value]:
         v = c.get(attr, MISSING)
         if v is MISSING:
             return MISSING
-        if type(v) is not list or any(type(x) is not str for x in v):
+        if type(v) is not list or not all(isinstance(x, str) for x in v):
             return _ERROR
         return " ".join(v)
 
@@ -312,7 +312,7 @@ def _volume_hostpath(ev: Event, arg: str | None) -> str | None:
     prefix = wanted[:-1] if wanted.endswith("*") else None
     for v in items:
         p = walk(v, ("hostPath", "path"))
-        if type(p) is not str:
+        if not isinstance(p, str):
             continue
         if p == wanted or (prefix is not None and p.startswith(prefix)):
             return "true"

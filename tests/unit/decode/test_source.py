@@ -66,10 +66,19 @@ def test_a_string_is_read_up_to_a_nul_and_printed_whole_inside_an_object() -> No
     assert name == "root"
     assert stringify(name) == "root"
     assert stringify(value["user"]) == '{"username":"root\\u0000x"}'
-    # near miss: other escapes decode as usual, as plain strings
-    plain = read(b'{"u":"a\\tb\\u00e9"}')["u"]
-    assert plain == "a\tb\u00e9"
+    # near miss: a string orjson writes as it was written stays a plain string
+    plain = read(b'{"u":"a\\tb\\"c\xc3\xa9"}')["u"]
+    assert plain == 'a\tb"c\u00e9'
     assert type(plain) is str
+
+
+def test_an_object_prints_with_the_escapes_it_was_written_with() -> None:
+    value = read(b'{"o":{"a":"caf\\u00e9","b":"x\\u0026y\\/z","c":"caf\xc3\xa9"}}')
+    assert value["o"]["a"] == "caf\u00e9"  # read alone: the decoded text
+    assert value["o"]["b"] == "x&y/z"
+    assert stringify(value["o"]["a"]) == "caf\u00e9"
+    # inside an object: as written (fastjson's MarshalTo), as Falco prints it
+    assert stringify(value["o"]) == '{"a":"caf\\u00e9","b":"x\\u0026y\\/z","c":"caf\u00e9"}'
 
 
 def test_invalid_utf8_and_lone_surrogates_read_as_replacement_characters() -> None:
@@ -188,3 +197,10 @@ def test_falco_json_keeps_the_envelope_framings() -> None:
         assert stats.rejected_total == 0
     events, _, stats = run(b'{"kind":"Bogus"}\n', falco_json=True)
     assert stats.rejected == {NOT_AUDIT_EVENT: 1}
+
+
+def test_falco_json_accepts_a_timestamp_written_with_escapes() -> None:
+    line = b'{"kind":"Event","auditID":"a","stageTimestamp":"2024-01-01T00:00:00\\u002e5Z"}\n'
+    events, _, stats = run(line, falco_json=True)
+    assert [e["stageTimestamp"] for e in events] == ["2024-01-01T00:00:00.5Z"]
+    assert stats.rejected_total == 0

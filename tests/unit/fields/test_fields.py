@@ -261,3 +261,18 @@ def test_objects_nested_past_orjsons_writer_still_render() -> None:
         deep = [deep, True]
     text = fields.stringify(deep)
     assert text == json.dumps(deep, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_fields_read_strings_written_with_escapes_as_their_text() -> None:
+    from falconet.decode.source import read
+
+    event = read(
+        b'{"auditID":"a","requestURI":"/api/v1/pods?limit=500\\u0026command=sh",'
+        b'"requestObject":{"spec":{"containers":[{"command":["sh","-c","a \\u0026\\u0026 b"]}],'
+        b'"volumes":[{"hostPath":{"path":"\\/etc"}}]}}}'
+    )
+    assert value("ka.uri", event) == "/api/v1/pods?limit=500&command=sh"
+    assert value("ka.uri.param", event, "command") == "sh"
+    assert value("ka.req.pod.containers.command", event) == ["sh -c a && b"]
+    assert value("ka.req.volume.hostpath", event, "/etc") == "true"
+    assert value("ka.req.pod.volumes.hostpath", event) == ["/etc"]
