@@ -90,8 +90,9 @@ def valid_timestamp(value: object) -> bool:
 # What orjson refuses that Falco's parser reads (`falconet.decode.source`): invalid UTF-8, lone
 # surrogates, numbers past a double's range, nesting past 1024 (which the reader then refuses
 # with its own reason).
+_BAD_UTF8 = "str is not valid UTF-8"
 _FALCO_READS = (
-    "str is not valid UTF-8",
+    _BAD_UTF8,
     "no low surrogate",
     "invalid high surrogate",
     "invalid low surrogate",
@@ -103,9 +104,22 @@ _FALCO_READS = (
 def reread(data: bytes | bytearray | str, exc: orjson.JSONDecodeError) -> Any:
     """The value of a text orjson refused with `exc`, read as Falco reads it, when Falco reads
     such a text (invalid UTF-8 shown as U+FFFD, ...); else raises `exc` again. The reader's
-    own refusals (`source.SourceError`, a `JSONDecodeError` with a `reason`) propagate."""
-    if not str(exc).startswith(_FALCO_READS):
+    own refusals (`source.SourceError`, a `JSONDecodeError` with a `reason`) propagate.
+
+    Invalid UTF-8 alone needs no more than its replacement: orjson reads the repaired text (a
+    text that is not JSON either fails there as fast as it did: the document splitter tries a
+    cut document up to 16 times). What orjson refuses after that goes to the Python reader."""
+    message = str(exc)
+    if not message.startswith(_FALCO_READS):
         raise exc
+    if message.startswith(_BAD_UTF8) and not isinstance(data, str):
+        text = bytes(data).decode("utf-8", "replace")
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as again:
+            if not str(again).startswith(_FALCO_READS):
+                raise
+        return source.read(text)
     return source.read(data)
 
 

@@ -171,7 +171,9 @@ def _string(text: str, start: int, *, key: bool = False) -> tuple[str, int]:
     try:
         value, end = _scanstring(text, start + 1, True)
     except ValueError as exc:
-        raise SourceError(f"bad string: {exc}", text, start) from None
+        # A string running to the end of the text: the text ends early (as orjson says it).
+        at = len(text) if str(exc).startswith("Unterminated string") else start
+        raise SourceError(f"bad string: {exc}", text, at) from None
     if text.find("\\", start, end) >= 0:  # escaped: the value may print differently
         if _SURROGATE.search(value):
             value = _SURROGATE.sub("\ufffd", value)

@@ -123,8 +123,9 @@ def test_what_is_not_json_is_refused(text: bytes) -> None:
 
 
 def test_its_messages_are_the_ones_the_splitters_rely_on() -> None:
-    with pytest.raises(SourceError, match="^unexpected end of data"):
-        read(b'{"a":[1,')
+    for cut in (b'{"a":[1,', b'{"a":"x}'):
+        with pytest.raises(SourceError, match="^unexpected end of data"):
+            read(cut)
     with pytest.raises(SourceError, match="^unexpected content after document"):
         read(b'{"a":1}{"b":2}')
 
@@ -203,4 +204,13 @@ def test_falco_json_accepts_a_timestamp_written_with_escapes() -> None:
     line = b'{"kind":"Event","auditID":"a","stageTimestamp":"2024-01-01T00:00:00\\u002e5Z"}\n'
     events, _, stats = run(line, falco_json=True)
     assert [e["stageTimestamp"] for e in events] == ["2024-01-01T00:00:00.5Z"]
+    assert stats.rejected_total == 0
+
+
+@pytest.mark.parametrize("falco_json", [False, True])
+def test_invalid_utf8_in_split_documents_is_evaluated(falco_json: bool) -> None:
+    doc = b'{\n  "kind": "Event", "stageTimestamp": "2024-01-01T00:00:00Z",\n'
+    data = doc + b'  "auditID": "a", "u": "x\xff}{"\n}\n' + doc + b'  "auditID": "b"\n}\n'
+    events, _, stats = run(data, falco_json=falco_json)
+    assert [(e["auditID"], e.get("u")) for e in events] == [("a", "x\ufffd}{"), ("b", None)]
     assert stats.rejected_total == 0
