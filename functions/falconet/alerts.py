@@ -260,7 +260,12 @@ def _uuid_of(base: Any, event: Mapping[str, Any], cluster: str | None) -> str:
             f"\x00{cluster or ''}".encode()
         )
     else:
-        h.update(orjson.dumps(event, option=orjson.OPT_SORT_KEYS))
+        try:
+            h.update(orjson.dumps(event, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:  # nested past orjson's 255 levels (JSON reads up to 1024)
+            from falconet.fields import stringify  # rare: no import cycle at load time
+
+            h.update(stringify(event).encode())
     d = h.hexdigest()
     # uuid5 layout: version nibble 5, RFC 4122 variant bits (10xx) on the 17th hex digit.
     return f"{d[:8]}-{d[8:12]}-5{d[13:16]}-{_VARIANT[d[16]]}{d[17:20]}-{d[20:32]}"

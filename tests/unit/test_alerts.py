@@ -191,3 +191,15 @@ def test_output_index_arguments_read_the_container_asked(tmp_path: Path) -> None
     (alert,) = e.evaluate(event(verb="create", requestObject=pod))
     # as Falco 0.44 (k8saudit 0.18): the index picks the container, whose every port counts
     assert alert.message == "ports=(81,8443)"
+
+
+def test_an_event_nested_past_orjsons_writer_still_gets_a_stable_id() -> None:
+    from falconet.alerts import _uuid_base, _uuid_of
+
+    def deep(inner: bytes) -> dict:
+        return orjson.loads(b'{"kind":"Event","r":' + b"[" * 280 + inner + b"]" * 280 + b"}")
+
+    base = _uuid_base("R")
+    first = _uuid_of(base, deep(b"1"), None)
+    assert first == _uuid_of(base, deep(b"1"), None)
+    assert first != _uuid_of(base, deep(b"2"), None)

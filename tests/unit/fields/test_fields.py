@@ -276,3 +276,13 @@ def test_fields_read_strings_written_with_escapes_as_their_text() -> None:
     assert value("ka.req.pod.containers.command", event) == ["sh -c a && b"]
     assert value("ka.req.volume.hostpath", event, "/etc") == "true"
     assert value("ka.req.pod.volumes.hostpath", event) == ["/etc"]
+
+
+def test_jevt_obj_of_an_event_nested_past_pythons_indenting_writer_is_compact() -> None:
+    shallow = {"kind": "Event", "r": [[1]]}
+    assert value("jevt.obj", shallow) == json.dumps(shallow, indent=2)
+    deep: Any = 1
+    for _ in range(1000):  # orjson reads 1024 levels
+        deep = [deep]
+    event = {"kind": "Event", "r": deep}
+    assert value("jevt.obj", event) == '{"kind":"Event","r":' + "[" * 1000 + "1" + "]" * 1000 + "}"
