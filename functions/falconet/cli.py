@@ -146,7 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--falco-json",
         action="store_true",
         help="read event JSON exactly as Falco does: the first of duplicate keys, numbers as "
-        "written, strings up to a NUL, nesting up to 300 levels (10-30x slower to decode)",
+        "written, strings up to a NUL, nesting up to 300 levels (~20x slower to decode)",
     )
     scan.add_argument(
         "--extra-field",

@@ -92,7 +92,7 @@ def decode(
 
     `falco_json`: read every JSON text exactly as Falco's k8saudit plugin does (first of
     duplicate keys, numbers as written, strings up to a NUL, nesting up to 300 levels:
-    `falconet.decode.source`), ~10-30x slower to decode. Without it, orjson reads them, and
+    `falconet.decode.source`), ~20x slower to decode. Without it, orjson reads them, and
     Falco's reading is used only for what orjson refuses (invalid UTF-8, ...).
     """
     budget = Budget(limits, stats.records)
