@@ -39,7 +39,7 @@ from falconet.decode.stats import LIMIT_DEPTH, NOT_JSON
 MAX_DEPTH = 300  # fastjson's MaxDepth: a value nested deeper makes the whole text unreadable
 
 _BLANKS = re.compile(r"[ \t\n\r]*")
-# A scalar after blanks: a number (strict JSON grammar) or a literal.
+# A scalar: a number (strict JSON grammar) or a literal.
 _SCALAR = re.compile(
     r"(?:(?P<num>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<lit>true|false|null))"
