@@ -224,6 +224,15 @@ def _escape_control(match: re.Match[str]) -> str:
     return _ESCAPES.get(c) or f"\\u{ord(c):04x}"
 
 
+def text_line(text: str) -> str:
+    """`text` (an alert's `output`) as one safe line: control characters escaped (`\\n`, `\\t`,
+    `\\u001b`), so an event value cannot forge alert lines in a text stream. Alerts keep the raw
+    text, as Falco's do (in JSON it is escaped anyway)."""
+    if text.isprintable():  # C-speed check; the regex runs only when needed
+        return text
+    return _CONTROL.sub(_escape_control, text)
+
+
 def render_value(value: Any) -> str:
     """A field value as Falco prints it in an output line."""
     if value is None:
@@ -251,7 +260,12 @@ def _uuid_of(base: Any, event: Mapping[str, Any], cluster: str | None) -> str:
             f"\x00{cluster or ''}".encode()
         )
     else:
-        h.update(orjson.dumps(event, option=orjson.OPT_SORT_KEYS))
+        try:
+            h.update(orjson.dumps(event, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:  # nested past orjson's 255 levels (JSON reads up to 1024)
+            from falconet.fields import stringify  # rare: no import cycle at load time
+
+            h.update(stringify(event).encode())
     d = h.hexdigest()
     # uuid5 layout: version nibble 5, RFC 4122 variant bits (10xx) on the 17th hex digit.
     return f"{d[:8]}-{d[8:12]}-5{d[13:16]}-{_VARIANT[d[16]]}{d[17:20]}-{d[20:32]}"
@@ -426,8 +440,6 @@ class AlertFactory:
             message, output_fields = fill(event, ctx, time_ns)
         else:  # the k8saudit gate: every ka.* field is absent
             message, output_fields = self.getter_fields(event, ctx, time_ns, gate=True)
-        if not message.isprintable():  # C-speed check; the regex runs only when needed
-            message = _CONTROL.sub(_escape_control, message)
         iso = format_iso8601_ns(time_ns)
         cluster = output_fields.get("falconet.cluster") or ctx.cluster
         return Alert(

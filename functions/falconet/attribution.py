@@ -193,7 +193,7 @@ def _by_time(pair: tuple[str, int]) -> tuple[int, str]:
 
 
 def _text(value: Any) -> str | None:
-    if type(value) is not str or not value:
+    if not isinstance(value, str) or not value:
         return None
     return value[:_MAX_TEXT]
 
@@ -208,8 +208,8 @@ def controller_of(obj: Any) -> tuple[str, str] | None:
         if type(ref) is not dict or ref.get("controller") is not True:
             continue
         kind, name, api = ref.get("kind"), _text(ref.get("name")), ref.get("apiVersion")
-        group = _KIND_GROUP.get(kind) if type(kind) is str else None
-        if group is None or name is None or type(api) is not str:
+        group = _KIND_GROUP.get(kind) if isinstance(kind, str) else None
+        if group is None or name is None or not isinstance(api, str):
             return None
         if api.split("/", 1)[0] != group:
             return None

@@ -129,7 +129,7 @@ def _get(record: dict[str, object], *keys: str) -> object:
 
 
 def _text(value: object) -> str | None:
-    return value if type(value) is str and value else None
+    return value if isinstance(value, str) and value else None
 
 
 def _fields(record: object) -> _Fields:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from falconet.alerts import Alert
+from falconet.alerts import Alert, text_line
 from falconet.config import NotifyFormat, NotifySettings
 from falconet.deadline import Deadline
 from falconet.sinks.http import DEFAULT_TIMEOUT_S, USER_AGENT, send
@@ -56,7 +56,8 @@ def format_alert(alert: Alert, *, summary: bool = False) -> str:
         where.append(short_time(alert.time))
     suffix = f" ({', '.join(where)})" if where else ""
     # Audit data can hold newlines; one alert must stay one line.
-    line = " ".join(f"[{alert.priority}] {alert.rule}: {message}{suffix}".splitlines())
+    # Other control characters (a tab, a terminal escape) are escaped.
+    line = text_line(" ".join(f"[{alert.priority}] {alert.rule}: {message}{suffix}".splitlines()))
     if summary:
         line += "\n    " + " ".join(alert_summary(alert).splitlines())
     return line

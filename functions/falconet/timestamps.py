@@ -42,7 +42,7 @@ def _seconds(prefix: str) -> int | None:
 
 def parse_rfc3339_ns(value: object) -> int | None:
     """Nanoseconds since the epoch for an RFC 3339 (nano) timestamp, or None if it is not one."""
-    if type(value) is not str or len(value) < 20:
+    if not isinstance(value, str) or len(value) < 20:  # a `Sourced` str too (decode.source)
         return None
     key = value[:19]
     base = _cache.get(key)

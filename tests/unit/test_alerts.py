@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from falconet import Alert, EventContext
-from falconet.alerts import _cut_list, fit, render_value, wire_size
+from falconet.alerts import _cut_list, fit, render_value, text_line, wire_size
 from tests.unit.test_engine import engine, event, rule
 
 
@@ -65,12 +65,19 @@ def test_uuid_is_deterministic_per_rule_and_event(tmp_path: Path) -> None:
     assert not set(first) & set(other)
 
 
-def test_control_characters_cannot_forge_lines(tmp_path: Path) -> None:
+def test_control_characters_stay_in_the_alert_and_cannot_forge_lines(tmp_path: Path) -> None:
     e = engine(tmp_path, rule("R", "ka.verb=delete"))
-    ev = event(user={"username": "eve\nFAKE: Critical alert"})
+    ev = event(user={"username": "eve\nFAKE: Critical\talert"})
     (alert,) = e.evaluate(ev)
-    assert "\n" not in alert.output
-    assert "eve\\nFAKE" in alert.output
+    # As Falco: the alert holds the value as it is (its JSON escapes it) ...
+    assert "eve\nFAKE: Critical\talert" in alert.output
+    assert b"eve\\nFAKE: Critical\\talert" in alert.to_json()
+    # ... and a text line of it is one line.
+    line = text_line(alert.output)
+    assert "\n" not in line
+    assert "\t" not in line
+    assert "eve\\nFAKE: Critical\\talert" in line
+    assert text_line("plain") == "plain"
 
 
 def test_an_alert_read_back_from_a_queue_is_the_same_alert(tmp_path: Path) -> None:
@@ -182,5 +189,17 @@ def test_output_index_arguments_read_the_container_asked(tmp_path: Path) -> None
         }
     }
     (alert,) = e.evaluate(event(verb="create", requestObject=pod))
-    # the upstream quirk: the index also picks the port of the container
-    assert alert.message == "ports=(8443)"
+    # as Falco 0.44 (k8saudit 0.18): the index picks the container, whose every port counts
+    assert alert.message == "ports=(81,8443)"
+
+
+def test_an_event_nested_past_orjsons_writer_still_gets_a_stable_id() -> None:
+    from falconet.alerts import _uuid_base, _uuid_of
+
+    def deep(inner: bytes) -> dict:
+        return orjson.loads(b'{"kind":"Event","r":' + b"[" * 280 + inner + b"]" * 280 + b"}")
+
+    base = _uuid_base("R")
+    first = _uuid_of(base, deep(b"1"), None)
+    assert first == _uuid_of(base, deep(b"1"), None)
+    assert first != _uuid_of(base, deep(b"2"), None)

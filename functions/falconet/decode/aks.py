@@ -21,9 +21,9 @@ import orjson
 from falconet.decode.stats import (
     BAD_ENVELOPE,
     NOT_AUDIT_EVENT,
-    NOT_JSON,
     SKIP_CATEGORY,
     TRUNCATED,
+    reason_of,
 )
 
 if TYPE_CHECKING:
@@ -76,13 +76,13 @@ def read_record(
     cluster, subscription = ids_from_resource_id(record.get("resourceId"))
     ctx: EventContext = reader.context_for(cluster, account=subscription)
     try:
-        value = orjson.loads(log)
+        value = reader.parse(log)
     except orjson.JSONDecodeError as exc:
         ended_early = str(exc).startswith("unexpected end of data")
         size = len(log.encode(errors="surrogatepass"))
         if ended_early and size >= AKS_LOG_LIMIT - _TRUNCATION_SLACK:
             reader.reject(TRUNCATED, where, f"properties.log cut at {size} bytes", sub)
         else:
-            reader.reject(NOT_JSON, where, str(exc), sub)
+            reader.reject(reason_of(exc), where, str(exc), sub)
         return
     yield from reader.value(value, where, len(log) * _UTF8_MAX, ctx, depth + 1)

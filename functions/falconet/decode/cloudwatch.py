@@ -25,10 +25,10 @@ import orjson
 from falconet.decode.records import snippet
 from falconet.decode.stats import (
     BAD_ENVELOPE,
-    NOT_JSON,
     SKIP_CONTROL,
     SKIP_STREAM,
     TRUNCATED,
+    reason_of,
 )
 
 if TYPE_CHECKING:
@@ -90,9 +90,9 @@ def read_message(
         reader.reject(TRUNCATED, where, f"auditID {m.group(1)}" if m else "", sub)
         return
     try:
-        value = orjson.loads(message)
+        value = reader.parse(message)
     except orjson.JSONDecodeError as exc:
-        reader.reject(NOT_JSON, where, str(exc), sub)
+        reader.reject(reason_of(exc), where, str(exc), sub)
         return
     yield from reader.value(value, where, len(message) * _UTF8_MAX, ctx, depth + 1)
 
@@ -118,8 +118,8 @@ def read_export_line(reader: Reader, line: bytes, where: int) -> Decoded:
         reader.reject(TRUNCATED, where, f"auditID {m.group(1)}" if m else "")
         return
     try:
-        value = orjson.loads(message)
+        value = reader.parse(message)
     except orjson.JSONDecodeError as exc:
-        reader.reject(NOT_JSON, where, str(exc))
+        reader.reject(reason_of(exc), where, str(exc))
         return
     yield from reader.value(value, where, len(message), reader.context)

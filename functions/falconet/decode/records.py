@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from falconet.context import EventContext
+from falconet.decode import source
 from falconet.decode.compression import GZIP_MAGIC, CorruptGzip, inflate_bounded
 from falconet.decode.limits import MIN_DOCUMENT_BYTES, OBJECT_LIMITS, Budget
 from falconet.decode.stats import (
@@ -32,9 +33,9 @@ from falconet.decode.stats import (
     LIMIT_DOCUMENT,
     LIMIT_RECORDS,
     NOT_AUDIT_EVENT,
-    NOT_JSON,
     TOO_LARGE,
     DecodeStats,
+    reason_of,
 )
 from falconet.timestamps import parse_rfc3339_ns
 
@@ -86,6 +87,42 @@ def valid_timestamp(value: object) -> bool:
     return parse_rfc3339_ns(value) is not None
 
 
+# What orjson refuses that Falco's parser reads (`falconet.decode.source`): invalid UTF-8, lone
+# surrogates, numbers past a double's range, nesting past 1024 (which the reader then refuses
+# with its own reason).
+_BAD_UTF8 = "str is not valid UTF-8"
+_FALCO_READS = (
+    _BAD_UTF8,
+    "no low surrogate",
+    "invalid high surrogate",
+    "invalid low surrogate",
+    "number is infinity",
+    "depth limit exceeded",
+)
+
+
+def reread(data: bytes | bytearray | str, exc: orjson.JSONDecodeError) -> Any:
+    """The value of a text orjson refused with `exc`, read as Falco reads it, when Falco reads
+    such a text (invalid UTF-8 shown as U+FFFD, ...); else raises `exc` again. The reader's
+    own refusals (`source.SourceError`, a `JSONDecodeError` with a `reason`) propagate.
+
+    Invalid UTF-8 alone needs no more than its replacement: orjson reads the repaired text (a
+    text that is not JSON either fails there as fast as it did: the document splitter tries a
+    cut document up to 16 times). What orjson refuses after that goes to the Python reader."""
+    message = str(exc)
+    if not message.startswith(_FALCO_READS):
+        raise exc
+    if message.startswith(_BAD_UTF8) and not isinstance(data, str):
+        text = bytes(data).decode("utf-8", "replace")
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as again:
+            if not str(again).startswith(_FALCO_READS):
+                raise
+        return source.read(text)
+    return source.read(data)
+
+
 def loads(data: bytes | bytearray | str) -> Any:
     """`orjson.loads`, with the cyclic GC paused for documents over 64 KiB.
 
@@ -93,14 +130,19 @@ def loads(data: bytes | bytearray | str) -> Any:
     call, and each allocation threshold triggers a GC pass over the growing heap: 3x slower on a
     32 MB EventList, 1.5x on a 400-event webhook body (bench/decode_speed.py). Parsed JSON cannot
     form reference cycles, so pausing the collector for the call loses nothing.
-    Raises `orjson.JSONDecodeError`.
+    What orjson refuses and Falco reads goes to `reread`. Raises `orjson.JSONDecodeError`.
     """
     if len(data) < GC_PAUSE_BYTES:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return reread(data, exc)
     enabled = gc.isenabled()
     gc.disable()
     try:
         return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return reread(data, exc)
     finally:
         if enabled:
             gc.enable()
@@ -119,7 +161,17 @@ def annotate_cluster(event: dict[str, Any], cluster: str) -> None:
 class Reader:
     """Decoding state of one input: its name, the caller's context, the counters, the budget."""
 
-    __slots__ = ("_contexts", "budget", "context", "envelopes", "name", "stats", "unit")
+    __slots__ = (
+        "_contexts",
+        "budget",
+        "context",
+        "envelopes",
+        "falco_json",
+        "name",
+        "parse",
+        "stats",
+        "unit",
+    )
 
     def __init__(
         self,
@@ -128,8 +180,14 @@ class Reader:
         name: str,
         envelopes: Sequence[Envelope] = (),
         budget: Budget | None = None,
+        *,
+        falco_json: bool = False,
     ) -> None:
         self.stats = stats
+        # How every JSON text of the input is parsed: orjson (Falco's reading only for what
+        # orjson refuses), or Falco's reading throughout (`falconet.decode.source`).
+        self.falco_json = falco_json
+        self.parse: Callable[[bytes | bytearray | str], Any] = source.read if falco_json else loads
         self.budget = budget or Budget(OBJECT_LIMITS, stats.records)
         self.envelopes = envelopes
         self.context = context
@@ -361,9 +419,9 @@ class Reader:
     def document(self, payload: bytes, where: int, ctx: EventContext, depth: int) -> Decoded:
         """Audit events in one JSON text found inside an envelope."""
         try:
-            value = loads(payload)
+            value = self.parse(payload)
         except orjson.JSONDecodeError as exc:
-            self.reject(NOT_JSON, where, str(exc))
+            self.reject(reason_of(exc), where, str(exc))
             return
         yield from self.value(value, where, len(payload), ctx, depth)
 

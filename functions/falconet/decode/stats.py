@@ -26,6 +26,7 @@ BAD_ENVELOPE = "malformed envelope"  # e.g. awslogs.data not base64, logEvents n
 # bigger than the limits allow. The `input over ...` ones stop the input: one record is counted
 # where reading stopped, and the rest of the input is not read.
 LIMIT_DOCUMENT = "document over the size limit"  # a line, document or base64 payload
+LIMIT_DEPTH = "document nested over 300 levels"  # Falco's JSON parser refuses it too
 LIMIT_INFLATED = "input over the inflated size limit"
 LIMIT_RATIO = "input over the compression ratio limit"
 LIMIT_LAYERS = "input over the gzip nesting limit"
@@ -36,6 +37,14 @@ SKIP_CONTROL = "CloudWatch control message"
 SKIP_STREAM = "not an audit log stream"  # EKS: kube-apiserver-*, authenticator-*, ...
 SKIP_CATEGORY = "not an audit log category"  # AKS: kube-apiserver, kube-controller-manager, ...
 SKIP_NOT_K8S = "not a Kubernetes audit log entry"  # GKE sink: other services' LogEntries
+
+
+def reason_of(exc: ValueError) -> str:
+    """The reason a JSON text was rejected for: `NOT_JSON`, or the one a parser named
+    (`falconet.decode.source.SourceError.reason`: nesting over 300 levels)."""
+    reason = getattr(exc, "reason", NOT_JSON)
+    return reason if type(reason) is str else NOT_JSON
+
 
 MAX_PROBLEMS = 10  # how many rejected records are kept with their position and a snippet
 

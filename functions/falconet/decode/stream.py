@@ -27,6 +27,7 @@ from typing import Protocol
 import orjson
 
 from falconet.context import EMPTY_CONTEXT, EventContext
+from falconet.decode import source
 from falconet.decode.cloudwatch import read_export_line
 from falconet.decode.compression import Input, gunzip, iter_chunks, whole_input
 from falconet.decode.detect import BLANKS, Framing, back_to_back, detect, read_head
@@ -40,10 +41,10 @@ from falconet.decode.records import (
     Event,
     Reader,
     annotate_cluster,
-    loads,
+    reread,
     valid_timestamp,
 )
-from falconet.decode.stats import LIMIT_DOCUMENT, NOT_JSON, DecodeStats
+from falconet.decode.stats import LIMIT_DOCUMENT, NOT_JSON, DecodeStats, reason_of
 
 __all__ = ["MAX_EVENT_BYTES", "Decoder", "Event", "decode", "decode_value"]
 
@@ -70,6 +71,7 @@ class Decoder(Protocol):
         context: EventContext = ...,
         name: str = ...,
         limits: DecodeLimits = ...,
+        falco_json: bool = ...,
     ) -> Iterator[tuple[Event, EventContext]]: ...
 
 
@@ -80,19 +82,25 @@ def decode(
     context: EventContext = EMPTY_CONTEXT,
     name: str = "<input>",
     limits: DecodeLimits = OBJECT_LIMITS,
+    falco_json: bool = False,
 ) -> Iterator[tuple[Event, EventContext]]:
     """Yield `(event, context)` for every audit event in `data`; count the rest in `stats`.
 
     Never raises for bad input: every record that is not yielded is counted in `stats` under a
     named reason (see `falconet.decode.stats`), including what `limits` refuse (an HTTP body is
     decoded under `BODY_LIMITS`). Errors from reading `data` itself propagate.
+
+    `falco_json`: read every JSON text exactly as Falco's k8saudit plugin does (first of
+    duplicate keys, numbers as written, strings up to a NUL, nesting up to 300 levels:
+    `falconet.decode.source`), ~20x slower to decode. Without it, orjson reads them, and
+    Falco's reading is used only for what orjson refuses (invalid UTF-8, ...).
     """
     budget = Budget(limits, stats.records)
     size = limits.max_document_bytes
     whole = whole_input(data, size)  # not None: `head` below is the entire input
     chunks = gunzip(iter_chunks(data if whole is None else whole, size), stats, name, budget)
     head, blank_lines = read_head(chunks)  # blank lines dropped before the head
-    reader = Reader(stats, context, name, ENVELOPES, budget)
+    reader = Reader(stats, context, name, ENVELOPES, budget, falco_json=falco_json)
     if not head.strip(BLANKS):
         reader.stopped(blank_lines + 1)
         return
@@ -109,7 +117,7 @@ def decode(
             # one document, one parse. Splitting it first scanned every byte with the boundary
             # regex, 1.5x the parse itself (a 2.4 MB EventList decoded at 4.5x orjson.loads).
             try:
-                value = loads(head)
+                value = reader.parse(head)
             except orjson.JSONDecodeError:
                 pass  # several documents, or a damaged one: the splitter tells which
             else:
@@ -201,7 +209,8 @@ def _lines_of_events(
     max_line = reader.budget.limits.max_document_bytes
     context = reader.context
     cluster = context.cluster
-    fast_loads = orjson.loads
+    parse = reader.parse
+    fast_loads = source.read if reader.falco_json else orjson.loads
     decode_error = orjson.JSONDecodeError
     valid_ts = valid_timestamp
     prefixes = VALID_PREFIXES
@@ -227,12 +236,9 @@ def _lines_of_events(
                     reader.reject(LIMIT_DOCUMENT, number, f"line over {max_line} bytes")
                     continue
                 else:
-                    value = loads(line)
+                    value = parse(line)
             except decode_error as exc:
-                if _after_document(exc):  # `}{`: several documents on one line (small Firehose)
-                    yield from _documents((line,), reader, compact=True, line=number)
-                elif line.strip(BLANKS):
-                    reader.reject(NOT_JSON, number, str(exc))
+                yield from _unparsed(line, exc, reader, number)
                 continue
             if type(value) is dict and value.get("kind") == "Event" and size <= limit:
                 ts = value.get("stageTimestamp")
@@ -262,6 +268,21 @@ def _lines_of_events(
             else:
                 yield from reader.value(value, number, size, context)
     reader.stopped(number + 1)
+
+
+def _unparsed(line: bytes, exc: orjson.JSONDecodeError, reader: Reader, number: int) -> Decoded:
+    """A line the parser refused: several documents (`}{`, a small Firehose object), a text
+    Falco reads though orjson does not (`records.reread`), or a rejected record."""
+    if _after_document(exc):
+        yield from _documents((line,), reader, compact=True, line=number)
+        return
+    try:
+        value = reread(line, exc)
+    except orjson.JSONDecodeError as refused:
+        if line.strip(BLANKS):
+            reader.reject(reason_of(refused), number, str(refused))
+        return
+    yield from reader.value(value, number, len(line), reader.context)
 
 
 def _export_lines(lines: Iterator[bytes | None], reader: Reader, number: int) -> Decoded:
@@ -348,7 +369,7 @@ class _Splitter:
         if not rest or self._full():
             return
         try:
-            value = loads(rest)
+            value = self.reader.parse(rest)
         except orjson.JSONDecodeError as exc:
             if self.compact and _after_document(exc):
                 self.compact = False  # blanks between documents: split again with the regex
@@ -356,7 +377,7 @@ class _Splitter:
                 yield from self._split()
                 yield from self.finish()  # not compact any more: a second failure is final
                 return
-            self.reader.reject(NOT_JSON, self._next(), str(exc))
+            self.reader.reject(reason_of(exc), self._next(), str(exc))
             return
         yield from self.reader.value(value, self._next(), len(rest), self.reader.context)
         self.start = len(self.buffer)
@@ -390,7 +411,7 @@ class _Splitter:
                 self.misses = 0
                 continue
             try:
-                value = loads(document)
+                value = reader.parse(document)
             except orjson.JSONDecodeError as exc:
                 if str(exc).startswith("unexpected end of data"):
                     self.misses += 1
@@ -404,7 +425,7 @@ class _Splitter:
                     self.misses = 0
                     continue
                 else:
-                    reader.reject(NOT_JSON, self._next(), str(exc))
+                    reader.reject(reason_of(exc), self._next(), str(exc))
                 self.start = self.scan
                 self.misses = 0
                 continue

@@ -71,7 +71,10 @@ def _json_obj(_arg: str | None) -> Getter:
 
     def get(ev: Event, _ctx: EventContext) -> str:
         # Go's json.Indent(data, "", "  "); escapes are Python's (see README: known differences).
-        return json.dumps(ev, indent=2, ensure_ascii=False)
+        try:
+            return json.dumps(ev, indent=2, ensure_ascii=False)
+        except RecursionError:  # Python's indenting writer recurses: past ~300 levels, compact
+            return stringify(ev)
 
     return get
 

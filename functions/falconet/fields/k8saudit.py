@@ -174,7 +174,7 @@ def _go_query_unescape(text: str) -> str | None:
 
 def _uri_param(ev: Event, key: str | None) -> str | None:
     uri = walk(ev, ("requestURI",))
-    if type(uri) is not str:
+    if not isinstance(uri, str):  # a `Sourced` string too (decode.source)
         return None
     query = uri.partition("#")[0].partition("?")[2]
     found: str | None = None

@@ -77,7 +77,7 @@ def _container_joined(key: str, attr: str) -> Callable[[Event, Any], Value]:
         v = c.get(attr, MISSING)
         if v is MISSING:
             return MISSING
-        if type(v) is not list or any(type(x) is not str for x in v):
+        if type(v) is not list or not all(isinstance(x, str) for x in v):
             return _ERROR
         return " ".join(v)
 
@@ -125,15 +125,12 @@ def _container_host_ports(key: str) -> Callable[[Event, Any], Value]:
         items = _containers(ev, key, arg)
         if not items:
             return None
-        index = index_arg(arg)
         out = []
-        for c in items:
+        for c in items:  # the index picks a container: every port of it counts
             ports = c.get("ports") if type(c) is dict else None
             if type(ports) is not list:
                 continue
-            # QUIRK: an index replaces every array met on the path, ports included.
-            selected = pick(ports, index)
-            for p in selected or ():
+            for p in ports:
                 if type(p) is not dict:
                     continue
                 v = p.get("hostPort", p.get("containerPort", MISSING))
@@ -315,7 +312,7 @@ def _volume_hostpath(ev: Event, arg: str | None) -> str | None:
     prefix = wanted[:-1] if wanted.endswith("*") else None
     for v in items:
         p = walk(v, ("hostPath", "path"))
-        if type(p) is not str:
+        if not isinstance(p, str):
             continue
         if p == wanted or (prefix is not None and p.startswith(prefix)):
             return "true"

@@ -59,7 +59,56 @@ def stringify(value: Any) -> str:
         return "null"
     if type(value) is int:
         return str(value)
-    return orjson.dumps(value).decode()
+    if isinstance(value, str):  # a `Sourced` number or NUL string (Falco-exact decoding)
+        return str.__str__(value)
+    try:
+        return orjson.dumps(value, default=_source_text, option=_SUBCLASSES).decode()
+    except orjson.JSONEncodeError:  # nested past orjson's 255 levels (JSON reads up to 300)
+        return _compact(value)
+
+
+# `Sourced` strings reach `default` (rather than being written as strings) and are written as
+# the JSON text they were read from: `1.50`, `"root\u0000x"`.
+_SUBCLASSES = orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _source_text(value: Any) -> Any:
+    text = getattr(value, "json", None)
+    if type(text) is not str:
+        raise TypeError
+    return orjson.Fragment(text)
+
+
+def _compact(value: Any) -> str:
+    """Compact JSON text of a value nested too deep for orjson: written without recursion."""
+    out: list[str] = []
+    todo: list[Any] = [value]
+    close = object()  # marks: write the pending closing bracket
+    while todo:
+        item = todo.pop()
+        if type(item) is tuple and len(item) == 2 and item[0] is close:
+            out.append(item[1])
+        elif type(item) is dict:
+            out.append("{")
+            todo.append((close, "}"))
+            entries = list(item.items())
+            for n, (key, val) in enumerate(reversed(entries)):
+                todo.append(val)
+                sep = "," if n < len(entries) - 1 else ""
+                todo.append((close, sep + orjson.dumps(key).decode() + ":"))
+        elif type(item) is list:
+            out.append("[")
+            todo.append((close, "]"))
+            for n, val in enumerate(reversed(item)):
+                todo.append(val)
+                if n < len(item) - 1:
+                    todo.append((close, ","))
+        elif isinstance(item, str):
+            text = getattr(item, "json", None)  # a `Sourced` value: its JSON text
+            out.append(text if type(text) is str else orjson.dumps(item).decode())
+        else:
+            out.append(stringify(item))
+    return "".join(out)
 
 
 def walk(obj: Any, path: tuple[str, ...]) -> Any:

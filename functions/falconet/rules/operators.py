@@ -4,7 +4,7 @@ Semantics follow libsinsp's comparisons of string fields (`flt_compare` in falco
 - `=`, `!=`, `<`... compare bytes (Python compares code points, which orders UTF-8 the same way);
 - `contains`/`icontains` are substring tests (`icontains` folds ASCII case only, like strcasestr);
 - `glob`/`iglob` are POSIX fnmatch with flags 0 / FNM_CASEFOLD: `*` also matches `/`, sets and
-  POSIX classes work, a backslash escapes;
+  POSIX classes work, a backslash escapes; `iglob` folds ASCII letters only, as Falco's does;
 - `regex` is RE2 in Falco's mode (`re2::RE2::POSIX`, matched `ANCHOR_BOTH`): the whole value,
   POSIX egrep syntax, in time linear in the value whatever the pattern; what RE2 rejects in that
   mode (Perl classes such as `\\d`, `\\b`, `(?` groups and flags, lookaround, backreferences)
@@ -152,7 +152,8 @@ def glob_to_regex(pattern: str) -> str:
 
 
 def glob_matcher(pattern: str, *, ignore_case: bool = False) -> Callable[[str], object]:
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    # FNM_CASEFOLD folds with tolower() in the C locale: ASCII letters only ("Ü" is not "ü").
+    flags = re.DOTALL | (re.IGNORECASE | re.ASCII if ignore_case else 0)
     return re.compile(glob_to_regex(pattern), flags).fullmatch
 
 

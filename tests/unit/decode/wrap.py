@@ -31,10 +31,14 @@ def run(
     context: EventContext = EMPTY_CONTEXT,
     name: str = "t",
     limits: DecodeLimits = OBJECT_LIMITS,
+    *,
+    falco_json: bool = False,
 ):
     """(events, contexts, stats) of decoding `data` under `limits`."""
     stats = DecodeStats()
-    pairs = list(decode(data, stats=stats, context=context, name=name, limits=limits))
+    pairs = list(
+        decode(data, stats=stats, context=context, name=name, limits=limits, falco_json=falco_json)
+    )
     return [e for e, _ in pairs], [c for _, c in pairs], stats
 
 

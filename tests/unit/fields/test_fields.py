@@ -227,3 +227,62 @@ def test_an_in_place_read_gives_what_the_getter_gives(name: str, arg: str | None
     assert events
     for event in events:
         assert module["f"](event, CTX) == getter(event, CTX), (name, event.get("auditID"))
+
+
+def test_host_port_index_picks_a_container_and_every_port_of_it() -> None:
+    # k8saudit 0.18 (Falco 0.44): the index selects the container; its hostPort values, else
+    # containerPort, all count (the plugin's readContainerHostPorts).
+    event = pod(
+        {"name": "a", "ports": [{"hostPort": 8080}, {"containerPort": 443}]},
+        {"name": "b", "ports": [{"containerPort": 81}]},
+    )
+    assert value("ka.req.pod.containers.host_port", event, "0") == ["8080", "443"]
+    assert value("ka.req.pod.containers.host_port", event, "1") == ["81"]
+    assert value("ka.req.pod.containers.host_port", event) == ["8080", "443", "81"]
+    assert value("ka.req.pod.containers.host_port", event, "2") is None
+
+
+def test_values_read_as_falco_reads_them_render_as_written() -> None:
+    from falconet.decode.source import read
+
+    event = read(
+        b'{"auditID":"a","user":{"username":"root\\u0000x"},'
+        b'"requestObject":{"spec":{"replicas":1.50,"ports":[{"port":2.01e2}]}}}'
+    )
+    assert value("ka.user.name", event) == "root"
+    assert value("jevt.value", event, "/user") == '{"username":"root\\u0000x"}'
+    assert value("jevt.value", event, "/requestObject/spec/replicas") == "1.50"
+    assert value("ka.req.service.ports", event) == ['[{"port":2.01e2}]']
+
+
+def test_objects_nested_past_orjsons_writer_still_render() -> None:
+    deep: Any = {"a": "é\t", "n": 1.5, "i": 7, "z": None}
+    for _ in range(299):
+        deep = [deep, True]
+    text = fields.stringify(deep)
+    assert text == json.dumps(deep, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_fields_read_strings_written_with_escapes_as_their_text() -> None:
+    from falconet.decode.source import read
+
+    event = read(
+        b'{"auditID":"a","requestURI":"/api/v1/pods?limit=500\\u0026command=sh",'
+        b'"requestObject":{"spec":{"containers":[{"command":["sh","-c","a \\u0026\\u0026 b"]}],'
+        b'"volumes":[{"hostPath":{"path":"\\/etc"}}]}}}'
+    )
+    assert value("ka.uri", event) == "/api/v1/pods?limit=500&command=sh"
+    assert value("ka.uri.param", event, "command") == "sh"
+    assert value("ka.req.pod.containers.command", event) == ["sh -c a && b"]
+    assert value("ka.req.volume.hostpath", event, "/etc") == "true"
+    assert value("ka.req.pod.volumes.hostpath", event) == ["/etc"]
+
+
+def test_jevt_obj_of_an_event_nested_past_pythons_indenting_writer_is_compact() -> None:
+    shallow = {"kind": "Event", "r": [[1]]}
+    assert value("jevt.obj", shallow) == json.dumps(shallow, indent=2)
+    deep: Any = 1
+    for _ in range(1000):  # orjson reads 1024 levels
+        deep = [deep]
+    event = {"kind": "Event", "r": deep}
+    assert value("jevt.obj", event) == '{"kind":"Event","r":' + "[" * 1000 + "1" + "]" * 1000 + "}"

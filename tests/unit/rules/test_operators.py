@@ -147,7 +147,7 @@ def naive_glob_regex(pattern: str) -> str:
 def test_glob_matches_as_the_naive_translation_did(
     pattern: str, value: str, ignore_case: bool
 ) -> None:
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    flags = re.DOTALL | (re.IGNORECASE | re.ASCII if ignore_case else 0)
     expected = re.fullmatch(naive_glob_regex(pattern), value, flags) is not None
     assert (glob_matcher(pattern, ignore_case=ignore_case)(value) is not None) is expected
 
@@ -189,3 +189,19 @@ def test_a_glob_with_a_reversed_range_loads_and_builds(tmp_path: Path) -> None:
     engine = Engine.from_paths([path], hostname="test")
     event = {"auditID": "a", "stageTimestamp": "2026-03-11T15:45:00Z", "user": {"username": "z"}}
     assert engine.evaluate(event) == []
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("*UNI*", "adv-user-unicode", True),  # ASCII letters fold both ways
+        ("*uni*", "ADV-USER-UNICODE", True),
+        ("*ÜNÏ*", "ADV-USER-ÜNÏCODE", True),  # the same non-ASCII letters match
+        ("*ÜNÏ*", "adv-user-ünïcode", False),  # but do not fold: fnmatch's C-locale tolower
+        ("*ünï*", "ADV-USER-ÜNÏCODE", False),
+        ("*K*", "\u212a", False),  # the Kelvin sign is not a K
+        ("*ſ*", "S", False),  # nor the long s an S
+    ],
+)
+def test_iglob_folds_ascii_letters_only_as_falco(pattern: str, value: str, expected: bool) -> None:
+    assert (glob_matcher(pattern, ignore_case=True)(value) is not None) is expected
