@@ -86,25 +86,7 @@ NOT_YET: dict[str, str] = {
         "iglob case-folds ASCII only in Falco (field edges, issue 16 part 2)",
     ),
     **dict.fromkeys(
-        ("P03_len_transformer/first", "P03_len_transformer/all"),
-        "len() of a list field in a condition",
-    ),
-    **dict.fromkeys(
         ("X02_len_images/first", "X02_len_images/all"), "len() in conditions and outputs"
-    ),
-    **dict.fromkeys(
-        ("P13_join_transformer/first", "P13_join_transformer/all"), "join(sep, list) transformer"
-    ),
-    **dict.fromkeys(
-        ("P20_tolower_list/first", "P20_tolower_list/all"), "tolower() on a list field"
-    ),
-    **dict.fromkeys(
-        ("X01_oneof_startswith/first", "X01_oneof_startswith/all"),
-        "the oneof/anyof/allof operator modifiers",
-    ),
-    **dict.fromkeys(
-        ("X05_endswith_oneof_exception/first", "X05_endswith_oneof_exception/all"),
-        "a transformer in an exception's fields",
     ),
     **dict.fromkeys(
         ("P08_evt_generic_fields/first", "P08_evt_generic_fields/all"), "the evt.num field"

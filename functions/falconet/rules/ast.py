@@ -153,26 +153,36 @@ class Field(Node):
 
 
 class Transformer(Node):
-    """`tolower(x)`, `toupper(x)`, `b64(x)`, `basename(x)`, or `val(field)` on the right side."""
+    """`tolower(x)`, `toupper(x)`, `b64(x)`, `basename(x)`, `len(x)`, `join(sep, x)`, or
+    `val(field)` on the right side. `arg` is join's separator (None for the others)."""
 
-    __slots__ = ("child", "name")
-    __match_args__ = ("pos", "name", "child")
+    __slots__ = ("arg", "child", "name")
+    __match_args__ = ("pos", "name", "child", "arg")
 
     name: str
     child: Field | Transformer
+    arg: str | None
 
-    def __init__(self, pos: int, name: str, child: Field | Transformer) -> None:
+    def __init__(
+        self, pos: int, name: str, child: Field | Transformer, arg: str | None = None
+    ) -> None:
         _set(self, "pos", pos)
         _set(self, "name", name)
         _set(self, "child", child)
+        _set(self, "arg", arg)
 
     def __eq__(self, other: Any) -> bool:
         if other.__class__ is self.__class__:
-            return (self.pos, self.name, self.child) == (other.pos, other.name, other.child)
+            return (self.pos, self.name, self.child, self.arg) == (
+                other.pos,
+                other.name,
+                other.child,
+                other.arg,
+            )
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((self.pos, self.name, self.child))
+        return hash((self.pos, self.name, self.child, self.arg))
 
 
 class Value(Node):
@@ -239,7 +249,7 @@ class BinaryCheck(Node):
     __match_args__ = ("pos", "left", "op", "right")
 
     left: Field | Transformer
-    op: str
+    op: str  # with Falco 0.44's list modifier when there is one: "startswith anyof"
     right: Value | ListValue | Transformer
 
     def __init__(
@@ -294,3 +304,15 @@ def base_field(node: Operand) -> Field:
     while isinstance(node, Transformer):
         node = node.child
     return node
+
+
+def operand_text(node: Operand) -> str:
+    """An operand as condition text: `ka.uri.param[x]`, `len(ka.user.groups)`, `join(",", f)`."""
+    if isinstance(node, Transformer):
+        sep = (
+            ""
+            if node.arg is None
+            else '"' + node.arg.replace("\\", "\\\\").replace('"', '\\"') + '", '
+        )
+        return f"{node.name}({sep}{operand_text(node.child)})"
+    return node.name if node.arg is None else f"{node.name}[{node.arg}]"

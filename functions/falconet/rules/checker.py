@@ -15,6 +15,7 @@ from falconet import errors as errs
 from falconet import fields
 from falconet.rules import ast
 from falconet.rules.operators import RegexError, compile_regex
+from falconet.rules.reference import operand_shape
 
 _LIST_FIELD_OPS = {"in", "intersects", "exists"}
 _NUMBER_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "in", "exists"}
@@ -25,22 +26,15 @@ Problem = tuple[str, ast.Node, type[errs.RuleError], str | None]
 
 
 def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, bool, str]:
-    """(problem, is_list, type) of an operand, after checking its field and argument."""
+    """(problem, is_list, type) of an operand, after checking its field and argument.
+
+    Transformers follow libsinsp: `len` takes a list or a string and gives a number, `join` a
+    list or a string and gives a string, the others take strings (element-wise on a list) and
+    give strings; none takes a number (`val` takes anything)."""
     if isinstance(node, ast.Transformer):
         problem, is_list, type_ = _check_operand(node.child)
         if problem is not None:
             return problem, is_list, type_
-        if is_list:
-            return (
-                (
-                    f"transformer '{node.name}' cannot be applied to a list field",
-                    node,
-                    errs.OperatorError,
-                    node.name,
-                ),
-                is_list,
-                type_,
-            )
         if type_ == "number" and node.name != "val":  # libsinsp: string types only
             field = ast.base_field(node).name
             return (
@@ -53,7 +47,8 @@ def _check_operand(node: ast.Field | ast.Transformer) -> tuple[Problem | None, b
                 False,
                 type_,
             )
-        return None, False, type_ if node.name == "val" else "string"
+        is_list, type_ = operand_shape(node)
+        return None, is_list, type_
     definition = fields.lookup(node.name)
     if definition is None:
         hint = fields.suggest(node.name)
@@ -105,28 +100,29 @@ def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
         problem, is_list, type_ = _check_operand(tree.left)
         if problem is not None:
             return problem
-        name = ast.base_field(tree.left).name
+        name = ast.operand_text(tree.left)
+        token = ast.base_field(tree.left).name
         if is_list and tree.op not in _LIST_FIELD_OPS:
             return (
                 f"operator '{tree.op}' not supported on list field '{name}' (list fields "
                 "accept only 'in', 'intersects' and 'exists')",
                 tree,
                 errs.OperatorError,
-                name,
+                token,
             )
-        if type_ == "string" and tree.op in _STRING_REJECTED:
+        if type_ == "string" and tree.op.partition(" ")[0] in _STRING_REJECTED:
             return (
                 f"operator '{tree.op}' not supported on string field '{name}'",
                 tree,
                 errs.OperatorError,
-                name,
+                token,
             )
-        if type_ == "number" and tree.op not in _NUMBER_OPS:
+        if type_ == "number" and tree.op.partition(" ")[0] not in _NUMBER_OPS:
             return (
                 f"operator '{tree.op}' not supported on numeric field '{name}'",
                 tree,
                 errs.OperatorError,
-                name,
+                token,
             )
         if isinstance(tree, ast.BinaryCheck):
             return _check_right(tree, type_, name)
@@ -136,7 +132,7 @@ def _check_node(tree: ast.Expr, memo: dict[int, tuple[ast.Expr, Problem | None]]
 def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None:
     right = tree.right
     if isinstance(right, ast.Transformer):
-        if tree.op in _CONSTANT_ONLY_OPS:
+        if tree.op.partition(" ")[0] in _CONSTANT_ONLY_OPS:
             return (
                 f"operator '{tree.op}' doesn't support right-hand side fields",
                 right,
@@ -174,17 +170,17 @@ def _check_right(tree: ast.BinaryCheck, type_: str, name: str) -> Problem | None
                     errs.OperatorError,
                     None,
                 )
-    if tree.op == "regex":
-        text = right.text if isinstance(right, ast.Value) else ""
-        try:
-            compile_regex(text)
-        except RegexError as exc:
-            return (
-                f"invalid regular expression '{text}': {exc}",
-                right,
-                errs.RuleSyntaxError,
-                None,
-            )
+    if tree.op.partition(" ")[0] == "regex":
+        for text in right.values if isinstance(right, ast.ListValue) else (right.text,):
+            try:
+                compile_regex(text)
+            except RegexError as exc:
+                return (
+                    f"invalid regular expression '{text}': {exc}",
+                    right,
+                    errs.RuleSyntaxError,
+                    None,
+                )
     return None
 
 

@@ -28,7 +28,7 @@ from falconet.rules.operators import (
     pmatch_matcher,
     regex_matcher,
 )
-from falconet.rules.reference import ReferenceEvaluator
+from falconet.rules.reference import ReferenceEvaluator, operand_shape, transform
 
 
 class Module(Protocol):
@@ -142,8 +142,11 @@ class ExpressionGen:
         inner = self.operand(node.child)
         if node.name == "val":
             return inner
-        fn = TRANSFORMS[node.name]
-        wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
+        if node.name in TRANSFORMS and not operand_shape(node.child)[0]:
+            fn = TRANSFORMS[node.name]  # a string transformer on a string: the common case
+            wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
+        else:  # len, join, a transformer on a list: the reference's meaning, one call
+            wrapped = self.module.const(lambda v, n=node: transform(n, v), "t")
         return f"{wrapped}({inner})"
 
     # -- conditions ----------------------------------------------------------------------------
@@ -228,13 +231,12 @@ class ExpressionGen:
 
     def check(self, node: ast.BinaryCheck) -> str:  # noqa: PLR0911
         right = node.right
-        if isinstance(right, ast.Transformer):
-            return self._reference_check(node)  # field-to-field comparisons are rare
+        if isinstance(right, ast.Transformer) or " " in node.op:
+            # field-to-field comparisons and list modifiers (`startswith anyof`) are rare
+            return self._reference_check(node)
         values = right.values if isinstance(right, ast.ListValue) else (right.text,)
-        definition = fields.lookup(ast.base_field(node.left).name)
-        assert definition is not None
-        is_list = definition.is_list and isinstance(node.left, ast.Field)
-        number = definition.type == "number" and isinstance(node.left, ast.Field)
+        is_list, type_ = operand_shape(node.left)
+        number = type_ == "number"
         if number:
             values = tuple(int(v, 0) for v in values)  # type: ignore[misc]
         a = self.operand(node.left)
@@ -316,7 +318,9 @@ def _single_field(node: ast.Expr) -> ast.Field | None:
             left = n.left
             if not isinstance(left, ast.Field):
                 return None
-            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
+            if isinstance(n, ast.BinaryCheck) and (
+                isinstance(n.right, ast.Transformer) or " " in n.op  # checked by the reference
+            ):
                 return None
             if found is None:
                 definition = fields.lookup(left.name)

@@ -20,7 +20,7 @@ from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
 
-_CACHE_FORMAT = b"falconet rules load cache 2\0"
+_CACHE_FORMAT = b"falconet rules load cache 3\0"
 # The code that decides what `load_rules` returns is part of the key, so a cache written by other
 # code is never read (as the compiler keys its code cache on the source it generates): every module
 # of the rooms the loader lives in, found on disk (a module split, moved or added there changes the
@@ -217,7 +217,7 @@ def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:
     elif isinstance(node, ast.Field):
         out = (_FIELD, node.pos, node.name, node.arg)
     elif isinstance(node, ast.Transformer):
-        out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo))
+        out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo), node.arg)
     elif isinstance(node, ast.Value):
         out = (_VALUE, node.pos, node.text)
     elif isinstance(node, ast.ListValue):
@@ -253,7 +253,7 @@ def _decode_tree(data: Any, memo: dict[int, Any]) -> Any:
     elif tag == _FIELD:
         node = ast.Field(data[1], data[2], data[3])
     elif tag == _TRANSFORMER:
-        node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo))
+        node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo), data[4])
     elif tag == _VALUE:
         node = ast.Value(data[1], data[2])
     elif tag == _LIST:

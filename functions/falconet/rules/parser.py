@@ -11,10 +11,12 @@ Grammar (libsinsp `filter/parser.cpp`; blanks are space, \\t, \\b, \\r, \\n)::
                  | Operand Condition
                  | Identifier                                       -- a macro reference
     Operand     := FieldName [ "[" ( Quoted | ArgBare ) "]" ]
-                 | Transformer "(" Operand ")"             -- tolower, toupper, b64, basename
+                 | Transformer "(" Operand ")"   -- tolower, toupper, b64, basename, len
+                 | "join(" Quoted "," Operand ")"
     Condition   := "exists"
                  | NumOp ( Number | RightOperand )              -- <= < >= >
                  | StrOp ( RightOperand | Quoted | BareStr )    -- == = != glob contains ...
+                 | StrOp Modifier List         -- Falco 0.44: oneof, anyof, allof
                  | ListOp ( List | RightOperand | Identifier )  -- intersects in pmatch
     RightOperand:= "val(" FieldName [ "[" ... "]" ] ")" | Transformer "(" Operand ")"
     List        := "(" [ Value ( "," Value )* ] ")"                  -- "(a,)" is rejected
@@ -44,6 +46,8 @@ from falconet.rules.lexer import (
     FIELD_NAME,
     IDENTIFIER,
     LIST_OPS,
+    MODIFIER,
+    MODIFIER_OPS,
     NOT_BLANK,
     NUM_OPS,
     NUMBER,
@@ -80,6 +84,22 @@ def parse_condition(text: str, *, max_depth: int = MAX_DEPTH) -> ast.Expr:
         return _Parser(text, max_depth).parse()
     except RecursionError:  # Python's own stack limit can come before Falco's depth limit
         raise ParseError(f"exceeded max depth limit of {max_depth}", 0) from None
+
+
+def parse_operand(text: str, start: int = 0) -> tuple[ast.Operand, int]:
+    """Parse one operand (a field, or a transformer over one) at `start`: the exception
+    `fields` and the `%len(...)` tokens of outputs. Returns it and the offset after it.
+    Raises ParseError."""
+    parser = _Parser(text, MAX_DEPTH)
+    parser.pos = start
+    try:
+        if (name := parser.regex(FIELD_NAME)) is not None:
+            return parser.parse_field_remainder(name, start), parser.pos
+        if (transformer := parser.transformer_open()) is not None:
+            return parser.parse_transformer_remainder(transformer, start), parser.pos
+    except RecursionError:
+        raise ParseError(f"exceeded max depth limit of {MAX_DEPTH}", start) from None
+    raise ParseError("expected a field or a transformer", start)
 
 
 class _Parser:
@@ -264,6 +284,15 @@ class _Parser:
     def parse_transformer_remainder(self, name: str, pos: int) -> ast.Transformer:
         self.enter()
         self.blank()
+        sep: str | None = None
+        if name == "join":  # join(sep, operand): a quoted separator first
+            sep = self.quoted()
+            if sep is None:
+                raise self.error("expected a quoted separator as the first argument of 'join'")
+            self.blank()
+            if not self.literal(","):
+                raise self.error("expected ',' after the separator of 'join'")
+            self.blank()
         arg_pos = self.pos
         child: ast.Field | ast.Transformer
         if (inner := self.transformer_open()) is not None:
@@ -279,7 +308,7 @@ class _Parser:
         if not self.literal(")"):
             raise self.error("expected a ')' token closing the transformer")
         self.depth -= 1
-        return ast.Transformer(pos, name, child)
+        return ast.Transformer(pos, name, child, sep)
 
     def parse_condition(self, left: ast.Operand, pos: int) -> ast.Expr:
         self.blank()
@@ -293,6 +322,13 @@ class _Parser:
         if kind == "num":
             return ast.BinaryCheck(pos, left, op, self.parse_num_value())
         if kind == "str":
+            if op in MODIFIER_OPS:
+                self.blank()
+                if (modifier := self.regex(MODIFIER)) is not None:  # `startswith anyof (a, b)`
+                    self.blank()
+                    values = self.parse_list_value()
+                    assert isinstance(values, ast.ListValue)  # the lookahead saw its "("
+                    return ast.BinaryCheck(pos, left, f"{op} {modifier}", values)
             return ast.BinaryCheck(pos, left, op, self.parse_str_value())
         return ast.BinaryCheck(pos, left, op, self.parse_list_value())
 

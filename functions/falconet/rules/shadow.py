@@ -88,7 +88,7 @@ class _Keys:
         if isinstance(node, ast.Field):
             return ("Field", node.name, node.arg)
         if isinstance(node, ast.Transformer):
-            return ("Transformer", node.name, self.of(node.child))
+            return ("Transformer", node.name, node.arg, self.of(node.child))
         if isinstance(node, ast.Value):
             return ("Value", node.text)
         if isinstance(node, ast.ListValue):

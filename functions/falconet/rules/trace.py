@@ -78,10 +78,7 @@ def render_check(node: ast.Expr) -> str:
     return repr(node)
 
 
-def _operand(node: ast.Field | ast.Transformer) -> str:
-    if isinstance(node, ast.Transformer):
-        return f"{node.name}({_operand(node.child)})"
-    return node.name if node.arg is None else f"{node.name}[{node.arg}]"
+_operand = ast.operand_text
 
 
 def _literal(text: str) -> str:

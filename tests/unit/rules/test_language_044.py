@@ -1,0 +1,202 @@
+"""The rule language of Falco 0.44 (libs 0.25) that falconet follows: `len()` and `join()`,
+string transformers on list fields, the `oneof` / `anyof` / `allof` operator modifiers, and
+transformers and modifiers in exceptions. Each behaviour is checked through the engine (rules
+loaded from a file, events evaluated) on both the compiled engine and the reference evaluator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from falconet import Engine, RuleError
+from falconet.rules import ast
+from falconet.rules.parser import ParseError, parse_condition, parse_operand
+
+EVENT: dict[str, Any] = {
+    "kind": "Event",
+    "auditID": "a1",
+    "stage": "ResponseComplete",
+    "verb": "create",
+    "requestURI": "/api/v1/namespaces/default/pods",
+    "user": {"username": "admin-x", "groups": ["system:authenticated", "Devs"]},
+    "objectRef": {"resource": "pods", "namespace": "default", "name": "p"},
+    "requestObject": {
+        "kind": "Pod",
+        "spec": {"containers": [{"name": "a", "image": "nginx:1.27"}, {"image": "busybox"}]},
+    },
+    "stageTimestamp": "2026-03-11T15:45:02.100000Z",
+}
+
+
+def _engine(tmp_path: Path, condition: str, extra: str = "") -> Engine:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "- rule: R\n"
+        "  desc: d\n"
+        f"  condition: {condition}\n"
+        "  output: out %ka.user.name\n"
+        "  priority: NOTICE\n"
+        "  source: k8s_audit\n" + extra
+    )
+    return Engine.from_paths([path], extra_fields=[], hostname="h")
+
+
+def _fires(tmp_path: Path, condition: str, event: dict[str, Any] = EVENT, extra: str = "") -> bool:
+    engine = _engine(tmp_path, condition, extra)
+    fast = [a.rule for a in engine.evaluate(event)]
+    assert fast == engine.matches_reference(event), condition  # compiled == reference
+    return fast == ["R"]
+
+
+@pytest.mark.parametrize(
+    ("condition", "fires"),
+    [
+        ("len(ka.user.groups) = 2", True),
+        ("len(ka.user.groups) > 2", False),
+        ("len(ka.req.pod.containers.image) >= 2", True),
+        ("len(ka.user.name) = 7", True),  # a string's length
+        ("len(ka.user.name) in (6, 7)", True),
+        ("len(tolower(ka.user.groups)) = 2", True),
+        ("len(ka.impuser.name) >= 0", False),  # absent stays absent
+        ('join(",", ka.user.groups) = "system:authenticated,Devs"', True),
+        ('join(",", ka.user.groups) = "system:authenticated"', False),  # Falco case P13
+        ('join(" + ", ka.user.groups) contains "+ Devs"', True),
+        ('join(",", ka.user.name) = admin-x', True),  # a string joins to itself
+        ("tolower(ka.user.groups) intersects (devs)", True),
+        ("tolower(ka.user.groups) intersects (system:masters)", False),  # Falco case P20
+        ("ka.user.groups intersects (devs)", False),  # case matters without the transformer
+        ("toupper(ka.user.groups) in (SYSTEM:AUTHENTICATED, DEVS)", True),
+        ("basename(ka.uri) = pods", True),
+        ("ka.user.name startswith oneof (admin, root)", True),  # Falco case X01
+        ("ka.user.name startswith oneof (admin, adm)", False),  # two match: not exactly one
+        ("ka.user.name startswith anyof (admin, adm)", True),
+        ("ka.user.name startswith allof (admin, adm)", True),
+        ("ka.user.name startswith allof (admin, root)", False),
+        ("ka.user.name = anyof (root, admin-x)", True),
+        ("ka.user.name != allof (root, admin)", True),
+        ("ka.user.name != allof (root, admin-x)", False),
+        ("ka.user.name contains allof (adm, -x)", True),
+        ("ka.user.name glob anyof ('a*', 'b*')", True),
+        ("ka.user.name iglob oneof (ADMIN*, ROOT*)", True),
+        ('ka.user.name regex anyof ("adm.*", "x")', True),
+        ("ka.user.name endswith anyof ()", False),  # an empty list never matches
+        ("ka.user.name != allof ()", False),
+        ("toupper(ka.user.name) = oneof (ADMIN-X, ROOT)", True),
+        ("ka.verb = anyof (create, update) and ka.target.resource = pods", True),
+        ("ka.verb = anyof (get, list)", False),  # a modifier on an index key (verb)
+        ("ka.impuser.name = anyof (a, b)", False),  # absent: false
+        ("not ka.impuser.name = anyof (a, b)", True),
+    ],
+)
+def test_falco_044_language(tmp_path: Path, condition: str, fires: bool) -> None:
+    assert _fires(tmp_path, condition) is fires
+
+
+def test_modifier_checks_and_transformers_share_memoized_subtrees(tmp_path: Path) -> None:
+    """Three checks of one field (the compiler memoizes such a subtree per value) with a
+    modifier among them: the modifier is checked against the event, not skipped."""
+    condition = (
+        "(ka.user.name startswith x or ka.user.name endswith y or "
+        "ka.user.name startswith anyof (root, admin))"
+    )
+    assert _fires(tmp_path, condition)
+    assert not _fires(tmp_path, condition, {**EVENT, "user": {"username": "bob"}})
+
+
+def test_parse_shapes() -> None:
+    tree = parse_condition('join(",", ka.user.groups) = a')
+    assert isinstance(tree, ast.BinaryCheck)
+    assert tree.left == ast.Transformer(0, "join", ast.Field(10, "ka.user.groups", None), ",")
+    tree = parse_condition("ka.user.name startswith  anyof(a, 'b c')")
+    assert isinstance(tree, ast.BinaryCheck)
+    assert tree.op == "startswith anyof"
+    assert tree.right == ast.ListValue(30, ("a", "b c"))
+    # Without a list after it, `oneof` is a plain value.
+    tree = parse_condition("ka.user.name = oneof")
+    assert isinstance(tree, ast.BinaryCheck) and tree.right == ast.Value(15, "oneof")
+    operand, end = parse_operand("toupper(ka.user.name) rest")
+    assert ast.operand_text(operand) == "toupper(ka.user.name)" and end == 21
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("ka.verb oneof in (get, list)", "expected a valid check operator"),  # Falco case P10
+        ("ka.uri contains anyof (watch=true, x=1)", "expected a ')' token"),  # Falco case X03
+        ("ka.verb in oneof (get)", "unexpected token"),  # no modifier on list operators
+        ("join(ka.user.groups) = a", "expected a quoted separator"),
+        ('join(",") = a', "expected ',' after the separator of 'join'"),
+        ('join(",", ) = a', "expected a field or a nested valid transformer"),
+    ],
+)
+def test_what_falco_refuses_to_parse(condition: str, message: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_condition(condition)
+    assert message in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("len(evt.rawtime) > 1", "transformer 'len' is not supported on numeric field"),
+        ("ka.user.groups startswith anyof (a, b)", "not supported on list field"),
+        ("tolower(ka.user.groups) = a", "not supported on list field 'tolower(ka.user.groups)'"),
+        ("len(ka.user.groups) contains 1", "not supported on numeric field"),
+        ("len(ka.user.groups) > x", "expected a number value"),
+        ("ka.user.name regex anyof (ok, 'a(')", "invalid regular expression 'a('"),
+    ],
+)
+def test_what_falco_refuses_to_load(tmp_path: Path, condition: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        _engine(tmp_path, condition)
+    assert message in str(info.value)
+    assert info.value.line == 3  # the condition's line
+
+
+EXCEPTIONS = """  exceptions:
+  - name: upper_users
+    fields: [toupper(ka.user.name), ka.verb]
+    comps: [=, =]
+    values: [[{user}, create]]
+  - name: prefixes
+    fields: ka.user.name
+    comps: startswith anyof
+    values: [{prefix}, zz]
+"""
+
+
+@pytest.mark.parametrize(
+    ("user", "prefix", "fires"),
+    [
+        ("ADMIN-Y", "root", True),  # Falco case X05: no exception applies
+        ("ADMIN-X", "root", False),  # the transformed field matches
+        ("admin-x", "root", True),  # compared after toupper: the lower-case value differs
+        ("ADMIN-Y", "adm", False),  # the modifier comps exception applies
+    ],
+)
+def test_exception_transformers_and_modifiers(
+    tmp_path: Path, user: str, prefix: str, fires: bool
+) -> None:
+    extra = EXCEPTIONS.format(user=user, prefix=prefix)
+    assert _fires(tmp_path, "ka.verb = create", extra=extra) is fires
+
+
+@pytest.mark.parametrize(
+    ("fields", "comps", "message"),
+    [
+        ("[toupper(ka.nosuch)]", "[=]", "'toupper(ka.nosuch)' is not a supported filter field"),
+        ("[toupper(ka.user.name]", "[=]", "is not a supported filter field"),
+        ("ka.user.name", "startswith someof", "comps must be one of"),
+        ("[ka.user.name]", "[in anyof]", "'in anyof' is not a supported comparison operator"),
+    ],
+)
+def test_bad_exceptions(tmp_path: Path, fields: str, comps: str, message: str) -> None:
+    extra = (
+        f"  exceptions:\n  - name: e\n    fields: {fields}\n    comps: {comps}\n    values: [[a]]\n"
+    )
+    with pytest.raises(RuleError) as info:
+        _engine(tmp_path, "ka.verb = create", extra)
+    assert message in str(info.value)
