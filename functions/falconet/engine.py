@@ -11,13 +11,14 @@ first matching rule in definition position) or `all`; rules less severe than `mi
 loaded at all, so they cannot shadow others.
 
 Pure: no I/O after construction, no environment, no globals but the compiled rules; safe to share
-between threads.
+between threads. Its one piece of state is the event counter behind `evt.num` (Falco numbers the
+events of a run); threads sharing an engine share that numbering.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from falconet.rules.compiler import OTHER, CompiledRule, Index, build_index
 from falconet.rules.loader import Diagnostic, RuleSet, load_rules
 from falconet.rules.model import PRIORITIES, Rule, parse_priority
 from falconet.rules.output import FieldToken, OutputFormatError, parse_output
+from falconet.rules.parser import parse_operand
 from falconet.rules.reference import ReferenceEvaluator
 from falconet.suppress.policy import Policy, load_policies
 from falconet.timestamps import parse_rfc3339_ns
@@ -121,7 +123,9 @@ class Engine:
         self.hostname = hostname
         self.time_format_iso8601 = time_format_iso8601
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
-        self._env = fields.BindEnv(geoip=geoip)
+        # evt.num: the engine numbers the events it evaluates, as Falco numbers a run's events.
+        self._counter = fields.EventCounter()
+        self._env = fields.BindEnv(geoip=geoip, counter=self._counter)
         located = geoip is not None and getattr(geoip, "enabled", False)
         extra_specs = [
             _extra_spec(name, self._env)
@@ -232,6 +236,7 @@ class Engine:
         """The alerts `event` raises (at most one with rule_matching 'first'). Never raises for
         any event content; an event without a valid `stageTimestamp` raises no alert (Falco's
         k8saudit plugin drops such events)."""
+        self._counter.value += 1
         if "auditID" not in event:
             return self._evaluate_reference(event, context)
         hit = self._hits(event, context)
@@ -252,6 +257,7 @@ class Engine:
         correlator counts none of its matches (it reads the time once, when it buffers them)."""
         if not self._judging or "auditID" not in event:
             return self.evaluate(event, context), []
+        self._counter.value += 1
         slots = self._hits(event, context)
         if not slots:
             return _NO_ALERTS, []
@@ -454,7 +460,7 @@ def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
     except OutputFormatError as exc:  # a bad argument or width
         raise ConfigError(f"extra field '{spec}': {exc.message}") from None
     token = parts[0] if len(parts) == 1 else None
-    if not isinstance(token, FieldToken):
+    if not isinstance(token, FieldToken) or token.expr is not None:
         raise ConfigError(f"extra field '{spec}' is not a field name")
     definition = fields.lookup(token.name)
     assert definition is not None
@@ -476,20 +482,15 @@ def _factory(
 ) -> AlertFactory:
     parts: list[str | tuple[str, int | None]] = []
     specs: dict[str, FieldSpec] = {}
+    time_key = "evt.time.iso8601" if iso else "evt.time"
     for part in rule.output_parts or parse_output(rule.output):
         if isinstance(part, str):
             parts.append(part)
             continue
-        definition = fields.lookup(part.name)
-        assert definition is not None  # checked by the loader
-        if part.key not in specs:
-            specs[part.key] = FieldSpec(
-                part.key,
-                definition.raw_getter(part.arg, env),
-                definition.gated,
-                inline=definition.inline_read(part.arg),
-            )
-        parts.append((part.key, part.width))
+        text = _text_key(part.key)
+        if part.key not in specs and text not in specs:
+            specs.update(_output_specs(part, env, time_key))
+        parts.append((text if text in specs else part.key, part.width))
     return AlertFactory(
         rule.name,
         rule.priority_name,
@@ -500,6 +501,43 @@ def _factory(
         hostname=hostname,
         iso_prefix=iso,
     )
+
+
+def _text_key(key: str) -> str:
+    """The spec key of a value printed in the output line only (never an `output_fields` key)."""
+    return "\0text " + key
+
+
+def _output_specs(part: FieldToken, env: fields.BindEnv, time_key: str) -> dict[str, FieldSpec]:
+    """The specs of one output token, by key, as Falco renders it: the value printed in the
+    output line is also the `output_fields` value, except for a transformer (`%len(x)`: printed
+    only) and the time texts (`%evt.datetime`: printed as text, given as the event time in
+    nanoseconds; the alert's own time key already holds it)."""
+    definition = fields.lookup(part.name)
+    assert definition is not None  # checked by the loader
+    if part.expr is not None:
+        operand, _ = parse_operand(part.expr)
+        reference = ReferenceEvaluator(env)
+
+        def transformed(ev: Mapping[str, Any], ctx: EventContext) -> Any:
+            return reference.operand(operand, ev, ctx)
+
+        key = _text_key(part.key)
+        return {key: FieldSpec(key, transformed, definition.gated, listed=False)}
+    spec = FieldSpec(
+        part.key,
+        definition.raw_getter(part.arg, env),
+        definition.gated,
+        inline=definition.inline_read(part.arg),
+    )
+    if part.name not in fields.TIME_TEXT_FIELDS:
+        return {part.key: spec}
+    text = {_text_key(part.key): replace(spec, key=_text_key(part.key), listed=False)}
+    if part.key == time_key:
+        return text
+    rawtime = fields.lookup("evt.rawtime")
+    assert rawtime is not None
+    return {**text, part.key: FieldSpec(part.key, rawtime.raw_getter(None, env), gated=False)}
 
 
 def _raise_first(ruleset: RuleSet) -> None:

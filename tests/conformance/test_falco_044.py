@@ -74,30 +74,12 @@ NOT_YET: dict[str, str] = {
         "invalid UTF-8: Falco evaluates the event and shows U+FFFD (issue 16 part 2)",
     ),
     **dict.fromkeys(
-        ("r10_evt_time_output/first", "r10_evt_time_output/all"),
-        "%evt.time and friends in output_fields as Falco renders them (issue 16 part 3)",
-    ),
-    **dict.fromkeys(
         ("r11_object_escapes/first", "r11_object_escapes/all"),
         "object text keeps its source escapes in Falco (output edges, issue 16 part 3)",
     ),
     **dict.fromkeys(
         ("r12_iglob_nonascii/first", "r12_iglob_nonascii/all"),
         "iglob case-folds ASCII only in Falco (field edges, issue 16 part 2)",
-    ),
-    **dict.fromkeys(
-        ("X02_len_images/first", "X02_len_images/all"), "len() in conditions and outputs"
-    ),
-    **dict.fromkeys(
-        ("P08_evt_generic_fields/first", "P08_evt_generic_fields/all"), "the evt.num field"
-    ),
-    **dict.fromkeys(
-        ("P21_evt_output_fields/first", "P21_evt_output_fields/all"),
-        "evt.num, and evt.* time fields in output_fields as the event time in nanoseconds",
-    ),
-    **dict.fromkeys(
-        ("P27_evt_fields_supported/first", "P27_evt_fields_supported/all"),
-        "evt.* time fields in output_fields as the event time in nanoseconds",
     ),
 }
 

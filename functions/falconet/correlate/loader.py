@@ -567,7 +567,7 @@ def field_problem(spec: str) -> str | None:
     except OutputFormatError as exc:
         return f"field '{spec}': {exc.message}"
     token = parts[0] if len(parts) == 1 else None
-    if not isinstance(token, FieldToken) or token.width is not None:
+    if not isinstance(token, FieldToken) or token.width is not None or token.expr is not None:
         return f"'{spec}' is not a field name (see `falconet fields`)"
     definition = fields.lookup(token.name)
     if definition is None:

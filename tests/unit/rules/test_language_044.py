@@ -200,3 +200,89 @@ def test_bad_exceptions(tmp_path: Path, fields: str, comps: str, message: str) -
     with pytest.raises(RuleError) as info:
         _engine(tmp_path, "ka.verb = create", extra)
     assert message in str(info.value)
+
+
+def _alert_engine(tmp_path: Path, output: str, condition: str = "ka.verb exists") -> Engine:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"- rule: R\n  desc: d\n  condition: {condition}\n  output: '{output}'\n"
+        "  priority: NOTICE\n  source: k8s_audit\n"
+    )
+    return Engine.from_paths([path], extra_fields=[], hostname="h")
+
+
+def test_transformers_in_outputs_print_but_are_not_output_fields(tmp_path: Path) -> None:
+    """Falco case X02: `%len(...)` is printed; `output_fields` has only the plain fields."""
+    engine = _alert_engine(
+        tmp_path,
+        'n=%len(ka.req.pod.containers.image) j=%join("|", tolower(ka.user.groups)) '
+        "i=%ka.req.pod.containers.image u=%toupper(ka.user.name) m=%len(ka.impuser.name)",
+    )
+    (alert,) = engine.evaluate(EVENT)
+    assert alert.message == (
+        "n=2 j=system:authenticated|devs i=(nginx:1.27,busybox) u=ADMIN-X m=<NA>"
+    )
+    assert dict(alert.output_fields) == {
+        "evt.time": 1773243902100000000,
+        "ka.req.pod.containers.image": ["nginx:1.27", "busybox"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("%len(ka.nosuch)", "unknown field 'ka.nosuch'"),
+        ("%len(evt.rawtime)", "transformer 'len' is not supported on numeric field"),
+        ("%join(ka.user.groups)", "expected a quoted separator"),
+        ("%tolower(ka.user.name", "expected a ')' token closing the transformer"),
+    ],
+)
+def test_bad_transformers_in_outputs(tmp_path: Path, output: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        _alert_engine(tmp_path, output)
+    assert message in str(info.value)
+    assert info.value.line == 4  # the output's line
+
+
+def test_time_texts_are_nanoseconds_in_output_fields(tmp_path: Path) -> None:
+    """Falco cases P21, P27, r10: the line shows each time text; `output_fields` gives the
+    event time in nanoseconds (evt.time once: it is the alert's own time field)."""
+    import os
+    import time
+
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        engine = _alert_engine(
+            tmp_path,
+            "t=%evt.time s=%evt.time.s d=%evt.datetime ds=%evt.datetime.s "
+            "iso=%evt.time.iso8601 raw=%evt.rawtime.s",
+        )
+        (alert,) = engine.evaluate(EVENT)
+    finally:
+        del os.environ["TZ"]
+        time.tzset()
+    assert alert.message == (
+        "t=15:45:02.100000000 s=15:45:02 d=2026-03-11 15:45:02.100000000 "
+        "ds=2026-03-11 15:45:02 iso=2026-03-11T15:45:02.100000000+0000 raw=1773243902"
+    )
+    ns = 1773243902100000000
+    assert list(alert.output_fields.items()) == [  # in Falco's (sorted) key order
+        ("evt.datetime", ns),
+        ("evt.datetime.s", ns),
+        ("evt.rawtime.s", 1773243902),
+        ("evt.time", ns),
+        ("evt.time.iso8601", ns),
+        ("evt.time.s", ns),
+    ]
+
+
+def test_evt_num_numbers_the_events_an_engine_evaluates(tmp_path: Path) -> None:
+    """Falco cases P08 and P21: the first event is 1; every event evaluated counts, those
+    that raise nothing too."""
+    engine = _alert_engine(tmp_path, "num=%evt.num", "evt.num > 1 and ka.verb = create")
+    quiet = {**EVENT, "verb": "get"}
+    assert engine.evaluate(EVENT) == []  # event 1: evt.num > 1 is false
+    assert engine.evaluate(quiet) == []  # event 2: not a create
+    (alert,) = engine.evaluate(EVENT)  # event 3
+    assert alert.message == "num=3" and alert.output_fields["evt.num"] == 3
