@@ -163,3 +163,24 @@ def _transformer_token(text: str, start: int, digits: str, offset: int) -> tuple
         raise OutputFormatError(f"{message} (in output)", offset, token, cls)
     field = ast.base_field(operand)
     return FieldToken(field.name, field.arg, width, text[start:end]), end
+
+
+def field_problem(spec: str) -> str | None:
+    """Why `spec` (a field name with its argument, e.g. `ka.req.pod.containers.image[0]`) is not
+    a field that configuration may name (a correlation's group-by, an `extra_fields` entry), or
+    None."""
+    try:
+        parts = parse_output("%" + spec)
+    except OutputFormatError as exc:
+        return f"field '{spec}': {exc.message}"
+    token = parts[0] if len(parts) == 1 else None
+    if not isinstance(token, FieldToken) or token.width is not None or token.expr is not None:
+        return f"'{spec}' is not a field name (see `falconet fields`)"
+    definition = fields.lookup(token.name)
+    if definition is None:
+        return f"unknown field '{spec}' (see `falconet fields`)"
+    try:
+        definition.bind(token.arg, fields.EMPTY_ENV)
+    except fields.ArgumentError as exc:
+        return f"field '{spec}': {exc}"
+    return None
