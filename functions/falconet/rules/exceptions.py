@@ -57,7 +57,8 @@ def _known_operand(text: str) -> bool:
         operand, end = parse_operand(text)
     except ParseError:
         return False
-    return end == len(text) and fields.lookup(ast.base_field(operand).name) is not None
+    found = ast.operand_fields(operand)
+    return end == len(text) and bool(found) and all(fields.lookup(f.name) for f in found)
 
 
 class ExceptionItem:

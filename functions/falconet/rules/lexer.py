@@ -37,7 +37,8 @@ STR_OPS = (
 )
 WORD_OPS = frozenset(op for op in STR_OPS if op.isalpha())
 LIST_OPS = ("intersects", "in", "pmatch")
-TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len", "join")
+TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len", "join", "concat")
+CALLS = frozenset(("join", "concat"))  # transformers of several arguments (libs 0.25)
 # Falco 0.44's list modifiers of the string operators: `startswith anyof (a, b)` (libs 0.25).
 MODIFIERS = ("oneof", "anyof", "allof")
 MODIFIER_OPS = frozenset(

@@ -12,7 +12,8 @@ Grammar (libsinsp `filter/parser.cpp`; blanks are space, \\t, \\b, \\r, \\n)::
                  | Identifier                                       -- a macro reference
     Operand     := FieldName [ "[" ( Quoted | ArgBare ) "]" ]
                  | Transformer "(" Operand ")"   -- tolower, toupper, b64, basename, len
-                 | "join(" Quoted "," Operand ")"
+                 | ( "join" | "concat" ) "(" CallArg ( "," CallArg )* ")"
+    CallArg     := Number | Quoted | "(" [ CallArg ( "," CallArg )* ] ")" | Operand
     Condition   := "exists"
                  | NumOp ( Number | RightOperand )              -- <= < >= >
                  | StrOp ( RightOperand | Quoted | BareStr )    -- == = != glob contains ...
@@ -42,6 +43,7 @@ from falconet.rules import ast
 from falconet.rules.lexer import (
     BARE_STRING,
     BLANKS,
+    CALLS,
     FIELD_ARG_BARE,
     FIELD_NAME,
     IDENTIFIER,
@@ -281,20 +283,15 @@ class _Parser:
                 raise self.error("expected a ']' token")
         return ast.Field(pos, name, arg)
 
-    def parse_transformer_remainder(self, name: str, pos: int) -> ast.Transformer:
+    def parse_transformer_remainder(self, name: str, pos: int) -> ast.Transformer | ast.Call:
         self.enter()
         self.blank()
-        sep: str | None = None
-        if name == "join":  # join(sep, operand): a quoted separator first
-            sep = self.quoted()
-            if sep is None:
-                raise self.error("expected a quoted separator as the first argument of 'join'")
-            self.blank()
-            if not self.literal(","):
-                raise self.error("expected ',' after the separator of 'join'")
-            self.blank()
+        if name in CALLS:
+            call = ast.Call(pos, name, self.parse_call_args())
+            self.depth -= 1
+            return call
         arg_pos = self.pos
-        child: ast.Field | ast.Transformer
+        child: ast.Field | ast.Transformer | ast.Call
         if (inner := self.transformer_open()) is not None:
             child = self.parse_transformer_remainder(inner, arg_pos)
         elif (field := self.regex(FIELD_NAME)) is not None:
@@ -308,7 +305,50 @@ class _Parser:
         if not self.literal(")"):
             raise self.error("expected a ')' token closing the transformer")
         self.depth -= 1
-        return ast.Transformer(pos, name, child, sep)
+        return ast.Transformer(pos, name, child)
+
+    def parse_call_args(self) -> tuple[ast.Arg, ...]:
+        """`join(sep, list)` / `concat(a, b, ...)` after the "(": arguments to the ")". An
+        argument is a number, a quoted string, a "(" list, a transformer or a field."""
+        args = [self.parse_call_arg(allow_list=True)]
+        self.blank()
+        while self.literal(","):
+            self.blank()
+            args.append(self.parse_call_arg(allow_list=True))
+            self.blank()
+        if not self.literal(")"):
+            raise self.error("expected a ')' token closing the transformer")
+        return tuple(args)
+
+    def parse_call_arg(self, *, allow_list: bool) -> ast.Arg:
+        pos = self.pos
+        if (number := self.regex(NUMBER)) is not None:
+            return ast.Value(pos, number)
+        if (text := self.quoted()) is not None:
+            return ast.Value(pos, text)
+        if allow_list and self.literal("("):
+            self.enter()
+            self.blank()
+            items: list[ast.Arg] = []
+            if not self.literal(")"):
+                items.append(self.parse_call_arg(allow_list=False))
+                self.blank()
+                while self.literal(","):
+                    self.blank()
+                    items.append(self.parse_call_arg(allow_list=False))
+                    self.blank()
+                if not self.literal(")"):
+                    raise self.error("expected a ')' token closing the list")
+            self.depth -= 1
+            return ast.ArgList(pos, tuple(items))
+        if (inner := self.transformer_open()) is not None:
+            return self.parse_transformer_remainder(inner, pos)
+        if (field := self.regex(FIELD_NAME)) is not None:
+            return self.parse_field_remainder(field, pos)
+        raise self.error(
+            "expected a transformer argument: a field, a transformer, a quoted string, "
+            "a number" + (" or a list" if allow_list else "")
+        )
 
     def parse_condition(self, left: ast.Operand, pos: int) -> ast.Expr:
         self.blank()
@@ -332,7 +372,7 @@ class _Parser:
             return ast.BinaryCheck(pos, left, op, self.parse_str_value())
         return ast.BinaryCheck(pos, left, op, self.parse_list_value())
 
-    def parse_right_operand(self) -> ast.Transformer | None:
+    def parse_right_operand(self) -> ast.Transformer | ast.Call | None:
         self.blank()
         pos = self.pos
         if not self.text.startswith(_RIGHT_OPENS, pos):  # a value, as most right sides are
@@ -352,7 +392,7 @@ class _Parser:
             return self.parse_transformer_remainder(name, pos)
         return None
 
-    def parse_num_value(self) -> ast.Value | ast.Transformer:
+    def parse_num_value(self) -> ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         if (right := self.parse_right_operand()) is not None:
@@ -361,7 +401,9 @@ class _Parser:
             return ast.Value(pos, number)
         raise self.error("expected a number value or a field with a valid transformer")
 
-    def parse_str_value(self, *, allow_transformer: bool = True) -> ast.Value | ast.Transformer:
+    def parse_str_value(
+        self, *, allow_transformer: bool = True
+    ) -> ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         if allow_transformer and (right := self.parse_right_operand()) is not None:
@@ -375,7 +417,7 @@ class _Parser:
             raise self.error("expected a string value or a field with a valid transformer")
         raise self.error("expected a string value")
 
-    def parse_list_value(self) -> ast.ListValue | ast.Value | ast.Transformer:
+    def parse_list_value(self) -> ast.ListValue | ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         plain = PLAIN_LIST.match(self.text, pos)

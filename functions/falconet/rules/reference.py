@@ -44,12 +44,20 @@ class ReferenceEvaluator:
             self._getters[key] = g
         return g
 
-    def operand(self, node: ast.Field | ast.Transformer, ev: Event, ctx: EventContext) -> Any:
+    def operand(self, node: ast.Arg, ev: Event, ctx: EventContext) -> Any:
         if isinstance(node, ast.Field):
             return self.getter(node.name, node.arg)(ev, ctx)
-        return transform(node, self.operand(node.child, ev, ctx))
+        if isinstance(node, ast.Transformer):
+            return transform(node, self.operand(node.child, ev, ctx))
+        if isinstance(node, ast.Value):
+            return node.text
+        if isinstance(node, ast.ArgList):
+            items = [self.operand(item, ev, ctx) for item in node.items]
+            return None if any(item is None for item in items) else [str(i) for i in items]
+        values = [self.operand(arg, ev, ctx) for arg in node.args]
+        return call(node.name, values)
 
-    def field_type(self, node: ast.Field | ast.Transformer) -> str:
+    def field_type(self, node: ast.Operand) -> str:
         return operand_shape(node)[1]
 
     def evaluate(self, node: ast.Expr, ev: Event, ctx: EventContext) -> bool:
@@ -73,7 +81,7 @@ class ReferenceEvaluator:
             return False
         right = node.right
         values: tuple[Any, ...]
-        if isinstance(right, ast.Transformer):
+        if isinstance(right, ast.Transformer | ast.Call):
             other = self.operand(right, ev, ctx)
             if other is None or isinstance(other, list):
                 return False
@@ -87,22 +95,26 @@ class ReferenceEvaluator:
         return compare(node.op, left, values)
 
 
-def operand_shape(node: ast.Field | ast.Transformer) -> tuple[bool, str]:
-    """(is a list, type) of an operand's value: `len` makes a number of anything, `join` a
-    string of a list, the others keep the shape and make strings (`val` keeps the type too).
-    The field must be known (the checker says so first)."""
+def operand_shape(node: ast.Arg) -> tuple[bool, str]:
+    """(is a list, type) of an operand's value: `len` makes a number of anything, `join` and
+    `concat` a string, the others keep the shape and make strings (`val` keeps the type too).
+    The fields must be known (the checker says so first)."""
     if isinstance(node, ast.Field):
         definition = fields.lookup(node.name)
         if definition is None:
             raise KeyError(node.name)
         return definition.is_list, definition.type
+    if isinstance(node, ast.Value):
+        return False, "string"
+    if isinstance(node, ast.ArgList):
+        return True, "string"
+    if isinstance(node, ast.Call):
+        return False, "string"
     is_list, type_ = operand_shape(node.child)
     if node.name == "val":
         return is_list, type_
     if node.name == "len":
         return False, "number"
-    if node.name == "join":
-        return False, "string"
     return is_list, "string"
 
 
@@ -110,19 +122,27 @@ def transform(node: ast.Transformer, value: Any) -> Any:
     """One transformer applied to its operand's value (None: absent). As libsinsp's
     transformers: element-wise on a list, and absent when any element cannot be transformed
     (b64 of a value that is not base64); `len` counts a list's items or a string's UTF-8 bytes
-    (up to a NUL, as strnlen), `join(sep, x)` joins a list's items."""
+    (up to a NUL, as strnlen)."""
     if value is None or node.name == "val":
         return value
-    name = node.name
-    if name == "len":
+    if node.name == "len":
         return len(value) if isinstance(value, list) else utf8_len(str(value))
-    if name == "join":
-        return (node.arg or "").join(value) if isinstance(value, list) else str(value)
-    fn = TRANSFORMS[name]
+    fn = TRANSFORMS[node.name]
     if isinstance(value, list):
         out = [fn(str(v)) for v in value]
         return None if any(v is None for v in out) else out
     return fn(str(value))
+
+
+def call(name: str, values: list[Any]) -> str | None:
+    """`join(sep, list)` or `concat(a, b, ...)` of argument values (the checker checked their
+    count and shapes); absent when an argument is."""
+    if any(v is None for v in values):
+        return None
+    if name == "join":
+        sep, items = values
+        return str(sep).join(str(i) for i in items)
+    return "".join(str(v) for v in values)
 
 
 def compare(op: str, left: Any, values: tuple[Any, ...]) -> bool:

@@ -64,7 +64,13 @@ def _fires(tmp_path: Path, condition: str, event: dict[str, Any] = EVENT, extra:
         ('join(",", ka.user.groups) = "system:authenticated,Devs"', True),
         ('join(",", ka.user.groups) = "system:authenticated"', False),  # Falco case P13
         ('join(" + ", ka.user.groups) contains "+ Devs"', True),
-        ('join(",", ka.user.name) = admin-x', True),  # a string joins to itself
+        ('join("-", (ka.verb, ka.target.resource)) = create-pods', True),  # a (...) list
+        ('join(ka.verb, ("a", toupper(ka.user.name), 3)) = acreateADMIN-Xcreate3', True),
+        ('join("-", (ka.verb, ka.impuser.name)) exists', False),  # an absent item: absent
+        ('concat(ka.target.namespace, "/", ka.target.name) = default/p', True),
+        ('len(concat(ka.verb, "xx")) = 8', True),
+        ('toupper(join("-", (ka.verb, ka.target.resource))) = CREATE-PODS', True),
+        ('ka.user.name = concat(ka.user.name, "")', True),
         ("tolower(ka.user.groups) intersects (devs)", True),
         ("tolower(ka.user.groups) intersects (system:masters)", False),  # Falco case P20
         ("ka.user.groups intersects (devs)", False),  # case matters without the transformer
@@ -109,7 +115,13 @@ def test_modifier_checks_and_transformers_share_memoized_subtrees(tmp_path: Path
 def test_parse_shapes() -> None:
     tree = parse_condition('join(",", ka.user.groups) = a')
     assert isinstance(tree, ast.BinaryCheck)
-    assert tree.left == ast.Transformer(0, "join", ast.Field(10, "ka.user.groups", None), ",")
+    assert tree.left == ast.Call(
+        0, "join", (ast.Value(5, ","), ast.Field(10, "ka.user.groups", None))
+    )
+    tree = parse_condition('concat(ka.verb, ("x", 1), tolower(ka.uri)) exists')
+    assert isinstance(tree, ast.UnaryCheck) and isinstance(tree.left, ast.Call)
+    assert ast.operand_text(tree.left) == 'concat(ka.verb, ("x", "1"), tolower(ka.uri))'
+    assert [f.name for f in ast.operand_fields(tree.left)] == ["ka.verb", "ka.uri"]
     tree = parse_condition("ka.user.name startswith  anyof(a, 'b c')")
     assert isinstance(tree, ast.BinaryCheck)
     assert tree.op == "startswith anyof"
@@ -127,9 +139,9 @@ def test_parse_shapes() -> None:
         ("ka.verb oneof in (get, list)", "expected a valid check operator"),  # Falco case P10
         ("ka.uri contains anyof (watch=true, x=1)", "expected a ')' token"),  # Falco case X03
         ("ka.verb in oneof (get)", "unexpected token"),  # no modifier on list operators
-        ("join(ka.user.groups) = a", "expected a quoted separator"),
-        ('join(",") = a', "expected ',' after the separator of 'join'"),
-        ('join(",", ) = a', "expected a field or a nested valid transformer"),
+        ('join(",", ) = a', "expected a transformer argument"),
+        ('join(",", ((a.b))) = a', "expected a transformer argument"),  # no list in a list
+        ('concat(ka.verb, "a"', "expected a ')' token closing the transformer"),
     ],
 )
 def test_what_falco_refuses_to_parse(condition: str, message: str) -> None:
@@ -147,6 +159,15 @@ def test_what_falco_refuses_to_parse(condition: str, message: str) -> None:
         ("len(ka.user.groups) contains 1", "not supported on numeric field"),
         ("len(ka.user.groups) > x", "expected a number value"),
         ("ka.user.name regex anyof (ok, 'a(')", "invalid regular expression 'a('"),
+        ("join(ka.user.groups) = a", "'join' takes 2 arguments"),
+        ('join(",") = a', "'join' takes 2 arguments"),
+        ('join("-", ka.verb) = a', "the second argument of 'join' must be a list"),
+        ('join(ka.user.groups, ("a", "b")) = a', "the separator of 'join'"),
+        ('join("-", ("a", ka.user.groups)) = a', "cannot hold a list"),
+        ('concat(ka.user.groups, "a") = a', "the arguments of 'concat' cannot be lists"),
+        ("concat(ka.verb) = a", "'concat' takes at least 2 arguments"),
+        ('concat("a", "b") = ab', "a transformer must read at least one field"),
+        ('join("-", (ka.nosuch, "b")) = a', "unknown field 'ka.nosuch'"),
     ],
 )
 def test_what_falco_refuses_to_load(tmp_path: Path, condition: str, message: str) -> None:
@@ -233,7 +254,7 @@ def test_transformers_in_outputs_print_but_are_not_output_fields(tmp_path: Path)
     [
         ("%len(ka.nosuch)", "unknown field 'ka.nosuch'"),
         ("%len(evt.rawtime)", "transformer 'len' is not supported on numeric field"),
-        ("%join(ka.user.groups)", "expected a quoted separator"),
+        ("%join(ka.user.groups)", "'join' takes 2 arguments"),
         ("%tolower(ka.user.name", "expected a ')' token closing the transformer"),
     ],
 )
