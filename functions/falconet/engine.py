@@ -126,7 +126,7 @@ class Engine:
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         # evt.num: the engine numbers the events it evaluates, as Falco numbers a run's events.
         self._counter = fields.EventCounter()
-        self._env = fields.BindEnv(geoip=geoip, counter=self._counter)
+        self._env = fields.BindEnv(geoip=geoip, counter=self._counter, hostname=hostname)
         located = geoip is not None and getattr(geoip, "enabled", False)
         extra_specs = [
             extra_spec(name, self._env)

@@ -120,3 +120,25 @@ register(
         env_binder=_event_number,
     )
 )
+
+
+def _hostname(_arg: str | None, env: BindEnv) -> Getter:
+    hostname = env.hostname
+    return lambda _ev, _ctx: hostname
+
+
+register(
+    FieldDef(
+        "evt.hostname",
+        "The host name alerts carry (FALCONET_HOSTNAME / FALCO_HOSTNAME, else the machine's)",
+        lambda _arg: lambda _ev, _ctx: None,
+        gated=False,
+        env_binder=_hostname,
+    )
+)
+custom_field(
+    "evt.asynctype",
+    "The type of an asynchronous event (absent: audit events are not asynchronous)",
+    lambda _e, _a: None,
+    gated=False,
+)

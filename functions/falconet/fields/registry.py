@@ -161,18 +161,23 @@ class BindEnv(_Frozen):
     """What some fields need besides the event: set once per engine.
 
     `geoip` is a `falconet.geoip.GeoIP` (typed loosely so this module stays import-light);
-    `counter` the engine's `EventCounter` (for `evt.num`).
+    `counter` the engine's `EventCounter` (for `evt.num`); `hostname` the alerts' host name
+    (for `evt.hostname`).
     """
 
-    __slots__ = ("counter", "geoip")
+    __slots__ = ("counter", "geoip", "hostname")
     _FIELDS = __slots__
 
     counter: EventCounter | None
     geoip: Any
+    hostname: str | None
 
-    def __init__(self, geoip: Any = None, counter: EventCounter | None = None) -> None:
+    def __init__(
+        self, geoip: Any = None, counter: EventCounter | None = None, hostname: str | None = None
+    ) -> None:
         _set(self, "geoip", geoip)
         _set(self, "counter", counter)
+        _set(self, "hostname", hostname)
 
 
 EMPTY_ENV: Final = BindEnv()

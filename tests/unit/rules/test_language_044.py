@@ -307,3 +307,11 @@ def test_evt_num_numbers_the_events_an_engine_evaluates(tmp_path: Path) -> None:
     assert engine.evaluate(quiet) == []  # event 2: not a create
     (alert,) = engine.evaluate(EVENT)  # event 3
     assert alert.message == "num=3" and alert.output_fields["evt.num"] == 3
+
+
+def test_evt_hostname_and_asynctype(tmp_path: Path) -> None:
+    engine = _alert_engine(tmp_path, "host=%evt.hostname async=%evt.asynctype")
+    (alert,) = engine.evaluate(EVENT)
+    assert alert.message == "host=h async=<NA>"  # the engine's host name, as the alerts carry
+    assert not _fires(tmp_path, "evt.asynctype exists")
+    assert _fires(tmp_path, "evt.hostname = h")
