@@ -315,3 +315,18 @@ def test_evt_hostname_and_asynctype(tmp_path: Path) -> None:
     assert alert.message == "host=h async=<NA>"  # the engine's host name, as the alerts carry
     assert not _fires(tmp_path, "evt.asynctype exists")
     assert _fires(tmp_path, "evt.hostname = h")
+
+
+def test_an_unknown_rule_key_is_a_warning_as_in_falco_044(tmp_path: Path) -> None:
+    """Falco 0.44 warns of keys it does not know in a rule (`warn_unknown_keys`) and loads it."""
+    from falconet.rules.loader import load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "- rule: R\n  desc: d\n  condition: ka.verb = create\n  output: o\n"
+        "  priority: NOTICE\n  source: k8s_audit\n  severity: high\n"
+    )
+    rules, ruleset = load_rules([path])
+    assert [r.name for r in rules] == ["R"] and not ruleset.errors
+    (warning,) = [str(d) for d in ruleset.diagnostics]
+    assert f"{path}:7:13: warning:" in warning and "unknown key 'severity' ignored" in warning
