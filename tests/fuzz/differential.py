@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from falconet import Engine
+from falconet.rules.lexer import LIST_OPS, MODIFIERS, STR_OPS
+from falconet.rules.lexer import MODIFIER_OPS as LEXER_MODIFIER_OPS
 
 # -- the vocabulary: literals in conditions are drawn from the values events hold ---------------
 
@@ -103,23 +105,10 @@ LISTS = (
     "ka.req.pod.volumes.hostpath",
 )
 NUMBERS = ("evt.rawtime", "evt.rawtime.s", "evt.rawtime.ns", "evt.num")
-STRING_OPS = (
-    "=",
-    "==",
-    "!=",
-    "contains",
-    "icontains",
-    "startswith",
-    "endswith",
-    "glob",
-    "iglob",
-    "regex",
-    "in",
-    "intersects",
-    "pmatch",
-)
-MODIFIER_OPS = ("=", "!=", "contains", "icontains", "startswith", "endswith", "glob", "iglob")
-MODIFIERS = ("oneof", "anyof", "allof")
+# The operators a string operand takes (bcontains/bstartswith are refused on strings); the list
+# modifiers on those whose values are words (regex values are drawn separately).
+STRING_OPS = tuple(op for op in (*STR_OPS, *LIST_OPS) if op not in ("bcontains", "bstartswith"))
+MODIFIER_OPS = tuple(sorted(op for op in LEXER_MODIFIER_OPS - {"regex"} if not op.startswith("b")))
 NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in")
 STRING_TRANSFORMERS = ("tolower", "toupper", "basename", "b64")
 GLOBS = ("*", "a*", "*x", "*admin*", "[a-c]*", "?dmin*", "*/exec*", "[[:upper:]]*", "[!a]*")
