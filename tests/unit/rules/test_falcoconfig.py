@@ -204,3 +204,19 @@ def test_scan_with_falco_config_and_no_extra_fields(
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(x)["rule"] for x in lines] == ["Create", "Any verb"]
     assert "ka.user.name" in json.loads(lines[0])["output_fields"]
+
+
+def test_the_documented_example_loads_and_works(tmp_path: Path) -> None:
+    """docs/rules.md's falco.yaml example, as written, on a rule tagged k8s."""
+    import re
+
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "rules.md").read_text()
+    (example,) = re.findall(r"```yaml\n(# falco.yaml\n.*?)```", doc, flags=re.S)
+    engine = _engine(tmp_path, example, {"ENV": "prod"})
+    alert, other = engine.evaluate(EVENT)
+    assert [alert.rule, other.rule] == ["Create", "Any verb"]  # tagged k8s; Pods is not
+    assert alert.output_fields["team"] == "sec-prod"
+    assert alert.output_fields["deployment"] == "prod-eu"
+    assert alert.message == "created p1 cluster=<NA>"
