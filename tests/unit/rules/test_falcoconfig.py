@@ -131,6 +131,14 @@ static_fields:
     assert list(create.output_fields) == sorted(create.output_fields)  # Falco's key order
 
 
+ALIAS_BOMB = (
+    "a0: &a0 ["
+    + ", ".join(["xxxxxxxxxx"] * 10)
+    + "]\n"
+    + "".join(f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]\n" for n in range(1, 8))
+)
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -145,7 +153,8 @@ static_fields:
         ("static_fields: [a]", "'static_fields' must be a mapping"),
         ("static_fields: {a: [1]}", "static field 'a' must be a key and a scalar value"),
         ("- not a mapping", "a Falco configuration is a mapping of keys"),
-        ("rules: [", "not valid YAML"),
+        ("rules: [", ":2:1: YAML syntax error"),
+        (ALIAS_BOMB, "YAML aliases expand"),  # bounded as a rules file is
     ],
 )
 def test_bad_configuration_names_the_file_and_entry(
