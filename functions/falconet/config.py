@@ -15,9 +15,8 @@ never reads the engine's) is not failed by it. An empty value counts as unset: S
 CloudFormation pass "" for parameters left blank. `falconet.runtime` builds the process's objects
 from these settings; nothing else reads the environment.
 
-Why this module is long: it is the one place every variable is named, parsed and checked, so a
-reader finds every setting (and its error message) here; splitting it by section would scatter
-the environment over several modules.
+Why this module is long: it is the one reader of the environment, so every setting of every
+platform (AWS, Google Cloud, the webhook, the decoders) is named and checked here, side by side.
 """
 
 from __future__ import annotations
