@@ -296,6 +296,7 @@ class FieldSpec:
     gated: bool  # a ka.* field: absent when the event has no auditID
     optional: bool = False  # an extra field: left out when absent
     inline: InlineRead | None = None
+    listed: bool = True  # False: only printed in the output line, not in `output_fields`
 
 
 Filler = Callable[[Mapping[str, Any], EventContext, int], tuple[str, dict[str, Any]]]
@@ -341,15 +342,17 @@ def compile_filler(
         f"({values[i]} if type({values[i]}) is str else R({values[i]}))" for i in parts
     )
     lines.append(f"    m = T.format({args})")
-    ordered: list[tuple[str, str, bool]] = [
-        (key, value, spec.optional)
+    ordered: list[tuple[str, str, bool, bool]] = [
+        (key, value, spec.optional, spec.listed)
         for key, value, spec in zip(
             [*keys[:time_index], *keys[time_index + 1 :]], values, specs, strict=True
         )
     ]
-    ordered.insert(time_index, (keys[time_index], "t", False))
+    ordered.insert(time_index, (keys[time_index], "t", False, True))
     lines.append("    d = {}")
-    for key, value, optional in ordered:
+    for key, value, optional, listed in ordered:
+        if not listed:  # printed in the output line only
+            continue
         if optional:
             lines.append(f"    if {value} is not None:")
             lines.append(f"        d[{const(key)}] = {value}")
@@ -472,4 +475,7 @@ class AlertFactory:
         for key in self.optional:
             if output_fields[key] is None:
                 del output_fields[key]
+        for spec in self.specs:
+            if not spec.listed:
+                del output_fields[spec.key]
         return message, output_fields

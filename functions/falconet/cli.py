@@ -35,7 +35,7 @@ import orjson
 
 from falconet import __version__, fields
 from falconet.alerts import text_line
-from falconet.config import GEOIP_DB, RULES, Settings, rules_paths, split_list
+from falconet.config import FALCO_CONFIG, GEOIP_DB, RULES, Settings, rules_paths, split_list
 from falconet.context import EventContext
 from falconet.errors import ConfigError, FalconetError, RuleError
 
@@ -102,6 +102,12 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="rules less severe than P are not loaded (default: debug)",
     )
+    p.add_argument(
+        "--falco-config",
+        metavar="FILE",
+        help="a falco.yaml: its rules (enable/disable), append_output and static_fields apply "
+        "(default: FALCONET_FALCO_CONFIG)",
+    )
 
 
 def _event_time(text: str) -> int:
@@ -154,6 +160,12 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="FIELD",
         help="add FIELD to every alert's output_fields (repeatable)",
+    )
+    scan.add_argument(
+        "--no-extra-fields",
+        action="store_true",
+        help="add none of falconet's default extra fields: output_fields as Falco gives them "
+        "(FALCONET_EXTRA_FIELDS=none for the functions)",
     )
     scan.add_argument("--cluster", help="cluster name for events that carry none")
     scan.add_argument(
@@ -302,12 +314,19 @@ def _engine(
 ) -> Any:
     from falconet.engine import Engine
 
+    if args.falco_config:
+        falco_config = args.settings.falco_config(args.falco_config, "--falco-config")
+    else:
+        falco_config = args.settings.falco_config(
+            args.settings.get(FALCO_CONFIG) or None, FALCO_CONFIG
+        )
     return Engine.from_paths(
         _rules_paths(args.rules, args.settings),
         rule_matching=args.rule_matching,
         min_priority=args.min_priority,
         extra_fields=extra_fields,
         geoip=geoip,
+        falco_config=falco_config,
     )
 
 
@@ -368,7 +387,9 @@ def _scan(args: argparse.Namespace) -> int:
     geoip = _geoip(args)
     engine = _engine(
         args,
-        extra_fields=None if not extra else [*_default_extras(), *extra],
+        extra_fields=(list(extra or ()) if args.no_extra_fields else [*_default_extras(), *extra])
+        if extra or args.no_extra_fields
+        else None,
         geoip=geoip,
     )
     _geoip_notice(args, engine, geoip)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from falconet.errors import ConfigError
+from falconet.rules.falcoconfig import FalcoConfig
 from falconet.rules.model import PRIORITIES, parse_priority
 from falconet.secrets import parse_reference
 
@@ -39,7 +40,8 @@ from falconet.secrets import parse_reference
 RULES = "FALCONET_RULES"
 RULE_MATCHING = "FALCONET_RULE_MATCHING"
 MIN_PRIORITY = "FALCONET_MIN_PRIORITY"
-EXTRA_FIELDS = "FALCONET_EXTRA_FIELDS"
+EXTRA_FIELDS = "FALCONET_EXTRA_FIELDS"  # "none" (or set empty): Falco's output_fields exactly
+FALCO_CONFIG = "FALCONET_FALCO_CONFIG"  # a falco.yaml: its rules, append_output, static_fields
 TIME_FORMAT_ISO8601 = "FALCONET_TIME_FORMAT_ISO8601"
 HOSTNAME = "FALCONET_HOSTNAME"
 FALCO_HOSTNAME = "FALCO_HOSTNAME"  # Falco's own name for it, also honoured
@@ -123,6 +125,7 @@ class EngineSettings:
     hostname: str | None = None
     geoip_db: str | None = None
     code_cache: str | None = None
+    falco_config: FalcoConfig | None = None  # falco.yaml's rules, append_output, static_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +287,7 @@ class Settings:
         priority = self.get(MIN_PRIORITY) or "debug"
         if parse_priority(priority) is None:
             raise ConfigError(f"{MIN_PRIORITY} '{priority}' is not one of {', '.join(PRIORITIES)}")
-        extra = tuple(split_list(self._env[EXTRA_FIELDS])) if EXTRA_FIELDS in self._env else None
+        extra = extra_fields_setting(self._env[EXTRA_FIELDS]) if EXTRA_FIELDS in self._env else None
         iso = self.get(TIME_FORMAT_ISO8601).lower() or "false"
         if iso not in _BOOLEANS:
             raise ConfigError(f"{TIME_FORMAT_ISO8601} must be true or false, got '{iso}'")
@@ -297,7 +300,19 @@ class Settings:
             hostname=self._env.get(HOSTNAME) or self._env.get(FALCO_HOSTNAME) or None,
             geoip_db=self.get(GEOIP_DB) or None,
             code_cache=self.get(CODE_CACHE) or None,
+            falco_config=self.falco_config(self.get(FALCO_CONFIG) or None, FALCO_CONFIG),
         )
+
+    def falco_config(self, path: str | None, origin: str) -> FalcoConfig | None:
+        """The falco.yaml at `path` (`${VAR}` expanded from these settings' environment), or
+        None. Raises ConfigError naming `origin` (the variable or the option)."""
+        if path is None:
+            return None
+        from falconet.rules.falcoconfig import load_falco_config
+
+        if not Path(path).is_file():
+            raise ConfigError(f"{origin}: '{path}' is not a file")
+        return load_falco_config(path, self._env)
 
     @cached_property
     def http(self) -> HttpSettings:
@@ -502,6 +517,14 @@ def bundled_rules_dir() -> Path:
 def rules_paths(setting: str) -> list[str]:
     """A FALCONET_RULES value (comma-separated files or directories), else the bundled rules."""
     return split_list(setting) if setting.strip() else [str(bundled_rules_dir())]
+
+
+def extra_fields_setting(value: str) -> tuple[str, ...]:
+    """FALCONET_EXTRA_FIELDS: the fields added to every alert; `none` (or empty) adds none, so
+    alerts carry exactly the output fields Falco gives."""
+    if value.strip().lower() == "none":
+        return ()
+    return tuple(split_list(value))
 
 
 def split_list(value: str) -> list[str]:

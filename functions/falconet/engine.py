@@ -11,7 +11,8 @@ first matching rule in definition position) or `all`; rules less severe than `mi
 loaded at all, so they cannot shadow others.
 
 Pure: no I/O after construction, no environment, no globals but the compiled rules; safe to share
-between threads.
+between threads. Its one piece of state is the event counter behind `evt.num` (Falco numbers the
+events of a run); threads sharing an engine share that numbering.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from falconet import fields
-from falconet.alerts import Alert, AlertFactory, FieldSpec
+from falconet.alerts import Alert
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.correlate.loader import load_correlations
 from falconet.correlate.model import CorrelationSet
 from falconet.errors import ConfigError, RuleError
+from falconet.outputs import appended, extra_spec, factory
 from falconet.rules.compiler import OTHER, CompiledRule, Index, build_index
+from falconet.rules.falcoconfig import FalcoConfig
 from falconet.rules.loader import Diagnostic, RuleSet, load_rules
 from falconet.rules.model import PRIORITIES, Rule, parse_priority
-from falconet.rules.output import FieldToken, OutputFormatError, parse_output
 from falconet.rules.reference import ReferenceEvaluator
 from falconet.suppress.policy import Policy, load_policies
 from falconet.timestamps import parse_rfc3339_ns
@@ -102,6 +104,7 @@ class Engine:
         diagnostics: Sequence[Diagnostic] = (),
         correlations: CorrelationSet | None = None,
         policies: Sequence[Policy] = (),
+        falco_config: FalcoConfig | None = None,
     ) -> None:
         if rule_matching not in RULE_MATCHING:
             raise ConfigError(f"rule_matching must be 'first' or 'all', got '{rule_matching}'")
@@ -121,15 +124,19 @@ class Engine:
         self.hostname = hostname
         self.time_format_iso8601 = time_format_iso8601
         extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
-        self._env = fields.BindEnv(geoip=geoip)
+        # evt.num: the engine numbers the events it evaluates, as Falco numbers a run's events.
+        self._counter = fields.EventCounter()
+        self._env = fields.BindEnv(geoip=geoip, counter=self._counter, hostname=hostname)
         located = geoip is not None and getattr(geoip, "enabled", False)
         extra_specs = [
-            _extra_spec(name, self._env)
+            extra_spec(name, self._env)
             for name in extras
             if _known(name, extra_fields)
             # Without a GeoIP database the location fields are always absent: skip their reads.
             and (located or extra_fields is not None or name not in _LOCATION_FIELDS)
         ]
+        if falco_config is not None:  # falco.yaml's `rules:` enable/disable commands, in order
+            rules = falco_config.select(rules)
         self.correlations = correlations or CorrelationSet()
         self.policies = tuple(policies)  # suppression policies (falconet.suppress)
         counted, silenced = self.correlations.counted, self.correlations.silenced
@@ -141,7 +148,13 @@ class Engine:
         )
         self._active = tuple(active)
         self._factories = tuple(
-            _factory(r, extra_specs, self._hostname, time_format_iso8601, self._env) for r in active
+            factory(
+                *appended(r, falco_config, extra_specs, self._env),
+                self._hostname,
+                time_format_iso8601,
+                self._env,
+            )
+            for r in active
         )
         # A rule emits its own alerts unless it is below the threshold (kept only to be counted)
         # or a correlation silences it (`generate: false`); only emitting rules take part in
@@ -174,12 +187,14 @@ class Engine:
         time_format_iso8601: bool = False,
         geoip: Any = None,
         code_cache: str | Path | None = None,
+        falco_config: FalcoConfig | None = None,
     ) -> Engine:
         """Load rules files (or directories of `*.yaml`, by name) in order and compile them.
 
         `geoip` is a `falconet.geoip.GeoIP` for the `falconet.src.*` location fields.
         `code_cache` is a directory for the compiled rule code (`FALCONET_CODE_CACHE`; the SAM
-        build fills it so a cold start skips compiling).
+        build fills it so a cold start skips compiling). `falco_config` is falco.yaml's `rules:`,
+        `append_output` and `static_fields` (`falconet.rules.falcoconfig`).
         Raises RuleError (file:line:col, item name) for the first problem in the rules, and
         ConfigError for a bad `rule_matching` / `min_priority`.
         """
@@ -204,6 +219,7 @@ class Engine:
             diagnostics=ruleset.diagnostics,
             correlations=correlations,
             policies=policies,
+            falco_config=falco_config,
         )
 
     def active_rules(self) -> tuple[Rule, ...]:
@@ -232,6 +248,7 @@ class Engine:
         """The alerts `event` raises (at most one with rule_matching 'first'). Never raises for
         any event content; an event without a valid `stageTimestamp` raises no alert (Falco's
         k8saudit plugin drops such events)."""
+        self._counter.value += 1
         if "auditID" not in event:
             return self._evaluate_reference(event, context)
         hit = self._hits(event, context)
@@ -252,6 +269,7 @@ class Engine:
         correlator counts none of its matches (it reads the time once, when it buffers them)."""
         if not self._judging or "auditID" not in event:
             return self.evaluate(event, context), []
+        self._counter.value += 1
         slots = self._hits(event, context)
         if not slots:
             return _NO_ALERTS, []
@@ -360,7 +378,7 @@ class Engine:
     def field_getter(self, spec: str) -> Callable[[Mapping[str, Any], EventContext], Any]:
         """How a correlation reads a field (`spec` with its argument, checked at load): the
         registry's getter bound to this engine's GeoIP database; ka.* fields read the event."""
-        return _extra_spec(spec, self._env).getter
+        return extra_spec(spec, self._env).getter
 
     # -- introspection ---------------------------------------------------------------------------
 
@@ -446,60 +464,6 @@ def _known(name: str, configured: Sequence[str] | None) -> bool:
     if configured is not None:
         raise ConfigError(f"unknown extra field '{name}' (see `falconet fields`)")
     return False  # a default extension field whose provider is not installed
-
-
-def _extra_spec(spec: str, env: fields.BindEnv) -> FieldSpec:
-    try:
-        parts = parse_output("%" + spec)
-    except OutputFormatError as exc:  # a bad argument or width
-        raise ConfigError(f"extra field '{spec}': {exc.message}") from None
-    token = parts[0] if len(parts) == 1 else None
-    if not isinstance(token, FieldToken):
-        raise ConfigError(f"extra field '{spec}' is not a field name")
-    definition = fields.lookup(token.name)
-    assert definition is not None
-    try:
-        definition.bind(token.arg, env)  # validates the argument
-    except fields.ArgumentError as exc:
-        raise ConfigError(f"extra field '{spec}': {exc}") from None
-    return FieldSpec(
-        token.key,
-        definition.raw_getter(token.arg, env),
-        definition.gated,
-        optional=True,
-        inline=definition.inline_read(token.arg),
-    )
-
-
-def _factory(
-    rule: Rule, extras: list[FieldSpec], hostname: str, iso: bool, env: fields.BindEnv
-) -> AlertFactory:
-    parts: list[str | tuple[str, int | None]] = []
-    specs: dict[str, FieldSpec] = {}
-    for part in rule.output_parts or parse_output(rule.output):
-        if isinstance(part, str):
-            parts.append(part)
-            continue
-        definition = fields.lookup(part.name)
-        assert definition is not None  # checked by the loader
-        if part.key not in specs:
-            specs[part.key] = FieldSpec(
-                part.key,
-                definition.raw_getter(part.arg, env),
-                definition.gated,
-                inline=definition.inline_read(part.arg),
-            )
-        parts.append((part.key, part.width))
-    return AlertFactory(
-        rule.name,
-        rule.priority_name,
-        rule.tags,
-        parts,
-        list(specs.values()),
-        extras,
-        hostname=hostname,
-        iso_prefix=iso,
-    )
 
 
 def _raise_first(ruleset: RuleSet) -> None:

@@ -64,6 +64,7 @@ def build_engine(settings: EngineSettings) -> Engine:
         time_format_iso8601=settings.time_format_iso8601,
         geoip=geoip,
         code_cache=settings.code_cache,
+        falco_config=settings.falco_config,
     )
 
 

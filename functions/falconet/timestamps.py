@@ -96,7 +96,8 @@ def _cached(cache: dict[int, str], secs: int, render: Callable[[int], str]) -> s
 
 
 def format_iso8601_ns(ns: int) -> str:
-    """UTC `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, as Falco's JSON `time` and `evt.time.iso8601`."""
+    """UTC `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, as Falco's JSON `time` (the `evt.time.iso8601`
+    field ends in `+0000` instead)."""
     secs, nanos = divmod(ns, 1_000_000_000)
     head = _cached(_utc_cache, secs, lambda s: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)))
     return f"{head}.{nanos:09d}Z"

@@ -9,3 +9,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RESULTS:
         passed = sum(RESULTS.values())
         terminalreporter.write_line(f"falco conformance: {passed}/{len(CASES)} cases pass")
+    from tests.conformance import test_falco_044 as f044
+
+    if f044.RESULTS:
+        same = sum(f044.RESULTS.values())
+        terminalreporter.write_line(
+            f"falco 0.44 cases: {same}/{len(f044.CASES)} as Falco did, "
+            f"{len(f044.DELIBERATE)} deliberately different, {len(f044.NOT_YET)} not yet"
+        )

@@ -16,6 +16,7 @@ NUMERIC = sorted(f.name for f in fields.iter_fields() if f.type == "number")
 OPERATORS = (
     "=", "==", "!=", "<", "<=", ">", ">=", "contains", "icontains", "bcontains", "startswith",
     "bstartswith", "endswith", "glob", "iglob", "regex", "in", "intersects", "pmatch", "exists",
+    "startswith anyof", "= oneof", "!= allof", "regex anyof", "in oneof", "oneof in",
 )  # fmt: skip
 VALUES = (
     "x", "get", "pods", "system:masters", '""', "''", '"a b"', "*", "?", "[z-a]", "[!a-c]*",
@@ -24,13 +25,15 @@ VALUES = (
     "fuzz_list", "val(ka.user.name)", "val(ka.req.pod.containers.image)", "val(jevt.value[/a])",
     "val(evt.rawtime)", "val(evt.time)", "val(ka.response.code)", "val(ka.verb[0])",
     "tolower(ka.verb)", "b64(ka.user.name)", "basename(toupper(ka.uri))", "(get, 'a b', \"c\")",
+    "len(ka.user.groups)", 'join(",", ka.user.groups)', 'join("-", (ka.verb, "x", 1))',
+    'concat(ka.verb, "/", tolower(ka.uri))', 'concat("a", "b")', "join(ka.verb)", "len(evt.num)",
     "true", "null", "[", "]", ",", "=", "(", ")", "not", "and", "or",
 )  # fmt: skip
 ARGUMENTS = (
     "0", "1", "01", "abc", "9" * 20, "9" * 19, "/user/username", "/items/" + "1" * 30, "",
     '"quoted"', "'q'", "/a~1b/c~0d", "command", "/*",
 )  # fmt: skip
-TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "val")
+TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "val", "len")
 PRIORITIES = ("WARNING", "notice", "Emergency", "LOUD", "", "debug")
 NAMES = ("a", "b", "m", "fuzz_list", "R", "x y", "", "ka.verb", "m1")
 
@@ -99,6 +102,9 @@ def output_of(s: Stream) -> str:
         token = "%" + width + s.pick(FIELDS)
         if choice & 4:
             token += "[" + s.pick(ARGUMENTS) + "]"
+        if choice & 8:  # a transformer token: printed, not an output field
+            token = "%" + width + s.pick(("len", "tolower", "join")) + "(" + token[1 + len(width) :]
+            token += ")" if not token.startswith(f"%{width}join") else ""
         parts.append(s.pick(("x=", " ", "%", "(", "é", "")) + token)
     return "".join(parts)
 

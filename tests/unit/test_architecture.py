@@ -48,9 +48,13 @@ ROOMS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         ("falconet.suppress.policy",),
         BASE | {"fields", "rules", "correlation rules"},
     ),
+    # What an alert prints and gives: rule outputs, extra fields, falco.yaml's append_output.
+    "outputs": (("falconet.outputs",), BASE | {"fields", "rules", "alerts"}),
     "engine": (
         ("falconet.engine",),
-        BASE | {"fields", "codegen", "rules", "alerts", "correlation rules", "suppression rules"},
+        BASE
+        | {"fields", "codegen", "rules", "alerts", "outputs", "correlation rules"}
+        | {"suppression rules"},
     ),
     "secrets": (("falconet.secrets",), BASE),
     "oidc": (("falconet.oidc",), BASE),  # Pub/Sub push tokens checked

@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from falconet import errors as errs
-from falconet import fields
 from falconet.correlate.model import (
     DEFAULT_PRIORITY,
     LEVELS,
@@ -37,7 +36,7 @@ from falconet.correlate.model import (
 from falconet.rules.diagnostics import Diagnostic, located
 from falconet.rules.documents import MAPPING, SCALAR, SEQUENCE, Doc
 from falconet.rules.model import Position
-from falconet.rules.output import FieldToken, OutputFormatError, parse_output
+from falconet.rules.output import field_problem
 
 _KNOWN_TOP = {
     "title",
@@ -557,26 +556,6 @@ class _Reader:
         problem = field_problem(source)
         if problem:
             raise self.error(f"{problem} (in the matches of '{rule}')", where, draft)
-
-
-def field_problem(spec: str) -> str | None:
-    """Why `spec` (a field name with its argument, e.g. `ka.req.pod.containers.image[0]`) is not
-    a field a correlation can read, or None."""
-    try:
-        parts = parse_output("%" + spec)
-    except OutputFormatError as exc:
-        return f"field '{spec}': {exc.message}"
-    token = parts[0] if len(parts) == 1 else None
-    if not isinstance(token, FieldToken) or token.width is not None:
-        return f"'{spec}' is not a field name (see `falconet fields`)"
-    definition = fields.lookup(token.name)
-    if definition is None:
-        return f"unknown field '{spec}' (see `falconet fields`)"
-    try:
-        definition.bind(token.arg, fields.EMPTY_ENV)
-    except fields.ArgumentError as exc:
-        return f"field '{spec}': {exc}"
-    return None
 
 
 def _where(position: Position | None) -> str:

@@ -25,6 +25,7 @@ from falconet.fields import evt  # noqa: F401
 from falconet.fields import extensions  # noqa: F401
 
 # isort: on
+from falconet.fields.evt import TIME_TEXT_FIELDS
 from falconet.fields.registry import (
     ARG_INDEX,
     ARG_KEY,
@@ -34,6 +35,7 @@ from falconet.fields.registry import (
     ArgumentError,
     BindEnv,
     Event,
+    EventCounter,
     FieldDef,
     Getter,
     InlineRead,
@@ -56,6 +58,8 @@ __all__ = [
     "ArgumentError",
     "BindEnv",
     "Event",
+    "EventCounter",
+    "TIME_TEXT_FIELDS",
     "FieldDef",
     "Getter",
     "InlineRead",

@@ -195,19 +195,38 @@ class _Frozen:
         raise AttributeError(f"cannot delete field '{name}': {type(self).__name__} is frozen")
 
 
-class BindEnv(_Frozen):
-    """What some extension fields need besides the event: set once per engine.
+class EventCounter:
+    """The number of the event being evaluated among those one engine evaluated (1 for the
+    first): Falco's `evt.num`, which numbers the events of a run. The engine counts, the
+    `evt.num` getter reads."""
 
-    `geoip` is a `falconet.geoip.GeoIP` (typed loosely so this module stays import-light).
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class BindEnv(_Frozen):
+    """What some fields need besides the event: set once per engine.
+
+    `geoip` is a `falconet.geoip.GeoIP` (typed loosely so this module stays import-light);
+    `counter` the engine's `EventCounter` (for `evt.num`); `hostname` the alerts' host name
+    (for `evt.hostname`).
     """
 
-    __slots__ = ("geoip",)
+    __slots__ = ("counter", "geoip", "hostname")
     _FIELDS = __slots__
 
+    counter: EventCounter | None
     geoip: Any
+    hostname: str | None
 
-    def __init__(self, geoip: Any = None) -> None:
+    def __init__(
+        self, geoip: Any = None, counter: EventCounter | None = None, hostname: str | None = None
+    ) -> None:
         _set(self, "geoip", geoip)
+        _set(self, "counter", counter)
+        _set(self, "hostname", hostname)
 
 
 EMPTY_ENV: Final = BindEnv()

@@ -153,15 +153,16 @@ class Field(Node):
 
 
 class Transformer(Node):
-    """`tolower(x)`, `toupper(x)`, `b64(x)`, `basename(x)`, or `val(field)` on the right side."""
+    """`tolower(x)`, `toupper(x)`, `b64(x)`, `basename(x)`, `len(x)`, or `val(field)` on the
+    right side: one operand, transformed."""
 
     __slots__ = ("child", "name")
     __match_args__ = ("pos", "name", "child")
 
     name: str
-    child: Field | Transformer
+    child: Field | Transformer | Call
 
-    def __init__(self, pos: int, name: str, child: Field | Transformer) -> None:
+    def __init__(self, pos: int, name: str, child: Field | Transformer | Call) -> None:
         _set(self, "pos", pos)
         _set(self, "name", name)
         _set(self, "child", child)
@@ -173,6 +174,52 @@ class Transformer(Node):
 
     def __hash__(self) -> int:
         return hash((self.pos, self.name, self.child))
+
+
+class Call(Node):
+    """A transformer of several arguments (libs 0.25): `join(sep, list)`, `concat(a, b, ...)`.
+    An argument is an operand, a literal (`Value`: a quoted string or a number) or, for join's
+    list, an `ArgList` of those."""
+
+    __slots__ = ("args", "name")
+    __match_args__ = ("pos", "name", "args")
+
+    name: str
+    args: tuple[Arg, ...]
+
+    def __init__(self, pos: int, name: str, args: tuple[Arg, ...]) -> None:
+        _set(self, "pos", pos)
+        _set(self, "name", name)
+        _set(self, "args", args)
+
+    def __eq__(self, other: Any) -> bool:
+        if other.__class__ is self.__class__:
+            return (self.pos, self.name, self.args) == (other.pos, other.name, other.args)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.pos, self.name, self.args))
+
+
+class ArgList(Node):
+    """`(a, "b", tolower(c))`: a list given to a transformer (join's second argument)."""
+
+    __slots__ = ("items",)
+    __match_args__ = ("pos", "items")
+
+    items: tuple[Arg, ...]
+
+    def __init__(self, pos: int, items: tuple[Arg, ...]) -> None:
+        _set(self, "pos", pos)
+        _set(self, "items", items)
+
+    def __eq__(self, other: Any) -> bool:
+        if other.__class__ is self.__class__:
+            return (self.pos, self.items) == (other.pos, other.items)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.pos, self.items))
 
 
 class Value(Node):
@@ -217,10 +264,10 @@ class UnaryCheck(Node):
     __slots__ = ("left", "op")
     __match_args__ = ("pos", "left", "op")
 
-    left: Field | Transformer
+    left: Field | Transformer | Call
     op: str  # "exists"
 
-    def __init__(self, pos: int, left: Field | Transformer, op: str) -> None:
+    def __init__(self, pos: int, left: Field | Transformer | Call, op: str) -> None:
         _set(self, "pos", pos)
         _set(self, "left", left)
         _set(self, "op", op)
@@ -238,12 +285,16 @@ class BinaryCheck(Node):
     __slots__ = ("left", "op", "right")
     __match_args__ = ("pos", "left", "op", "right")
 
-    left: Field | Transformer
-    op: str
-    right: Value | ListValue | Transformer
+    left: Field | Transformer | Call
+    op: str  # with Falco 0.44's list modifier when there is one: "startswith anyof"
+    right: Value | ListValue | Transformer | Call
 
     def __init__(
-        self, pos: int, left: Field | Transformer, op: str, right: Value | ListValue | Transformer
+        self,
+        pos: int,
+        left: Field | Transformer | Call,
+        op: str,
+        right: Value | ListValue | Transformer | Call,
     ) -> None:
         _set(self, "pos", pos)
         _set(self, "left", left)
@@ -285,12 +336,41 @@ class Constant(Node):
         return hash((self.pos, self.value))
 
 
-Operand = Field | Transformer
+Operand = Field | Transformer | Call
+Arg = Field | Transformer | Call | Value | ArgList
 Expr = And | Or | Not | Identifier | UnaryCheck | BinaryCheck | Constant
 
 
+def operand_fields(node: Arg) -> tuple[Field, ...]:
+    """Every field an operand reads, in order (`concat(a.b, "-", tolower(c.d))` -> a.b, c.d)."""
+    if isinstance(node, Field):
+        return (node,)
+    if isinstance(node, Transformer):
+        return operand_fields(node.child)
+    if isinstance(node, Call):
+        return tuple(f for a in node.args for f in operand_fields(a))
+    if isinstance(node, ArgList):
+        return tuple(f for a in node.items for f in operand_fields(a))
+    return ()
+
+
 def base_field(node: Operand) -> Field:
-    """The field under an operand's transformers (`tolower(ka.user.name)` -> `ka.user.name`)."""
-    while isinstance(node, Transformer):
-        node = node.child
-    return node
+    """The (first) field under an operand's transformers (`tolower(ka.user.name)` ->
+    `ka.user.name`). The checker rejects an operand that reads no field."""
+    found = operand_fields(node)
+    if not found:
+        raise ValueError("the operand reads no field")
+    return found[0]
+
+
+def operand_text(node: Arg) -> str:
+    """An operand as condition text: `ka.uri.param[x]`, `len(ka.user.groups)`, `join(",", f)`."""
+    if isinstance(node, Transformer):
+        return f"{node.name}({operand_text(node.child)})"
+    if isinstance(node, Call):
+        return f"{node.name}(" + ", ".join(operand_text(a) for a in node.args) + ")"
+    if isinstance(node, ArgList):
+        return "(" + ", ".join(operand_text(a) for a in node.items) + ")"
+    if isinstance(node, Value):
+        return '"' + node.text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return node.name if node.arg is None else f"{node.name}[{node.arg}]"

@@ -12,8 +12,11 @@ from typing import Any
 
 from falconet import errors as errs
 from falconet import fields
+from falconet.rules import ast
 from falconet.rules.diagnostics import located
+from falconet.rules.lexer import MODIFIER_OPS, MODIFIERS
 from falconet.rules.model import SOURCE, Position
+from falconet.rules.parser import ParseError, parse_operand
 from falconet.rules.reader import YamlNode
 
 # How a reader reports a warning: (message, place, kind=..., item=...).
@@ -39,6 +42,23 @@ _EXCEPTION_OPS = {
     "regex",
     "exists",
 }
+
+
+def _modified(comp: str) -> bool:
+    """Whether `comp` is an operator with Falco 0.44's list modifier: `startswith anyof`."""
+    words = comp.split()
+    return len(words) == 2 and words[0] in MODIFIER_OPS and words[1] in MODIFIERS
+
+
+def _known_operand(text: str) -> bool:
+    """Whether an exception field is a known field, or a transformer over one
+    (`toupper(ka.user.name)`, as Falco 0.44 accepts); the checker checks the rest."""
+    try:
+        operand, end = parse_operand(text)
+    except ParseError:
+        return False
+    found = ast.operand_fields(operand)
+    return end == len(text) and bool(found) and all(fields.lookup(f.name) for f in found)
 
 
 class ExceptionItem:
@@ -122,17 +142,17 @@ def _read_exception(
     else:
         ex_fields = fields_node.scalar("exception field")
         comps = ex["comps"].scalar("comp") if "comps" in ex else "in"
-        if comps not in ("in", "pmatch", "intersects"):
+        if comps not in ("in", "pmatch", "intersects") and not _modified(comps):
             raise located(
                 f"exception '{ex_name}': when fields is a single value, comps "
-                "must be one of (in, pmatch, intersects)",
+                "must be one of (in, pmatch, intersects), or an operator with a list "
+                "modifier (e.g. 'startswith anyof')",
                 entry.position,
                 kind="rule",
                 item=name,
             )
     for comp in comps if isinstance(comps, list) else [comps]:
-        base = comp.split()[0] if comp.split() else comp
-        if base not in _EXCEPTION_OPS:
+        if comp not in _EXCEPTION_OPS and not _modified(comp):
             raise located(
                 f"exception '{ex_name}': '{comp}' is not a supported comparison operator",
                 entry.position,
@@ -141,7 +161,7 @@ def _read_exception(
             )
     if source == SOURCE:
         for f in ex_fields if isinstance(ex_fields, list) else [ex_fields]:
-            if fields.lookup(f) is None:
+            if not _known_operand(f):
                 raise located(
                     f"exception '{ex_name}': '{f}' is not a supported filter field",
                     entry.position,

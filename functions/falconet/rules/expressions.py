@@ -28,7 +28,7 @@ from falconet.rules.operators import (
     pmatch_matcher,
     regex_matcher,
 )
-from falconet.rules.reference import ReferenceEvaluator
+from falconet.rules.reference import ReferenceEvaluator, operand_shape, transform
 
 
 class Module(Protocol):
@@ -49,9 +49,9 @@ def field_uses(node: ast.Expr) -> dict[tuple[str, str | None], int]:
     """How many times each (field, argument) is read by a condition."""
     uses: dict[tuple[str, str | None], int] = {}
 
-    def operand(n: ast.Field | ast.Transformer) -> None:
-        f = ast.base_field(n)
-        uses[(f.name, f.arg)] = uses.get((f.name, f.arg), 0) + 1
+    def operand(n: ast.Operand) -> None:
+        for f in ast.operand_fields(n):
+            uses[(f.name, f.arg)] = uses.get((f.name, f.arg), 0) + 1
 
     def walk(n: ast.Expr) -> None:
         if isinstance(n, ast.And | ast.Or):
@@ -61,7 +61,7 @@ def field_uses(node: ast.Expr) -> dict[tuple[str, str | None], int]:
             walk(n.child)
         elif isinstance(n, ast.UnaryCheck | ast.BinaryCheck):
             operand(n.left)
-            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
+            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer | ast.Call):
                 operand(n.right)
 
     walk(node)
@@ -136,14 +136,21 @@ class ExpressionGen:
         lower = self.module.const(_lower_or_empty, "h")
         return f"({local} if {local} is not U else ({local} := {lower}({self.field(node)})))"
 
-    def operand(self, node: ast.Field | ast.Transformer) -> str:
+    def operand(self, node: ast.Operand) -> str:
         if isinstance(node, ast.Field):
             return self.field(node)
+        if isinstance(node, ast.Call):  # join, concat: rare; the reference's reading, one call
+            ref = self.module.reference
+            read = self.module.const(lambda ev, ctx, n=node: ref.operand(n, ev, ctx), "r")
+            return f"{read}(ev, ctx)"
         inner = self.operand(node.child)
         if node.name == "val":
             return inner
-        fn = TRANSFORMS[node.name]
-        wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
+        if node.name in TRANSFORMS and not operand_shape(node.child)[0]:
+            fn = TRANSFORMS[node.name]  # a string transformer on a string: the common case
+            wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
+        else:  # len, a transformer on a list: the reference's meaning, one call
+            wrapped = self.module.const(lambda v, n=node: transform(n, v), "t")
         return f"{wrapped}({inner})"
 
     # -- conditions ----------------------------------------------------------------------------
@@ -228,13 +235,12 @@ class ExpressionGen:
 
     def check(self, node: ast.BinaryCheck) -> str:  # noqa: PLR0911
         right = node.right
-        if isinstance(right, ast.Transformer):
-            return self._reference_check(node)  # field-to-field comparisons are rare
+        if isinstance(right, ast.Transformer | ast.Call) or " " in node.op:
+            # field-to-field comparisons and list modifiers (`startswith anyof`) are rare
+            return self._reference_check(node)
         values = right.values if isinstance(right, ast.ListValue) else (right.text,)
-        definition = fields.lookup(ast.base_field(node.left).name)
-        assert definition is not None
-        is_list = definition.is_list and isinstance(node.left, ast.Field)
-        number = definition.type == "number" and isinstance(node.left, ast.Field)
+        is_list, type_ = operand_shape(node.left)
+        number = type_ == "number"
         if number:
             values = tuple(int(v, 0) for v in values)  # type: ignore[misc]
         a = self.operand(node.left)
@@ -316,7 +322,9 @@ def _single_field(node: ast.Expr) -> ast.Field | None:
             left = n.left
             if not isinstance(left, ast.Field):
                 return None
-            if isinstance(n, ast.BinaryCheck) and isinstance(n.right, ast.Transformer):
+            if isinstance(n, ast.BinaryCheck) and (  # checked by the reference
+                isinstance(n.right, ast.Transformer | ast.Call) or " " in n.op
+            ):
                 return None
             if found is None:
                 definition = fields.lookup(left.name)

@@ -28,7 +28,7 @@ _KEY_FIELDS = {
 _EQUALITY = ("=", "==", "in", "intersects")
 
 
-def key_of(node: ast.Field | ast.Transformer) -> str | None:
+def key_of(node: ast.Operand) -> str | None:
     if isinstance(node, ast.Field):
         return _KEY_FIELDS.get((node.name, node.arg))
     return None

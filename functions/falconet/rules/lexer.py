@@ -37,7 +37,15 @@ STR_OPS = (
 )
 WORD_OPS = frozenset(op for op in STR_OPS if op.isalpha())
 LIST_OPS = ("intersects", "in", "pmatch")
-TRANSFORMERS = ("tolower", "toupper", "b64", "basename")
+TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len", "join", "concat")
+CALLS = frozenset(("join", "concat"))  # transformers of several arguments (libs 0.25)
+# Falco 0.44's list modifiers of the string operators: `startswith anyof (a, b)` (libs 0.25).
+MODIFIERS = ("oneof", "anyof", "allof")
+MODIFIER_OPS = frozenset(
+    ("=", "==", "!=", "contains", "icontains", "bcontains", "startswith", "bstartswith")
+    + ("endswith", "glob", "iglob", "regex")
+)
+MODIFIER = re.compile(r"(oneof|anyof|allof)(?=[ \t\b\r\n]*\()")
 # "Which operator is at the cursor" in one match: the operators in the order the parser tries
 # them (unary, numeric, string, list; the first alternative that matches wins, as in a loop), a
 # word operator only when a blank follows it. OPERATOR_KINDS gives the form of its value.

@@ -20,7 +20,7 @@ from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
 
-_CACHE_FORMAT = b"falconet rules load cache 2\0"
+_CACHE_FORMAT = b"falconet rules load cache 3\0"
 # The code that decides what `load_rules` returns is part of the key, so a cache written by other
 # code is never read (as the compiler keys its code cache on the source it generates): every module
 # of the rooms the loader lives in, found on disk (a module split, moved or added there changes the
@@ -32,6 +32,7 @@ _KEY_ROOMS = ("rules", "fields")
 _KEY_BASE = ("__init__.py", "context.py", "errors.py", "timestamps.py")
 # Tree node tags in the cached form: (tag, pos, fields...), children encoded the same way.
 _AND, _OR, _NOT, _IDENT, _FIELD, _TRANSFORMER, _VALUE, _LIST, _UNARY, _BINARY, _CONST = range(11)
+_CALL, _ARGLIST = 11, 12
 
 
 def key_modules(package: Path = PACKAGE_DIR) -> list[Path]:
@@ -218,6 +219,10 @@ def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:
         out = (_FIELD, node.pos, node.name, node.arg)
     elif isinstance(node, ast.Transformer):
         out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo))
+    elif isinstance(node, ast.Call):
+        out = (_CALL, node.pos, node.name, tuple(_encode_tree(a, memo) for a in node.args))
+    elif isinstance(node, ast.ArgList):
+        out = (_ARGLIST, node.pos, tuple(_encode_tree(a, memo) for a in node.items))
     elif isinstance(node, ast.Value):
         out = (_VALUE, node.pos, node.text)
     elif isinstance(node, ast.ListValue):
@@ -254,6 +259,10 @@ def _decode_tree(data: Any, memo: dict[int, Any]) -> Any:
         node = ast.Field(data[1], data[2], data[3])
     elif tag == _TRANSFORMER:
         node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo))
+    elif tag == _CALL:
+        node = ast.Call(data[1], data[2], tuple(_decode_tree(a, memo) for a in data[3]))
+    elif tag == _ARGLIST:
+        node = ast.ArgList(data[1], tuple(_decode_tree(a, memo) for a in data[2]))
     elif tag == _VALUE:
         node = ast.Value(data[1], data[2])
     elif tag == _LIST:

@@ -251,6 +251,11 @@ def b64(value: str) -> str | None:
         return None
 
 
+def utf8_len(value: str) -> int:
+    """The bytes of a value before its first NUL (libsinsp's `len` of a string: strnlen)."""
+    return len(value.split("\0", 1)[0].encode("utf-8", "surrogatepass"))
+
+
 def basename(value: str) -> str:
     return value.rsplit("/", 1)[-1]
 

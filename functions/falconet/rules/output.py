@@ -14,9 +14,14 @@ from dataclasses import dataclass
 
 from falconet import errors as errs
 from falconet import fields
+from falconet.rules import ast
+from falconet.rules.checker import check_fields
+from falconet.rules.lexer import TRANSFORMERS
 from falconet.rules.limits import MAX_OUTPUT_WIDTH
+from falconet.rules.parser import ParseError, parse_operand
 
 _TOKEN = re.compile(r"([0-9]*)([a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+)")
+_TRANSFORMER = re.compile(r"([0-9]*)((?:" + "|".join(TRANSFORMERS) + r")\()")
 
 
 class OutputFormatError(ValueError):
@@ -41,10 +46,15 @@ class FieldToken:
     name: str
     arg: str | None
     width: int | None  # %20ka.user.name
+    # `%len(ka.req.pod.containers.image)`: the transformer text (name and arg are its field's).
+    # Falco prints its value in the output line and leaves it out of `output_fields`.
+    expr: str | None = None
 
     @property
     def key(self) -> str:
         """The `output_fields` key Falco uses: the field with its argument."""
+        if self.expr is not None:
+            return self.expr
         if self.arg is None:
             return self.name
         if self.arg == "" or any(c in self.arg for c in " \"=\\'") or not self.arg.isprintable():
@@ -69,6 +79,14 @@ def parse_output(text: str) -> list[Part]:
             i += 1
             continue
         m = _TOKEN.match(text, i + 1)
+        if m is None and (t := _TRANSFORMER.match(text, i + 1)) is not None:
+            token, end = _transformer_token(text, t.start(2), t.group(1), i)
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(token)
+            i = end
+            continue
         if m is None:
             raise OutputFormatError("'%' is not followed by a field name", i)
         width = _width(m.group(1), i)
@@ -129,3 +147,40 @@ def _longest_known(name: str, start: int) -> tuple[str | None, int]:
         if cut <= 0 or "." not in candidate[:cut]:
             return None, start
         candidate = candidate[:cut]
+
+
+def _transformer_token(text: str, start: int, digits: str, offset: int) -> tuple[FieldToken, int]:
+    """`%len(ka.user.groups)` (a transformer at `start`, `%` at `offset`): its token and end.
+    The field is checked as a condition's is (known, argument, a transformer it takes)."""
+    width = _width(digits, offset)
+    try:
+        operand, end = parse_operand(text, start)
+    except ParseError as exc:
+        raise OutputFormatError(exc.message, exc.offset, cls=errs.RuleSyntaxError) from None
+    problem = check_fields(ast.UnaryCheck(start, operand, "exists"))
+    if problem is not None:
+        message, _node, cls, token = problem
+        raise OutputFormatError(f"{message} (in output)", offset, token, cls)
+    field = ast.base_field(operand)
+    return FieldToken(field.name, field.arg, width, text[start:end]), end
+
+
+def field_problem(spec: str) -> str | None:
+    """Why `spec` (a field name with its argument, e.g. `ka.req.pod.containers.image[0]`) is not
+    a field that configuration may name (a correlation's group-by, an `extra_fields` entry), or
+    None."""
+    try:
+        parts = parse_output("%" + spec)
+    except OutputFormatError as exc:
+        return f"field '{spec}': {exc.message}"
+    token = parts[0] if len(parts) == 1 else None
+    if not isinstance(token, FieldToken) or token.width is not None or token.expr is not None:
+        return f"'{spec}' is not a field name (see `falconet fields`)"
+    definition = fields.lookup(token.name)
+    if definition is None:
+        return f"unknown field '{spec}' (see `falconet fields`)"
+    try:
+        definition.bind(token.arg, fields.EMPTY_ENV)
+    except fields.ArgumentError as exc:
+        return f"field '{spec}': {exc}"
+    return None

@@ -11,10 +11,13 @@ Grammar (libsinsp `filter/parser.cpp`; blanks are space, \\t, \\b, \\r, \\n)::
                  | Operand Condition
                  | Identifier                                       -- a macro reference
     Operand     := FieldName [ "[" ( Quoted | ArgBare ) "]" ]
-                 | Transformer "(" Operand ")"             -- tolower, toupper, b64, basename
+                 | Transformer "(" Operand ")"   -- tolower, toupper, b64, basename, len
+                 | ( "join" | "concat" ) "(" CallArg ( "," CallArg )* ")"
+    CallArg     := Number | Quoted | "(" [ CallArg ( "," CallArg )* ] ")" | Operand
     Condition   := "exists"
                  | NumOp ( Number | RightOperand )              -- <= < >= >
                  | StrOp ( RightOperand | Quoted | BareStr )    -- == = != glob contains ...
+                 | StrOp Modifier List         -- Falco 0.44: oneof, anyof, allof
                  | ListOp ( List | RightOperand | Identifier )  -- intersects in pmatch
     RightOperand:= "val(" FieldName [ "[" ... "]" ] ")" | Transformer "(" Operand ")"
     List        := "(" [ Value ( "," Value )* ] ")"                  -- "(a,)" is rejected
@@ -40,10 +43,13 @@ from falconet.rules import ast
 from falconet.rules.lexer import (
     BARE_STRING,
     BLANKS,
+    CALLS,
     FIELD_ARG_BARE,
     FIELD_NAME,
     IDENTIFIER,
     LIST_OPS,
+    MODIFIER,
+    MODIFIER_OPS,
     NOT_BLANK,
     NUM_OPS,
     NUMBER,
@@ -80,6 +86,22 @@ def parse_condition(text: str, *, max_depth: int = MAX_DEPTH) -> ast.Expr:
         return _Parser(text, max_depth).parse()
     except RecursionError:  # Python's own stack limit can come before Falco's depth limit
         raise ParseError(f"exceeded max depth limit of {max_depth}", 0) from None
+
+
+def parse_operand(text: str, start: int = 0) -> tuple[ast.Operand, int]:
+    """Parse one operand (a field, or a transformer over one) at `start`: the exception
+    `fields` and the `%len(...)` tokens of outputs. Returns it and the offset after it.
+    Raises ParseError."""
+    parser = _Parser(text, MAX_DEPTH)
+    parser.pos = start
+    try:
+        if (name := parser.regex(FIELD_NAME)) is not None:
+            return parser.parse_field_remainder(name, start), parser.pos
+        if (transformer := parser.transformer_open()) is not None:
+            return parser.parse_transformer_remainder(transformer, start), parser.pos
+    except RecursionError:
+        raise ParseError(f"exceeded max depth limit of {MAX_DEPTH}", start) from None
+    raise ParseError("expected a field or a transformer", start)
 
 
 class _Parser:
@@ -261,11 +283,15 @@ class _Parser:
                 raise self.error("expected a ']' token")
         return ast.Field(pos, name, arg)
 
-    def parse_transformer_remainder(self, name: str, pos: int) -> ast.Transformer:
+    def parse_transformer_remainder(self, name: str, pos: int) -> ast.Transformer | ast.Call:
         self.enter()
         self.blank()
+        if name in CALLS:
+            call = ast.Call(pos, name, self.parse_call_args())
+            self.depth -= 1
+            return call
         arg_pos = self.pos
-        child: ast.Field | ast.Transformer
+        child: ast.Field | ast.Transformer | ast.Call
         if (inner := self.transformer_open()) is not None:
             child = self.parse_transformer_remainder(inner, arg_pos)
         elif (field := self.regex(FIELD_NAME)) is not None:
@@ -281,6 +307,49 @@ class _Parser:
         self.depth -= 1
         return ast.Transformer(pos, name, child)
 
+    def parse_call_args(self) -> tuple[ast.Arg, ...]:
+        """`join(sep, list)` / `concat(a, b, ...)` after the "(": arguments to the ")". An
+        argument is a number, a quoted string, a "(" list, a transformer or a field."""
+        args = [self.parse_call_arg(allow_list=True)]
+        self.blank()
+        while self.literal(","):
+            self.blank()
+            args.append(self.parse_call_arg(allow_list=True))
+            self.blank()
+        if not self.literal(")"):
+            raise self.error("expected a ')' token closing the transformer")
+        return tuple(args)
+
+    def parse_call_arg(self, *, allow_list: bool) -> ast.Arg:
+        pos = self.pos
+        if (number := self.regex(NUMBER)) is not None:
+            return ast.Value(pos, number)
+        if (text := self.quoted()) is not None:
+            return ast.Value(pos, text)
+        if allow_list and self.literal("("):
+            self.enter()
+            self.blank()
+            items: list[ast.Arg] = []
+            if not self.literal(")"):
+                items.append(self.parse_call_arg(allow_list=False))
+                self.blank()
+                while self.literal(","):
+                    self.blank()
+                    items.append(self.parse_call_arg(allow_list=False))
+                    self.blank()
+                if not self.literal(")"):
+                    raise self.error("expected a ')' token closing the list")
+            self.depth -= 1
+            return ast.ArgList(pos, tuple(items))
+        if (inner := self.transformer_open()) is not None:
+            return self.parse_transformer_remainder(inner, pos)
+        if (field := self.regex(FIELD_NAME)) is not None:
+            return self.parse_field_remainder(field, pos)
+        raise self.error(
+            "expected a transformer argument: a field, a transformer, a quoted string, "
+            "a number" + (" or a list" if allow_list else "")
+        )
+
     def parse_condition(self, left: ast.Operand, pos: int) -> ast.Expr:
         self.blank()
         op = self.regex(OPERATOR)
@@ -293,10 +362,17 @@ class _Parser:
         if kind == "num":
             return ast.BinaryCheck(pos, left, op, self.parse_num_value())
         if kind == "str":
+            if op in MODIFIER_OPS:
+                self.blank()
+                if (modifier := self.regex(MODIFIER)) is not None:  # `startswith anyof (a, b)`
+                    self.blank()
+                    values = self.parse_list_value()
+                    assert isinstance(values, ast.ListValue)  # the lookahead saw its "("
+                    return ast.BinaryCheck(pos, left, f"{op} {modifier}", values)
             return ast.BinaryCheck(pos, left, op, self.parse_str_value())
         return ast.BinaryCheck(pos, left, op, self.parse_list_value())
 
-    def parse_right_operand(self) -> ast.Transformer | None:
+    def parse_right_operand(self) -> ast.Transformer | ast.Call | None:
         self.blank()
         pos = self.pos
         if not self.text.startswith(_RIGHT_OPENS, pos):  # a value, as most right sides are
@@ -316,7 +392,7 @@ class _Parser:
             return self.parse_transformer_remainder(name, pos)
         return None
 
-    def parse_num_value(self) -> ast.Value | ast.Transformer:
+    def parse_num_value(self) -> ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         if (right := self.parse_right_operand()) is not None:
@@ -325,7 +401,9 @@ class _Parser:
             return ast.Value(pos, number)
         raise self.error("expected a number value or a field with a valid transformer")
 
-    def parse_str_value(self, *, allow_transformer: bool = True) -> ast.Value | ast.Transformer:
+    def parse_str_value(
+        self, *, allow_transformer: bool = True
+    ) -> ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         if allow_transformer and (right := self.parse_right_operand()) is not None:
@@ -339,7 +417,7 @@ class _Parser:
             raise self.error("expected a string value or a field with a valid transformer")
         raise self.error("expected a string value")
 
-    def parse_list_value(self) -> ast.ListValue | ast.Value | ast.Transformer:
+    def parse_list_value(self) -> ast.ListValue | ast.Value | ast.Transformer | ast.Call:
         self.blank()
         pos = self.pos
         plain = PLAIN_LIST.match(self.text, pos)

@@ -80,7 +80,7 @@ class _Keys:
         self._memo[id(node)] = (node, key)
         return key
 
-    def _make(self, node: ast.Node) -> Key:
+    def _make(self, node: ast.Node) -> Key:  # noqa: PLR0911 - one return per node class
         if isinstance(node, ast.And | ast.Or):
             return (type(node).__name__, tuple(self.of(c) for c in node.children))
         if isinstance(node, ast.Not):
@@ -89,6 +89,10 @@ class _Keys:
             return ("Field", node.name, node.arg)
         if isinstance(node, ast.Transformer):
             return ("Transformer", node.name, self.of(node.child))
+        if isinstance(node, ast.Call):
+            return ("Call", node.name, tuple(self.of(a) for a in node.args))
+        if isinstance(node, ast.ArgList):
+            return ("ArgList", tuple(self.of(a) for a in node.items))
         if isinstance(node, ast.Value):
             return ("Value", node.text)
         if isinstance(node, ast.ListValue):

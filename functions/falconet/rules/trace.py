@@ -68,7 +68,7 @@ def render_check(node: ast.Expr) -> str:
         return f"{_operand(node.left)} {node.op}"
     if isinstance(node, ast.BinaryCheck):
         right = node.right
-        if isinstance(right, ast.Transformer):
+        if isinstance(right, ast.Transformer | ast.Call):
             text = _operand(right)
         elif isinstance(right, ast.ListValue):
             text = "(" + ", ".join(_literal(v) for v in right.values) + ")"
@@ -78,10 +78,7 @@ def render_check(node: ast.Expr) -> str:
     return repr(node)
 
 
-def _operand(node: ast.Field | ast.Transformer) -> str:
-    if isinstance(node, ast.Transformer):
-        return f"{node.name}({_operand(node.child)})"
-    return node.name if node.arg is None else f"{node.name}[{node.arg}]"
+_operand = ast.operand_text
 
 
 def _literal(text: str) -> str:
@@ -102,7 +99,7 @@ def _values(
     if not isinstance(node, ast.UnaryCheck | ast.BinaryCheck):
         return ""
     operands = [node.left]
-    if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer):
+    if isinstance(node, ast.BinaryCheck) and isinstance(node.right, ast.Transformer | ast.Call):
         operands.append(node.right)
     shown = ", ".join(f"{_operand(o)}: {_show(ev.operand(o, event, ctx))}" for o in operands)
     return f"   [{shown}]"

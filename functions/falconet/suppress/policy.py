@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from falconet import errors as errs
-from falconet.correlate.loader import field_problem
 from falconet.correlate.model import parse_timespan
 from falconet.rules.diagnostics import Diagnostic, located
 from falconet.rules.documents import SCALAR, Doc
 from falconet.rules.model import PRIORITIES, Position, parse_priority
+from falconet.rules.output import field_problem
 
 RULE = "rule"  # the pseudo-field: the alert's rule
 MAX_PERIOD_S = 31 * 86400
