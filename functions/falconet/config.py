@@ -42,6 +42,7 @@ RULE_MATCHING = "FALCONET_RULE_MATCHING"
 MIN_PRIORITY = "FALCONET_MIN_PRIORITY"
 EXTRA_FIELDS = "FALCONET_EXTRA_FIELDS"  # "none" (or set empty): Falco's output_fields exactly
 FALCO_CONFIG = "FALCONET_FALCO_CONFIG"  # a falco.yaml: its rules, append_output, static_fields
+FALCO_JSON = "FALCONET_FALCO_JSON"  # true: read event JSON exactly as Falco (decode/source.py)
 TIME_FORMAT_ISO8601 = "FALCONET_TIME_FORMAT_ISO8601"
 HOSTNAME = "FALCONET_HOSTNAME"
 FALCO_HOSTNAME = "FALCO_HOSTNAME"  # Falco's own name for it, also honoured
@@ -234,6 +235,7 @@ class DecodeSettings:
 
     body: InputLimits = DEFAULT_BODY_LIMITS
     object: InputLimits = DEFAULT_OBJECT_LIMITS
+    falco_json: bool = False  # every JSON text read as Falco's k8saudit plugin reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,9 +457,13 @@ class Settings:
     @cached_property
     def decode(self) -> DecodeSettings:
         """Raises ConfigError naming the variable."""
+        falco_json = self.get(FALCO_JSON).lower() or "false"
+        if falco_json not in _BOOLEANS:
+            raise ConfigError(f"{FALCO_JSON} must be true or false, got '{falco_json}'")
         return DecodeSettings(
             body=self._limits("body", DEFAULT_BODY_LIMITS),
             object=self._limits("object", DEFAULT_OBJECT_LIMITS),
+            falco_json=falco_json in _TRUE,
         )
 
     def _limits(self, kind: str, default: InputLimits) -> InputLimits:

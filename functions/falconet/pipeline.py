@@ -243,7 +243,8 @@ class Pipeline:
     `correlator` runs the engine's correlations (None: the engine has none, or they are off);
     `suppressor` its suppression policies (None: none, or off); `attributor` names the workload
     and person behind pods and workloads, `falconet.owner.*` (None: attribution is off); it sees
-    each event before the rules do.
+    each event before the rules do. `falco_json`: read every JSON text exactly as Falco's
+    k8saudit plugin does (`decode(falco_json=True)`; slower, docs/inputs.md).
     """
 
     def __init__(
@@ -258,8 +259,10 @@ class Pipeline:
         correlator: Correlator | None = None,
         suppressor: Suppressor | None = None,
         attributor: Attributor | None = None,
+        falco_json: bool = False,
     ) -> None:
         self.engine = engine
+        self.falco_json = falco_json
         self.correlator = correlator
         self.suppressor = suppressor
         self.attributor = attributor
@@ -375,7 +378,14 @@ class Pipeline:
         stats = DecodeStats()
         name = name or context.origin or "<input>"
         limits = limits or self.body_limits
-        events = decode(data, stats=stats, context=context, name=name, limits=limits)
+        events = decode(
+            data,
+            stats=stats,
+            context=context,
+            name=name,
+            limits=limits,
+            falco_json=self.falco_json,
+        )
         return self._process(events, stats, context, started, deadline)
 
     def _process(

@@ -86,6 +86,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         correlator=build_correlator(engine, state, store),
         suppressor=Suppressor.for_engine(engine, store) if suppress and store is not None else None,
         attributor=build_attributor(engine, state, store),
+        falco_json=settings.decode.falco_json,
     )
 
 
