@@ -197,6 +197,29 @@ def _build_parser() -> argparse.ArgumentParser:
         help="objects, bytes and events done, rate and ETA on stderr (default: when stderr "
         "is a terminal)",
     )
+    backtest = scan.add_argument_group("archive-scale backtests on Lambda (docs/backtest.md)")
+    backtest.add_argument(
+        "--fan-out",
+        metavar="QUEUE_URL",
+        help="do not scan here: send one S3 event per object under the s3:// INPUTs (or an S3 "
+        "Inventory manifest.json) to the deployment's backtest queue",
+    )
+    backtest.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="the fan-out run's id (default: generated); re-using one skips objects it did",
+    )
+    backtest.add_argument(
+        "--follow",
+        metavar="ID",
+        help="show a fan-out run's progress (with --state-table) until every object is done "
+        "or failed; exit 1 naming the failed objects",
+    )
+    scan.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write a self-contained HTML report of the scan (pip install 'falconet[report]')",
+    )
     scan.add_argument(
         "inputs",
         nargs="*",
@@ -335,6 +358,12 @@ def _would_wait_on_terminal(args: argparse.Namespace) -> bool:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    if args.fan_out or args.follow:
+        return _backtest(args)
+    return _scan_here(args)
+
+
+def _scan_here(args: argparse.Namespace) -> int:
     if _would_wait_on_terminal(args):
         return EXIT_USAGE
     from falconet.attribution import ATTRIBUTED, FLUSH_RECORDS, QUIET_VERBS
@@ -419,6 +448,67 @@ def _scan(args: argparse.Namespace) -> int:
     _summary(stats, printer.by_rule, time.perf_counter() - started, outside)
     if args.fail_on is not None and printer.worst <= args.fail_on:
         return EXIT_ALERTS
+    return EXIT_OK
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    """`scan --fan-out` and `scan --follow`: see falconet/fanout.py."""
+    from falconet import fanout
+    from falconet.state.dynamodb import DynamoDBStore
+    from falconet.state.runs import RunProgress
+
+    runs = RunProgress(DynamoDBStore(args.state_table)) if args.state_table else None
+    if args.follow:
+        if runs is None:
+            print("falconet scan: error: --follow needs --state-table", file=sys.stderr)
+            return EXIT_USAGE
+        status = fanout.follow(runs, fanout.check_run_id(args.follow))
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps(status.to_dict()) + b"\n")
+        for url, error in sorted(status.failures.items()):
+            print(f"falconet: failed: {url}: {error}", file=sys.stderr)
+        if status.failed:
+            shown = len(status.failures)
+            more = f" ({status.failed - shown} more not named)" if status.failed > shown else ""
+            print(f"falconet: {status.failed} object(s) failed{more}", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
+    if not args.inputs:
+        print("falconet scan: error: --fan-out needs s3:// INPUTs", file=sys.stderr)
+        return EXIT_USAGE
+    run_id = fanout.check_run_id(args.run_id or fanout.new_run_id())
+    tally = fanout.fan_out(
+        args.fan_out,
+        args.inputs,
+        run_id=run_id,
+        progress=runs,
+        since=None if args.since is None else args.since / 1e9,
+        until=None if args.until is None else args.until / 1e9,
+    )
+    print(
+        f"falconet: run {run_id}: {tally.listed} objects listed, {tally.outside} outside "
+        f"--since/--until, {tally.already} already done, {tally.sent} queued",
+        file=sys.stderr,
+    )
+    if runs is not None:
+        print(
+            f"falconet: follow it with: falconet scan --follow {run_id} --state-table "
+            f"{args.state_table}",
+            file=sys.stderr,
+        )
+    if args.json:
+        sys.stdout.buffer.write(
+            orjson.dumps(
+                {
+                    "run_id": run_id,
+                    "listed": tally.listed,
+                    "outside": tally.outside,
+                    "already": tally.already,
+                    "queued": tally.sent,
+                }
+            )
+            + b"\n"
+        )
     return EXIT_OK
 
 
