@@ -264,3 +264,35 @@ def test_the_window_selects_objects_by_key_date(
     assert "51 objects listed, 50 outside --since/--until, 0 already done, 1 queued" in (
         capsys.readouterr().err
     )
+
+
+def test_an_inventory_manifest_names_the_objects(
+    aws: Aws,
+    backtest: dict[str, str],
+    receive_all: Callable[..., list[dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An S3 Inventory report (CSV) instead of a listing: its manifest.json names gzip CSV files
+    of Bucket,Key,Size,LastModifiedDate rows (keys URL-encoded, as S3 writes them)."""
+    s3 = aws.client("s3")
+    bucket = backtest["bucket"]
+    rows = "".join(
+        f'"{bucket}","{PREFIX.replace("=", "%3D")}{n:02d}.json.gz","1","2026-03-11T10:00:00.000Z"\n'
+        for n in (3, 4, 5)
+    )
+    s3.put_object(Bucket=bucket, Key="inventory/data/a.csv.gz", Body=gzip.compress(rows.encode()))
+    manifest = {
+        "sourceBucket": bucket,
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+        "files": [{"key": "inventory/data/a.csv.gz", "size": 1, "MD5checksum": "x"}],
+    }
+    s3.put_object(Bucket=bucket, Key="inventory/manifest.json", Body=json.dumps(manifest))
+    assert fan_out(backtest, "run-4", "inventory/manifest.json") == 0
+    assert "3 objects listed, 0 outside --since/--until, 0 already done, 3 queued" in (
+        capsys.readouterr().err
+    )
+    drain(aws, backtest["queue"])
+    status = RunProgress(DynamoDBStore(backtest["table"])).status("run-4")
+    assert (status.total, status.done, status.failed) == (3, 3, 0)
+    assert len(alerts_in(aws, backtest["alerts"], receive_all)) == 3 * PER_OBJECT
