@@ -7,6 +7,9 @@
     falconet fields [--json]
     falconet rules [--rules PATH]... [--markdown]
     falconet explain [--rules PATH]... [--rule NAME --event FILE...]
+    falconet scan --fan-out QUEUE_URL [--run-id ID] --state-table T s3://BUCKET/PREFIX...
+    falconet scan --follow ID --state-table T
+    falconet report -o FILE [--run-id ID --state-table T] [ALERTS.jsonl]...
 
 `scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
 summary on stderr (events read, records rejected with their reason and position, alerts by rule).
@@ -255,6 +258,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="audit events to explain --rule on (any format scan reads; repeatable)",
     )
 
+    report = sub.add_parser(
+        "report",
+        help="write the HTML report of saved alerts (scan --json output) and of a fan-out run",
+    )
+    report.add_argument("-o", "--output", required=True, metavar="FILE", help="the page to write")
+    report.add_argument(
+        "--run-id", metavar="ID", help="a fan-out run's figures (with --state-table)"
+    )
+    report.add_argument("--state-table", metavar="TABLE", help="the state table of the run")
+    report.add_argument(
+        "alerts", nargs="*", metavar="ALERTS", help="JSON-lines files of Falco alerts ('-': stdin)"
+    )
+
     coverage = sub.add_parser(
         "coverage",
         help="which rules can fire on a sample of a cluster's logs, and what the logs lack",
@@ -283,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": _rules,
         "explain": _explain,
         "coverage": _coverage,
+        "report": _report,
     }
     args.settings = Settings.from_env()
     try:
@@ -445,9 +462,90 @@ def _scan_here(args: argparse.Namespace) -> int:
     out.flush()
     progress.clear()
     outside = window.outside if window is not None else None
-    _summary(stats, printer.by_rule, time.perf_counter() - started, outside)
+    seconds = time.perf_counter() - started
+    _summary(stats, printer.by_rule, seconds, outside)
+    _write_report(args, printer.report, stats, seconds, outside, len(inputs))
     if args.fail_on is not None and printer.worst <= args.fail_on:
         return EXIT_ALERTS
+    return EXIT_OK
+
+
+def _write_report(
+    args: argparse.Namespace,
+    report: Any,
+    stats: Any,
+    seconds: float,
+    outside: int | None,
+    inputs: int,
+) -> None:
+    """`scan --report FILE`: the page of this scan's alerts and figures (falconet/report.py)."""
+    if report is None:
+        return
+    from falconet.report import render
+
+    report.figures.update(
+        inputs=inputs,
+        events=stats.events - (outside or 0),
+        records_rejected=stats.rejected_total,
+        seconds=round(seconds, 2),
+    )
+    if outside is not None:
+        report.figures["events outside --since/--until"] = outside
+    report.rejected.update(stats.rejected)
+    title = "falconet scan: " + " ".join(args.inputs or ["-"])[:200]
+    _write_page(args.report, render(report, title=title))
+
+
+def _write_page(path: str, page: str) -> None:
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise FalconetError(f"{path}: cannot write the report: {exc.strerror}") from exc
+    print(f"falconet: report written to {path}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`falconet report`: the page of alerts saved as JSON lines (`scan --json`, or read back
+    from the alert queue) and, with --run-id, a fan-out run's figures from the state table."""
+    from falconet.report import Report, read_alerts, render
+
+    report = Report()
+    skipped = 0
+    for name in args.alerts or []:
+        try:
+            with sys.stdin.buffer if name == "-" else Path(name).open("rb") as lines:
+                alerts, bad = read_alerts(lines)
+        except OSError as exc:
+            raise FalconetError(f"{name}: cannot read: {exc.strerror}") from exc
+        report.add_all(alerts)
+        skipped += bad
+    title = "falconet report"
+    if args.run_id:
+        if not args.state_table:
+            print("falconet report: error: --run-id needs --state-table", file=sys.stderr)
+            return EXIT_USAGE
+        from falconet.state.dynamodb import DynamoDBStore
+        from falconet.state.runs import RunProgress
+
+        status = RunProgress(DynamoDBStore(args.state_table)).status(args.run_id)
+        if status.total is None:
+            raise FalconetError(f"run {args.run_id}: no such run in {args.state_table}")
+        title = f"falconet backtest run {args.run_id}"
+        report.figures.update(
+            run=args.run_id,
+            inputs=", ".join(status.inputs),
+            objects=status.total,
+            objects_done=status.done,
+            objects_failed=status.failed,
+            events=status.events,
+            alerts_counted_by_the_functions=status.alerts,
+        )
+        for url, error in sorted(status.failures.items()):
+            report.figures[f"failed: {url}"] = error
+        report.rejected.update(status.rejected)
+    if skipped:
+        report.figures["lines that were not alerts"] = skipped
+    _write_page(args.output, render(report, title=title))
     return EXIT_OK
 
 
@@ -558,6 +656,11 @@ class _Printer:
         self.held: list[tuple[Any, Any]] = []  # (alert, event)
         self.suppressor: Any = None
         self.suppress: Any = None
+        self.report: Any = None
+        if args.report:
+            from falconet.report import Report
+
+            self.report = Report()
         if engine.policies and not args.no_suppress and args.settings.state.suppress:
             from falconet.suppress.suppressor import Suppressor
 
@@ -588,8 +691,11 @@ class _Printer:
         json = self.args.json
         if pairs:
             self.progress.clear()
+        report = self.report
         for alert, event in pairs:
             self.by_rule[alert.rule] += 1
+            if report is not None:
+                report.add(alert.to_dict())
             number = self.priorities.get(alert.priority)
             if number is None:
                 parsed = self.parse_priority(alert.priority)
