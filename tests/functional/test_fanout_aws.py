@@ -16,6 +16,8 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,6 +152,7 @@ def fan_out(run: dict[str, str], run_id: str, prefix: str = PREFIX, *more: str) 
 
 def test_a_fanned_out_run_alerts_once_per_object_and_a_rerun_skips_it(
     aws: Aws,
+    tmp_path: Path,
     backtest: dict[str, str],
     receive_all: Callable[..., list[dict[str, Any]]],
     capsys: pytest.CaptureFixture[str],
@@ -171,6 +174,16 @@ def test_a_fanned_out_run_alerts_once_per_object_and_a_rerun_skips_it(
     assert (status.total, status.done, status.failed) == (OBJECTS, OBJECTS, 0)
     assert status.events == OBJECTS * len(ITEMS) and status.alerts == len(alerts)
     assert status.by_priority == {"Warning": 50, "Notice": 50, "Critical": 50}
+
+    # The run's report: the alerts read back from the alert queue, its figures from the table.
+    if find_spec("plotly") is not None:
+        saved, page = tmp_path / "alerts.jsonl", tmp_path / "run.html"
+        saved.write_text("".join(json.dumps(a) + "\n" for a in alerts))
+        argv = ["report", "-o", str(page), "--run-id", "run-1", "--state-table", backtest["table"]]
+        assert cli.main([*argv, str(saved)]) == 0
+        text = page.read_text()
+        for figure, value in (("objects_done", 50), ("objects_failed", 0), ("alerts", 150)):
+            assert f'<td>{figure}</td><td class="n" data-v="{value}">' in text
 
     assert cli.main(["scan", "--follow", "run-1", "--state-table", backtest["table"]]) == 0
     assert "50/50 objects (100%), 50 done, 0 failed, 300 events, 150 alerts" in (
