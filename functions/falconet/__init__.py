@@ -16,7 +16,7 @@ other programs use; everything else is internal and may change::
 - the pipeline (`falconet.pipeline`): `Pipeline`, `Result`, `log_invocation`; `Deadline`, the
   time an invocation's deliveries must end by (`Deadline.for_lambda(context)`);
 - triggers and storage: `objects_in_event`, `sqs_records`, `Ignored`, `ObjectRef`;
-- backtest runs (`falconet.fanout`, `falconet.state.runs`): `run_of` (a message's run id),
+- backtest runs (`falconet.triggers`, `falconet.state.runs`): `run_of` (a message's run id),
   `receive_count`, `outcome_of` (what a run counts of a `Result`);
 - the HTTP contract (`falconet.webhook`): `handle_request`, `handle_cloudevent`, `authorized`,
   `too_large`, `Response`;
@@ -49,14 +49,13 @@ if TYPE_CHECKING:
     from falconet.config import Settings
     from falconet.deadline import Deadline
     from falconet.engine import Engine
-    from falconet.fanout import receive_count, run_of
     from falconet.notify import alerts_from_message, deliver
     from falconet.pipeline import Pipeline, Result, log_invocation, metric_lines
     from falconet.rules.loader import load_rules
     from falconet.runtime import get_runtime, reset_runtime, start_runtime
     from falconet.state.runs import outcome_of
     from falconet.storage import ObjectRef
-    from falconet.triggers import Ignored, objects_in_event, sqs_records
+    from falconet.triggers import Ignored, objects_in_event, receive_count, run_of, sqs_records
     from falconet.webhook import Response, authorized, handle_cloudevent, handle_request, too_large
 
 __version__ = "0.1.0"
@@ -82,9 +81,9 @@ _LAZY = {
     "metric_lines": "falconet.pipeline",
     "objects_in_event": "falconet.triggers",
     "outcome_of": "falconet.state.runs",
-    "receive_count": "falconet.fanout",
+    "receive_count": "falconet.triggers",
     "reset_runtime": "falconet.runtime",
-    "run_of": "falconet.fanout",
+    "run_of": "falconet.triggers",
     "sqs_records": "falconet.triggers",
     "start_runtime": "falconet.runtime",
     "too_large": "falconet.webhook",

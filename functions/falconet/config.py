@@ -14,6 +14,9 @@ instead of running half-configured, while a function that never reads a section 
 never reads the engine's) is not failed by it. An empty value counts as unset: SAM and
 CloudFormation pass "" for parameters left blank. `falconet.runtime` builds the process's objects
 from these settings; nothing else reads the environment.
+
+Why this module is long: every setting is read and checked here and nowhere else, so that a
+bad value fails the cold start with the variable's name; one section per room that uses it.
 """
 
 from __future__ import annotations
@@ -76,8 +79,7 @@ OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
 SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
 ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
-# The backtest queue's maxReceiveCount: a run's object failing on that receive is counted failed.
-BACKTEST_MAX_RECEIVES = "FALCONET_BACKTEST_MAX_RECEIVES"
+BACKTEST_MAX_RECEIVES = "FALCONET_BACKTEST_MAX_RECEIVES"  # its queue's maxReceiveCount
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
@@ -393,14 +395,9 @@ class Settings:
             switches[name] = value == "on"
         receives = self.get(BACKTEST_MAX_RECEIVES) or "3"
         if not receives.isdigit() or not 1 <= int(receives) <= 1000:
-            raise ConfigError(
-                f"{BACKTEST_MAX_RECEIVES} must be a whole number 1-1000, got '{receives}'"
-            )
+            raise ConfigError(f"{BACKTEST_MAX_RECEIVES} must be 1-1000, got '{receives}'")
         return StateSettings(
-            table=table or None,
-            suppress=switches[SUPPRESS],
-            attribution=switches[ATTRIBUTION],
-            max_receives=int(receives),
+            table or None, switches[SUPPRESS], switches[ATTRIBUTION], int(receives)
         )
 
     @cached_property

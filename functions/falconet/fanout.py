@@ -11,9 +11,9 @@ SendMessageBatch, fewer when 10 would pass SQS's 256 KiB request limit; entries 
 sent again, then reported. With a state table, objects the run already did (a re-run of the same
 id) are not sent again, and the run's item records how many were.
 
-The handler (`lambda_handlers.handle_s3`) reads the attribute with `run_of`, skips objects the run
-already did, sets `falconet.run_id` on every alert, and records each object's outcome
-(`falconet.state.runs`). `follow` reads those counters until every object is done or failed.
+The handler (`lambda_handlers.handle_s3`) reads the attribute with `triggers.run_of`, skips
+objects the run already did, sets `falconet.run_id` on every alert, and records each object's
+outcome (`falconet.state.runs`). `follow` reads those counters until every object is done or failed.
 
 The window selects objects, not events: an object is skipped when its key names a day (or hour)
 wholly outside --since/--until (`.../2026/03/11/...`, `2026-03-11`, `dt=2026-03-11/hour=05`), or
@@ -39,9 +39,9 @@ from urllib.parse import quote_plus
 import orjson
 
 from falconet.errors import ConfigError, FalconetError
-from falconet.state.runs import RunProgress, RunStatus, valid_run_id
+from falconet.state.runs import RunProgress, RunStatus
+from falconet.triggers import RUN_ATTRIBUTE, valid_run_id
 
-RUN_ATTRIBUTE = "falconet.run"  # the SQS message attribute carrying the run id
 BATCH_ENTRIES = 10  # SendMessageBatch's limit
 BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the whole request's payload
 SEND_ATTEMPTS = 4
@@ -321,25 +321,6 @@ def fan_out(
         send(sqs, queue_url, entries)
         tally.sent += len(entries)
     return tally
-
-
-def run_of(record: Any) -> str | None:
-    """The run id an SQS record of the Lambda event carries (message attribute
-    `falconet.run`), or None: not a backtest message, or an id that is not one."""
-    attributes = record.get("messageAttributes") if isinstance(record, dict) else None
-    value = attributes.get(RUN_ATTRIBUTE) if isinstance(attributes, dict) else None
-    text = value.get("stringValue") if isinstance(value, dict) else None
-    return text if isinstance(text, str) and valid_run_id(text) else None
-
-
-def receive_count(record: Any) -> int:
-    """How many times SQS has delivered this record (1 on the first)."""
-    attributes = record.get("attributes") if isinstance(record, dict) else None
-    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
-    try:
-        return max(1, int(count))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 1
 
 
 # -- following ----------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ Delivery, per invocation:
   the call's counters (`error.result`) for the entry point's log line and answer.
 - Retries end by `deadline` (Lambda: `Deadline.for_lambda(context)`); without one, the call gets
   `timeout` seconds from its start (`FALCONET_FUNCTION_TIMEOUT_SECONDS`, functions-framework).
+
+Why this module is long: an invocation's counters (`Result`, its metric lines), the pipeline and
+its outbox share the per-event loop's data and are read together; split, each would import the
+others' internals.
 """
 
 from __future__ import annotations

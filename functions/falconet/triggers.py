@@ -6,7 +6,8 @@ Handles S3 event notifications delivered directly, inside SQS messages, inside S
 (and SNS inside SQS), EventBridge "Object Created" events, and the GCS
 `google.cloud.storage.object.v1.finalized` CloudEvent data. Keys of S3 notifications are
 form-encoded (`+` for spaces) and are decoded; `s3:TestEvent` is acknowledged and ignored.
-Nothing here reads an object: it only says which ones to read.
+Nothing here reads an object: it only says which ones to read. A backtest run's message
+(`falconet scan --fan-out`) carries the run id in its attribute `falconet.run` (`run_of`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from falconet.storage.objects import ObjectRef
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 S3_OBJECT_CREATED = ("Object Created", "aws.s3.object.created")
 S3_SOURCE = "aws.s3"  # the EventBridge source (and CloudEvent source) of S3 events
+RUN_ATTRIBUTE = "falconet.run"  # the SQS message attribute of a backtest run's id (falconet.fanout)
+MAX_RUN_ID = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +148,31 @@ def gcs_object(data: Any) -> ObjectRef | None:
     ):
         return ObjectRef("gs", data["bucket"], data["name"])
     return None
+
+
+def valid_run_id(run_id: str) -> bool:
+    """A backtest run id: 1-64 letters, digits, '.', '_', '-' (it goes into state keys)."""
+    return (
+        0 < len(run_id) <= MAX_RUN_ID
+        and run_id.isascii()
+        and all(c.isalnum() or c in "._-" for c in run_id)
+    )
+
+
+def run_of(record: Any) -> str | None:
+    """The backtest run id an SQS record of a Lambda event carries (message attribute
+    `falconet.run`), or None: not a backtest message, or an id that is not one."""
+    attributes = record.get("messageAttributes") if isinstance(record, Mapping) else None
+    value = attributes.get(RUN_ATTRIBUTE) if isinstance(attributes, Mapping) else None
+    text = value.get("stringValue") if isinstance(value, Mapping) else None
+    return text if isinstance(text, str) and valid_run_id(text) else None
+
+
+def receive_count(record: Any) -> int:
+    """How many times SQS has delivered this record (1 on the first)."""
+    attributes = record.get("attributes") if isinstance(record, Mapping) else None
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+    try:
+        return max(1, int(count))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1

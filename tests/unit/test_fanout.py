@@ -18,11 +18,10 @@ from falconet.fanout import (
     in_window,
     key_span,
     notification,
-    run_of,
 )
 from falconet.state import MemoryStore
 from falconet.state.runs import ObjectOutcome, RunProgress
-from falconet.triggers import objects_in_event
+from falconet.triggers import objects_in_event, run_of
 
 
 def ts(text: str) -> float:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,17 +46,6 @@ KEEP_SECONDS = 30 * 86_400  # a run's items are kept 30 days (the table's TTL re
 FAILED_SHOWN = 50  # failed objects named per shard (the count is exact, the names bounded)
 NAMES_SHOWN = 200  # rules or rejection reasons kept per shard
 ERROR_CHARS = 300
-MAX_RUN_ID = 64
-
-
-def valid_run_id(run_id: str) -> bool:
-    """A run id: 1-64 characters of letters, digits, '.', '_', '-' (it goes into keys and
-    message attributes)."""
-    return (
-        0 < len(run_id) <= MAX_RUN_ID
-        and run_id.isascii()
-        and all(c.isalnum() or c in "._-" for c in run_id)
-    )
 
 
 def _digest(url: str) -> str:
@@ -316,24 +305,11 @@ def outcome_of(result: Any) -> ObjectOutcome:
     by_priority: Counter[str] = Counter()
     for (_cluster, priority), n in result.clusters.alerts.items():
         by_priority[priority] += n
-    from falconet.decode.stats import BAD_COMPRESSION
-
     return ObjectOutcome(
         events=result.events,
         alerts=result.alerts,
         rejected=dict(result.stats.rejected),
         by_rule=dict(result.alerts_by_rule),
         by_priority=dict(by_priority),
-        unreadable=BAD_COMPRESSION if result.stats.rejected.get(BAD_COMPRESSION) else None,
+        unreadable=result.stats.unreadable,
     )
-
-
-def chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
