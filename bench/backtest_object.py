@@ -145,6 +145,8 @@ def run(count: int, rounds: int) -> None:
             answer = invoke(keys[n], f"bench-{n}")
             handler.append(time.perf_counter() - started)
             assert answer == {"batchItemFailures": []}, answer
+        store = falconet.get_runtime().pipeline.correlator.store  # type: ignore[union-attr]
+        requests = dict(store.requests)  # DynamoDB, all invocations so far (warm-up included)
         line = next(x for x in log.getvalue().splitlines() if x.startswith('{"falconet"'))
         counters = json.loads(line)
         # The same objects with the state in memory and alerts to stdout (/dev/null here): the
@@ -178,6 +180,7 @@ def run(count: int, rounds: int) -> None:
         f"correlation {counters.get('correlation')}, attribution {counters.get('attribution')}, "
         f"suppressed {counters.get('suppressed')}, delivered {counters.get('delivered')}"
     )
+    print(f"state table requests, {rounds + 1} objects (keys read, writes): {requests}")
     for name, seconds in (
         ("handle_s3: S3, SQS sink, state table on a moto server", best),
         ("Pipeline.run: in memory, alerts to /dev/null", best_memory),
