@@ -36,21 +36,13 @@ from typing import Any
 
 import orjson
 
+from falconet.engine import DEFAULT_EXTRA_FIELDS
 from falconet.errors import ConfigError
+from falconet.rules.model import PRIORITIES as PRIORITY_ORDER
 
 TOP = 25  # rows of the top-N tables
 CORRELATIONS_KEPT = 500
 MAX_BINS = 200  # bars of the alerts-over-time plot
-PRIORITY_ORDER = (
-    "Emergency",
-    "Alert",
-    "Critical",
-    "Error",
-    "Warning",
-    "Notice",
-    "Informational",
-    "Debug",
-)
 COLORS = {
     "Emergency": "#67000d",
     "Alert": "#a50f15",
@@ -146,20 +138,8 @@ class Report:
         return totals
 
 
-_DEFAULT_FIELDS = frozenset(
-    {
-        "ka.user.name",
-        "ka.user.groups",
-        "ka.impuser.name",
-        "ka.verb",
-        "ka.target.resource",
-        "ka.target.namespace",
-        "ka.target.name",
-        "ka.target.subresource",
-        "ka.response.code",
-        "ka.cluster.name",
-    }
-)
+# Shown on every alert: not what groups a correlation's window.
+_DEFAULT_FIELDS = frozenset(f for f in DEFAULT_EXTRA_FIELDS if f.startswith("ka."))
 
 
 def _minute(text: Any) -> int | None:
