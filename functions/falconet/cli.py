@@ -560,7 +560,10 @@ def _backtest(args: argparse.Namespace) -> int:
         if runs is None:
             print("falconet scan: error: --follow needs --state-table", file=sys.stderr)
             return EXIT_USAGE
-        status = fanout.follow(runs, fanout.check_run_id(args.follow))
+        try:
+            status = fanout.follow(runs, fanout.check_run_id(args.follow))
+        except KeyboardInterrupt:  # stops following, not the run
+            return 130
         if args.json:
             sys.stdout.buffer.write(orjson.dumps(status.to_dict()) + b"\n")
         for url, error in sorted(status.failures.items()):
@@ -571,8 +574,12 @@ def _backtest(args: argparse.Namespace) -> int:
             print(f"falconet: {status.failed} object(s) failed{more}", file=sys.stderr)
             return EXIT_ERROR
         return EXIT_OK
-    if not args.inputs:
-        print("falconet scan: error: --fan-out needs s3:// INPUTs", file=sys.stderr)
+    if not args.inputs or runs is None:
+        print(
+            "falconet scan: error: --fan-out needs s3:// INPUTs and --state-table (the "
+            "deployment's StateTableName: the run and its progress are kept there)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     run_id = fanout.check_run_id(args.run_id or fanout.new_run_id())
     tally = fanout.fan_out(
@@ -588,12 +595,11 @@ def _backtest(args: argparse.Namespace) -> int:
         f"--since/--until, {tally.already} already done, {tally.sent} queued",
         file=sys.stderr,
     )
-    if runs is not None:
-        print(
-            f"falconet: follow it with: falconet scan --follow {run_id} --state-table "
-            f"{args.state_table}",
-            file=sys.stderr,
-        )
+    print(
+        f"falconet: follow it with: falconet scan --follow {run_id} --state-table "
+        f"{args.state_table}",
+        file=sys.stderr,
+    )
     if args.json:
         sys.stdout.buffer.write(
             orjson.dumps(
