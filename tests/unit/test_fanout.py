@@ -116,3 +116,16 @@ def test_counters_count_each_object_once_and_follow_its_status() -> None:
     runs.record_failure("r", "s3://b/p/1", "late", final=True, receives=3)
     assert runs.status("r").failed == 1
     assert runs.done_objects("r", ["s3://b/p/1", "s3://b/p/3", "s3://b/p/9"]) == {"s3://b/p/1"}
+
+
+def test_the_follow_line_says_done_failed_rate_and_eta() -> None:
+    from falconet.fanout import status_line
+    from falconet.state.runs import RunStatus
+
+    status = RunStatus("r", total=100, done=40, failed=10, events=5000, alerts=7)
+    assert status_line(status, 2.5) == (
+        "falconet: run r: 50/100 objects (50%), 40 done, 10 failed, 5000 events, 7 alerts, "
+        "2.5 objects/s, ETA 0m20s"
+    )
+    assert not status.finished
+    assert "ETA" not in status_line(RunStatus("r", total=2, done=2), 1.0)
