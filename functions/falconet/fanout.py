@@ -294,6 +294,9 @@ def fan_out(
 
     s3 = s3 or s3_client()
     if sqs is None:
+        from falconet.extras import require_aws
+
+        require_aws("--fan-out")
         import boto3
 
         sqs = boto3.client("sqs")
