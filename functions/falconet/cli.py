@@ -481,71 +481,29 @@ def _write_report(
     """`scan --report FILE`: the page of this scan's alerts and figures (falconet/report.py)."""
     if report is None:
         return
-    from falconet.report import render
+    from falconet.report import render, scan_figures, write_page
 
-    report.figures.update(
-        inputs=inputs,
-        events=stats.events - (outside or 0),
-        records_rejected=stats.rejected_total,
-        seconds=round(seconds, 2),
-    )
-    if outside is not None:
-        report.figures["events outside --since/--until"] = outside
-    report.rejected.update(stats.rejected)
+    scan_figures(report, stats, seconds=seconds, outside=outside, inputs=inputs)
     title = "falconet scan: " + " ".join(args.inputs or ["-"])[:200]
-    _write_page(args.report, render(report, title=title))
-
-
-def _write_page(path: str, page: str) -> None:
-    try:
-        Path(path).write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise FalconetError(f"{path}: cannot write the report: {exc.strerror}") from exc
-    print(f"falconet: report written to {path}", file=sys.stderr)
+    write_page(args.report, render(report, title=title))
 
 
 def _report(args: argparse.Namespace) -> int:
-    """`falconet report`: the page of alerts saved as JSON lines (`scan --json`, or read back
-    from the alert queue) and, with --run-id, a fan-out run's figures from the state table."""
-    from falconet.report import Report, read_alerts, render
+    """`falconet report`: see falconet/report.py."""
+    from falconet.report import add_run, from_files, render, write_page
 
-    report = Report()
-    skipped = 0
-    for name in args.alerts or []:
-        try:
-            with sys.stdin.buffer if name == "-" else Path(name).open("rb") as lines:
-                alerts, bad = read_alerts(lines)
-        except OSError as exc:
-            raise FalconetError(f"{name}: cannot read: {exc.strerror}") from exc
-        report.add_all(alerts)
-        skipped += bad
+    if args.run_id and not args.state_table:
+        print("falconet report: error: --run-id needs --state-table", file=sys.stderr)
+        return EXIT_USAGE
+    report = from_files(args.alerts or [])
     title = "falconet report"
     if args.run_id:
-        if not args.state_table:
-            print("falconet report: error: --run-id needs --state-table", file=sys.stderr)
-            return EXIT_USAGE
         from falconet.state.dynamodb import DynamoDBStore
         from falconet.state.runs import RunProgress
 
-        status = RunProgress(DynamoDBStore(args.state_table)).status(args.run_id)
-        if status.total is None:
-            raise FalconetError(f"run {args.run_id}: no such run in {args.state_table}")
+        add_run(report, RunProgress(DynamoDBStore(args.state_table)).status(args.run_id))
         title = f"falconet backtest run {args.run_id}"
-        report.figures.update(
-            run=args.run_id,
-            inputs=", ".join(status.inputs),
-            objects=status.total,
-            objects_done=status.done,
-            objects_failed=status.failed,
-            events=status.events,
-            alerts_counted_by_the_functions=status.alerts,
-        )
-        for url, error in sorted(status.failures.items()):
-            report.figures[f"failed: {url}"] = error
-        report.rejected.update(status.rejected)
-    if skipped:
-        report.figures["lines that were not alerts"] = skipped
-    _write_page(args.output, render(report, title=title))
+    write_page(args.output, render(report, title=title))
     return EXIT_OK
 
 
@@ -555,64 +513,26 @@ def _backtest(args: argparse.Namespace) -> int:
     from falconet.state.dynamodb import DynamoDBStore
     from falconet.state.runs import RunProgress
 
-    runs = RunProgress(DynamoDBStore(args.state_table)) if args.state_table else None
+    if not args.state_table or (args.fan_out and not args.inputs):
+        print(
+            "falconet scan: error: --fan-out (with s3:// INPUTs) and --follow need "
+            "--state-table (the deployment's StateTableName: runs are kept there)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    runs = RunProgress(DynamoDBStore(args.state_table))
     if args.follow:
-        if runs is None:
-            print("falconet scan: error: --follow needs --state-table", file=sys.stderr)
-            return EXIT_USAGE
         try:
             status = fanout.follow(runs, fanout.check_run_id(args.follow))
         except KeyboardInterrupt:  # stops following, not the run
             return 130
-        if args.json:
-            sys.stdout.buffer.write(orjson.dumps(status.to_dict()) + b"\n")
-        for url, error in sorted(status.failures.items()):
-            print(f"falconet: failed: {url}: {error}", file=sys.stderr)
-        if status.failed:
-            shown = len(status.failures)
-            more = f" ({status.failed - shown} more not named)" if status.failed > shown else ""
-            print(f"falconet: {status.failed} object(s) failed{more}", file=sys.stderr)
-            return EXIT_ERROR
-        return EXIT_OK
-    if not args.inputs or runs is None:
-        print(
-            "falconet scan: error: --fan-out needs s3:// INPUTs and --state-table (the "
-            "deployment's StateTableName: the run and its progress are kept there)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return EXIT_ERROR if fanout.tell_end(status, as_json=args.json) else EXIT_OK
     run_id = fanout.check_run_id(args.run_id or fanout.new_run_id())
+    window = [None if t is None else t / 1e9 for t in (args.since, args.until)]
     tally = fanout.fan_out(
-        args.fan_out,
-        args.inputs,
-        run_id=run_id,
-        progress=runs,
-        since=None if args.since is None else args.since / 1e9,
-        until=None if args.until is None else args.until / 1e9,
+        args.fan_out, args.inputs, run_id=run_id, progress=runs, since=window[0], until=window[1]
     )
-    print(
-        f"falconet: run {run_id}: {tally.listed} objects listed, {tally.outside} outside "
-        f"--since/--until, {tally.already} already done, {tally.sent} queued",
-        file=sys.stderr,
-    )
-    print(
-        f"falconet: follow it with: falconet scan --follow {run_id} --state-table "
-        f"{args.state_table}",
-        file=sys.stderr,
-    )
-    if args.json:
-        sys.stdout.buffer.write(
-            orjson.dumps(
-                {
-                    "run_id": run_id,
-                    "listed": tally.listed,
-                    "outside": tally.outside,
-                    "already": tally.already,
-                    "queued": tally.sent,
-                }
-            )
-            + b"\n"
-        )
+    fanout.tell_queued(tally, args.state_table, as_json=args.json)
     return EXIT_OK
 
 

@@ -374,3 +374,34 @@ def follow(
         if status.finished or (timeout is not None and now - started >= timeout):
             return status
         sleep(interval)
+
+
+def tell_end(status: RunStatus, *, as_json: bool) -> bool:
+    """The end of `--follow`: the failed objects named on stderr (and the figures as JSON on
+    stdout with `--json`); whether any object failed."""
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(status.to_dict()) + b"\n")
+    for url, error in sorted(status.failures.items()):
+        print(f"falconet: failed: {url}: {error}", file=sys.stderr)
+    if status.failed:
+        shown = len(status.failures)
+        more = f" ({status.failed - shown} more not named)" if status.failed > shown else ""
+        print(f"falconet: {status.failed} object(s) failed{more}", file=sys.stderr)
+    return status.failed > 0
+
+
+def tell_queued(tally: FanOut, table: str, *, as_json: bool) -> None:
+    """What `--fan-out` did, on stderr (and as JSON on stdout with `--json`)."""
+    print(
+        f"falconet: run {tally.run_id}: {tally.listed} objects listed, {tally.outside} outside "
+        f"--since/--until, {tally.already} already done, {tally.sent} queued",
+        file=sys.stderr,
+    )
+    print(
+        f"falconet: follow it with: falconet scan --follow {tally.run_id} --state-table {table}",
+        file=sys.stderr,
+    )
+    if as_json:
+        counts = {"run_id": tally.run_id, "listed": tally.listed, "outside": tally.outside}
+        counts.update(already=tally.already, queued=tally.sent)
+        sys.stdout.buffer.write(orjson.dumps(counts) + b"\n")

@@ -28,17 +28,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from falconet.engine import DEFAULT_EXTRA_FIELDS
 from falconet.errors import ConfigError
 from falconet.rules.model import PRIORITIES as PRIORITY_ORDER
+
+if TYPE_CHECKING:
+    from falconet.state.runs import RunStatus
 
 TOP = 25  # rows of the top-N tables
 CORRELATIONS_KEPT = 500
@@ -149,6 +154,66 @@ def _minute(text: Any) -> int | None:
         return int(datetime.fromisoformat(text[:19]).replace(tzinfo=UTC).timestamp()) // 60
     except ValueError:
         return None
+
+
+def scan_figures(
+    report: Report, stats: Any, *, seconds: float, outside: int | None, inputs: int
+) -> None:
+    """A local scan's figures (its `DecodeStats`; `outside`: events skipped by the window)."""
+    report.figures.update(
+        inputs=inputs,
+        events=stats.events - (outside or 0),
+        records_rejected=stats.rejected_total,
+        seconds=round(seconds, 2),
+    )
+    if outside is not None:
+        report.figures["events outside --since/--until"] = outside
+    report.rejected.update(stats.rejected)
+
+
+def add_run(report: Report, status: RunStatus) -> None:
+    """A fan-out run's figures, as its functions counted them (`falconet.state.runs`)."""
+    if status.total is None:
+        raise ConfigError(f"run {status.run_id}: no such run in the state table")
+    report.figures.update(
+        run=status.run_id,
+        inputs=", ".join(status.inputs),
+        objects=status.total,
+        objects_done=status.done,
+        objects_failed=status.failed,
+        events=status.events,
+        alerts_counted_by_the_functions=status.alerts,
+    )
+    for url, error in sorted(status.failures.items()):
+        report.figures[f"failed: {url}"] = error
+    report.rejected.update(status.rejected)
+
+
+def from_files(names: Sequence[str]) -> Report:
+    """A report of the alerts in JSON-lines files (`-`: stdin); lines that are not alerts are
+    counted among its figures. Raises ConfigError for a file that cannot be read."""
+    report = Report()
+    skipped = 0
+    for name in names:
+        try:
+            with sys.stdin.buffer if name == "-" else Path(name).open("rb") as lines:
+                alerts, bad = read_alerts(lines)
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read: {exc.strerror}") from exc
+        report.add_all(alerts)
+        skipped += bad
+    if skipped:
+        report.figures["lines that were not alerts"] = skipped
+    return report
+
+
+def write_page(path: str, page: str) -> None:
+    """Write the page; ConfigError when it cannot be."""
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the report: {exc.strerror}") from exc
+    print(f"falconet: report written to {path}", file=sys.stderr)
 
 
 def read_alerts(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], int]:
