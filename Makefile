@@ -123,7 +123,7 @@ lambda-artifact:
 # One target per function of template.yaml (tests/functional/test_lambda_package.py checks it).
 # Without LAMBDA_PREBUILT (`sam build` run directly, the tests) each builds the artifact itself.
 LAMBDA_FUNCTIONS := S3DetectorFunction HttpDetectorFunction CloudWatchDetectorFunction SweepFunction \
-                    NotifyFunction
+                    NotifyFunction BacktestFunction
 
 $(addprefix build-,$(LAMBDA_FUNCTIONS)):
 ifdef LAMBDA_PREBUILT

@@ -3,6 +3,9 @@
 - `handle_s3`: S3 ObjectCreated notifications, delivered directly, through SQS, through SNS (or SNS
   inside SQS), or via EventBridge; every object named is streamed through the pipeline. Triggered
   by SQS, it reports per-message failures (`batchItemFailures`) so only failed messages return.
+  A message of a backtest run (`falconet scan --fan-out`: the attribute `falconet.run`) has its
+  objects skipped when the run already did them, its alerts carry `falconet.run_id`, and each
+  object's outcome goes to the run's counters in the state table (`falconet.state.runs`).
 - `handle_http`: the same contract as `main.audit_http`, for a Function URL / API Gateway HTTP API
   (payload v2) event, base64 bodies included.
 - `handle_cloudwatch`: an EKS audit log through a CloudWatch Logs subscription (`awslogs`).
@@ -159,6 +162,50 @@ def _scan_records(event: Any, result: falconet.Result, deadline: falconet.Deadli
             raise
 
 
+def _scan_run(
+    record: Any, run_id: str, result: falconet.Result, deadline: falconet.Deadline
+) -> None:
+    """A backtest run's message: skip what the run did, count what it does (see the module
+    docstring). A failure is recorded (counted failed on the message's last receive) and raised,
+    so the message returns to the queue; a deleted object is failed at once and acknowledged."""
+    runtime = falconet.get_runtime()
+    pipeline, runs = runtime.pipeline, runtime.runs
+    receives = falconet.receive_count(record)
+    final = receives >= runtime.settings.state.max_receives
+    for item in falconet.objects_in_event({"Records": [record]}):
+        if isinstance(item, falconet.Ignored):
+            result.ignored.append(item.reason)
+            continue
+        url = item.url
+        if runs is not None and runs.is_done(run_id, url, deadline=deadline):
+            result.ignored.append(f"{url}: already done in run {run_id}")
+            continue
+        try:
+            scanned = pipeline.scan(item, deadline=deadline, run_id=run_id)
+            outcome = falconet.outcome_of(scanned)
+            if outcome.unreadable:  # the part read was scanned; the rest may read next time
+                result.merge(scanned)
+                raise falconet.DecodeError(f"{url}: {outcome.unreadable}")
+        except falconet.ObjectGone as exc:  # no retry can bring it back: failed now, by name
+            result.ignored.append(str(exc))
+            if runs is not None:
+                runs.record_failure(
+                    run_id, url, f"object gone: {exc}", final=True, receives=receives
+                )
+            continue
+        except Exception as exc:
+            if isinstance(exc, falconet.SinkError) and exc.result is not None:
+                result.merge(exc.result)
+            if runs is not None:
+                runs.record_failure(
+                    run_id, url, f"{type(exc).__name__}: {exc}", final=final, receives=receives
+                )
+            raise
+        result.merge(scanned)
+        if runs is not None:
+            runs.record_done(run_id, url, outcome, deadline=deadline)
+
+
 def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Scan the objects an S3 notification names; see the module docstring."""
     result = falconet.Result()
@@ -178,8 +225,12 @@ def handle_s3(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     failures = []
     errors = []
     for record in records:
+        run_id = falconet.run_of(record)
         try:
-            _scan_records({"Records": [record]}, result, deadline)
+            if run_id is None:
+                _scan_records({"Records": [record]}, result, deadline)
+            else:
+                _scan_run(record, run_id, result, deadline)
         except Exception as exc:  # one bad message must not return the whole batch
             failures.append({"itemIdentifier": record.get("messageId", "")})
             errors.append(f"{record.get('messageId')}: {type(exc).__name__}: {exc}")

@@ -16,6 +16,8 @@ other programs use; everything else is internal and may change::
 - the pipeline (`falconet.pipeline`): `Pipeline`, `Result`, `log_invocation`; `Deadline`, the
   time an invocation's deliveries must end by (`Deadline.for_lambda(context)`);
 - triggers and storage: `objects_in_event`, `sqs_records`, `Ignored`, `ObjectRef`;
+- backtest runs (`falconet.triggers`, `falconet.state.runs`): `run_of` (a message's run id),
+  `receive_count`, `outcome_of` (what a run counts of a `Result`);
 - the HTTP contract (`falconet.webhook`): `handle_request`, `handle_cloudevent`, `authorized`,
   `too_large`, `Response`, `BadRequest` (a request that can never be served as sent);
 - notifications (`falconet.notify`): `alerts_from_message`, `deliver`;
@@ -51,8 +53,9 @@ if TYPE_CHECKING:
     from falconet.pipeline import Pipeline, Result, log_invocation, metric_lines
     from falconet.rules.loader import load_rules
     from falconet.runtime import get_runtime, reset_runtime, start_runtime
+    from falconet.state.runs import outcome_of
     from falconet.storage import ObjectRef
-    from falconet.triggers import Ignored, objects_in_event, sqs_records
+    from falconet.triggers import Ignored, objects_in_event, receive_count, run_of, sqs_records
     from falconet.webhook import (
         BadRequest,
         Response,
@@ -85,7 +88,10 @@ _LAZY = {
     "log_invocation": "falconet.pipeline",
     "metric_lines": "falconet.pipeline",
     "objects_in_event": "falconet.triggers",
+    "outcome_of": "falconet.state.runs",
+    "receive_count": "falconet.triggers",
     "reset_runtime": "falconet.runtime",
+    "run_of": "falconet.triggers",
     "sqs_records": "falconet.triggers",
     "start_runtime": "falconet.runtime",
     "too_large": "falconet.webhook",
@@ -122,7 +128,10 @@ __all__ = [
     "log_invocation",
     "metric_lines",
     "objects_in_event",
+    "outcome_of",
+    "receive_count",
     "reset_runtime",
+    "run_of",
     "sqs_records",
     "start_runtime",
     "too_large",

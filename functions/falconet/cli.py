@@ -9,6 +9,9 @@
     falconet rules [--rules PATH]... [--markdown]
     falconet explain [--rules PATH]... [--rule NAME --event FILE...]
     falconet intel [--output FILE] [--list NAME] [--max-addresses N] FEED...
+    falconet scan --fan-out QUEUE_URL [--run-id ID] --state-table T s3://BUCKET/PREFIX...
+    falconet scan --follow ID --state-table T
+    falconet report -o FILE [--run-id ID --state-table T] [ALERTS.jsonl]...
 
 `scan` prints one alert per line on stdout (Falco's text line, or Falco JSON with `--json`) and a
 summary on stderr (events read, records rejected with their reason and position, alerts by rule).
@@ -218,6 +221,29 @@ def _build_parser() -> argparse.ArgumentParser:
         help="objects, bytes and events done, rate and ETA on stderr (default: when stderr "
         "is a terminal)",
     )
+    backtest = scan.add_argument_group("archive-scale backtests on Lambda (docs/backtest.md)")
+    backtest.add_argument(
+        "--fan-out",
+        metavar="QUEUE_URL",
+        help="do not scan here: send one S3 event per object under the s3:// INPUTs (or an S3 "
+        "Inventory manifest.json) to the deployment's backtest queue",
+    )
+    backtest.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="the fan-out run's id (default: generated); re-using one skips objects it did",
+    )
+    backtest.add_argument(
+        "--follow",
+        metavar="ID",
+        help="show a fan-out run's progress (with --state-table) until every object is done "
+        "or failed; exit 1 naming the failed objects",
+    )
+    scan.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write a self-contained HTML report of the scan (pip install 'falconet[report]')",
+    )
     scan.add_argument(
         "inputs",
         nargs="*",
@@ -251,6 +277,19 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="FILE",
         help="audit events to explain --rule on (any format scan reads; repeatable)",
+    )
+
+    report = sub.add_parser(
+        "report",
+        help="write the HTML report of saved alerts (scan --json output) and of a fan-out run",
+    )
+    report.add_argument("-o", "--output", required=True, metavar="FILE", help="the page to write")
+    report.add_argument(
+        "--run-id", metavar="ID", help="a fan-out run's figures (with --state-table)"
+    )
+    report.add_argument("--state-table", metavar="TABLE", help="the state table of the run")
+    report.add_argument(
+        "alerts", nargs="*", metavar="ALERTS", help="JSON-lines files of Falco alerts ('-': stdin)"
     )
 
     coverage = sub.add_parser(
@@ -295,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "explain": _explain,
         "coverage": _coverage,
         "intel": _intel,
+        "report": _report,
     }
     args.settings = Settings.from_env()
     try:
@@ -377,6 +417,12 @@ def _would_wait_on_terminal(args: argparse.Namespace) -> bool:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    if args.fan_out or args.follow:
+        return _backtest(args)
+    return _scan_here(args)
+
+
+def _scan_here(args: argparse.Namespace) -> int:
     if _would_wait_on_terminal(args):
         return EXIT_USAGE
     from falconet.attribution import ATTRIBUTED, FLUSH_RECORDS, QUIET_VERBS
@@ -461,9 +507,77 @@ def _scan(args: argparse.Namespace) -> int:
     out.flush()
     progress.clear()
     outside = window.outside if window is not None else None
-    _summary(stats, printer.by_rule, time.perf_counter() - started, outside)
+    seconds = time.perf_counter() - started
+    _summary(stats, printer.by_rule, seconds, outside)
+    _write_report(args, printer.report, stats, seconds, outside, len(inputs))
     if args.fail_on is not None and printer.worst <= args.fail_on:
         return EXIT_ALERTS
+    return EXIT_OK
+
+
+def _write_report(
+    args: argparse.Namespace,
+    report: Any,
+    stats: Any,
+    seconds: float,
+    outside: int | None,
+    inputs: int,
+) -> None:
+    """`scan --report FILE`: the page of this scan's alerts and figures (falconet/report.py)."""
+    if report is None:
+        return
+    from falconet.report import render, scan_figures, write_page
+
+    scan_figures(report, stats, seconds=seconds, outside=outside, inputs=inputs)
+    title = "falconet scan: " + " ".join(args.inputs or ["-"])[:200]
+    write_page(args.report, render(report, title=title))
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`falconet report`: see falconet/report.py."""
+    from falconet.report import add_run, from_files, render, write_page
+
+    if args.run_id and not args.state_table:
+        print("falconet report: error: --run-id needs --state-table", file=sys.stderr)
+        return EXIT_USAGE
+    report = from_files(args.alerts or [])
+    title = "falconet report"
+    if args.run_id:
+        from falconet.state.dynamodb import DynamoDBStore
+        from falconet.state.runs import RunProgress
+
+        add_run(report, RunProgress(DynamoDBStore(args.state_table)).status(args.run_id))
+        title = f"falconet backtest run {args.run_id}"
+    write_page(args.output, render(report, title=title))
+    return EXIT_OK
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    """`scan --fan-out` and `scan --follow`: see falconet/fanout.py."""
+    from falconet import fanout
+    from falconet.state.dynamodb import DynamoDBStore
+    from falconet.state.runs import RunProgress
+
+    if not args.state_table or (args.fan_out and not args.inputs):
+        print(
+            "falconet scan: error: --fan-out (with s3:// INPUTs) and --follow need "
+            "--state-table (the deployment's StateTableName: runs are kept there)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    runs = RunProgress(DynamoDBStore(args.state_table))
+    if args.follow:
+        try:
+            status = fanout.follow(runs, fanout.check_run_id(args.follow))
+        except KeyboardInterrupt:  # stops following, not the run
+            return 130
+        return EXIT_ERROR if fanout.tell_end(status, as_json=args.json) else EXIT_OK
+    run_id = fanout.check_run_id(args.run_id or fanout.new_run_id())
+    window = [None if t is None else t / 1e9 for t in (args.since, args.until)]
+    tally = fanout.fan_out(
+        args.fan_out, args.inputs, run_id=run_id, progress=runs, since=window[0], until=window[1]
+    )
+    fanout.tell_queued(tally, args.state_table, as_json=args.json)
     return EXIT_OK
 
 
@@ -513,6 +627,11 @@ class _Printer:
         self.held: list[tuple[Any, Any]] = []  # (alert, event)
         self.suppressor: Any = None
         self.suppress: Any = None
+        self.report: Any = None
+        if args.report:
+            from falconet.report import Report
+
+            self.report = Report()
         if engine.policies and not args.no_suppress and args.settings.state.suppress:
             from falconet.suppress.suppressor import Suppressor
 
@@ -543,8 +662,11 @@ class _Printer:
         json = self.args.json
         if pairs:
             self.progress.clear()
+        report = self.report
         for alert, event in pairs:
             self.by_rule[alert.rule] += 1
+            if report is not None:
+                report.add(alert.to_dict())
             number = self.priorities.get(alert.priority)
             if number is None:
                 parsed = self.parse_priority(alert.priority)

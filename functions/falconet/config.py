@@ -87,6 +87,7 @@ OBJECT_MAX_DOCUMENT_BYTES = "FALCONET_OBJECT_MAX_DOCUMENT_BYTES"
 STATE_TABLE = "FALCONET_STATE_TABLE"  # the DynamoDB table of correlation state
 SUPPRESS = "FALCONET_SUPPRESS"  # on (default) or off: the suppression policies
 ATTRIBUTION = "FALCONET_ATTRIBUTION"  # on|off: the falconet.owner.* fields (docs/attribution.md)
+BACKTEST_MAX_RECEIVES = "FALCONET_BACKTEST_MAX_RECEIVES"  # its queue's maxReceiveCount
 # boto3 reads these itself; falconet reads them only to keep one S3 client per endpoint.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AZURE_STORAGE_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"  # the Azure SDK's own setting
@@ -247,6 +248,7 @@ class StateSettings:
     table: str | None = None
     suppress: bool = True  # run the suppression policies (FALCONET_SUPPRESS)
     attribution: bool = True  # the falconet.owner.* fields (FALCONET_ATTRIBUTION)
+    max_receives: int = 3  # FALCONET_BACKTEST_MAX_RECEIVES (docs/backtest.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,8 +452,11 @@ class Settings:
             if value not in ("on", "off"):
                 raise ConfigError(f"{name} must be on or off, got '{value}'")
             switches[name] = value == "on"
+        receives = self.get(BACKTEST_MAX_RECEIVES) or "3"
+        if not receives.isdigit() or not 1 <= int(receives) <= 1000:
+            raise ConfigError(f"{BACKTEST_MAX_RECEIVES} must be 1-1000, got '{receives}'")
         return StateSettings(
-            table=table or None, suppress=switches[SUPPRESS], attribution=switches[ATTRIBUTION]
+            table or None, switches[SUPPRESS], switches[ATTRIBUTION], int(receives)
         )
 
     @cached_property

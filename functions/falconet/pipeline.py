@@ -30,6 +30,10 @@ Delivery, per invocation:
   the call's counters (`error.result`) for the entry point's log line and answer.
 - Retries end by `deadline` (Lambda: `Deadline.for_lambda(context)`); without one, the call gets
   `timeout` seconds from its start (`FALCONET_FUNCTION_TIMEOUT_SECONDS`, functions-framework).
+
+Why this module is long: an invocation's counters (`Result`, its metric lines), the pipeline and
+its outbox share the per-event loop's data and are read together; split, each would import the
+others' internals.
 """
 
 from __future__ import annotations
@@ -284,8 +288,11 @@ class Pipeline:
         *,
         context: EventContext = EMPTY_CONTEXT,
         deadline: Deadline | None = None,
+        run_id: str | None = None,
     ) -> Result:
-        """Stream one bucket object through the pipeline. Raises ObjectGone, SinkError."""
+        """Stream one bucket object through the pipeline. Raises ObjectGone, SinkError.
+        `run_id`: the backtest run the object belongs to (`falconet.fanout`), set on every
+        alert as the output field `falconet.run_id`."""
         opened = open_object(ref)
         try:
             cluster = (
@@ -303,6 +310,7 @@ class Pipeline:
                 name=ref.url,
                 limits=self.object_limits,
                 deadline=deadline,
+                run_id=run_id,
             )
         finally:
             close = getattr(opened.stream, "close", None)
@@ -371,6 +379,7 @@ class Pipeline:
         name: str | None = None,
         deadline: Deadline | None = None,
         limits: DecodeLimits | None = None,
+        run_id: str | None = None,
     ) -> Result:
         """Decode `data` (under `limits`, default `body_limits`), evaluate every event, emit the
         alerts. Raises SinkError."""
@@ -386,7 +395,7 @@ class Pipeline:
             limits=limits,
             falco_json=self.falco_json,
         )
-        return self._process(events, stats, context, started, deadline)
+        return self._process(events, stats, context, started, deadline, run_id)
 
     def _process(
         self,
@@ -395,6 +404,7 @@ class Pipeline:
         context: EventContext,
         started: float,
         deadline: Deadline | None,
+        run_id: str | None = None,
     ) -> Result:
         result = Result(stats)
         if context.origin:
@@ -406,7 +416,7 @@ class Pipeline:
         suppress = self.suppressor.batch(deadline) if self.suppressor is not None else None
         owners = self.attributor.batch(deadline) if self.attributor is not None else None
         try:
-            self._evaluate(events, deliveries, result, batch, owners, suppress)
+            self._evaluate(events, deliveries, result, batch, owners, suppress, run_id)
             for delivery in deliveries:
                 delivery.flush()
         except SinkError as error:
@@ -448,6 +458,7 @@ class Pipeline:
         batch: Batch | None,
         owners: AttributionBatch | None,
         suppress: SuppressBatch | None = None,
+        run_id: str | None = None,
     ) -> None:
         evaluate = self.engine.evaluate
         judge = self.engine.judge if batch is not None else None
@@ -456,7 +467,7 @@ class Pipeline:
         # but a parsed webhook body keeps ~25,000 young objects alive, which every generation-0/1
         # collection walked again: measured +0.3x an orjson.loads per event on 400-event bodies.
         collecting = gc.isenabled()
-        outbox = _Outbox(deliveries, result, self.alert_limit, collecting, suppress)
+        outbox = _Outbox(deliveries, result, self.alert_limit, collecting, suppress, run_id)
         take = outbox.take
         gc.disable()
         # Per-cluster counts for the invocation's metrics, counted by runs of events that share
@@ -511,9 +522,10 @@ class Pipeline:
 class _Outbox:
     """Alerts on their way to the deliveries: counted, passed through the suppression policies
     (when there are any), fitted to the sinks' limit, and handed over EMIT_CHUNK at a time, with
-    the collector running if it was on (sinks and boto3 may make reference cycles)."""
+    the collector running if it was on (sinks and boto3 may make reference cycles). With a
+    `run_id` (a backtest run), every alert carries it as the output field `falconet.run_id`."""
 
-    __slots__ = ("collecting", "deliveries", "limit", "pending", "result", "suppress")
+    __slots__ = ("collecting", "deliveries", "limit", "pending", "result", "run_id", "suppress")
 
     def __init__(
         self,
@@ -522,8 +534,10 @@ class _Outbox:
         limit: int | None,
         collecting: bool,
         suppress: SuppressBatch | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.deliveries = deliveries
+        self.run_id = run_id
         self.result = result
         self.limit = limit
         self.collecting = collecting
@@ -532,6 +546,8 @@ class _Outbox:
 
     def take(self, alerts: Iterable[Alert], audit_id: str | None) -> None:
         result = self.result
+        if self.run_id is not None:
+            alerts = [_with_run(alert, self.run_id) for alert in alerts]
         for alert in alerts:
             result.alerts_by_rule[alert.rule] += 1
             result.alerts += 1
@@ -570,6 +586,15 @@ class _Outbox:
                 self.result.truncated += 1
             out.append(fitted)
         return out
+
+
+RUN_ID_FIELD = "falconet.run_id"
+
+
+def _with_run(alert: Alert, run_id: str) -> Alert:
+    """`alert` with the backtest run's id among its output fields (its uuid unchanged: the same
+    event and rule are the same alert, whichever run found it)."""
+    return alert._replace(output_fields={**alert.output_fields, RUN_ID_FIELD: run_id})
 
 
 def _audit_id(event: Any) -> str | None:

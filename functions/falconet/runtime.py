@@ -44,6 +44,7 @@ from falconet.suppress.suppressor import Suppressor
 
 if TYPE_CHECKING:
     from falconet.notify import NotifyConfig
+    from falconet.state.runs import RunProgress
 
 
 def build_engine(settings: EngineSettings) -> Engine:
@@ -140,6 +141,18 @@ class Runtime:
     @cached_property
     def pipeline(self) -> Pipeline:
         return build_pipeline(self.settings)
+
+    @cached_property
+    def runs(self) -> RunProgress | None:
+        """Backtest runs' progress in the state table (`falconet.state.runs`); None without a
+        table: the run's alerts still carry its id, and nothing counts its objects."""
+        table = self.settings.state.table
+        if not table:
+            return None
+        from falconet.state.dynamodb import DynamoDBStore
+        from falconet.state.runs import RunProgress
+
+        return RunProgress(DynamoDBStore(table))
 
     @property
     def http(self) -> HttpSettings:

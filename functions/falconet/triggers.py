@@ -7,7 +7,9 @@ Handles S3 event notifications delivered directly, inside SQS messages, inside S
 `google.cloud.storage.object.v1.finalized` CloudEvent data, and Event Grid's
 `Microsoft.Storage.BlobCreated` CloudEvent (account from `source`, blob from `subject`). Keys of
 S3 notifications are form-encoded (`+` for spaces) and are decoded; `s3:TestEvent` is
-acknowledged and ignored. Nothing here reads an object: it only says which ones to read.
+acknowledged and ignored. Nothing here reads an object: it only says which ones to read. A
+backtest run's message (`falconet scan --fan-out`) carries the run id in its attribute
+`falconet.run` (`run_of`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _HOURLY = re.compile(
     r"(?P<head>.*/)y=(?P<y>\d{4})/m=(?P<mo>\d{2})/d=(?P<d>\d{2})/h=(?P<h>\d{2})/m=00/PT1H\.json\Z",
     re.S,
 )
+RUN_ATTRIBUTE = "falconet.run"  # the SQS message attribute of a backtest run's id (falconet.fanout)
+MAX_RUN_ID = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +201,31 @@ def previous_hour(name: str) -> str | None:
         return None
     before = hour - timedelta(hours=1)
     return f"{found.group('head')}{before:y=%Y/m=%m/d=%d/h=%H}/m=00/PT1H.json"
+
+
+def valid_run_id(run_id: str) -> bool:
+    """A backtest run id: 1-64 letters, digits, '.', '_', '-' (it goes into state keys)."""
+    return (
+        0 < len(run_id) <= MAX_RUN_ID
+        and run_id.isascii()
+        and all(c.isalnum() or c in "._-" for c in run_id)
+    )
+
+
+def run_of(record: Any) -> str | None:
+    """The backtest run id an SQS record of a Lambda event carries (message attribute
+    `falconet.run`), or None: not a backtest message, or an id that is not one."""
+    attributes = record.get("messageAttributes") if isinstance(record, Mapping) else None
+    value = attributes.get(RUN_ATTRIBUTE) if isinstance(attributes, Mapping) else None
+    text = value.get("stringValue") if isinstance(value, Mapping) else None
+    return text if isinstance(text, str) and valid_run_id(text) else None
+
+
+def receive_count(record: Any) -> int:
+    """How many times SQS has delivered this record (1 on the first)."""
+    attributes = record.get("attributes") if isinstance(record, Mapping) else None
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+    try:
+        return max(1, int(count))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1

@@ -226,6 +226,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
         "CloudWatchDetectorFunction",
         "SweepFunction",
         "NotifyFunction",
+        "BacktestFunction",
     }
     with_state = {
         name: variables["FALCONET_STATE_TABLE"]
@@ -238,6 +239,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
         "HttpDetectorFunction": {"Ref": "StateTable"},
         "CloudWatchDetectorFunction": {"Ref": "StateTable"},
         "SweepFunction": {"Ref": "StateTable"},
+        "BacktestFunction": {"Ref": "StateTable"},
     }
 
     roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
@@ -254,6 +256,7 @@ def test_the_state_table_and_who_may_use_it(tools_python: Path, tmp_path: Path) 
         "S3DetectorFunctionRole",
         "HttpDetectorFunctionRole",
         "CloudWatchDetectorFunctionRole",
+        "BacktestFunctionExecutionRole",
     ):
         (statement,) = grants.pop(name)
         assert statement["Effect"] == "Allow"
@@ -280,6 +283,7 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
         "SweepFunctionRole",
         "SweepFunctionEveryFiveMinutesRole",  # the scheduler's: invoke the sweep, nothing else
         "NotifyFunctionExecutionRole",
+        "BacktestFunctionExecutionRole",
     }
     basic = "service-role/AWSLambdaBasicExecutionRole"
     actions: dict[str, set[str]] = {}
@@ -321,6 +325,16 @@ def test_iam_is_least_privilege(tools_python: Path, tmp_path: Path) -> None:
             "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility",
             "secretsmanager:GetSecretValue",
+        },
+        "BacktestFunctionExecutionRole": {  # its queue, the archive, state, the alert sinks
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+            "s3:GetObject",
+            "sqs:SendMessage",
+            "sns:Publish",
+            *STATE_ACTIONS,
         },
     }
     secret_reads = sorted(
@@ -397,3 +411,41 @@ def test_the_detector_watches_itself(tools_python: Path, tmp_path: Path) -> None
     assert all(
         r["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for r in logs.values()
     )
+
+
+def test_a_backtest_has_its_own_capped_queue_and_function(
+    tools_python: Path, tmp_path: Path
+) -> None:
+    """`falconet scan --fan-out` feeds BacktestQueue; its function is capped by the event source's
+    MaximumConcurrency (so a backtest cannot take the live detector's executions), retries an
+    object BacktestMaxReceives times and then keeps its message, and tells the handler that
+    count (it names the object failed on its last receive)."""
+    translated = tmp_path / "cfn.json"
+    returncode, output = check(tools_python, TEMPLATE, keep=translated)
+    assert returncode == 0, output
+    template = json.loads(translated.read_text())
+    resources = template["Resources"]
+    for name in ("BacktestFunction", "BacktestQueue", "BacktestDeadLetterQueue"):
+        assert resources[name]["Condition"] == "HasBacktest", name
+    function = resources["BacktestFunction"]["Properties"]
+    assert function["Handler"] == "lambda_handlers.handle_s3"
+    assert function["MemorySize"] == {"Ref": "BacktestMemorySize"}
+    assert "ReservedConcurrentExecutions" not in function  # throttled polls would burn receives
+    assert function["Environment"]["Variables"]["FALCONET_BACKTEST_MAX_RECEIVES"] == {
+        "Ref": "BacktestMaxReceives"
+    }
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "BacktestFunction"}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["BacktestQueue", "Arn"]}
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "BacktestMaxConcurrency"}}
+    assert mapping["BatchSize"] == {"Ref": "BacktestBatchSize"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = resources["BacktestQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == {"Ref": "BacktestVisibilityTimeout"}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "BacktestMaxReceives"}
+    assert template["Parameters"]["BacktestVisibilityTimeout"]["MinValue"] >= 300
+    assert template["Outputs"]["BacktestQueueUrl"]["Value"] == {"Ref": "BacktestQueue"}

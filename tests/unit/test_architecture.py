@@ -107,6 +107,8 @@ ROOMS["cli"] = (
         "falconet.progress",
         "falconet.window",
         "falconet.coverage",
+        "falconet.fanout",  # scan --fan-out / --follow, and what a backtest handler counts
+        "falconet.report",  # scan --report, falconet report
         "falconet.__main__",
     ),
     _BELOW_ENTRY,

@@ -78,6 +78,12 @@ class DecodeStats:
         self.skipped[reason] += count
 
     @property
+    def unreadable(self) -> str | None:
+        """Why the input could not be read whole (its compressed stream is corrupt or truncated:
+        what followed the damage was never read), else None."""
+        return BAD_COMPRESSION if self.rejected.get(BAD_COMPRESSION) else None
+
+    @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
