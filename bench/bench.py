@@ -15,12 +15,17 @@ traces:
 - with the bundled correlations: what they add per event end to end, and the state store requests
   per 1,000 events (a fresh in-memory store: every group is new, the most writes);
 - attribution (`falconet.owner.*`, on as deployed in the pipeline rows): what it adds end to end
-  on the corpus, and its cost per pod event naming an owner (warm, and each a new ReplicaSet).
+  on the corpus, and its cost per pod event naming an owner (warm, and each a new ReplicaSet);
+- on a harder corpus (`corpus.hard_events`: stageTimestamp unsorted across a day, tens of
+  thousands of client addresses, large pods and managedFields), for both rulesets: matching alone
+  next to evaluation with alerts, on pre-parsed events and straight after each parse, and the
+  cost per alert (the difference over the alerts raised).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import gzip
 import os
@@ -606,15 +611,106 @@ def measure_geoip() -> None:
         print(f"  {name:42} {value['median_us']:7.2f}  ({value['median_us'] / parse:.3f} x parse)")
 
 
+def build_hard_corpus(count: int) -> list[bytes]:
+    """The harder corpus (`corpus.hard_events`): unsorted times across a day, tens of thousands of
+    client addresses, large pods and managedFields."""
+    stream = corpus.hard_events(seed=42)
+    return [orjson.dumps(next(stream)) for _ in range(count)]
+
+
+def without_alerts(engine: Engine) -> Engine:
+    """The same engine with alert building switched off: `evaluate` runs everything (the gate,
+    the index, the rules, first-match) but builds no alert, so the difference to `engine` is
+    what the alerts cost (the event time, the output fields, message, times and uuid)."""
+    clone = copy.copy(engine)
+    clone._alerts = lambda _event, _context, _slots: []  # type: ignore[method-assign]
+    return clone
+
+
+def parse_then_evaluate(engine: Engine, lines: list[bytes]) -> int:
+    """Each event evaluated straight after it is parsed (its objects still in the CPU caches), as
+    the decoders hand events to the engine."""
+    loads = orjson.loads
+    evaluate = engine.evaluate
+    return sum(len(evaluate(loads(line))) for line in lines)
+
+
+def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) -> None:
+    """Evaluation and alert cost on the harder corpus: per event, and per alert as the difference
+    between evaluation with alerts and matching alone, over the alerts raised; evaluation of
+    pre-parsed events next to evaluation straight after parsing (minus the parse)."""
+    body = b"\n".join(lines) + b"\n"
+    gz = gzip.compress(body, compresslevel=6, mtime=0)
+    parsed = [orjson.loads(line) for line in lines]
+    gc.freeze()
+    n = len(lines)
+    addresses = len({str(e.get("sourceIPs")) for e in parsed})
+    print(
+        f"\nharder corpus: {n} events, {len(body) / 1e6:.1f} MB, mean event {len(body) / n:.0f} "
+        f"bytes, stageTimestamp unsorted across a day, {addresses} distinct sourceIPs"
+    )
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds / n * 1e6)
+
+    alerts = {name: run_engine(engine, parsed) for name, engine in engines.items()}
+    silent = {name: without_alerts(engine) for name, engine in engines.items()}
+    for _ in range(rounds):
+        add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
+        for name, engine in engines.items():
+            add(f"{name}: matching only", timed(lambda e=silent[name]: run_engine(e, parsed)))
+            add(f"{name}: evaluate + alerts", timed(lambda e=engine: run_engine(e, parsed)))
+            add(
+                f"{name}: parse, then matching only",
+                timed(lambda e=silent[name]: parse_then_evaluate(e, lines)),
+            )
+            add(
+                f"{name}: parse, then evaluate + alerts",
+                timed(lambda e=engine: parse_then_evaluate(e, lines)),
+            )
+            add(
+                f"{name}: end to end, gzip JSON lines, detections only",
+                timed(lambda e=engine: pipeline_run(Pipeline(e, []), gz, bucket_object=True)),
+            )
+    parse = statistics.median(samples["parse (orjson.loads)"])
+    print(f"\n{'stage (median of ' + str(rounds) + ' rounds)':52} {'us/event':>9} {'x parse':>8}")
+    for name, values in samples.items():
+        med = statistics.median(values)
+        print(f"{name:52} {med:9.2f} {med / parse:8.2f}")
+    for name, count in alerts.items():
+        med = {k.removeprefix(name + ": "): statistics.median(v) for k, v in samples.items()}
+        fresh = med["parse, then evaluate + alerts"] - parse
+        print(
+            f"{name}: alert rate {count / n:.2%} ({count} alerts); evaluate + alerts straight "
+            f"after parsing (that row minus the parse) {fresh:.2f} us/event = "
+            f"{fresh / parse:.2f} x parse"
+        )
+        for label, whole, matching in (
+            ("pre-parsed events", "evaluate + alerts", "matching only"),
+            (
+                "straight after parsing",
+                "parse, then evaluate + alerts",
+                "parse, then matching only",
+            ),
+        ):
+            per_alert = (med[whole] - med[matching]) * n / max(count, 1)
+            print(
+                f"{name}: per alert, {label}: {per_alert:.2f} us = {per_alert / parse:.2f} x the "
+                "parse of a mean event"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--hard-events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-sizes", default="200,1000", help="uncompressed MB, comma-separated")
     parser.add_argument("--quick", action="store_true", help="small corpus, no cold start/RSS")
     args = parser.parse_args()
     if args.quick:
-        args.events, args.rounds = 20_000, 5
+        args.events, args.hard_events, args.rounds = 20_000, 20_000, 5
     from falconet.decode import compression
 
     inflater = "zlib" if compression.backend() is compression.ZLIB else "isal"
@@ -630,6 +726,7 @@ def main() -> None:
     engines = measure_build(paths, args.rounds)
     lines = build_corpus(args.events)
     measure_speed(engines, lines, args.rounds)
+    measure_hard(engines, build_hard_corpus(args.hard_events), args.rounds)
     measure_import(args.rounds)
     if not args.quick:
         measure_cold_start(args.rounds)
