@@ -117,9 +117,7 @@ class Engine:
         self.min_priority = PRIORITIES[threshold]
         self.diagnostics = tuple(diagnostics)
         if hostname is None:
-            import socket  # only for the host name: ~2 ms of a cold start otherwise
-
-            hostname = socket.gethostname()
+            hostname = _host_name()
         self._hostname = hostname
         self.hostname = hostname
         self.time_format_iso8601 = time_format_iso8601
@@ -468,6 +466,19 @@ def load_documents(
     )
     ruleset.diagnostics.extend(problems)
     return correlations, policies
+
+
+def _host_name() -> str:
+    """This host's name, as `socket.gethostname()` gives it: on POSIX that is the kernel's node
+    name, read without importing socket (~2-5 ms of a cold start)."""
+    import os
+
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
 
 
 def _known(name: str, configured: Sequence[str] | None) -> bool:

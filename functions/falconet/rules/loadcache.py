@@ -34,8 +34,17 @@ _KEY_BASE = ("__init__.py", "codegen.py", "context.py", "errors.py", "timestamps
 
 
 def key_modules(package: Path = PACKAGE_DIR) -> list[Path]:
-    """The modules whose source is part of the key, in a stable order."""
-    rooms = sorted(m for room in _KEY_ROOMS for m in (package / room).rglob("*.py"))
+    """The modules whose source is part of the key, in a stable order (`os.walk`: pathlib's
+    rglob cost ~3 ms of a cold start)."""
+    import os
+
+    rooms = sorted(
+        Path(top, name)
+        for room in _KEY_ROOMS
+        for top, _, names in os.walk(package / room)
+        for name in names
+        if name.endswith(".py")
+    )
     return [package / name for name in _KEY_BASE] + rooms
 
 
