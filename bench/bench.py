@@ -636,9 +636,10 @@ def parse_then_evaluate(engine: Engine, lines: list[bytes]) -> int:
 
 
 def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) -> None:
-    """Evaluation and alert cost on the harder corpus: per event, and per alert as the difference
-    between evaluation with alerts and matching alone, over the alerts raised; evaluation of
-    pre-parsed events next to evaluation straight after parsing (minus the parse)."""
+    """Evaluation and alert cost on the harder corpus, for each ruleset: matching alone (the
+    engine with alert building off) next to evaluation with alerts, on pre-parsed events and
+    straight after each parse; and the cost per alert, measured on the events that raise one
+    (with alerts minus without, over the alerts raised), pre-parsed and straight after parsing."""
     body = b"\n".join(lines) + b"\n"
     gz = gzip.compress(body, compresslevel=6, mtime=0)
     parsed = [orjson.loads(line) for line in lines]
@@ -651,19 +652,25 @@ def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) ->
     )
     samples: dict[str, list[float]] = {}
 
-    def add(name: str, seconds: float) -> None:
-        samples.setdefault(name, []).append(seconds / n * 1e6)
+    def add(name: str, seconds: float, count: int = n) -> None:
+        samples.setdefault(name, []).append(seconds / count * 1e6)
 
-    alerts = {name: run_engine(engine, parsed) for name, engine in engines.items()}
     silent = {name: without_alerts(engine) for name, engine in engines.items()}
+    alerting: dict[str, tuple[list[dict[str, Any]], list[bytes], int]] = {}
+    for name, engine in engines.items():
+        chosen = [i for i, event in enumerate(parsed) if engine.evaluate(event)]
+        events = [parsed[i] for i in chosen]
+        alerting[name] = (events, [lines[i] for i in chosen], run_engine(engine, events))
     for _ in range(rounds):
         add("parse (orjson.loads)", timed(lambda: parse_all(lines)))
         for name, engine in engines.items():
-            add(f"{name}: matching only", timed(lambda e=silent[name]: run_engine(e, parsed)))
+            quiet = silent[name]
+            events, raw, _ = alerting[name]
+            add(f"{name}: matching only", timed(lambda e=quiet: run_engine(e, parsed)))
             add(f"{name}: evaluate + alerts", timed(lambda e=engine: run_engine(e, parsed)))
             add(
                 f"{name}: parse, then matching only",
-                timed(lambda e=silent[name]: parse_then_evaluate(e, lines)),
+                timed(lambda e=quiet: parse_then_evaluate(e, lines)),
             )
             add(
                 f"{name}: parse, then evaluate + alerts",
@@ -673,12 +680,28 @@ def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) ->
                 f"{name}: end to end, gzip JSON lines, detections only",
                 timed(lambda e=engine: pipeline_run(Pipeline(e, []), gz, bucket_object=True)),
             )
+            for label, fn, data in (
+                ("alerting events, matching only", run_engine, (quiet, events)),
+                ("alerting events, evaluate + alerts", run_engine, (engine, events)),
+                ("alerting lines, parse, then matching only", parse_then_evaluate, (quiet, raw)),
+                (
+                    "alerting lines, parse, then evaluate + alerts",
+                    parse_then_evaluate,
+                    (engine, raw),
+                ),
+            ):
+                add(
+                    f"{name}: {label}",
+                    timed(lambda fn=fn, data=data: fn(*data)),
+                    len(events),
+                )
     parse = statistics.median(samples["parse (orjson.loads)"])
     print(f"\n{'stage (median of ' + str(rounds) + ' rounds)':52} {'us/event':>9} {'x parse':>8}")
     for name, values in samples.items():
-        med = statistics.median(values)
-        print(f"{name:52} {med:9.2f} {med / parse:8.2f}")
-    for name, count in alerts.items():
+        if "alerting" not in name:
+            med = statistics.median(values)
+            print(f"{name:52} {med:9.2f} {med / parse:8.2f}")
+    for name, (events, _, count) in alerting.items():
         med = {k.removeprefix(name + ": "): statistics.median(v) for k, v in samples.items()}
         fresh = med["parse, then evaluate + alerts"] - parse
         print(
@@ -686,15 +709,12 @@ def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) ->
             f"after parsing (that row minus the parse) {fresh:.2f} us/event = "
             f"{fresh / parse:.2f} x parse"
         )
-        for label, whole, matching in (
-            ("pre-parsed events", "evaluate + alerts", "matching only"),
-            (
-                "straight after parsing",
-                "parse, then evaluate + alerts",
-                "parse, then matching only",
-            ),
+        for label, prefix in (
+            ("pre-parsed events", "alerting events, "),
+            ("straight after parsing", "alerting lines, parse, then "),
         ):
-            per_alert = (med[whole] - med[matching]) * n / max(count, 1)
+            cost = med[prefix + "evaluate + alerts"] - med[prefix + "matching only"]
+            per_alert = cost * len(events) / max(count, 1)
             print(
                 f"{name}: per alert, {label}: {per_alert:.2f} us = {per_alert / parse:.2f} x the "
                 "parse of a mean event"
