@@ -724,7 +724,7 @@ def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--hard-events", type=int, default=100_000)
+    parser.add_argument("--hard-events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-sizes", default="200,1000", help="uncompressed MB, comma-separated")
     parser.add_argument("--quick", action="store_true", help="small corpus, no cold start/RSS")
