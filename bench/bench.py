@@ -727,13 +727,16 @@ def measure_hard(engines: dict[str, Engine], lines: list[bytes], rounds: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    # Not smaller with --quick: the alerting events must outnumber any 4,096-entry cache, or
+    # repeating them round after round flatters a per-value cache (the alerts of 20,000 events
+    # of the bundled rules all fit in one).
     parser.add_argument("--hard-events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-sizes", default="200,1000", help="uncompressed MB, comma-separated")
     parser.add_argument("--quick", action="store_true", help="small corpus, no cold start/RSS")
     args = parser.parse_args()
     if args.quick:
-        args.events, args.hard_events, args.rounds = 20_000, 20_000, 5
+        args.events, args.rounds = 20_000, 5
     from falconet.decode import compression
 
     inflater = "zlib" if compression.backend() is compression.ZLIB else "isal"
