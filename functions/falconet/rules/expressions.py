@@ -210,10 +210,19 @@ class ExpressionGen:
                 return f"({a} is not None)"
             # Lower the value (ASCII, like strcasestr) and search all needles in one pass
             # (measured faster than a re.IGNORECASE pattern), remembered per distinct value.
-            check = self.module.built(("isearch", tuple(needles)))
+            check = self._matcher(("isearch", tuple(needles)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
-        check = self.module.built(("search", tuple(needles)))
+        check = self._matcher(("search", tuple(needles)), a)
         return f"((_t := {a}) is not None and {check}(_t))"
+
+    def _matcher(self, recipe: Recipe, operand: str) -> str:
+        """The name of a matcher of `operand`: memoized per value, except inside a predicate
+        over that very value (`v`), whose own memo already remembers the whole subtree: there a
+        second memo per matcher only costs (with many distinct values, such as client
+        addresses, every memo misses together)."""
+        if self.value_of is not None and operand == "v":
+            return self.module.built(("unmemoized", recipe))
+        return self.module.built(recipe)
 
     def _reference_check(self, node: ast.BinaryCheck) -> str:
         fn = self.module.built(("reference", encode_tree(node, {})))
@@ -241,7 +250,7 @@ class ExpressionGen:
         if op in ("in", "intersects"):
             return f"({a} in {const(frozenset(values))})"
         if op == "pmatch":
-            check = self.module.built(("pmatch", tuple(values)))
+            check = self._matcher(("pmatch", tuple(values)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         value = values[0] if values else ""
         c = const(value)
@@ -261,10 +270,10 @@ class ExpressionGen:
         if op in ("startswith", "endswith"):
             return f"((_t := {a}) is not None and _t.{op}({c}))"
         if op in ("glob", "iglob"):
-            check = self.module.built(("glob", str(value), op == "iglob"))
+            check = self._matcher(("glob", str(value), op == "iglob"), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         if op == "regex":
-            check = self.module.built(("regex", str(value)))
+            check = self._matcher(("regex", str(value)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         return self._reference_check(node)
 
@@ -391,6 +400,10 @@ def _reference(env: fields.BindEnv, tree: Any) -> Callable[[Any, Any], bool]:
     return lambda ev, ctx: ref.check(node, ev, ctx)
 
 
+def _truth(predicate: Callable[[str], object]) -> Callable[[str], bool]:
+    return lambda value: bool(predicate(value))  # what `memoized` returns, without the memo
+
+
 def _on_first_use(make: Callable[[], Callable[[str], object]]) -> Callable[[str], object]:
     """A matcher made by `make()` when first called (its patterns compiled then, not at start)."""
     made: list[Callable[[str], object]] = []
@@ -414,6 +427,11 @@ def build(recipe: Recipe, env: fields.BindEnv, *, cached: bool = False) -> Any:
         if cached:
             return memoized(_on_first_use(lambda: _matcher(kind, args)))
         return memoized(_matcher(kind, args))
+    if kind == "unmemoized" and args[0][0] in _MATCHERS:  # the same check, as a bool, no memo
+        inner_kind, *inner = args[0]
+        if cached:
+            return _truth(_on_first_use(lambda: _matcher(inner_kind, inner)))
+        return _truth(_matcher(inner_kind, inner))
     if kind == "getter":  # ungated: the fast path only runs for events with auditID
         definition = fields.lookup(args[0])
         if definition is None:
