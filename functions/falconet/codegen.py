@@ -208,16 +208,18 @@ def read_trusted(path: Path) -> bytes | None:
     The caches hold marshal data and compiled code, trusted like `.pyc`: whoever can write them
     can run code in the function. So a file is read only when it and its directory are owned by
     root or by this process's user and writable by no one else (not world-writable; group-
-    writable only for root's or this user's own group), as ssh treats its keys. A cache directory
-    someone else created first (say under a shared /tmp) is therefore never read. The deployed
-    cache (`/var/task/rules-cache` in the Lambda zip) is read-only and owned by root.
+    writable only for root's or this user's own group), as ssh treats its keys, or when they are
+    on a read-only file system. A cache directory someone else created first (say under a shared
+    /tmp) is therefore never read. The deployed cache (`/var/task/rules-cache` in the Lambda zip)
+    is on a read-only file system.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
     try:
-        if not (_trusted(os.fstat(fd)) and _trusted(path.parent.stat())):
+        owned = _trusted(os.fstat(fd)) and _trusted(path.parent.stat())
+        if not (owned or _read_only(path.parent)):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
@@ -225,6 +227,18 @@ def read_trusted(path: Path) -> bytes | None:
         return None
     finally:
         os.close(fd)
+
+
+def _read_only(directory: Path) -> bool:
+    """The directory is on a read-only file system (a Lambda's /var/task, a read-only container
+    image layer): no one can write there whoever owns the files."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _trusted(st: os.stat_result) -> bool:
