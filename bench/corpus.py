@@ -314,3 +314,156 @@ def events(seed: int = 42) -> Iterator[dict[str, Any]]:
         if event["level"] == "Request":
             event["requestObject"] = _request_object(rng, resource, name, ns or "")
         yield event
+
+
+# --------------------------------------------------------------------------------------------
+# The harder corpus: what real traffic does to the caches
+
+POD_SPEC_CONTAINERS = (1, 5)  # a realistic pod has sidecars: containers per pod, inclusive
+
+
+def _address_pool(rng: random.Random, size: int) -> list[str]:
+    """`size` distinct client addresses: most are pod and node addresses in large private ranges
+    (a cluster of thousands of nodes), a quarter public clients, a few IPv6 (dual-stack)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < size:
+        x = rng.random()
+        if x < 0.65:
+            ip = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        elif x < 0.72:
+            ip = f"172.{rng.randrange(16, 32)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        elif x < 0.96:
+            first = rng.choice([3, 13, 18, 34, 35, 52, 54, 81, 91, 104, 142, 185, 198, 203])
+            ip = f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        else:
+            a, b, c = (rng.getrandbits(16) for _ in range(3))
+            ip = f"2600:1f18:{a:x}:{b:x}::{c:x}"
+        if ip not in seen:
+            seen.add(ip)
+            out.append(ip)
+    return out
+
+
+def _big_container(rng: random.Random, i: int, privileged: bool) -> dict[str, Any]:
+    return {
+        "name": f"c{i}",
+        "image": f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/app{i}:1.{rng.randrange(40)}",
+        "command": ["/bin/app", "--config=/etc/app/config.yaml", f"--shard={rng.randrange(64)}"],
+        "env": [
+            {"name": f"ENV_{k}", "value": f"{rng.getrandbits(64):016x}"}
+            for k in range(rng.randrange(4, 16))
+        ]
+        + [
+            {
+                "name": "POD_IP",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+            }
+        ],
+        "ports": [{"containerPort": 8080 + k, "protocol": "TCP"} for k in range(2)],
+        "resources": {
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/app", "readOnly": True},
+            {
+                "name": "kube-api-access",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            },
+        ],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+        },
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}},
+        "imagePullPolicy": "IfNotPresent",
+        "terminationMessagePath": "/dev/termination-log",
+        "securityContext": {
+            "privileged": privileged,
+            "runAsNonRoot": not privileged,
+            "allowPrivilegeEscalation": privileged,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def _big_managed_fields(rng: random.Random) -> list[dict[str, Any]]:
+    """Several managers, each owning a deep fieldsV1 tree (as real pods and deployments carry)."""
+    fields = []
+    for manager in rng.sample(CONTROLLERS, rng.randrange(2, 5)):
+        containers = {
+            f'k:{{"name":"c{k}"}}': {
+                ".": {},
+                "f:image": {},
+                "f:env": {f'k:{{"name":"ENV_{j}"}}': {".": {}, "f:value": {}} for j in range(6)},
+                "f:resources": {"f:limits": {"f:cpu": {}, "f:memory": {}}},
+            }
+            for k in range(rng.randrange(1, 4))
+        }
+        fields.append(
+            {
+                "manager": manager,
+                "operation": rng.choice(["Update", "Apply"]),
+                "apiVersion": "v1",
+                "time": "2026-03-11T15:45:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}}},
+                    "f:spec": {"f:containers": containers},
+                },
+            }
+        )
+    return fields
+
+
+def hard_events(seed: int = 42, addresses: int = 40_000) -> Iterator[dict[str, Any]]:
+    """`events(seed)` made as hard on the caches as real traffic: every event stamped at a random
+    time of one day (out of order, as merged batches are; mixed fraction lengths as clients and
+    API servers write them), its client address drawn from `addresses` distinct ones, pods with
+    several large containers, written objects with several managers' managedFields, and pods
+    created at level RequestResponse (the response object, status included)."""
+    rng = random.Random(seed + 1)
+    pool = _address_pool(rng, addresses)
+    day = 1773187200  # 2026-03-11T00:00:00Z
+    import time as _time
+
+    for event in events(seed):
+        second = day + rng.randrange(86_400)
+        head = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(second))
+        digits = rng.choice((6, 6, 6, 9, 3, 0))
+        fraction = f".{rng.getrandbits(30) % 10**digits:0{digits}d}" if digits else ""
+        event["stageTimestamp"] = f"{head}{fraction}Z"
+        event["requestReceivedTimestamp"] = f"{head}.000000Z"
+        ips = [rng.choice(pool)]
+        if rng.random() < 0.1:  # behind a proxy: X-Forwarded-For adds the proxy's address
+            ips.append(rng.choice(pool))
+        event["sourceIPs"] = ips
+        obj = event.get("requestObject")
+        if obj is not None:
+            obj["metadata"]["managedFields"] = _big_managed_fields(rng)
+            if obj.get("kind") == "Pod":
+                privileged = any(
+                    c["securityContext"]["privileged"] for c in obj["spec"]["containers"]
+                )
+                obj["spec"]["containers"] = [
+                    _big_container(rng, i, privileged)
+                    for i in range(rng.randrange(*POD_SPEC_CONTAINERS))
+                ]
+                obj["spec"]["tolerations"] = [
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+                ]
+                obj["spec"]["volumes"].append({"name": "config", "configMap": {"name": "app"}})
+                if event["verb"] == "create":
+                    event["level"] = "RequestResponse"
+                    event["responseObject"] = {
+                        **obj,
+                        "status": {
+                            "phase": "Pending",
+                            "qosClass": "Burstable",
+                            "conditions": [{"type": "PodScheduled", "status": "False"}],
+                        },
+                    }
+        yield event

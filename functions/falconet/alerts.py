@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from falconet.context import EventContext
-from falconet.timestamps import format_iso8601_ns, format_local_time_ns
+from falconet.timestamps import format_times
 
 if TYPE_CHECKING:
     from falconet.fields import InlineRead
@@ -443,13 +443,12 @@ class AlertFactory:
             message, output_fields = fill(event, ctx, time_ns)
         else:  # the k8saudit gate: every ka.* field is absent
             message, output_fields = self.getter_fields(event, ctx, time_ns, gate=True)
-        iso = format_iso8601_ns(time_ns)
+        iso, local = format_times(time_ns)
         cluster = output_fields.get("falconet.cluster") or ctx.cluster
         return Alert(
             self.rule,
             self.priority,
-            f"{iso if self.iso_prefix else format_local_time_ns(time_ns)}: "
-            f"{self.priority} {message}",
+            f"{iso if self.iso_prefix else local}: {self.priority} {message}",
             iso,
             time_ns,
             self.tags,

@@ -170,34 +170,95 @@ def compile_module(
     interpreter's bytecode magic number, so a cached code object is only ever used for the exact
     source it was compiled from. Writes are atomic and best effort (a read-only deployment just
     reads). The directory is trusted like a .pyc directory: part of the deployment, never
-    writable by others.
+    writable by others; `read_trusted` refuses files that others could have written.
     """
-    code, hit = _compile_cached(source, filename, cache_dir)
+    code, hit = compile_cached(source, filename, cache_dir)
+    return run_code(code, constants), hit
+
+
+def run_code(code: CodeType, constants: Mapping[str, Any]) -> dict[str, Any]:
+    """Execute generator-made `code` in a fresh `namespace(constants)` and return it."""
     module = namespace(constants)
     exec(code, module)  # noqa: S102 - generator-made source, data in the namespace (see above)
-    return module, hit
+    return module
 
 
-def _compile_cached(source: str, filename: str, cache_dir: Path | None) -> tuple[CodeType, bool]:
+def compile_cached(source: str, filename: str, cache_dir: Path | None) -> tuple[CodeType, bool]:
+    """`compile(source)`, through the code cache in `cache_dir` when one is given."""
     if cache_dir is None:
         return compile(source, filename, "exec"), False
     key = hashlib.sha256(MAGIC_NUMBER + f"\0{marshal.version}\0{source}".encode()).hexdigest()
     path = cache_dir / f"rules-{key[:32]}.marshal"
-    try:
-        code = marshal.loads(path.read_bytes())  # noqa: S302 - our own cache, trusted like .pyc
-        if isinstance(code, CodeType):
-            return code, True
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
+    data = read_trusted(path)
+    if data is not None:
+        try:
+            code = marshal.loads(data)  # noqa: S302 - a trusted file (read_trusted), like .pyc
+            if isinstance(code, CodeType):
+                return code, True
+        except (EOFError, ValueError, TypeError):
+            pass
     code = compile(source, filename, "exec")
+    write_atomic(path, marshal.dumps(code))
+    return code, False
+
+
+def read_trusted(path: Path) -> bytes | None:
+    """The bytes of a cache file only the deployment can have written, else None.
+
+    The caches hold marshal data and compiled code, trusted like `.pyc`: whoever can write them
+    can run code in the function. So a file is read only when it and its directory are owned by
+    root or by this process's user and writable by no one else (not world-writable; group-
+    writable only for root's or this user's own group), as ssh treats its keys, or when they are
+    on a read-only file system. A cache directory someone else created first (say under a shared
+    /tmp) is therefore never read. The deployed cache (`/var/task/rules-cache` in the Lambda zip)
+    is on a read-only file system.
+    """
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        owned = _trusted(os.fstat(fd)) and _trusted(path.parent.stat())
+        if not (owned or _read_only(path.parent)):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_only(directory: Path) -> bool:
+    """The directory is on a read-only file system (a Lambda's /var/task, a read-only container
+    image layer): no one can write there whoever owns the files."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _trusted(st: os.stat_result) -> bool:
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # no POSIX owners (Windows): the directory's ACLs decide
+        return True
+    if st.st_uid not in (0, getuid()) or st.st_mode & 0o002:
+        return False
+    return not (st.st_mode & 0o020 and st.st_gid not in (0, os.getgid()))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a cache file atomically, best effort (a read-only deployment only reads)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(marshal.dumps(code))
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError:
         pass
-    return code, False
 
 
 class Listing:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from falconet import fields
-from falconet.alerts import Alert
+from falconet.alerts import Alert, AlertFactory, FieldSpec
 from falconet.context import EMPTY_CONTEXT, EventContext
 from falconet.correlate.loader import load_correlations
 from falconet.correlate.model import CorrelationSet
@@ -105,7 +105,10 @@ class Engine:
         correlations: CorrelationSet | None = None,
         policies: Sequence[Policy] = (),
         falco_config: FalcoConfig | None = None,
+        rules_key: str | None = None,
     ) -> None:
+        """`rules_key` is the load cache's key of exactly `rules` (`RuleSet.cache_key`, which
+        `from_paths` passes): with `code_cache`, the finished index is cached under it."""
         if rule_matching not in RULE_MATCHING:
             raise ConfigError(f"rule_matching must be 'first' or 'all', got '{rule_matching}'")
         threshold = parse_priority(min_priority)
@@ -117,24 +120,18 @@ class Engine:
         self.min_priority = PRIORITIES[threshold]
         self.diagnostics = tuple(diagnostics)
         if hostname is None:
-            import socket  # only for the host name: ~2 ms of a cold start otherwise
-
-            hostname = socket.gethostname()
+            hostname = _host_name()
         self._hostname = hostname
         self.hostname = hostname
         self.time_format_iso8601 = time_format_iso8601
-        extras = DEFAULT_EXTRA_FIELDS if extra_fields is None else tuple(extra_fields)
         # evt.num: the engine numbers the events it evaluates, as Falco numbers a run's events.
         self._counter = fields.EventCounter()
         self._env = fields.BindEnv(geoip=geoip, counter=self._counter, hostname=hostname)
-        located = geoip is not None and getattr(geoip, "enabled", False)
-        extra_specs = [
-            extra_spec(name, self._env)
-            for name in extras
-            if _known(name, extra_fields)
-            # Without a GeoIP database the location fields are always absent: skip their reads.
-            and (located or extra_fields is not None or name not in _LOCATION_FIELDS)
-        ]
+        self._extra_fields = extra_fields
+        self._falco_config = falco_config
+        # Configured extra fields are checked now (a ConfigError at start-up); the defaults are
+        # known good, and read when the first alert needs them.
+        self._extra_specs = None if extra_fields is None else self._bind_extras()
         if falco_config is not None:  # falco.yaml's `rules:` enable/disable commands, in order
             rules = falco_config.select(rules)
         self.correlations = correlations or CorrelationSet()
@@ -147,15 +144,13 @@ class Engine:
             RuleInfo(r.name, r.priority_name, r.tags, r.desc, r.enabled, r.order) for r in rules
         )
         self._active = tuple(active)
-        self._factories = tuple(
-            factory(
-                *appended(r, falco_config, extra_specs, self._env),
-                self._hostname,
-                time_format_iso8601,
-                self._env,
-            )
-            for r in active
-        )
+        # One per rule, made at the rule's first alert: most rules never fire in a function's
+        # life, and making all at a cold start cost ~4 ms (bundled rules). With falco.yaml's
+        # append_output / static_fields all are made now, so that a bad one fails the start.
+        self._factories: list[AlertFactory | None] = [None] * len(active)
+        if falco_config is not None and (falco_config.append_output or falco_config.static_fields):
+            for slot in range(len(active)):
+                self._make_factory(slot)
         # A rule emits its own alerts unless it is below the threshold (kept only to be counted)
         # or a correlation silences it (`generate: false`); only emitting rules take part in
         # first-match, so a rule kept for a correlation never hides another rule's alert.
@@ -168,6 +163,7 @@ class Engine:
             match_all=rule_matching == "all" or self._judging,
             env=self._env,
             cache_dir=Path(code_cache) if code_cache else None,
+            rules_key=rules_key,
         )
         self._table = self._index.table
         self._table_other = self._table[OTHER]
@@ -220,6 +216,7 @@ class Engine:
             correlations=correlations,
             policies=policies,
             falco_config=falco_config,
+            rules_key=ruleset.cache_key,
         )
 
     def active_rules(self) -> tuple[Rule, ...]:
@@ -322,7 +319,36 @@ class Engine:
         if time_ns is None:
             return _NO_ALERTS
         factories = self._factories
-        return [factories[slot].make(event, context, time_ns) for slot in slots]
+        return [
+            (factories[slot] or self._make_factory(slot)).make(event, context, time_ns)
+            for slot in slots
+        ]
+
+    def _make_factory(self, slot: int) -> AlertFactory:
+        """The alert factory of the rule in `slot`, made on its first alert."""
+        extras = self._extra_specs
+        if extras is None:
+            extras = self._extra_specs = self._bind_extras()
+        made = self._factories[slot] = factory(
+            *appended(self._active[slot], self._falco_config, extras, self._env),
+            self._hostname,
+            self.time_format_iso8601,
+            self._env,
+        )
+        return made
+
+    def _bind_extras(self) -> list[FieldSpec]:
+        configured = self._extra_fields
+        names = DEFAULT_EXTRA_FIELDS if configured is None else tuple(configured)
+        geoip = self._env.geoip
+        located = geoip is not None and getattr(geoip, "enabled", False)
+        return [
+            extra_spec(name, self._env)
+            for name in names
+            if _known(name, configured)
+            # Without a GeoIP database the location fields are always absent: skip their reads.
+            and (located or configured is not None or name not in _LOCATION_FIELDS)
+        ]
 
     def _evaluate_reference(self, event: Mapping[str, Any], context: EventContext) -> list[Alert]:
         slots = []
@@ -394,7 +420,11 @@ class Engine:
     def index_stats(self) -> dict[str, int]:
         """Rules per distinct bucket (min/max), buckets, wildcard rules, and whether the compiled
         code came from the code cache (1) or was compiled (0)."""
-        return {**self._bucket_stats(), "code_cache_hit": int(self._index.cache_hit)}
+        return {
+            **self._bucket_stats(),
+            "code_cache_hit": int(self._index.cache_hit),
+            "index_cache_hit": int(self._index.index_cached),
+        }
 
     def _bucket_stats(self) -> dict[str, int]:
         """Rules per distinct bucket (min/max), the number of buckets and of wildcard rules."""
@@ -456,6 +486,19 @@ def load_documents(
     )
     ruleset.diagnostics.extend(problems)
     return correlations, policies
+
+
+def _host_name() -> str:
+    """This host's name, as `socket.gethostname()` gives it: on POSIX that is the kernel's node
+    name, read without importing socket (~2-5 ms of a cold start)."""
+    import os
+
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
 
 
 def _known(name: str, configured: Sequence[str] | None) -> bool:

@@ -5,11 +5,12 @@ default extra field of every alert, costs one small module at a cold start: the 
 geoip (logging, threads, record parsing, four classes) is imported only when a GeoIP database is
 configured. The accepted address forms are listed in `falconet.geoip`'s docstring; the ordered
 scope table is in `ip_scope`'s. Never raises for any input; event text is parsed by `ipaddress`,
-nothing else.
+except a plain dotted quad (at most 15 characters), which one anchored ASCII regex reads.
 """
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import TYPE_CHECKING
 
@@ -156,6 +157,46 @@ def scope_of(address: IPv4Address | IPv6Address) -> str:
     return RESERVED
 
 
+def _first_octet_scopes() -> tuple[str | None, ...]:
+    """Per first octet of an IPv4 address: its scope when the whole /8 has one (no row of the
+    table splits it), else None (the rows are checked in order)."""
+    out: list[str | None] = []
+    for octet in range(256):
+        low, high = octet << 24, (octet << 24) | 0xFFFFFF
+        scope: str | None = PUBLIC
+        for row_low, row_high, row_scope in _V4_RANGES:
+            if row_low <= low and high <= row_high:  # covers the /8: first match wins
+                scope = row_scope
+                break
+            if row_low <= high and low <= row_high:  # covers part of it
+                scope = None
+                break
+        out.append(scope)
+    return tuple(out)
+
+
+_V4_FIRST: Final = {str(n): scope for n, scope in enumerate(_first_octet_scopes())}
+# A plain dotted quad as `ipaddress` accepts it: four octets of 1-3 ASCII digits, no leading zero,
+# at most 255. One match is ~3x cheaper than splitting and checking the parts in Python.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_QUAD: Final = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
+def quad_scope(text: str) -> str | None:
+    """The scope of a plain dotted quad, or None when `text` is not one."""
+    match = _QUAD.fullmatch(text) if len(text) <= 15 else None
+    if match is None:
+        return None
+    scope = _V4_FIRST[match[1]]
+    if scope is not None:
+        return scope
+    value = int.from_bytes(bytes(map(int, match.groups())), "big")
+    for low, high, row_scope in _V4_RANGES:
+        if low <= value <= high:
+            return row_scope
+    return PUBLIC
+
+
 def ip_scope(text: object) -> str | None:
     """The scope of the address in `text`, or None when `text` is not an address.
 
@@ -177,6 +218,13 @@ def ip_scope(text: object) -> str | None:
     ==============  ===========================================  ===============================
 
     IPv4-mapped IPv6 addresses take the scope of their IPv4 address. Never raises.
+
+    A plain dotted quad (most client addresses) is read without `ipaddress`: a per-alert cost that
+    no cache can hide when an API server sees tens of thousands of clients.
     """
+    if type(text) is str:
+        scope = quad_scope(text)
+        if scope is not None:
+            return scope
     address = parse_ip(text)
     return None if address is None else scope_of(address)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from falconet import ipscope
 from falconet.errors import ConfigError
 from falconet.geoip import (
     SCOPES,
@@ -204,6 +205,39 @@ def test_ipv4_scope_is_the_same_in_every_form(address: IPv4Address) -> None:
     assert ip_scope(f"::ffff:{address}") == scope
     assert ip_scope(f"{address}:443") == scope
     assert ip_scope(f"[::ffff:{address}]:443") == scope
+
+
+def _scope_by_ipaddress(text: str) -> str | None:
+    """The scope as `ipaddress` reads `text` and the table's networks decide it (the reference for
+    the dotted-quad fast path, which uses neither)."""
+    try:
+        address = IPv4Address(text)
+    except ValueError:
+        return None
+    for scope, networks in ipscope._V4_TABLE:
+        if any(address in network for network in networks):
+            return scope
+    return "public"
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        # near misses: leading zeros, octets above 255, missing or extra parts, signs, spaces
+        st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4}){2,4}\Z"),
+        st.from_regex(r"\A[0-9+ _٣.]{1,16}\Z"),
+        st.builds(
+            lambda a, b, c, d: f"{a}.{b}.{c}.{d}",
+            *[st.sampled_from([0, 1, 10, 100, 127, 169, 172, 192, 198, 203, 224, 240, 255, 256])]
+            * 4,
+        ),
+    )
+)
+def test_dotted_quad_fast_path_agrees_with_ipaddress(text: str) -> None:
+    expected = _scope_by_ipaddress(text)
+    assert ipscope.quad_scope(text) == expected
+    if expected is not None:
+        assert ip_scope(text) == expected
 
 
 @given(st.ip_addresses(v=6))

@@ -98,10 +98,16 @@ def _geo_binder(attr: str) -> Callable[[str | None, BindEnv], Getter]:
     def binder(_arg: str | None, env: BindEnv) -> Getter:
         geo = env.geoip
         if attr == "scope":
-            from falconet.ipscope import ip_scope  # not geoip: see ipscope
+            from falconet.ipscope import ip_scope, quad_scope  # not geoip: see ipscope
 
-            cached = functools.lru_cache(maxsize=4096)(ip_scope)  # one parse per address
-            return lambda ev, _ctx: cached(_src_ip(ev, None))
+            # A dotted quad costs less than a cache look-up; other forms are parsed once each.
+            cached = functools.lru_cache(maxsize=4096)(ip_scope)
+
+            def scope(ev: Event, _ctx: EventContext) -> str | None:
+                ip = _src_ip(ev, None)
+                return None if ip is None else (quad_scope(ip) or cached(ip))
+
+            return scope
         if geo is None or not geo.enabled:
             return lambda _ev, _ctx: None
 

@@ -15,18 +15,26 @@ engine sends other events to the reference evaluator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from falconet import fields
-from falconet.codegen import BUCKET_ARGS, Listing, compile_module
+from falconet.codegen import (
+    BUCKET_ARGS,
+    Listing,
+    compile_cached,
+    read_trusted,
+    run_code,
+    write_atomic,
+)
 from falconet.rules import ast
-from falconet.rules.expressions import ExpressionGen, field_uses
+from falconet.rules.expressions import ExpressionGen, Recipe, build, field_uses
 from falconet.rules.index import RESOURCE, VERB, fold, key_of, required, specialize
 from falconet.rules.operators import MEMO_SIZE
-from falconet.rules.reference import ReferenceEvaluator
 from falconet.rules.resolver import Measures, measure
 
 OTHER = object()  # the index key for a verb/resource no rule requires
@@ -59,6 +67,7 @@ class Index:
     wildcard: int  # rules that run for every event
     listing: Listing  # the generated module, with the rule names beside their code
     cache_hit: bool = False  # the compiled code came from the code cache
+    index_cached: bool = False  # the whole index came from the index cache
 
 
 _ANY = object()
@@ -148,8 +157,14 @@ def build_index(
     match_all: bool,
     env: fields.BindEnv = fields.EMPTY_ENV,
     cache_dir: Path | None = None,
+    rules_key: str | None = None,
 ) -> Index:
     """Index rules by required verb/resource and generate one function per distinct bucket.
+
+    With `cache_dir` and `rules_key` (the load cache's key of exactly the loaded rules these
+    are, `RuleSet.cache_key`) the finished index is cached: its compiled code, its table, and the
+    recipes of the objects its code uses (`expressions.Recipe`), so a cached build runs the code
+    and makes those objects without filing, specialising or generating anything.
 
     `jevt.rawtime exists` folds to true and `jevt.rawtime=0` to false: every event the engine
     reports on has a valid stageTimestamp (the decoders drop the others, as the k8saudit plugin
@@ -157,6 +172,12 @@ def build_index(
     event is stamped exactly at the epoch. These are upstream's `k8s_audit_always_true` /
     `k8s_audit_never_true` idioms, which would otherwise cost a timestamp parse per event.
     """
+    index_key = None
+    if cache_dir is not None and rules_key is not None:
+        index_key = _index_key(rules_key, rules, match_all)
+        cached = _read_index(cache_dir, index_key, env)
+        if cached is not None:
+            return cached
     conditions = {r.slot: _fold_constants(r.condition) for r in rules}
     reqs = {
         r.slot: (required(conditions[r.slot], VERB), required(conditions[r.slot], RESOURCE))
@@ -183,7 +204,6 @@ def build_index(
         match_all=match_all,
         wildcard=wild_slots,
         env=env,
-        reference=ReferenceEvaluator(env),
         names={r.slot: r.name for r in rules},
     )
     cache: dict[tuple[tuple[int, int], ...], str] = {}
@@ -227,12 +247,113 @@ def build_index(
             row[resource] = name
         table[verb] = row
     gen.note_buckets(table)
-    namespace, hit = compile_module(
-        gen.listing.source(), gen.namespace, filename="<falconet-rules>", cache_dir=cache_dir
-    )
+    code, hit = compile_cached(gen.listing.source(), "<falconet-rules>", cache_dir)
+    namespace = run_code(code, gen.namespace)
     fn_table = {v: {r: namespace[n] for r, n in row.items()} for v, row in table.items()}
     sizes = [len(gen.bucket_slots[name]) for name in gen.bucket_names]
+    if index_key is not None and cache_dir is not None:
+        _write_index(cache_dir, index_key, code, gen, table, sizes, wildcard)
     return Index(fn_table, sizes, wildcard, gen.listing, hit)
+
+
+# --------------------------------------------------------------------------------------------
+# The index cache: a finished index as plain data and one code object
+
+_INDEX_FORMAT = "falconet index cache 1"
+
+
+def _index_key(rules_key: str, rules: Sequence[CompiledRule], match_all: bool) -> str:
+    """The rules as loaded (their load key covers the rules files, the loader, the fields and
+    this compiler's code, and falconet's version), which of them are indexed in which slot, the
+    matching mode and the interpreter's bytecode and marshal versions."""
+    import hashlib
+    import marshal
+    from importlib.util import MAGIC_NUMBER
+
+    what = (_INDEX_FORMAT, rules_key, match_all, tuple((r.slot, r.name) for r in rules))
+    return hashlib.sha256(MAGIC_NUMBER + marshal.dumps((marshal.version, what))).hexdigest()[:32]
+
+
+def _index_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"index-{key}.marshal"
+
+
+def _write_index(
+    cache_dir: Path,
+    key: str,
+    code: CodeType,
+    gen: ModuleGen,
+    table: dict[Any, dict[Any, str]],
+    sizes: list[int],
+    wildcard: int,
+) -> None:
+    import marshal
+
+    rows = tuple(
+        (
+            None if verb is OTHER else verb,
+            tuple((None if r is OTHER else r, n) for r, n in row.items()),
+        )
+        for verb, row in table.items()
+    )
+    data = (
+        _INDEX_FORMAT,
+        code,
+        tuple(gen.stored.items()),
+        rows,
+        tuple(sizes),
+        wildcard,
+        tuple(gen.listing.lines),
+        tuple(gen.listing.notes.items()),
+    )
+    try:
+        blob = marshal.dumps(data)
+    except ValueError:  # a value marshal cannot store: no cache, the build stands
+        return
+    write_atomic(_index_path(cache_dir, key), blob)
+
+
+def _read_index(cache_dir: Path, key: str, env: fields.BindEnv) -> Index | None:
+    """The cached index for `key`, its objects made from their recipes, or None (absent,
+    unreadable, not trusted or not of this format)."""
+    import marshal
+
+    blob = read_trusted(_index_path(cache_dir, key))
+    if blob is None:
+        return None
+    try:
+        data = marshal.loads(blob)  # noqa: S302 - a trusted file (codegen.read_trusted), like .pyc
+        fmt, code, stored, rows, sizes, wildcard, lines, notes = data
+        if fmt != _INDEX_FORMAT or not isinstance(code, CodeType):
+            return None
+        constants = {
+            name: recipe[1] if recipe[0] == "value" else build(recipe, env, cached=True)
+            for name, recipe in stored
+        }
+        namespace = run_code(code, constants)
+        fn_table = {
+            OTHER if verb is None else verb: {
+                OTHER if r is None else r: namespace[n] for r, n in row
+            }
+            for verb, row in rows
+        }
+        listing = Listing()
+        listing.lines = list(lines)
+        listing.notes = dict(notes)
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, re.error):
+        return None
+    return Index(fn_table, list(sizes), wildcard, listing, True, True)
+
+
+# The namespace prefix of each kind of built object (matchers are `m`).
+_PREFIXES = {
+    "getter": "g",
+    "helper": "h",
+    "transform": "t",
+    "transformer": "t",
+    "reference": "r",
+    "operand": "r",
+}
 
 
 @dataclass(slots=True)
@@ -242,7 +363,6 @@ class ModuleGen:
     match_all: bool
     env: fields.BindEnv = fields.EMPTY_ENV
     wildcard: frozenset[int] = frozenset()  # slots of rules present in every bucket
-    reference: ReferenceEvaluator = field(default_factory=ReferenceEvaluator)
     names: dict[int, str] = field(default_factory=dict)  # slot -> rule name, for the listing
     _runs: dict[tuple[tuple[int, int], ...], str] = field(default_factory=dict)
     namespace: dict[str, Any] = field(default_factory=dict)
@@ -255,6 +375,7 @@ class ModuleGen:
     _predicates: dict[int, str] = field(default_factory=dict)  # id(subtree) -> predicate name
     _keep: list[ast.Expr] = field(default_factory=list)
     getters: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    stored: dict[str, Recipe] = field(default_factory=dict)  # namespace name -> its recipe
 
     def const(self, value: Any, kind: str = "k") -> str:
         key = (kind, value)
@@ -263,6 +384,21 @@ class ModuleGen:
             name = f"{kind}{len(self.namespace)}"
             self.namespace[name] = value
             self._consts[key] = name
+            self.stored[name] = ("value", value)
+        return name
+
+    def built(self, recipe: Recipe) -> str:
+        """The name of the object `recipe` makes, recorded so that the index cache can make it
+        again. Each use gets its own (a memoized matcher keeps its own memo), but a helper,
+        which is a plain function, is named once."""
+        shared = recipe[0] == "helper"
+        name = self._consts.get(recipe) if shared else None
+        if name is None:
+            name = f"{_PREFIXES.get(recipe[0], 'm')}{len(self.namespace)}"
+            self.namespace[name] = build(recipe, self.env)
+            self.stored[name] = recipe
+            if shared:
+                self._consts[recipe] = name
         return name
 
     def rule(self, cond: ast.Expr, slot: int) -> str:
@@ -294,6 +430,7 @@ class ModuleGen:
         name = self._predicates[id(node)] = f"p{n}"
         self._keep.append(node)
         self.namespace[f"c{n}"] = {}
+        self.stored[f"c{n}"] = ("memo",)
         body = ExpressionGen(self, {}, value_of=key)
         code = body.expr(node)
         lines = [f"def {name}(v):"]

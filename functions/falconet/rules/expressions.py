@@ -12,7 +12,7 @@ compared with another field) calls the reference evaluator, so the semantics sta
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from falconet import fields
@@ -29,6 +29,7 @@ from falconet.rules.operators import (
     regex_matcher,
 )
 from falconet.rules.reference import ReferenceEvaluator, operand_shape, transform
+from falconet.rules.trees import decode_tree, encode_tree
 
 
 class Module(Protocol):
@@ -36,10 +37,12 @@ class Module(Protocol):
 
     env: fields.BindEnv
     getters: dict[tuple[str, str | None], str]
-    reference: ReferenceEvaluator
 
     def const(self, value: Any, kind: str = "k") -> str:
         """The namespace name of `value` (one name per distinct value and kind)."""
+
+    def built(self, recipe: Recipe) -> str:
+        """The namespace name of the object `build(recipe, ...)` makes (see `Recipe`)."""
 
     def predicate(self, node: ast.Expr, key: tuple[str, str | None]) -> str:
         """The name of the memoized predicate of `node` over the field `key`."""
@@ -115,14 +118,8 @@ class ExpressionGen:
             return path_expr(path, self.module.const)
         name = self.module.getters.get(key)
         if name is None:
-            name = self.module.getters[key] = self.module.const(self._getter(node), "g")
+            name = self.module.getters[key] = self.module.built(("getter", node.name, node.arg))
         return f"{name}(ev, ctx)"
-
-    def _getter(self, node: ast.Field) -> fields.Getter:
-        definition = fields.lookup(node.name)
-        assert definition is not None  # checked by the loader
-        # Ungated: the fast path only runs for events with auditID.
-        return definition.raw_getter(node.arg, self.module.env)
 
     def lowered(self, node: ast.Field) -> str:
         """The field's value ASCII-lower-cased, computed once per rule ("" when absent, so the
@@ -133,25 +130,22 @@ class ExpressionGen:
             local = f"lo{len(self._lowered)}"
             self._lowered[key] = local
             self.locals.append(local)
-        lower = self.module.const(_lower_or_empty, "h")
+        lower = self.module.built(("helper", "lower_or_empty"))
         return f"({local} if {local} is not U else ({local} := {lower}({self.field(node)})))"
 
     def operand(self, node: ast.Operand) -> str:
         if isinstance(node, ast.Field):
             return self.field(node)
         if isinstance(node, ast.Call):  # join, concat: rare; the reference's reading, one call
-            ref = self.module.reference
-            read = self.module.const(lambda ev, ctx, n=node: ref.operand(n, ev, ctx), "r")
-            return f"{read}(ev, ctx)"
+            return f"{self.module.built(('operand', encode_tree(node, {})))}(ev, ctx)"
         inner = self.operand(node.child)
         if node.name == "val":
             return inner
         if node.name in TRANSFORMS and not operand_shape(node.child)[0]:
-            fn = TRANSFORMS[node.name]  # a string transformer on a string: the common case
-            wrapped = self.module.const(lambda v, f=fn: None if v is None else f(v), "t")
-        else:  # len, a transformer on a list: the reference's meaning, one call
-            wrapped = self.module.const(lambda v, n=node: transform(n, v), "t")
-        return f"{wrapped}({inner})"
+            # a string transformer on a string: the common case
+            return f"{self.module.built(('transform', node.name))}({inner})"
+        # len, a transformer on a list: the reference's meaning, one call
+        return f"{self.module.built(('transformer', encode_tree(node, {})))}({inner})"
 
     # -- conditions ----------------------------------------------------------------------------
 
@@ -222,15 +216,22 @@ class ExpressionGen:
                 return f"({a} is not None)"
             # Lower the value (ASCII, like strcasestr) and search all needles in one pass
             # (measured faster than a re.IGNORECASE pattern), remembered per distinct value.
-            search = re.compile("|".join(re.escape(ascii_lower(n)) for n in needles)).search
-            check = const(memoized(_lowered_search(search)), "m")
+            check = self._matcher(("isearch", tuple(needles)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
-        search = re.compile("|".join(re.escape(n) for n in needles)).search
-        return f"((_t := {a}) is not None and {const(memoized(search), 'm')}(_t))"
+        check = self._matcher(("search", tuple(needles)), a)
+        return f"((_t := {a}) is not None and {check}(_t))"
+
+    def _matcher(self, recipe: Recipe, operand: str) -> str:
+        """The name of a matcher of `operand`: memoized per value, except inside a predicate
+        over that very value (`v`), whose own memo already remembers the whole subtree: there a
+        second memo per matcher only costs (with many distinct values, such as client
+        addresses, every memo misses together)."""
+        if self.value_of is not None and operand == "v":
+            return self.module.built(("unmemoized", recipe))
+        return self.module.built(recipe)
 
     def _reference_check(self, node: ast.BinaryCheck) -> str:
-        ref = self.module.reference
-        fn = self.module.const(lambda ev, ctx, n=node: ref.check(n, ev, ctx), "r")
+        fn = self.module.built(("reference", encode_tree(node, {})))
         return f"{fn}(ev, ctx)"
 
     def check(self, node: ast.BinaryCheck) -> str:  # noqa: PLR0911
@@ -254,7 +255,7 @@ class ExpressionGen:
         if op in ("in", "intersects"):
             return f"({a} in {const(frozenset(values))})"
         if op == "pmatch":
-            check = const(memoized(pmatch_matcher(values)), "m")
+            check = self._matcher(("pmatch", tuple(values)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         value = values[0] if values else ""
         c = const(value)
@@ -269,14 +270,15 @@ class ExpressionGen:
             if isinstance(node.left, ast.Field) and value != "":
                 # Several icontains on one field (user-agent lists) lower it once per rule.
                 return f"({needle} in {self.lowered(node.left)})"
-            return f"((_t := {a}) is not None and {const(icontains, 'h')}(_t, {needle}))"
+            helper = self.module.built(("helper", "icontains"))
+            return f"((_t := {a}) is not None and {helper}(_t, {needle}))"
         if op in ("startswith", "endswith"):
             return f"((_t := {a}) is not None and _t.{op}({c}))"
         if op in ("glob", "iglob"):
-            check = const(memoized(glob_matcher(str(value), ignore_case=op == "iglob")), "m")
+            check = self._matcher(("glob", str(value), op == "iglob"), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         if op == "regex":
-            check = const(memoized(regex_matcher(str(value))), "m")
+            check = self._matcher(("regex", str(value)), a)
             return f"((_t := {a}) is not None and {check}(_t))"
         return self._reference_check(node)
 
@@ -359,3 +361,104 @@ def _lowered_search(search: Callable[[str], object]) -> Callable[[str], object]:
 
 def _lower_or_empty(value: str | None) -> str:
     return "" if value is None else ascii_lower(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes: the objects generated code uses, as data
+
+# A recipe is a tuple of plain values (strings, booleans, tuples) naming an object the generated
+# code calls: a field getter, a helper, a transformer, a memoized matcher, a reference check, a
+# memo dict. `build` makes the object from its recipe, the same way when the code is generated and
+# when a finished index is read back from the code cache (`compiler.build_index`): the cache holds
+# recipes, never objects, so reading it constructs only what this table allows.
+Recipe = tuple[Any, ...]
+_HELPERS: dict[str, Callable[..., Any]] = {
+    "lower_or_empty": _lower_or_empty,
+    "icontains": icontains,
+}
+
+
+def _transform(name: str) -> Callable[[str | None], str | None]:
+    fn = TRANSFORMS[name]
+    return lambda v: None if v is None else fn(v)
+
+
+def _matcher(kind: str, args: Sequence[Any]) -> Callable[[str], object]:
+    """The predicate of a matcher recipe, before memoizing."""
+    if kind in ("search", "isearch"):
+        needles = tuple(args[0])
+        if kind == "isearch":
+            pattern = re.compile("|".join(re.escape(ascii_lower(n)) for n in needles))
+            return _lowered_search(pattern.search)
+        return re.compile("|".join(re.escape(n) for n in needles)).search
+    if kind == "pmatch":
+        return pmatch_matcher(tuple(args[0]))
+    if kind == "glob":
+        return glob_matcher(str(args[0]), ignore_case=bool(args[1]))
+    return regex_matcher(str(args[0]))
+
+
+_MATCHERS = frozenset({"search", "isearch", "pmatch", "glob", "regex"})
+
+
+def _reference(env: fields.BindEnv, kind: str, tree: Any) -> Callable[..., Any]:
+    """What the reference evaluator makes of a tree: a check's truth (`reference`), the value of
+    a join()/concat() operand (`operand`), or a transformer applied to a value (`transformer`:
+    len(), or a transformer on a list)."""
+    node = decode_tree(tree, {})
+    if kind == "transformer":
+        return lambda value: transform(node, value)
+    ref = ReferenceEvaluator(env)
+    if kind == "operand":
+        return lambda ev, ctx: ref.operand(node, ev, ctx)
+    return lambda ev, ctx: ref.check(node, ev, ctx)
+
+
+def _truth(predicate: Callable[[str], object]) -> Callable[[str], bool]:
+    return lambda value: bool(predicate(value))  # what `memoized` returns, without the memo
+
+
+def _on_first_use(make: Callable[[], Callable[[str], object]]) -> Callable[[str], object]:
+    """A matcher made by `make()` when first called (its patterns compiled then, not at start)."""
+    made: list[Callable[[str], object]] = []
+
+    def check(value: str) -> object:
+        if not made:
+            made.append(make())
+        return made[0](value)
+
+    return check
+
+
+def build(recipe: Recipe, env: fields.BindEnv, *, cached: bool = False) -> Any:
+    """The object `recipe` names (see `Recipe`). Raises ValueError for a recipe it does not know
+    (a cache written by other code), KeyError for an unknown helper, field or transformer.
+
+    `cached`: the recipe comes from the index cache, so its patterns compiled once already: a
+    matcher compiles them at its first use (behind its memo), not at a cold start."""
+    kind, *args = recipe
+    if kind in _MATCHERS:
+        if cached:
+            return memoized(_on_first_use(lambda: _matcher(kind, args)))
+        return memoized(_matcher(kind, args))
+    if kind == "unmemoized" and args[0][0] in _MATCHERS:  # the same check, as a bool, no memo
+        inner_kind, *inner = args[0]
+        if cached:
+            return _truth(_on_first_use(lambda: _matcher(inner_kind, inner)))
+        return _truth(_matcher(inner_kind, inner))
+    if kind == "getter":  # ungated: the fast path only runs for events with auditID
+        definition = fields.lookup(args[0])
+        if definition is None:
+            raise KeyError(args[0])
+        return definition.raw_getter(args[1], env)
+    if kind == "helper":
+        return _HELPERS[args[0]]
+    if kind == "transform":
+        return _transform(args[0])
+    if kind in ("reference", "operand", "transformer"):
+        return _reference(env, kind, args[0])
+    if kind == "memo":
+        return {}
+    if kind == "value":
+        return args[0]
+    raise ValueError(f"unknown recipe {kind!r}")

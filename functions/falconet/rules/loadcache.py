@@ -19,8 +19,9 @@ from falconet.rules.documents import Doc
 from falconet.rules.limits import MAX_FILE_BYTES
 from falconet.rules.model import Position, Rule
 from falconet.rules.output import FieldToken
+from falconet.rules.trees import decode_tree, encode_tree
 
-_CACHE_FORMAT = b"falconet rules load cache 3\0"
+_CACHE_FORMAT = b"falconet rules load cache 4\0"
 # The code that decides what `load_rules` returns is part of the key, so a cache written by other
 # code is never read (as the compiler keys its code cache on the source it generates): every module
 # of the rooms the loader lives in, found on disk (a module split, moved or added there changes the
@@ -29,15 +30,21 @@ _CACHE_FORMAT = b"falconet rules load cache 3\0"
 # loader. (Hashing the whole package instead cost ~1 ms more per cold start.)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _KEY_ROOMS = ("rules", "fields")
-_KEY_BASE = ("__init__.py", "context.py", "errors.py", "timestamps.py")
-# Tree node tags in the cached form: (tag, pos, fields...), children encoded the same way.
-_AND, _OR, _NOT, _IDENT, _FIELD, _TRANSFORMER, _VALUE, _LIST, _UNARY, _BINARY, _CONST = range(11)
-_CALL, _ARGLIST = 11, 12
+_KEY_BASE = ("__init__.py", "codegen.py", "context.py", "errors.py", "timestamps.py")
 
 
 def key_modules(package: Path = PACKAGE_DIR) -> list[Path]:
-    """The modules whose source is part of the key, in a stable order."""
-    rooms = sorted(m for room in _KEY_ROOMS for m in (package / room).rglob("*.py"))
+    """The modules whose source is part of the key, in a stable order (`os.walk`: pathlib's
+    rglob cost ~3 ms of a cold start)."""
+    import os
+
+    rooms = sorted(
+        Path(top, name)
+        for room in _KEY_ROOMS
+        for top, _, names in os.walk(package / room)
+        for name in names
+        if name.endswith(".py")
+    )
     return [package / name for name in _KEY_BASE] + rooms
 
 
@@ -81,7 +88,8 @@ def write_cache(
 ) -> None:
     """Store the load (best effort and atomic, like the compiler's code cache)."""
     import marshal
-    import os
+
+    from falconet.codegen import write_atomic
 
     index = {str(f): i for i, f in enumerate(files)}
     memo: dict[int, Any] = {}
@@ -92,7 +100,7 @@ def write_cache(
                     r.name,
                     r.order,
                     r.condition_text,
-                    _encode_tree(r.condition, memo),
+                    encode_tree(r.condition, memo),
                     r.output,
                     r.desc,
                     r.priority,
@@ -101,7 +109,7 @@ def write_cache(
                     (index[r.defined_at.file], r.defined_at.line, r.defined_at.column),
                     r.fields_used,
                     tuple(
-                        p if isinstance(p, str) else (p.name, p.arg, p.width)
+                        p if isinstance(p, str) else (p.name, p.arg, p.width, p.expr)
                         for p in r.output_parts
                     ),
                 )
@@ -126,14 +134,7 @@ def write_cache(
         blob = marshal.dumps(data)
     except (KeyError, ValueError):  # a name outside `files`: nothing to remap it to, no cache
         return
-    path = _path(cache_dir, key)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(blob)
-        tmp.replace(path)
-    except OSError:
-        pass
+    write_atomic(_path(cache_dir, key), blob)
 
 
 def read_cache(
@@ -143,10 +144,16 @@ def read_cache(
     documents), with today's file names, or None (absent or unreadable)."""
     import marshal
 
+    from falconet.codegen import read_trusted
+
+    blob = read_trusted(_path(cache_dir, key))
+    if blob is None:
+        return None
     try:
         # Our own cache, trusted like the compiler's code cache (and .pyc): part of the
-        # deployment, never writable by others. Only tuples of plain values are accepted below.
-        data = marshal.loads(_path(cache_dir, key).read_bytes())  # noqa: S302
+        # deployment, never writable by others (`read_trusted`). Only tuples of plain values are
+        # accepted below.
+        data = marshal.loads(blob)  # noqa: S302
         names = [str(f) for f in files]
         memo: dict[int, ast.Expr] = {}
         rules = [
@@ -154,7 +161,7 @@ def read_cache(
                 name,
                 order,
                 condition_text,
-                _decode_tree(tree, memo),
+                decode_tree(tree, memo),
                 output,
                 desc,
                 priority,
@@ -199,82 +206,3 @@ def read_cache(
     except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
         return None
     return rules, diagnostics, texts, documents
-
-
-def _encode_tree(node: ast.Expr | ast.Node, memo: dict[int, Any]) -> Any:
-    """A tree as nested tuples; a subtree shared by several rules is encoded once (marshal keeps
-    the sharing, so `_decode_tree` rebuilds it shared, as `resolver.resolve` made it)."""
-    found = memo.get(id(node))
-    if found is not None:
-        return found
-    out: tuple[Any, ...]
-    if isinstance(node, ast.And | ast.Or):
-        tag = _AND if isinstance(node, ast.And) else _OR
-        out = (tag, node.pos, tuple(_encode_tree(c, memo) for c in node.children))
-    elif isinstance(node, ast.Not):
-        out = (_NOT, node.pos, _encode_tree(node.child, memo))
-    elif isinstance(node, ast.Identifier):
-        out = (_IDENT, node.pos, node.name)
-    elif isinstance(node, ast.Field):
-        out = (_FIELD, node.pos, node.name, node.arg)
-    elif isinstance(node, ast.Transformer):
-        out = (_TRANSFORMER, node.pos, node.name, _encode_tree(node.child, memo))
-    elif isinstance(node, ast.Call):
-        out = (_CALL, node.pos, node.name, tuple(_encode_tree(a, memo) for a in node.args))
-    elif isinstance(node, ast.ArgList):
-        out = (_ARGLIST, node.pos, tuple(_encode_tree(a, memo) for a in node.items))
-    elif isinstance(node, ast.Value):
-        out = (_VALUE, node.pos, node.text)
-    elif isinstance(node, ast.ListValue):
-        out = (_LIST, node.pos, node.values)
-    elif isinstance(node, ast.UnaryCheck):
-        out = (_UNARY, node.pos, _encode_tree(node.left, memo), node.op)
-    elif isinstance(node, ast.BinaryCheck):
-        left = _encode_tree(node.left, memo)
-        out = (_BINARY, node.pos, left, node.op, _encode_tree(node.right, memo))
-    elif isinstance(node, ast.Constant):
-        out = (_CONST, node.pos, node.value)
-    else:
-        raise ValueError(f"unknown node {node!r}")
-    memo[id(node)] = out
-    return out
-
-
-def _decode_tree(data: Any, memo: dict[int, Any]) -> Any:
-    """The inverse of `_encode_tree` (memo by id of the loaded tuples: they stay alive)."""
-    found = memo.get(id(data))
-    if found is not None:
-        return found
-    tag = data[0]
-    node: ast.Node
-    if tag == _AND:
-        node = ast.And(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
-    elif tag == _OR:
-        node = ast.Or(data[1], tuple(_decode_tree(c, memo) for c in data[2]))
-    elif tag == _NOT:
-        node = ast.Not(data[1], _decode_tree(data[2], memo))
-    elif tag == _IDENT:
-        node = ast.Identifier(data[1], data[2])
-    elif tag == _FIELD:
-        node = ast.Field(data[1], data[2], data[3])
-    elif tag == _TRANSFORMER:
-        node = ast.Transformer(data[1], data[2], _decode_tree(data[3], memo))
-    elif tag == _CALL:
-        node = ast.Call(data[1], data[2], tuple(_decode_tree(a, memo) for a in data[3]))
-    elif tag == _ARGLIST:
-        node = ast.ArgList(data[1], tuple(_decode_tree(a, memo) for a in data[2]))
-    elif tag == _VALUE:
-        node = ast.Value(data[1], data[2])
-    elif tag == _LIST:
-        node = ast.ListValue(data[1], data[2])
-    elif tag == _UNARY:
-        node = ast.UnaryCheck(data[1], _decode_tree(data[2], memo), data[3])
-    elif tag == _BINARY:
-        left = _decode_tree(data[2], memo)
-        node = ast.BinaryCheck(data[1], left, data[3], _decode_tree(data[4], memo))
-    elif tag == _CONST:
-        node = ast.Constant(data[1], data[2])
-    else:
-        raise ValueError(f"unknown node tag {tag!r}")
-    memo[id(data)] = node
-    return node

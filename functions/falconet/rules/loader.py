@@ -63,6 +63,9 @@ class RuleSet:
         self.documents: list[Doc] = []
         self._skipped_sources: dict[tuple[str, str], int] = {}
         self._budget_spent = False  # the load's list substitution budget (reported once)
+        # The load cache's key when the load went through it (`load_rules(cache_dir=)`): names
+        # exactly these rules, as loaded by this code; the engine keys its index cache on it.
+        self.cache_key: str | None = None
 
     @property
     def lists(self) -> dict[str, ListItem]:
@@ -468,6 +471,7 @@ def load_rules(
             ruleset.diagnostics.extend(diagnostics)
             ruleset.texts.update(texts)
             ruleset.documents.extend(documents)
+            ruleset.cache_key = key
             return rules, ruleset
     ruleset = RuleSet()
     for path in files:
@@ -476,6 +480,7 @@ def load_rules(
     ruleset.finish_warnings()
     if key is not None and cache_dir is not None and not ruleset.errors:
         write_cache(Path(cache_dir), key, files, rules, ruleset.diagnostics, ruleset.documents)
+        ruleset.cache_key = key
     return rules, ruleset
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import marshal
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +92,16 @@ def test_generated_alert_fields_agree_with_getters(ruleset: str) -> None:
     for event in [*_corpus(300), *_fixtures()]:
         if "auditID" not in event:
             continue
-        for factory, ctx in itertools.product(e._factories, contexts):
+        for factory, ctx in itertools.product(_factories(e), contexts):
             assert_same_fields(factory, event, ctx)
 
 
 _FILLERS: dict[int, Any] = {}
+
+
+def _factories(e: Engine) -> list[Any]:
+    """Every rule's alert factory (the engine makes each at its rule's first alert)."""
+    return [e._factories[slot] or e._make_factory(slot) for slot in range(len(e._factories))]
 
 
 def assert_same_fields(factory: Any, event: dict[str, Any], ctx: EventContext) -> None:
@@ -381,13 +387,127 @@ def test_code_cache_round_trip_and_corruption(tmp_path: Path) -> None:
     first = Engine.from_paths(rules, code_cache=tmp_path)
     assert first.index_stats()["code_cache_hit"] == 0
     second = Engine.from_paths(rules, code_cache=tmp_path)
-    assert second.index_stats()["code_cache_hit"] == 1
+    assert second.index_stats()["index_cache_hit"] == 1
+    (index,) = tmp_path.glob("index-*.marshal")
+    index.write_bytes(b"\x00garbage")
+    third = Engine.from_paths(rules, code_cache=tmp_path)  # built again, its code from the cache
+    assert (third.index_stats()["index_cache_hit"], third.index_stats()["code_cache_hit"]) == (0, 1)
     (cached,) = tmp_path.glob("rules-*.marshal")
     cached.write_bytes(b"\x00garbage")
-    third = Engine.from_paths(rules, code_cache=tmp_path)  # a bad file is recompiled, not trusted
-    assert third.index_stats()["code_cache_hit"] == 0
+    index.unlink()
+    fourth = Engine.from_paths(rules, code_cache=tmp_path)  # a bad file is recompiled, not trusted
+    assert fourth.index_stats()["code_cache_hit"] == 0
     event = _fixtures()[0]
-    assert [a.rule for a in third.evaluate(event)] == [a.rule for a in first.evaluate(event)]
+    for e in (second, third, fourth):
+        assert [a.rule for a in e.evaluate(event)] == [a.rule for a in first.evaluate(event)]
+
+
+@pytest.mark.parametrize("ruleset", list(RULESETS))
+@pytest.mark.parametrize("matching", ["first", "all"])
+def test_an_index_from_the_cache_raises_the_same_alerts(
+    ruleset: str, matching: str, tmp_path: Path
+) -> None:
+    """The finished index read back from the cache (its objects made again from their recipes,
+    its matchers compiled at first use) raises byte-identical alerts to a fresh build."""
+    if ruleset == "upstream" and not UPSTREAM.is_file():
+        pytest.skip("../shared (upstream rules) is not beside the repository")
+    paths = RULESETS[ruleset]
+    fresh = Engine.from_paths(paths, rule_matching=matching, hostname="h")
+    Engine.from_paths(paths, rule_matching=matching, hostname="h", code_cache=tmp_path)
+    cached = Engine.from_paths(paths, rule_matching=matching, hostname="h", code_cache=tmp_path)
+    assert cached.index_stats()["index_cache_hit"] == 1
+    events = [*_corpus(2000), *_fixtures()]
+    raised = 0
+    for event in events:
+        got = [a.to_json() for a in cached.evaluate(event)]
+        assert got == [a.to_json() for a in fresh.evaluate(event)]
+        raised += len(got)
+    assert raised > 20
+    assert cached.explain() == fresh.explain()  # the listing `falconet explain` prints
+
+
+SMALL_RULES = """
+- rule: Secret read
+  desc: d
+  condition: ka.verb=get and ka.target.resource=secrets
+  output: "%ka.user.name read %ka.target.name"
+  priority: WARNING
+  source: k8s_audit
+- rule: Any read
+  desc: d
+  condition: ka.verb in (get, list)
+  output: "%ka.user.name read"
+  priority: INFO
+  source: k8s_audit
+"""
+
+
+def test_the_index_cache_is_keyed_by_what_changes_the_index(tmp_path: Path) -> None:
+    """Each matching mode and each set of active rules has its own index; the same load with
+    other alert options (extra fields, host name) shares one, and changed rules miss."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SMALL_RULES)
+    cache = tmp_path / "cache"
+    Engine.from_paths([rules], code_cache=cache)
+    assert len(list(cache.glob("index-*.marshal"))) == 1
+    e = Engine.from_paths([rules], code_cache=cache, hostname="x", extra_fields=[])
+    assert e.index_stats()["index_cache_hit"] == 1
+    for options in ({"rule_matching": "all"}, {"min_priority": "warning"}):
+        e = Engine.from_paths([rules], code_cache=cache, **options)
+        assert e.index_stats()["index_cache_hit"] == 0
+        e = Engine.from_paths([rules], code_cache=cache, **options)
+        assert e.index_stats()["index_cache_hit"] == 1
+    assert len(list(cache.glob("index-*.marshal"))) == 3
+    rules.write_text(SMALL_RULES.replace("secrets", "configmaps"))
+    e = Engine.from_paths([rules], code_cache=cache)
+    assert e.index_stats()["index_cache_hit"] == 0
+    event = {
+        "kind": "Event",
+        "auditID": "a",
+        "stage": "ResponseComplete",
+        "verb": "get",
+        "objectRef": {"resource": "configmaps", "name": "c"},
+        "user": {"username": "u"},
+        "stageTimestamp": "2026-03-11T15:45:00.000000Z",
+    }
+    assert [a.rule for a in e.evaluate(event)] == ["Secret read"]
+
+
+def test_a_cache_others_can_write_is_not_read(tmp_path: Path) -> None:
+    """Cached code runs in the function: a cache file or directory anyone else can write (a
+    world-writable file, a directory someone made in a shared /tmp) is neither read nor run."""
+    rules = [BUNDLED_RULES]
+    cache = tmp_path / "cache"
+    Engine.from_paths(rules, code_cache=cache)
+    for path in cache.iterdir():
+        path.chmod(0o666)
+    stats = Engine.from_paths(rules, code_cache=cache).index_stats()
+    assert (stats["index_cache_hit"], stats["code_cache_hit"]) == (0, 0)
+    for path in cache.iterdir():
+        path.chmod(0o644)
+    cache.chmod(0o777)
+    stats = Engine.from_paths(rules, code_cache=cache).index_stats()
+    assert (stats["index_cache_hit"], stats["code_cache_hit"]) == (0, 0)
+    cache.chmod(0o755)
+    assert Engine.from_paths(rules, code_cache=cache).index_stats()["index_cache_hit"] == 1
+
+
+def test_an_index_cache_naming_other_objects_is_refused(tmp_path: Path) -> None:
+    """The index cache stores recipes (plain data), and only the objects of the recipe table can
+    be made from them: a recipe of any other kind, or naming an unknown field, is not a cache."""
+    rules = [BUNDLED_RULES]
+    Engine.from_paths(rules, code_cache=tmp_path)
+    (index,) = tmp_path.glob("index-*.marshal")
+    data = marshal.loads(index.read_bytes())
+    for bad in (("import", "os"), ("getter", "no.such.field", None), ("helper", "eval")):
+        stored = (*data[2], ("m999", bad))
+        index.write_bytes(marshal.dumps((*data[:2], stored, *data[3:])))
+        e = Engine.from_paths(rules, code_cache=tmp_path)
+        assert e.index_stats()["index_cache_hit"] == 0
+        event = _fixtures()[0]
+        assert [a.rule for a in e.evaluate(event)] == [
+            a.rule for a in Engine.from_paths(rules).evaluate(event)
+        ]
 
 
 _odd = st.one_of(
@@ -420,7 +540,7 @@ def test_random_events_alert_fields_agree(
     if isinstance(event.get("annotations"), dict):
         event["annotations"] = {**event["annotations"], "cluster_name": groups}
     e = engine(ruleset, "first")
-    for factory in e._factories:
+    for factory in _factories(e):
         assert_same_fields(factory, event, EventContext(cluster=cluster))
 
 

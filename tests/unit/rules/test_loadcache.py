@@ -163,3 +163,51 @@ def test_the_key_covers_every_module_a_load_imports(tmp_path: Path) -> None:
     keys.add(cache_key(files, copy))
     assert None not in keys
     assert len(keys) == 5
+
+
+LANGUAGE_044 = """
+- rule: r044
+  desc: Falco 0.44's language in conditions, outputs and exceptions
+  condition: >
+    len(ka.req.pod.containers.image) > 1
+    and join(",", ka.req.pod.containers.image) contains nginx
+    and tolower(ka.user.name) startswith anyof (admin, root)
+    and concat(ka.verb, "-", ka.target.resource) = create-pods
+  output: "n=%len(ka.req.pod.containers.image) images=%ka.req.pod.containers.image"
+  priority: NOTICE
+  source: k8s_audit
+  exceptions:
+    - name: upper
+      fields: [toupper(ka.user.name)]
+      values: [[ADMIN-OK]]
+"""
+EVENT_044 = (
+    b'{"kind":"Event","stageTimestamp":"2026-03-11T15:45:02.1Z","auditID":"a","verb":"create",'
+    b'"user":{"username":"Admin-x"},"objectRef":{"resource":"pods","namespace":"d","name":"p"},'
+    b'"requestObject":{"spec":{"containers":[{"image":"nginx:1.27"},{"image":"busybox"}]}}}\n'
+)
+
+
+def test_the_044_language_comes_back_from_both_caches(tmp_path: Path) -> None:
+    """Transformers, calls and list modifiers survive the load cache and the index cache: the
+    same rules, and alerts identical to a build without caches (`%len()` printed as a count)."""
+    from falconet import Engine
+    from falconet.decode import DecodeStats, decode
+
+    rules_file = tmp_path / "r.yaml"
+    rules_file.write_text(LANGUAGE_044)
+    fresh = load_rules([rules_file])
+    load_rules([rules_file], cache_dir=tmp_path / "c")
+    hit = load_rules([rules_file], cache_dir=tmp_path / "c")
+    assert _is_hit(hit[1]) and _view(*hit) == _view(*fresh)
+
+    def alerts(cache: Path | None) -> tuple[bool, list[str]]:
+        engine = Engine.from_paths([rules_file], code_cache=cache, extra_fields=[])
+        events = decode(EVENT_044, stats=DecodeStats(), name="e")
+        out = [a.output for ev, ctx in events for a in engine.evaluate(ev, ctx)]
+        return bool(engine._index.index_cached), out
+
+    plain = alerts(None)
+    assert plain[1] and "n=2 images=(nginx:1.27,busybox)" in plain[1][0]
+    assert alerts(tmp_path / "i") == (False, plain[1])
+    assert alerts(tmp_path / "i") == (True, plain[1])
