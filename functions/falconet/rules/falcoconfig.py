@@ -18,8 +18,12 @@ file Falco runs with can be given as it is:
 - `static_fields` (falconet): `{key: value}` added to every alert's `output_fields`.
 
 `${VAR}` in `extra_output`, `extra_fields` and `static_fields` is replaced by the environment
-variable's value, as Falco expands its configuration. Everything is checked when the engine is
-built: a bad entry is a `ConfigError` naming the file and the entry.
+variable's value, as Falco expands its configuration, except a variable that holds a credential or
+a falconet setting (`FALCONET_*`, and names with TOKEN, SECRET, KEY, PASSWORD, CREDENTIAL,
+CONNECTION, AUTH, SESSION or IDENTITY_HEADER): a falco.yaml written by others would otherwise copy
+the function's credentials (AWS_SESSION_TOKEN, ...) into every alert and so to every sink; it is
+refused by name. Everything is checked when the engine is built: a bad entry is a `ConfigError`
+naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from falconet.rules.model import Rule
 SOURCE = "k8s_audit"
 MAX_CONFIG_BYTES = 1 << 20  # Falco's own falco.yaml, every comment included, is ~80 KiB
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Never expanded (module docstring): credentials by their usual names, falconet settings.
+_CREDENTIAL = re.compile(
+    r"\AFALCONET_|TOKEN|SECRET|KEY|PASSW|CREDENTIAL|CONNECTION|AUTH|SESSION|IDENTITY_HEADER", re.I
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +241,7 @@ def _template(text: str, env: Mapping[str, str], at: str) -> str:
     """An output template with `${VAR}` expanded, checked as a rule's output is."""
     from falconet.rules.output import OutputFormatError, parse_output
 
-    text = _expand(text, env)
+    text = _expand(text, env, at)
     try:
         parse_output(text)
     except OutputFormatError as exc:
@@ -260,8 +268,14 @@ def _static_fields(value: Any, where: str, env: Mapping[str, str]) -> Iterable[t
             raise ConfigError(f"{where}: static field '{key}' must be a key and a scalar value")
         if isinstance(item, bool):
             item = "true" if item else "false"  # noqa: PLW2901 - YAML's true, as written
-        yield key, _expand(str(item), env)
+        yield key, _expand(str(item), env, f"{where}: static field '{key}'")
 
 
-def _expand(text: str, env: Mapping[str, str]) -> str:
+def _expand(text: str, env: Mapping[str, str], at: str) -> str:
+    for found in _ENV.finditer(text):
+        if _CREDENTIAL.search(found.group(1)):
+            raise ConfigError(
+                f"{at}: ${{{found.group(1)}}} is not expanded: it names a credential or a "
+                "falconet setting, which alerts must not carry"
+            )
     return _ENV.sub(lambda m: env.get(m.group(1), ""), text)
