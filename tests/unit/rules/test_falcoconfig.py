@@ -270,3 +270,29 @@ def test_ordinary_variables_are_still_expanded(tmp_path: Path) -> None:
     path.write_text("static_fields: {region: '${AWS_REGION}', host: '${HOSTNAME}'}\n")
     config = load_falco_config(path, {"AWS_REGION": "eu-west-1", "HOSTNAME": "h1"})
     assert config.static_fields == (("region", "eu-west-1"), ("host", "h1"))
+
+
+@pytest.mark.parametrize(
+    ("glob", "name", "matched"),
+    [
+        ("*", "", True),
+        ("Any *", "Any verb", True),
+        ("*verb", "Any verb", True),
+        ("A*y*b", "Any verb", True),
+        ("*n*n*", "Any verb", False),
+        ("Any", "Any verb", False),
+        ("a*a", "a", False),
+        ("*.*", "a.b", True),  # no character but `*` is special
+        ("x\n*", "x\ny", True),
+        ("*a" * 12 + "*b", "a" * 60, False),  # a backtracking regex took hours on this one
+        ("*a" * 12 + "*", "a" * 60, True),
+    ],
+)
+def test_rule_name_globs_match_in_linear_time(glob: str, name: str, matched: bool) -> None:
+    """A falco.yaml from others names rules by glob: `*a*a*...*b` once made the regex behind it
+    backtrack for hours per rule name (the cold start hung); the match is now done part by part."""
+    from falconet.rules.falcoconfig import Selection
+    from falconet.rules.model import Position, Rule
+
+    rule = Rule(name, 0, "c", None, "o", "d", 4, True, (), Position("f", 1, 1))  # type: ignore[arg-type]
+    assert Selection(enable=False, rule=glob).matches(rule) is matched
