@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
@@ -214,11 +215,16 @@ def read_trusted(path: Path) -> bytes | None:
     is on a read-only file system.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Non-blocking: opening a named pipe for reading would otherwise wait for a writer.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
     except OSError:
         return None
     try:
-        owned = _trusted(os.fstat(fd)) and _trusted(path.parent.stat())
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a pipe, a device: not a cache file
+            return None
+        owned = _trusted(st) and _trusted(path.parent.stat())
         if not (owned or _read_only(path.parent)):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
