@@ -22,6 +22,7 @@ follow the same contract, defined here once:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 import os
@@ -257,14 +258,25 @@ def _trusted(st: os.stat_result) -> bool:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a cache file atomically, best effort (a read-only deployment only reads)."""
+    """Write a cache file atomically, best effort (a read-only deployment only reads). The
+    temporary file is made new (`mkstemp`: never an existing file or a link someone put there)
+    and readable by all, as a deployed cache file must be."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        fd, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError:
-        pass
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX (mkstemp made it 0600)
+                os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+        Path(name).replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
 
 
 class Listing:

@@ -525,6 +525,25 @@ def test_a_cache_file_that_is_not_a_regular_file_is_not_waited_on(tmp_path: Path
     assert (stats[0]["index_cache_hit"], stats[0]["code_cache_hit"]) == (0, 0)
 
 
+def test_writing_the_cache_never_follows_a_link_someone_put_there(tmp_path: Path) -> None:
+    """The temporary file a cache write goes through had a predictable name (`<file>.<pid>.tmp`)
+    and was written following links: a link placed there (a cache directory in a shared /tmp)
+    had the build overwrite whatever file it pointed to."""
+    rules = [BUNDLED_RULES]
+    first = tmp_path / "first"
+    Engine.from_paths(rules, code_cache=first)
+    names = sorted(p.name for p in first.iterdir())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in names:
+        (cache / Path(name).with_suffix(f".{os.getpid()}.tmp")).symlink_to(victim)
+    Engine.from_paths(rules, code_cache=cache)
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in cache.iterdir() if not p.is_symlink()) == names  # still cached
+
+
 def test_an_index_cache_naming_other_objects_is_refused(tmp_path: Path) -> None:
     """The index cache stores recipes (plain data), and only the objects of the recipe table can
     be made from them: a recipe of any other kind, or naming an unknown field, is not a cache."""
