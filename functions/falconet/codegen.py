@@ -22,9 +22,11 @@ follow the same contract, defined here once:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
@@ -214,11 +216,16 @@ def read_trusted(path: Path) -> bytes | None:
     is on a read-only file system.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Non-blocking: opening a named pipe for reading would otherwise wait for a writer.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
     except OSError:
         return None
     try:
-        owned = _trusted(os.fstat(fd)) and _trusted(path.parent.stat())
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a pipe, a device: not a cache file
+            return None
+        owned = _trusted(st) and _trusted(path.parent.stat())
         if not (owned or _read_only(path.parent)):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
@@ -251,14 +258,25 @@ def _trusted(st: os.stat_result) -> bool:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a cache file atomically, best effort (a read-only deployment only reads)."""
+    """Write a cache file atomically, best effort (a read-only deployment only reads). The
+    temporary file is made new (`mkstemp`: never an existing file or a link someone put there)
+    and readable by all, as a deployed cache file must be."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        fd, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError:
-        pass
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX (mkstemp made it 0600)
+                os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+        Path(name).replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
 
 
 class Listing:

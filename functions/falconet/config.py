@@ -140,12 +140,19 @@ class ObjectPrefix:
     prefix: str = ""
 
     def holds(self, ref: Any) -> bool:
-        """Whether the object `ref` (a storage.ObjectRef) lies under this prefix."""
+        """Whether the object `ref` (a storage.ObjectRef) lies under this prefix. A key with a
+        `.` or `..` path segment never does: HTTP clients resolve them in the request path (the
+        Azure SDK's requests does), so `prefix/../x` would read `x`."""
         return bool(
             ref.provider == self.provider
             and ref.bucket == self.bucket
             and ref.key.startswith(self.prefix)
+            and _DOT_SEGMENT.search(ref.key) is None
         )
+
+
+# A `.` or `..` segment of an object key (`\` a separator too: some servers read it as `/`).
+_DOT_SEGMENT = re.compile(r"(?:\A|[/\\])\.\.?(?:[/\\]|\Z)")
 
 
 @dataclass(frozen=True, slots=True)

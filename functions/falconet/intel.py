@@ -64,6 +64,9 @@ class Result:
     networks: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
+    # Networks already expanded: a repeat costs nothing, so the work is bounded by the addresses
+    # kept (each is in at most 17 networks of 1 to MAX_NETWORK_ADDRESSES addresses), not the lines.
+    expanded: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=set)
 
     def refuse(self, reason: str, where: str, text: str) -> None:
         self.refused[reason] += 1
@@ -132,6 +135,10 @@ def add_feed(
         if network.num_addresses > MAX_NETWORK_ADDRESSES:
             result.refuse(TOO_LARGE, where, token)
             continue
+        if network in result.expanded or (
+            network.num_addresses == 1 and network.network_address in result.addresses
+        ):
+            continue  # nothing to add
         if len(result.addresses) + network.num_addresses > max_addresses:
             result.refuse(FULL, where, token)
             continue
@@ -139,6 +146,7 @@ def add_feed(
             result.addresses.add(network.network_address)
         else:
             result.networks += 1
+            result.expanded.add(network)
             result.addresses.update(_addresses(network))
 
 

@@ -269,3 +269,51 @@ def test_without_the_extra_the_error_says_what_to_install(
     request.addfinalizer(azure._client.cache_clear)
     with pytest.raises(ConfigError, match=r"pip install 'falconet\[azure\]'"):
         azure.open_object(ObjectRef("az", "x/logs", "a.json"))
+
+
+def test_a_subject_with_dot_segments_never_reads_outside_the_allowed_prefix(
+    http: Any, container: Any, azurite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob client's HTTP layer (requests) resolves `..` in the URL path, so a subject naming
+    `<allowed prefix>/../../<other container>/...` would read a blob of another container with a
+    credential that does not sign the path: a token (managed identity), or the account SAS here."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import (
+        AccountSasPermissions,
+        BlobServiceClient,
+        ResourceTypes,
+        generate_account_sas,
+    )
+
+    service = BlobServiceClient.from_connection_string(azurite)
+    other = service.get_container_client(f"secret-{uuid.uuid4().hex[:8]}")
+    other.create_container()
+    other.upload_blob("PT1H.json", _pt1h(BATCH["items"]))
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, list=True),
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+    endpoint = azurite.split("BlobEndpoint=")[1]
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"BlobEndpoint={endpoint}SharedAccessSignature={sas};AccountName={ACCOUNT}",
+    )
+    azure._client.cache_clear()
+    try:
+        for name in (
+            f"resourceId=/../../{other.container_name}/PT1H.json",
+            f"resourceId=/./x/../../../{other.container_name}/PT1H.json",
+        ):
+            event = _blob_created(container.container_name, name, blob_type="BlockBlob")
+            answer = _deliver(http, event)
+            assert answer.status_code == 200, answer.get_json()
+            body = answer.get_json()
+            assert body["events"] == 0
+            (reason,) = body["ignored"]
+            assert "is not under FALCONET_ALLOWED_OBJECTS" in reason
+    finally:
+        azure._client.cache_clear()

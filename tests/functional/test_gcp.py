@@ -354,6 +354,26 @@ def test_a_token_signed_by_another_key_is_refused(push_client: Callable[..., Any
     assert answer.status_code == 401
 
 
+@pytest.mark.parametrize("alg", ["HS256", "none", "ES256"])
+def test_a_token_of_another_algorithm_is_refused(
+    push_client: Callable[..., Any], google: tuple[_Google, str, list[str]], alg: str
+) -> None:
+    """Algorithm confusion: the public certificate as an HMAC key, no signature, or an ES256
+    signature checked with the RSA certificate: none verifies."""
+    import hashlib
+    import hmac
+
+    signer, _, _ = google
+    _, claims, _ = signer.token().split(".")
+    header = base64.urlsafe_b64encode(orjson.dumps({"alg": alg, "kid": signer.kid, "typ": "JWT"}))
+    signed = header.rstrip(b"=").decode() + "." + claims
+    mac = hmac.new(signer.cert_pem.encode(), signed.encode(), hashlib.sha256).digest()
+    signature = "" if alg == "none" else base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    headers = {"Authorization": f"Bearer {signed}.{signature}"}
+    answer = push_client().post("/", headers=headers, data=_push_body(_deleted_namespace()))
+    assert answer.status_code == 401
+
+
 def test_made_up_key_ids_do_not_cost_a_certificate_fetch_each(
     push_client: Callable[..., Any], google: tuple[_Google, str, list[str]]
 ) -> None:

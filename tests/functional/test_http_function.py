@@ -333,3 +333,14 @@ def test_handle_http_rejects_without_token() -> None:
     answer = lambda_handlers.handle_http(_v2(BATCH, headers={"authorization": "Bearer nope"}))
     assert answer["statusCode"] == 401
     assert lambda_handlers.handle_http(_v2(b"garbage"))["statusCode"] == 400
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_handle_http_refuses_before_decoding_the_body() -> None:
+    """An unauthenticated caller is answered 401 whatever its body: the body is neither base64-
+    decoded nor measured for it (nothing about the body is told to a caller without the token)."""
+    event = _v2(BATCH, b64=True, headers={"authorization": "Bearer nope"})
+    event["body"] = "not base64 !!"
+    answer = lambda_handlers.handle_http(event)
+    assert answer["statusCode"] == 401, answer
+    assert answer["headers"]["WWW-Authenticate"] == "Bearer"

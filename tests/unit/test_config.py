@@ -178,6 +178,26 @@ def test_allowed_objects_are_bucket_prefixes() -> None:
     assert Settings({}).http.allowed_objects == ()
 
 
+@pytest.mark.parametrize(
+    ("key", "held"),
+    [
+        ("logs/a.json", True),
+        ("logs/..a/b.json", True),
+        ("logs/.hidden", True),
+        ("logs/../secret/a.json", False),
+        ("logs/./../secret/a.json", False),
+        ("logs/x/..", False),
+        ("logs/x\\..\\..\\secret", False),
+    ],
+)
+def test_a_key_with_dot_segments_is_never_under_a_prefix(key: str, held: bool) -> None:
+    """HTTP clients resolve `..` in the path they request: `logs/../secret` reads `secret`."""
+    from falconet.storage.objects import ObjectRef
+
+    (logs,) = Settings({"FALCONET_ALLOWED_OBJECTS": "az://acct/audit/logs/"}).http.allowed_objects
+    assert logs.holds(ObjectRef("az", "acct/audit", key)) is held
+
+
 def test_decode_limits_default_to_the_decoders_own() -> None:
     settings = Settings({}).decode
     assert DecodeLimits.like(settings.body) == BODY_LIMITS

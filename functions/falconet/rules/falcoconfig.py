@@ -18,8 +18,12 @@ file Falco runs with can be given as it is:
 - `static_fields` (falconet): `{key: value}` added to every alert's `output_fields`.
 
 `${VAR}` in `extra_output`, `extra_fields` and `static_fields` is replaced by the environment
-variable's value, as Falco expands its configuration. Everything is checked when the engine is
-built: a bad entry is a `ConfigError` naming the file and the entry.
+variable's value, as Falco expands its configuration, except a variable that holds a credential or
+a falconet setting (`FALCONET_*`, and names with TOKEN, SECRET, KEY, PASSWORD, CREDENTIAL,
+CONNECTION, AUTH, SESSION or IDENTITY_HEADER): a falco.yaml written by others would otherwise copy
+the function's credentials (AWS_SESSION_TOKEN, ...) into every alert and so to every sink; it is
+refused by name. Everything is checked when the engine is built: a bad entry is a `ConfigError`
+naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from falconet.rules.model import Rule
 SOURCE = "k8s_audit"
 MAX_CONFIG_BYTES = 1 << 20  # Falco's own falco.yaml, every comment included, is ~80 KiB
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Never expanded (module docstring): credentials by their usual names, falconet settings.
+_CREDENTIAL = re.compile(
+    r"\AFALCONET_|TOKEN|SECRET|KEY|PASSW|CREDENTIAL|CONNECTION|AUTH|SESSION|IDENTITY_HEADER", re.I
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +59,7 @@ class Selection:
         if self.tag is not None:
             return self.tag in rule.tags
         assert self.rule is not None
-        return _glob(self.rule).fullmatch(rule.name) is not None
+        return glob_match(self.rule, rule.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +122,24 @@ def replace_rule(rule: Rule, **changes: Any) -> Rule:
     return Rule(*(changes.get(name, getattr(rule, name)) for name in _RULE_FIELDS))
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+def glob_match(pattern: str, name: str) -> bool:
+    """Whether `name` matches `pattern`, where `*` matches any text (nothing else is special).
+    Part by part, leftmost first, which is exact for `*` alone and linear in the name for each
+    part (a regex of `.*`s backtracked for hours on `*a*a*...*b` against a long name)."""
+    if "*" not in pattern:
+        return name == pattern
+    first, *middle, last = pattern.split("*")
+    if len(name) < len(first) + len(last):
+        return False
+    if not (name.startswith(first) and name.endswith(last)):
+        return False
+    at, end = len(first), len(name) - len(last)
+    for part in middle:
+        found = name.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
 
 
 def load_falco_config(path: str | Path, env: Mapping[str, str]) -> FalcoConfig:
@@ -233,7 +257,7 @@ def _template(text: str, env: Mapping[str, str], at: str) -> str:
     """An output template with `${VAR}` expanded, checked as a rule's output is."""
     from falconet.rules.output import OutputFormatError, parse_output
 
-    text = _expand(text, env)
+    text = _expand(text, env, at)
     try:
         parse_output(text)
     except OutputFormatError as exc:
@@ -260,8 +284,14 @@ def _static_fields(value: Any, where: str, env: Mapping[str, str]) -> Iterable[t
             raise ConfigError(f"{where}: static field '{key}' must be a key and a scalar value")
         if isinstance(item, bool):
             item = "true" if item else "false"  # noqa: PLW2901 - YAML's true, as written
-        yield key, _expand(str(item), env)
+        yield key, _expand(str(item), env, f"{where}: static field '{key}'")
 
 
-def _expand(text: str, env: Mapping[str, str]) -> str:
+def _expand(text: str, env: Mapping[str, str], at: str) -> str:
+    for found in _ENV.finditer(text):
+        if _CREDENTIAL.search(found.group(1)):
+            raise ConfigError(
+                f"{at}: ${{{found.group(1)}}} is not expanded: it names a credential or a "
+                "falconet setting, which alerts must not carry"
+            )
     return _ENV.sub(lambda m: env.get(m.group(1), ""), text)

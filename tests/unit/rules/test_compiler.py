@@ -8,10 +8,12 @@ nulls, containers, bindings, subresources).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
 import marshal
+import os
 from pathlib import Path
 from typing import Any
 
@@ -490,6 +492,56 @@ def test_a_cache_others_can_write_is_not_read(tmp_path: Path) -> None:
     assert (stats["index_cache_hit"], stats["code_cache_hit"]) == (0, 0)
     cache.chmod(0o755)
     assert Engine.from_paths(rules, code_cache=cache).index_stats()["index_cache_hit"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_cache_file_that_is_not_a_regular_file_is_not_waited_on(tmp_path: Path) -> None:
+    """A named pipe where a cache file goes (whoever could make one there) must not block the
+    start: opening it for reading would wait for a writer for ever. It is ignored, and the rules
+    are built as without a cache."""
+    import threading
+
+    rules = [BUNDLED_RULES]
+    cache = tmp_path / "cache"
+    Engine.from_paths(rules, code_cache=cache)
+    pipes = sorted(cache.iterdir())
+    for path in pipes:
+        path.unlink()
+        os.mkfifo(path, 0o600)
+    stats: list[dict[str, int]] = []
+    build = threading.Thread(
+        target=lambda: stats.append(Engine.from_paths(rules, code_cache=cache).index_stats()),
+        daemon=True,
+    )
+    build.start()
+    build.join(60)  # a hang, not a speed: the build takes well under a second
+    hung = build.is_alive()
+    while build.is_alive():  # release a reader stuck on a pipe: its writer opens and closes
+        for path in pipes:
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        build.join(0.1)
+    assert not hung, "the build waited on a named pipe in the cache"
+    assert (stats[0]["index_cache_hit"], stats[0]["code_cache_hit"]) == (0, 0)
+
+
+def test_writing_the_cache_never_follows_a_link_someone_put_there(tmp_path: Path) -> None:
+    """The temporary file a cache write goes through had a predictable name (`<file>.<pid>.tmp`)
+    and was written following links: a link placed there (a cache directory in a shared /tmp)
+    had the build overwrite whatever file it pointed to."""
+    rules = [BUNDLED_RULES]
+    first = tmp_path / "first"
+    Engine.from_paths(rules, code_cache=first)
+    names = sorted(p.name for p in first.iterdir())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in names:
+        (cache / Path(name).with_suffix(f".{os.getpid()}.tmp")).symlink_to(victim)
+    Engine.from_paths(rules, code_cache=cache)
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in cache.iterdir() if not p.is_symlink()) == names  # still cached
 
 
 def test_an_index_cache_naming_other_objects_is_refused(tmp_path: Path) -> None:

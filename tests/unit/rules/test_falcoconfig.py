@@ -229,3 +229,70 @@ def test_the_documented_example_loads_and_works(tmp_path: Path) -> None:
     assert alert.output_fields["team"] == "sec-prod"
     assert alert.output_fields["deployment"] == "prod-eu"
     assert alert.message == "created p1 cluster=<NA>"
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_CLIENT_SECRET",
+        "IDENTITY_HEADER",
+        "FALCONET_WEBHOOK_TOKEN",
+        "FALCONET_NOTIFY_URL",
+    ],
+)
+@pytest.mark.parametrize(
+    "config",
+    [
+        "static_fields: {leak: '${%s}'}",
+        "append_output:\n- extra_output: 'x ${%s}'",
+        "append_output:\n- extra_fields: [{leak: '${%s}'}]",
+    ],
+)
+def test_a_credential_is_never_expanded_into_alerts(
+    tmp_path: Path, variable: str, config: str
+) -> None:
+    """A falco.yaml from others must not copy the function's credentials into every alert (and
+    so to every sink): `${VAR}` of a credential or of a falconet setting is refused by name."""
+    path = tmp_path / "falco.yaml"
+    path.write_text(config % variable)
+    with pytest.raises(ConfigError) as info:
+        load_falco_config(path, {variable: "s3cr3t-value"})
+    assert str(path) in str(info.value) and f"${{{variable}}}" in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)
+
+
+def test_ordinary_variables_are_still_expanded(tmp_path: Path) -> None:
+    path = tmp_path / "falco.yaml"
+    path.write_text("static_fields: {region: '${AWS_REGION}', host: '${HOSTNAME}'}\n")
+    config = load_falco_config(path, {"AWS_REGION": "eu-west-1", "HOSTNAME": "h1"})
+    assert config.static_fields == (("region", "eu-west-1"), ("host", "h1"))
+
+
+@pytest.mark.parametrize(
+    ("glob", "name", "matched"),
+    [
+        ("*", "", True),
+        ("Any *", "Any verb", True),
+        ("*verb", "Any verb", True),
+        ("A*y*b", "Any verb", True),
+        ("*n*n*", "Any verb", False),
+        ("Any", "Any verb", False),
+        ("a*a", "a", False),
+        ("*.*", "a.b", True),  # no character but `*` is special
+        ("x\n*", "x\ny", True),
+        ("*a" * 12 + "*b", "a" * 60, False),  # a backtracking regex took hours on this one
+        ("*a" * 12 + "*", "a" * 60, True),
+    ],
+)
+def test_rule_name_globs_match_in_linear_time(glob: str, name: str, matched: bool) -> None:
+    """A falco.yaml from others names rules by glob: `*a*a*...*b` once made the regex behind it
+    backtrack for hours per rule name (the cold start hung); the match is now done part by part."""
+    from falconet.rules.falcoconfig import Selection
+    from falconet.rules.model import Position, Rule
+
+    rule = Rule(name, 0, "c", None, "o", "d", 4, True, (), Position("f", 1, 1))  # type: ignore[arg-type]
+    assert Selection(enable=False, rule=glob).matches(rule) is matched
