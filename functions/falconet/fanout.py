@@ -38,6 +38,7 @@ from urllib.parse import quote_plus
 
 import orjson
 
+from falconet.alerts import text_line
 from falconet.errors import ConfigError, FalconetError
 from falconet.state.runs import RunProgress, RunStatus
 from falconet.triggers import RUN_ATTRIBUTE, valid_run_id
@@ -382,7 +383,8 @@ def tell_end(status: RunStatus, *, as_json: bool) -> bool:
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(status.to_dict()) + b"\n")
     for url, error in sorted(status.failures.items()):
-        print(f"falconet: failed: {url}: {error}", file=sys.stderr)
+        # Keys and error texts come from the bucket and the objects: one safe line each.
+        print(f"falconet: failed: {text_line(url)}: {text_line(error)}", file=sys.stderr)
     if status.failed:
         shown = len(status.failures)
         more = f" ({status.failed - shown} more not named)" if status.failed > shown else ""

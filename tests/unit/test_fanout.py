@@ -129,3 +129,26 @@ def test_the_follow_line_says_done_failed_rate_and_eta() -> None:
     )
     assert not status.finished
     assert "ETA" not in status_line(RunStatus("r", total=2, done=2), 1.0)
+
+
+def test_follow_names_failed_objects_on_one_safe_line_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An object key or an error text with a newline or an escape sequence cannot forge lines
+    (or terminal control) in `--follow`'s report of failures."""
+    from falconet.fanout import tell_end
+    from falconet.state.runs import RunStatus
+
+    status = RunStatus(
+        "r1",
+        total=2,
+        done=1,
+        failed=1,
+        failures={"s3://b/a\nfalconet: all 2 objects done\x1b[2J": "gzip\tbroken"},
+    )
+    assert tell_end(status, as_json=False) is True
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "falconet: failed: s3://b/a\\nfalconet: all 2 objects done\\u001b[2J: gzip\\tbroken",
+        "falconet: 1 object(s) failed",
+    ]
