@@ -257,15 +257,14 @@ def _lines_of_events(
                 # valid_timestamp's fast path for the MicroTime form, inlined (see there)
                 if not (
                     type(ts) is str
-                    and len(ts) == 27
+                    and len(ts) >= 20
                     and ts[:16] in prefixes
                     and ts[16] == ":"
                     and ts[17] < "6"
-                    and ts[19] == "."
-                    and ts[26] == "Z"
+                    and ts[-1] == "Z"
                     and ts.isascii()
                     and ts[17:19].isdigit()
-                    and ts[20:26].isdigit()
+                    and (len(ts) == 20 or (ts[19] == "." and ts[20:-1].isdigit()))
                 ) and not valid_ts(ts):
                     reader.accept(value, number, size, context)  # counts the rejection
                     continue
