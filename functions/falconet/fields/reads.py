@@ -12,6 +12,7 @@ from falconet.fields.jevt import _pointer_parts as pointer_parts
 from falconet.fields.registry import lookup
 
 BODIES = ("requestObject", "responseObject")
+POINTERS = frozenset({"jevt.value", "json.value"})  # the fields whose argument says what they read
 
 # Fields without a simple path, and which top-level keys they read (None: the whole event).
 _CUSTOM_READS: dict[str, frozenset[str] | None] = {
@@ -26,7 +27,7 @@ _ENVELOPE_PREFIXES = ("evt.", "falconet.", "jevt.rawtime", "json.rawtime")
 def reads_of(name: str, arg: str | None) -> frozenset[str] | None:
     """The top-level event keys the field `name[arg]` reads; None when it may read any (the whole
     event, or a field this table does not know: the safe answer)."""
-    if name in ("jevt.value", "json.value"):
+    if name in POINTERS:
         parts = pointer_parts(arg)
         return frozenset(parts[:1]) if parts else None
     if name in _CUSTOM_READS:
@@ -45,7 +46,7 @@ def reads_managed(name: str, arg: str | None) -> bool:
     """Whether the field `name[arg]` may read a body's `metadata.managedFields`: a path into it,
     or to the body or its metadata whole. The custom `ka.req.*` fields read a body's spec,
     data, rules, subjects or roleRef, and `ka.target.pod.name` the response's name."""
-    if name in ("jevt.value", "json.value"):
+    if name in POINTERS:
         path = pointer_parts(arg)
     else:
         definition = lookup(name)
