@@ -1,29 +1,30 @@
-"""Decoding only what is read: an audit event without its request and response objects.
+"""Decoding only what is read: an audit event without the request and response objects, or
+their managedFields, when nothing reads them.
 
 `orjson.loads` of every whole event was the largest cost of a detection run end to end (a real
 event is mostly `requestObject` and `responseObject`: pod specs, managedFields), though most rules
 read only the envelope (verb, user, objectRef, ...). `read_line` decodes one JSON line with msgspec
-into a typed `_Envelope` whose two bodies stay raw bytes, skipped by the parser without building an
-object, and makes the event dict from it; the bodies are decoded (by orjson) only when the event's
-(verb, resource) is one a consumer reads them for. Which those are is a `BodyPlan`, made by the
-engine from what its rules, outputs and correlations read (`Engine.body_plan`), plus what the
-pipeline itself reads (attribution).
+into a typed `_Envelope` whose two bodies stay raw (their members found, none decoded), and makes
+the event dict from it. The bodies are decoded, by orjson, only when the event's (verb, resource)
+is one a reader of bodies admits (`BodyPlan`: made from `Engine.body_readers`, what the rules,
+outputs and correlations read, plus attribution, by the pipeline), and then without the
+`metadata.managedFields` unless a reader may read those (`falconet.fields.reads`).
 
-The fast path must give exactly what `orjson.loads` gives, or step aside: `read_line` returns
-None (the caller then decodes the line as before) for a line that is not ASCII (orjson refuses
-invalid UTF-8, which the skipped bodies are not checked for), for an object with a key the
-envelope does not list, a value of a type it does not expect (a number where a string is, an
-integer past 64 bits), without `auditID`, or anything msgspec refuses. What
-msgspec reads, it reads as orjson does (strings, escapes, nesting, the last of duplicate keys
-inside objects); hypothesis checks it (tests/unit/test_decode_partial.py). The one difference
-left: a skipped body is checked for JSON syntax but not for a number beyond a double's range
-(`1e400`), which makes orjson refuse the whole line and the event then be read with Falco's
-reading (`falconet.decode.source`); on the fast path the envelope is read as orjson reads it.
-The two readings of an envelope differ only for duplicate keys, NULs and numbers as written,
-which the API server never writes into the envelope.
+The fast path gives exactly what `orjson.loads` gives, bar what the plan leaves out, or steps
+aside: `read_line` returns None (the caller then decodes the line as before) for an object with
+a key the envelope does not list, a value of a type it does not expect (a number where a string
+is, an integer past 64 bits), no `auditID`, bodies to be read whole, a line that is not ASCII when
+bytes are skipped (skipped bytes are not checked for UTF-8; what msgspec decodes, it checks as
+strictly as orjson), or anything msgspec or orjson refuses. What msgspec reads, it reads as orjson
+does (strings, escapes, the last of duplicate keys); hypothesis checks it
+(tests/unit/decode/test_partial.py). The one difference left: skipped bytes are checked for JSON
+syntax but not for a number beyond a double's range (`1e400`), which makes orjson refuse the whole
+line and the full path then read the event Falco's way (`falconet.decode.source`); here the
+envelope is read as orjson reads it. The two readings of an envelope differ only for duplicate
+keys, NULs and numbers as written, which the API server does not write there.
 
 The event dict's top-level keys are in the envelope's order, not the line's: only a reader of the
-whole event could tell, and such a reader (`jevt.obj`, a pointer to the root) disables the plan.
+whole event could tell, and such a reader (`jevt.obj`, a pointer to the root) means no plan.
 """
 
 from __future__ import annotations
@@ -174,8 +175,6 @@ def read_line(line: bytes, plan: BodyPlan) -> dict[str, Any] | None:
     """The audit event on `line` as `orjson.loads` would give it, without what nothing reads
     (`plan`): its request and response objects, or their `metadata.managedFields`; None when the
     line must take the full path (what the module's docstring lists). Raises nothing."""
-    if not line.isascii():
-        return None
     try:
         envelope = _decode(line)
     except _MsgspecError:
@@ -192,10 +191,10 @@ def read_line(line: bytes, plan: BodyPlan) -> dict[str, Any] | None:
     need = plan.needs(
         None if verb is UNSET else verb, ref.get("resource") if type(ref) is dict else None
     )
+    if need == WHOLE or not line.isascii():  # what is skipped is not checked for UTF-8
+        return None
     if need == SKIP:
         return event
-    if need == WHOLE:
-        return None
     try:
         if request is not UNSET:
             event["requestObject"] = _skim(request)

@@ -157,7 +157,9 @@ def test_read_line_gives_orjsons_event_or_steps_aside(
 @pytest.mark.parametrize(
     "line",
     [
-        b'{"kind":"Event","auditID":"a","verb":"caf\xc3\xa9"}',  # not ASCII
+        b'{"kind":"Event","auditID":"a","verb":"\xff"}',  # not UTF-8
+        # bytes skipped, and the line is not ASCII: skipped bytes are not checked for UTF-8
+        b'{"kind":"Event","auditID":"a","verb":"caf\xc3\xa9","requestObject":{}}',
         b'{"kind":"Event","auditID":"a","verb":"\\ud800"}',  # a lone surrogate
         b'{"kind":"Event","auditID":"a","requestObject":{"a":"\xff"}}',  # invalid UTF-8
         b'{"kind":"Event","auditID":"a","responseStatus":{"code":18446744073709551616}}',
@@ -174,6 +176,11 @@ def test_what_orjson_or_falco_reads_otherwise_takes_the_full_path(line: bytes) -
     plan.add(None, None)
     assert read_line(line, plan) is None
     assert read_line(line, BodyPlan()) is None
+
+
+def test_text_beyond_ascii_is_read_when_nothing_is_skipped() -> None:
+    line = '{"kind":"Event","auditID":"a","verb":"café","user":{"username":"zoë"}}'.encode()
+    assert read_line(line, BodyPlan()) == orjson.loads(line)
 
 
 def test_a_body_orjson_refuses_takes_the_full_path_when_it_is_read() -> None:
