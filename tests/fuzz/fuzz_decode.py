@@ -203,7 +203,7 @@ def fuzz_one(data: bytes) -> None:
 
 
 def _plan(level: int) -> BodyPlan:
-    plan = BodyPlan()
+    plan = BodyPlan(min_bytes=0)  # every line, however short
     if level != SKIP:
         plan.add(None, None, managed=level == WHOLE)
     return plan

@@ -221,6 +221,7 @@ def _lines_of_events(
     parse = reader.parse
     fast_loads = source.read if reader.falco_json else orjson.loads
     plan = reader.bodies  # decode events without the bodies nothing reads (`partial.read_line`)
+    fast_from = GC_PAUSE_BYTES if plan is None else plan.min_bytes  # the lines it takes
     decode_error = orjson.JSONDecodeError
     valid_ts = valid_timestamp
     prefixes = VALID_PREFIXES
@@ -241,7 +242,9 @@ def _lines_of_events(
             size = len(line)  # the line's newline included: still a bound of the event's size
             try:
                 if size < GC_PAUSE_BYTES:  # <= MIN_DOCUMENT_BYTES: no need to measure it
-                    value = None if plan is None else read_line(line, plan)
+                    value = None
+                    if size >= fast_from and plan is not None:
+                        value = read_line(line, plan)
                     if value is None:  # no plan, or the line takes the full path
                         value = fast_loads(line)
                 elif size > max_line:  # a complete line in one big chunk (a whole input)
