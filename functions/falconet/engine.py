@@ -65,6 +65,9 @@ DEFAULT_EXTRA_FIELDS: tuple[str, ...] = (
     "falconet.owner.user",
 )
 _LOCATION_FIELDS = frozenset({"falconet.src.country", "falconet.src.city", "falconet.src.asn"})
+# A reader of request/response objects: the verbs and resources it is limited to (None: any),
+# and whether it may read their managedFields (`Engine.body_readers`).
+BodyReader = tuple[frozenset[str] | None, frozenset[str] | None, bool]
 _MISSING = object()
 _NO_ALERTS: list[Alert] = []
 
@@ -236,6 +239,59 @@ class Engine:
             *(r.fields_used for r in live),
             *(c.group_by for c in self.correlations.correlations if names.intersection(c.rules)),
         )
+
+    def body_readers(self) -> list[BodyReader] | None:
+        """For which events this engine reads the request or response object (a rule's condition
+        or output, the fields added to every alert, a correlation's groups): one reader per rule
+        reading one, its (verb, resource) index keys (None: any) and whether it may read their
+        `managedFields` (`falconet.fields.reads`). None when something reads the whole event or
+        a field that module cannot place: then every event is decoded whole. The pipeline hands
+        them to `decode(bodies=...)`, which decodes the other events without them."""
+        from falconet.fields.reads import BODIES, POINTERS, reads_managed, reads_of, split_spec
+        from falconet.rules.compiler import can_match
+        from falconet.rules.expressions import field_uses
+        from falconet.rules.index import RESOURCE, VERB, required
+        from falconet.rules.output import FieldToken
+
+        def reads(specs: Iterable[tuple[str, str | None]]) -> frozenset[str] | None:
+            found: set[str] = set()
+            for name, arg in specs:
+                keys = reads_of(name, arg)
+                if keys is None:
+                    return None
+                found |= keys
+            return frozenset(found)
+
+        extras = DEFAULT_EXTRA_FIELDS if self._extra_fields is None else self._extra_fields
+        extra_specs = [split_spec(spec) for spec in extras]
+        every_alert = reads(extra_specs)
+        if every_alert is None:
+            return None
+        readers: list[BodyReader] = []
+        for rule in self._active:
+            # The names the rule reads (condition and output); the arguments where they matter
+            specs: list[tuple[str, str | None]] = [
+                (name, None) for name in rule.fields_used if name not in POINTERS
+            ]
+            if not POINTERS.isdisjoint(rule.fields_used):
+                specs += [key for key in field_uses(rule.condition) if key[0] in POINTERS]
+            specs += [(p.name, p.arg) for p in rule.output_parts if isinstance(p, FieldToken)]
+            for c in self.correlations.correlations:
+                if rule.name in c.rules:
+                    specs += [split_spec(s) for s in c.sources.get(rule.name, ())]
+                    if rule.name in c.value_sources:
+                        specs.append(split_spec(c.value_sources[rule.name]))
+            keys = reads(specs)
+            if keys is not None and not (keys | every_alert).intersection(BODIES):
+                continue
+            if not can_match(rule.condition):  # (asked only here: it costs ~0.1 ms a rule)
+                continue
+            if keys is None:
+                return None
+            managed = any(reads_managed(name, arg) for name, arg in specs + extra_specs)
+            verbs, resources = required(rule.condition, VERB), required(rule.condition, RESOURCE)
+            readers.append((verbs, resources, managed))
+        return readers
 
     # -- evaluation ------------------------------------------------------------------------------
 

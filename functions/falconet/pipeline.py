@@ -69,6 +69,7 @@ from falconet.decode import (
     decode,
     decode_value,
 )
+from falconet.decode.partial import BodyPlan
 from falconet.engine import Engine
 from falconet.errors import SinkError, StateError
 from falconet.sinks import Delivery, Sink, smallest_limit
@@ -276,6 +277,20 @@ class Pipeline:
         self.alert_limit = smallest_limit(self.sinks)
         self.body_limits = body_limits
         self.object_limits = object_limits
+        self._bodies: BodyPlan | None | bool = False  # False: not made yet (see `bodies`)
+
+    def bodies(self) -> BodyPlan | None:
+        """For which events the request and response objects are read: the engine's rules
+        (`Engine.body_readers`) and attribution (pods and workloads). Made at the first input,
+        not at a cold start; None: every event is decoded whole."""
+        if self._bodies is False:
+            made = getattr(self.engine, "body_readers", None)  # another evaluator: reads anything
+            readers = made() if made is not None else None
+            plan = None if readers is None else BodyPlan.of(readers)
+            if plan is not None and self.attributor is not None:
+                plan.add(None, frozenset(ATTRIBUTED))
+            self._bodies = plan
+        return self._bodies  # type: ignore[return-value]
 
     def start_deadline(self) -> Deadline:
         """The deadline of an invocation starting now, for a platform that does not give one:
@@ -394,6 +409,7 @@ class Pipeline:
             name=name,
             limits=limits,
             falco_json=self.falco_json,
+            bodies=self.bodies(),
         )
         return self._process(events, stats, context, started, deadline, run_id)
 

@@ -200,6 +200,9 @@ _TIMESTAMP_PARTS = st.sampled_from(
         "2024-06-01 12:00:01",
         "٢٠٢٤-06-01T12:00:01",
         "1999-12-31T23:59:59",
+        "2024-06-01T12:00:60",
+        "2024-06-01T12:00:5٥",
+        "2024-06-01T12:00:6x",
     ]
 )
 _TIMESTAMP_TAILS = st.sampled_from(
@@ -236,6 +239,23 @@ def test_fast_timestamp_check_agrees_with_the_full_parser(value: object) -> None
     from falconet.timestamps import parse_rfc3339_ns
 
     assert valid_timestamp(value) == (parse_rfc3339_ns(value) is not None)
+
+
+@FUZZ
+@given(st.tuples(_TIMESTAMP_PARTS, _TIMESTAMP_TAILS).map("".join), st.booleans())
+def test_decoders_inline_timestamp_checks_agree_with_the_full_parser(
+    value: str, in_list: bool
+) -> None:
+    # The two hot loops inline valid_timestamp's fast path: JSON lines, and an EventList's items.
+    from falconet.decode import DecodeStats, decode
+    from falconet.timestamps import parse_rfc3339_ns
+
+    event = {"kind": "Event", "auditID": "a", "stageTimestamp": value}
+    body = {"kind": "EventList", "items": [event]} if in_list else event
+    data = orjson.dumps(body) + b"\n"
+    for _ in range(2):  # the second time, the minute is in the cache
+        events = list(decode(data, stats=DecodeStats()))
+        assert bool(events) == (parse_rfc3339_ns(value) is not None)
 
 
 @pytest.mark.parametrize("head_limit", [None, 64])
