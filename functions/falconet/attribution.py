@@ -8,8 +8,7 @@ event on a pod or workload with a controller ownerReference the top of that chai
     attributor = Attributor(store, cluster=engine.field_getter("falconet.cluster"))  # per process
     batch = attributor.batch(deadline)                                 # per invocation
     for event, ctx in events:
-        if resource in ATTRIBUTED and verb not in QUIET_VERBS:         # a quick check first
-            ctx = batch.see(event, ctx)         # records a write, names the owner in ctx
+        ctx = batch.look(event, ctx)            # records a write, names the owner in ctx
         ...evaluate(event, ctx)...
     batch.flush()                               # one conditional put per changed record
 
@@ -302,6 +301,21 @@ class AttributionBatch:
         self.counters: dict[str, int] = defaultdict(int)
 
     # -- per event ---------------------------------------------------------------------------
+
+    def look(self, event: Mapping[str, Any], ctx: EventContext) -> EventContext:
+        """`see`, behind the quick check every event gets first (only writes and reads of pods
+        and workloads may name an owner), flushing once FLUSH_RECORDS writes are buffered: what
+        the pipeline and `falconet scan` call for each event. Raises StateError."""
+        ref = event.get("objectRef")
+        if (
+            type(ref) is dict
+            and ref.get("resource") in ATTRIBUTED
+            and event.get("verb") not in QUIET_VERBS
+        ):
+            ctx = self.see(event, ctx)
+            if len(self.writes) >= FLUSH_RECORDS:
+                self.flush()
+        return ctx
 
     def see(self, event: Mapping[str, Any], ctx: EventContext) -> EventContext:
         """Record `event` if it writes a workload; `ctx` with the owner of its object when known.

@@ -425,7 +425,6 @@ def _scan(args: argparse.Namespace) -> int:
 def _scan_here(args: argparse.Namespace) -> int:
     if _would_wait_on_terminal(args):
         return EXIT_USAGE
-    from falconet.attribution import ATTRIBUTED, FLUSH_RECORDS, QUIET_VERBS
     from falconet.correlate.correlator import FLUSH_MATCHES
     from falconet.decode import DecodeLimits, DecodeStats, decode
 
@@ -479,15 +478,7 @@ def _scan_here(args: argparse.Namespace) -> int:
             events = window.within(events)
         for event, ctx in events:
             if owners is not None:  # falconet.owner.*, before the rules see the event
-                ref = event.get("objectRef")
-                if (
-                    type(ref) is dict
-                    and ref.get("resource") in ATTRIBUTED
-                    and event.get("verb") not in QUIET_VERBS
-                ):
-                    ctx = owners.see(event, ctx)  # noqa: PLW2901 - the event's own context
-                    if owners.size >= FLUSH_RECORDS:
-                        owners.flush()
+                ctx = owners.look(event, ctx)  # noqa: PLW2901 - the event's own context
             if batch is None:
                 write(engine.evaluate(event, ctx), event)
                 continue

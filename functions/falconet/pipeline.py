@@ -53,8 +53,6 @@ import orjson
 from falconet.alerts import Alert, fit
 from falconet.attribution import (
     ATTRIBUTED,
-    FLUSH_RECORDS,
-    QUIET_VERBS,
     AttributionBatch,
     Attributor,
 )
@@ -501,18 +499,8 @@ class Pipeline:
                     run_ctx, run = ctx, 0
                 run += 1
                 last = event
-                if owners is not None:
-                    # The quick check: only writes and reads of pods and workloads may name an
-                    # owner (falconet.owner.*), and the rules must see it.
-                    ref = event.get("objectRef")
-                    if (
-                        type(ref) is dict
-                        and ref.get("resource") in ATTRIBUTED
-                        and event.get("verb") not in QUIET_VERBS
-                    ):
-                        ctx = owners.see(event, ctx)  # noqa: PLW2901 - the event's own context
-                        if owners.size >= FLUSH_RECORDS:
-                            owners.flush()
+                if owners is not None:  # falconet.owner.*: the rules must see it
+                    ctx = owners.look(event, ctx)  # noqa: PLW2901 - the event's own context
                 if judge is None:
                     alerts = evaluate(event, ctx)
                 else:
